@@ -1,1 +1,151 @@
-//! placeholder
+//! tessera's HTTP server: git's smart HTTP protocol over [`tessera_store`].
+//!
+//! [`Config`] says where data lives and who may do what; [`Server::bind`]
+//! opens the store (migrating it), sets up the monorepo layout on first
+//! start, and serves until the future is dropped. Each request resolves a
+//! repository path, refreshes that repository's cached index snapshot, and
+//! hands the protocol work to blocking threads.
+#![forbid(unsafe_code)]
+
+mod auth;
+mod error;
+mod layout;
+mod push;
+mod repos;
+mod smart;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tessera_store::Store;
+
+pub use error::HttpError;
+
+/// Everything the server needs to know; built by the binary from flags,
+/// environment and `tessera.toml`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub listen: String,
+    pub database: String,
+    /// Paths under which a push creates an import repository, e.g. `/import`.
+    pub import_roots: Vec<String>,
+    /// Require a token for reads too (pushes always need one).
+    pub require_token_for_reads: bool,
+    pub packs_in_database: bool,
+    /// The largest push accepted, in bytes.
+    pub max_push_bytes: u64,
+    /// The largest fetch request body (wants and haves), in bytes.
+    pub max_request_bytes: usize,
+    /// Refuse fetches that would send more objects than this.
+    pub max_clone_objects: Option<u64>,
+}
+
+impl Config {
+    /// Defaults for a data directory: SQLite inside it, `/import` as the import root.
+    pub fn with_data_dir(data_dir: PathBuf) -> Config {
+        let database = format!("sqlite://{}", data_dir.join("tessera.db").display());
+        Config {
+            data_dir,
+            listen: "127.0.0.1:8000".into(),
+            database,
+            import_roots: vec!["/import".into()],
+            require_token_for_reads: false,
+            packs_in_database: false,
+            max_push_bytes: 8 << 30,
+            max_request_bytes: 64 << 20,
+            max_clone_objects: None,
+        }
+    }
+}
+
+pub(crate) struct State {
+    pub config: Config,
+    pub store: Store,
+    pub cache: repos::Cache,
+}
+
+/// A bound, ready server.
+pub struct Server {
+    listener: tokio::net::TcpListener,
+    state: Arc<State>,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] tessera_store::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl Server {
+    /// Opens storage, sets up the layout and binds the listening socket.
+    pub async fn bind(config: Config) -> Result<Server, StartError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let store = Store::open(
+            &config.database,
+            &config.data_dir,
+            tessera_store::Options {
+                packs_in_database: config.packs_in_database,
+                max_connections: None,
+            },
+        )
+        .await?;
+        layout::ensure(&store, &config).await?;
+        let listener = tokio::net::TcpListener::bind(&config.listen)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: config.listen.clone(),
+                source,
+            })?;
+        let state = Arc::new(State {
+            config,
+            store,
+            cache: repos::Cache::default(),
+        });
+        Ok(Server { listener, state })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until the process ends.
+    pub async fn run(self) -> std::io::Result<()> {
+        let app = smart::router(self.state);
+        axum::serve(self.listener, app).await
+    }
+}
+
+/// Opens the store as the server would, for CLI commands (tokens, schema).
+pub async fn open_store(config: &Config) -> Result<Store, StartError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    })?;
+    Ok(Store::open(
+        &config.database,
+        &config.data_dir,
+        tessera_store::Options {
+            packs_in_database: config.packs_in_database,
+            max_connections: Some(2),
+        },
+    )
+    .await?)
+}

@@ -1,1 +1,207 @@
-fn main() {}
+//! The `tessera` command: the git server, its tokens and schema, and the
+//! data bridge. Configuration comes from flags, then `TESSERA_*` environment
+//! variables, then `tessera.toml`, then defaults.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+use tessera_server::Config;
+use tessera_store::Dialect;
+
+#[derive(Parser)]
+#[command(
+    name = "tessera",
+    version,
+    about = "git monorepo server on SQL storage, and a data bridge between SQL databases and git"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve git over smart HTTP (creates and migrates the data dir on first start).
+    Serve(ServerArgs),
+    /// Create, list and revoke access tokens.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Database administration.
+    Db {
+        #[command(subcommand)]
+        action: DbAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenAction {
+    /// Create a token and print its secret (shown only once).
+    Create {
+        #[arg(long)]
+        name: String,
+    },
+    /// List tokens (never their secrets).
+    List,
+    /// Revoke a token by id or name.
+    Revoke { id_or_name: String },
+}
+
+#[derive(Subcommand)]
+enum DbAction {
+    /// Print the schema's SQL for a dialect, for DBAs who create it by hand.
+    Schema {
+        #[arg(long, default_value = "sqlite")]
+        dialect: String,
+    },
+}
+
+#[derive(Args, Clone, Default)]
+struct ServerArgs {
+    /// Where the SQLite database and pack files live [default: ./tessera-data]
+    #[arg(long, env = "TESSERA_DATA_DIR", global = true)]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8000]
+    #[arg(long, env = "TESSERA_LISTEN", global = true)]
+    listen: Option<String>,
+    /// Database URL: sqlite://…, postgres://… or mysql://… [default: sqlite in the data dir]
+    #[arg(long, env = "TESSERA_DATABASE", global = true)]
+    database: Option<String>,
+    /// Configuration file [default: ./tessera.toml if present]
+    #[arg(long, env = "TESSERA_CONFIG", global = true)]
+    config: Option<PathBuf>,
+}
+
+/// `tessera.toml`; every key is optional.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    listen: Option<String>,
+    database: Option<String>,
+    import_roots: Option<Vec<String>>,
+    require_token_for_reads: Option<bool>,
+    packs_in_database: Option<bool>,
+    max_push_bytes: Option<u64>,
+    max_clone_objects: Option<u64>,
+}
+
+fn load_config(args: &ServerArgs) -> anyhow::Result<Config> {
+    let (path, required) = match &args.config {
+        Some(p) => (p.clone(), true),
+        None => (PathBuf::from("tessera.toml"), false),
+    };
+    let file: FileConfig = match std::fs::read_to_string(&path) {
+        Ok(text) => toml::from_str(&text).with_context(|| format!("reading {}", path.display()))?,
+        Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => FileConfig::default(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let data_dir = args
+        .data_dir
+        .clone()
+        .or(file.data_dir)
+        .unwrap_or_else(|| PathBuf::from("tessera-data"));
+    let mut config = Config::with_data_dir(data_dir);
+    if let Some(listen) = args.listen.clone().or(file.listen) {
+        config.listen = listen;
+    }
+    if let Some(db) = args.database.clone().or(file.database) {
+        Dialect::from_url(&db).with_context(|| {
+            format!("database URL {db:?} must start with sqlite://, postgres:// or mysql://")
+        })?;
+        config.database = db;
+    }
+    if let Some(roots) = file.import_roots {
+        config.import_roots = roots;
+    }
+    config.require_token_for_reads = file.require_token_for_reads.unwrap_or(false);
+    config.packs_in_database = file.packs_in_database.unwrap_or(false);
+    if let Some(max) = file.max_push_bytes {
+        config.max_push_bytes = max;
+    }
+    config.max_clone_objects = file.max_clone_objects;
+    Ok(config)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve(args) => {
+            let config = load_config(&args)?;
+            let server = tessera_server::Server::bind(config.clone()).await?;
+            println!(
+                "tessera listening on http://{}  (data: {})",
+                server.local_addr(),
+                config.data_dir.display()
+            );
+            server.run().await?;
+        }
+        Command::Token { action, server } => {
+            let config = load_config(&server)?;
+            let store = tessera_server::open_store(&config).await?;
+            match action {
+                TokenAction::Create { name } => {
+                    let (_, secret) = store.create_token(&name).await?;
+                    println!("{secret}");
+                }
+                TokenAction::List => {
+                    for t in store.list_tokens().await? {
+                        let state = if t.revoked_at.is_some() {
+                            "revoked"
+                        } else {
+                            "active"
+                        };
+                        println!("{}\t{}\t{}\t{state}", t.id, t.name, t.created_at);
+                    }
+                }
+                TokenAction::Revoke { id_or_name } => {
+                    if store.revoke_token(&id_or_name).await? == 0 {
+                        anyhow::bail!("no active token {id_or_name:?}");
+                    }
+                }
+            }
+        }
+        Command::Db {
+            action: DbAction::Schema { dialect },
+        } => {
+            let dialect = Dialect::parse(&dialect).with_context(|| {
+                format!("unknown dialect {dialect:?}: use sqlite, postgres or mysql")
+            })?;
+            print!("{}", tessera_store::schema::script(dialect));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

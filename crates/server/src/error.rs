@@ -1,0 +1,53 @@
+//! Errors at the HTTP boundary: a status and a message safe to show.
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+/// A failed request: what the client is told. Internal details are logged
+/// where the error is made, not sent.
+#[derive(Debug)]
+pub struct HttpError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl HttpError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        HttpError {
+            status,
+            message: message.into(),
+        }
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+    pub fn internal(context: &str, error: impl std::fmt::Display) -> Self {
+        tracing::error!("{context}: {error}");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("internal error while {context}"),
+        )
+    }
+}
+
+impl From<tessera_store::Error> for HttpError {
+    fn from(e: tessera_store::Error) -> Self {
+        HttpError::internal("accessing storage", e)
+    }
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let mut res = (self.status, format!("{}\n", self.message)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            res.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Basic realm=\"tessera\""),
+            );
+        }
+        res
+    }
+}

@@ -1,0 +1,185 @@
+//! Registering a received pack: the pack row, its objects and its commits,
+//! in one transaction.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use sqlx::Row;
+use tessera_pack::Kind;
+
+use crate::{now, parse_oid, BindValue, Error, ObjectId, Store};
+
+/// A pack about to be stored.
+#[derive(Debug, Clone)]
+pub struct NewPack {
+    pub checksum: ObjectId,
+    pub size: u64,
+}
+
+/// One object of a new pack, as the pack scanner found it.
+#[derive(Debug, Clone)]
+pub struct NewObject {
+    pub id: ObjectId,
+    pub kind: Kind,
+    pub size: u64,
+    pub offset: u64,
+    pub end: u64,
+    pub delta_base: Option<ObjectId>,
+}
+
+/// One commit of a new pack, with its generation number already computed.
+#[derive(Debug, Clone)]
+pub struct NewCommit {
+    pub id: ObjectId,
+    pub tree: ObjectId,
+    pub parents: Vec<ObjectId>,
+    pub generation: i64,
+    pub time: i64,
+}
+
+pub(crate) fn kind_to_int(kind: Kind) -> i64 {
+    tessera_pack::entry::kind_code(kind) as i64
+}
+
+pub(crate) fn kind_from_int(v: i64) -> Result<Kind, Error> {
+    Ok(match v {
+        1 => Kind::Commit,
+        2 => Kind::Tree,
+        3 => Kind::Blob,
+        4 => Kind::Tag,
+        other => return Err(Error::Corrupt(format!("object kind {other}"))),
+    })
+}
+
+/// Rows per multi-row INSERT: few round trips, well under every dialect's
+/// bound-parameter limit.
+const BATCH: usize = 500;
+
+impl Store {
+    /// Stores the pack at `spooled` for `repo_id` with its objects and
+    /// commits. Either all of it becomes visible or none does.
+    pub async fn add_pack(
+        &self,
+        repo_id: i64,
+        spooled: &Path,
+        pack: NewPack,
+        objects: &[NewObject],
+        commits: &[NewCommit],
+    ) -> Result<i64, Error> {
+        let _guard = self.write_guard().await;
+        let mut tx = self.pool.begin().await?;
+        // Version first: it takes the repository's row lock, so pack ids of
+        // one repository are handed out in commit order.
+        self.bump_version(&mut tx, repo_id).await?;
+        let pack_id = self
+            .insert_id(
+                &mut *tx,
+                "INSERT INTO packs (checksum, storage, location, size, n_objects, created_at) VALUES (?, ?, NULL, ?, ?, ?)",
+                vec![
+                    pack.checksum.to_string().into(),
+                    self.packs.kind().into(),
+                    (pack.size as i64).into(),
+                    (objects.len() as i64).into(),
+                    now().into(),
+                ],
+            )
+            .await?;
+        let result = async {
+            let location = self.put_pack(&mut tx, pack_id, spooled).await?;
+            sqlx::query(&self.sql("UPDATE packs SET location = ? WHERE id = ?"))
+                .bind(location)
+                .bind(pack_id)
+                .execute(&mut *tx)
+                .await?;
+            for batch in objects.chunks(BATCH) {
+                let mut binds = Vec::with_capacity(batch.len() * 8);
+                for o in batch {
+                    binds.extend([
+                        BindValue::Int(repo_id),
+                        o.id.to_string().into(),
+                        kind_to_int(o.kind).into(),
+                        (o.size as i64).into(),
+                        pack_id.into(),
+                        (o.offset as i64).into(),
+                        (o.end as i64).into(),
+                        o.delta_base.map(|b| b.to_string()).into(),
+                    ]);
+                }
+                let sql = self.insert_ignore(
+                    "objects (repo_id, oid, kind, size, pack_id, pack_offset, pack_end, delta_base)",
+                    8,
+                    batch.len(),
+                );
+                crate::bind_all(sqlx::query(&sql), binds).execute(&mut *tx).await?;
+            }
+            for batch in commits.chunks(BATCH) {
+                let mut binds = Vec::with_capacity(batch.len() * 7);
+                for c in batch {
+                    let parents: Vec<String> = c.parents.iter().map(|p| p.to_string()).collect();
+                    binds.extend([
+                        BindValue::Int(repo_id),
+                        c.id.to_string().into(),
+                        c.tree.to_string().into(),
+                        parents.join(" ").into(),
+                        c.generation.into(),
+                        c.time.into(),
+                        pack_id.into(),
+                    ]);
+                }
+                let sql = self.insert_ignore("commits (repo_id, oid, tree, parents, generation, commit_time, pack_id)", 7, batch.len());
+                crate::bind_all(sqlx::query(&sql), binds).execute(&mut *tx).await?;
+            }
+            Ok::<_, Error>(())
+        }
+        .await;
+        match result {
+            Ok(()) => match tx.commit().await {
+                Ok(()) => Ok(pack_id),
+                Err(e) => {
+                    self.forget_pack(pack_id).await;
+                    Err(e.into())
+                }
+            },
+            Err(e) => {
+                let _ = tx.rollback().await;
+                self.forget_pack(pack_id).await;
+                Err(e)
+            }
+        }
+    }
+
+    fn insert_ignore(&self, table_and_columns: &str, n_columns: usize, n_rows: usize) -> String {
+        let row = format!("({})", vec!["?"; n_columns].join(", "));
+        let values = vec![row; n_rows].join(", ");
+        let sql = match self.dialect {
+            crate::Dialect::Mysql => {
+                format!("INSERT IGNORE INTO {table_and_columns} VALUES {values}")
+            }
+            _ => format!("INSERT INTO {table_and_columns} VALUES {values} ON CONFLICT DO NOTHING"),
+        };
+        self.sql(&sql)
+    }
+
+    /// Generation numbers of stored commits among `ids` (absent ones are left out).
+    pub async fn commit_generations(
+        &self,
+        repo_id: i64,
+        ids: &[ObjectId],
+    ) -> Result<HashMap<ObjectId, i64>, Error> {
+        let mut out = HashMap::new();
+        for batch in ids.chunks(BATCH) {
+            let placeholders = vec!["?"; batch.len()].join(", ");
+            let sql = self.sql(&format!(
+                "SELECT oid, generation FROM commits WHERE repo_id = ? AND oid IN ({placeholders})"
+            ));
+            let mut q = sqlx::query(&sql).bind(repo_id);
+            for id in batch {
+                q = q.bind(id.to_string());
+            }
+            for row in q.fetch_all(&self.pool).await? {
+                out.insert(parse_oid(&row.try_get::<String, _>(0)?)?, row.try_get(1)?);
+            }
+        }
+        Ok(out)
+    }
+}

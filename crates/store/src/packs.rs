@@ -1,0 +1,145 @@
+//! Where pack bytes live: files under the data dir, or chunks in the database
+//! (materialized into a local cache file for random reads).
+//!
+//! Another backend (an object store) fits by implementing the same three
+//! steps: `put` while the registering transaction is open, `local_path` to
+//! get a readable file, and `forget` if the transaction rolls back.
+
+use std::path::{Path, PathBuf};
+
+use sqlx::Row;
+use tokio::io::AsyncReadExt;
+
+use crate::{Error, Store};
+
+/// How pack bytes are kept; chosen at start-up by configuration.
+#[derive(Debug, Clone)]
+pub enum PackStorage {
+    Files { dir: PathBuf },
+    Database { cache_dir: PathBuf },
+}
+
+/// Database rows are kept well under MySQL's default max_allowed_packet.
+const CHUNK: usize = 8 << 20;
+
+impl PackStorage {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PackStorage::Files { .. } => "file",
+            PackStorage::Database { .. } => "database",
+        }
+    }
+
+    fn file_name(pack_id: i64) -> String {
+        format!("pack-{pack_id:010}.pack")
+    }
+
+    /// A directory on the same file system as the stored packs, for spooling
+    /// incoming packs so that storing them is a rename.
+    pub fn spool_dir(&self) -> PathBuf {
+        match self {
+            PackStorage::Files { dir } => dir.join("incoming"),
+            PackStorage::Database { cache_dir } => cache_dir.join("incoming"),
+        }
+    }
+}
+
+impl Store {
+    /// Moves the spooled pack into storage as `pack_id`, inside `tx`.
+    pub(crate) async fn put_pack(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        pack_id: i64,
+        spooled: &Path,
+    ) -> Result<String, Error> {
+        match &self.packs {
+            PackStorage::Files { dir } => {
+                tokio::fs::create_dir_all(dir).await?;
+                let name = PackStorage::file_name(pack_id);
+                tokio::fs::rename(spooled, dir.join(&name)).await?;
+                Ok(name)
+            }
+            PackStorage::Database { .. } => {
+                let mut file = tokio::fs::File::open(spooled).await?;
+                let mut buf = vec![0u8; CHUNK];
+                let mut seq = 0i64;
+                loop {
+                    let mut filled = 0;
+                    while filled < CHUNK {
+                        let n = file.read(&mut buf[filled..]).await?;
+                        if n == 0 {
+                            break;
+                        }
+                        filled += n;
+                    }
+                    if filled == 0 {
+                        break;
+                    }
+                    let sql =
+                        self.sql("INSERT INTO pack_chunks (pack_id, seq, data) VALUES (?, ?, ?)");
+                    sqlx::query(&sql)
+                        .bind(pack_id)
+                        .bind(seq)
+                        .bind(&buf[..filled])
+                        .execute(&mut **tx)
+                        .await?;
+                    seq += 1;
+                }
+                let _ = tokio::fs::remove_file(spooled).await;
+                Ok(format!("chunks:{seq}"))
+            }
+        }
+    }
+
+    /// Undoes [`Store::put_pack`]'s file side after a rolled-back transaction.
+    pub(crate) async fn forget_pack(&self, pack_id: i64) {
+        if let PackStorage::Files { dir } = &self.packs {
+            let _ = tokio::fs::remove_file(dir.join(PackStorage::file_name(pack_id))).await;
+        }
+    }
+
+    /// A local file holding the pack, fetching it from the database first
+    /// when packs are stored there.
+    pub async fn pack_path(&self, pack_id: i64) -> Result<PathBuf, Error> {
+        match &self.packs {
+            PackStorage::Files { dir } => Ok(dir.join(PackStorage::file_name(pack_id))),
+            PackStorage::Database { cache_dir } => {
+                let path = cache_dir.join(PackStorage::file_name(pack_id));
+                if tokio::fs::metadata(&path).await.is_ok() {
+                    return Ok(path);
+                }
+                tokio::fs::create_dir_all(cache_dir).await?;
+                let tmp = cache_dir.join(format!(
+                    "{}.tmp-{}",
+                    PackStorage::file_name(pack_id),
+                    rand::random::<u64>()
+                ));
+                let mut out = Vec::new();
+                let mut seq = 0i64;
+                let sql = self.sql("SELECT data FROM pack_chunks WHERE pack_id = ? AND seq = ?");
+                let mut file = tokio::fs::File::create(&tmp).await?;
+                loop {
+                    let row = sqlx::query(&sql)
+                        .bind(pack_id)
+                        .bind(seq)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                    let Some(row) = row else { break };
+                    out.clear();
+                    out = row.try_get(0)?;
+                    tokio::io::AsyncWriteExt::write_all(&mut file, &out).await?;
+                    seq += 1;
+                }
+                if seq == 0 {
+                    let _ = tokio::fs::remove_file(&tmp).await;
+                    return Err(Error::Corrupt(format!(
+                        "pack {pack_id} has no stored chunks"
+                    )));
+                }
+                tokio::io::AsyncWriteExt::flush(&mut file).await?;
+                tokio::fs::rename(&tmp, &path).await?;
+                Ok(path)
+            }
+        }
+    }
+}
