@@ -93,6 +93,10 @@ pub struct FetchRequest {
     pub filter: Option<Filter>,
     pub caps: HashSet<String>,
     pub v2: bool,
+    /// v0 only: the body goes past the want section (haves, a flush or
+    /// `done`). A stateless client sends the want section alone first to
+    /// learn the shallow boundary, and expects nothing else back.
+    pub negotiates: bool,
 }
 
 impl FetchRequest {
@@ -163,8 +167,15 @@ pub fn parse_v0(body: &[u8]) -> Result<FetchRequest, RequestError> {
     let mut req = FetchRequest::default();
     let mut parser = pkt::Parser::new(body);
     let mut first_want = true;
+    let mut n_flush = 0;
     while let Some(packet) = parser.next_packet()? {
-        let Packet::Data(_) = packet else { continue };
+        if n_flush > 0 {
+            req.negotiates = true;
+        }
+        let Packet::Data(_) = packet else {
+            n_flush += 1;
+            continue;
+        };
         let line = text(packet.line().unwrap_or_default())?;
         if let Some(rest) = line.strip_prefix("want ") {
             let mut parts = rest.split(' ');
@@ -172,6 +183,8 @@ pub fn parse_v0(body: &[u8]) -> Result<FetchRequest, RequestError> {
             if first_want {
                 req.caps
                     .extend(parts.filter(|c| !c.is_empty()).map(|c| c.to_string()));
+                // In v0 relative deepening is a capability of the want line.
+                req.deepen.relative |= req.caps.contains("deepen-relative");
                 first_want = false;
             }
             req.wants.push(id);
@@ -626,6 +639,9 @@ impl Upload<'_> {
         if req.deepen.requested() {
             write_shallow_lines(&mut out, &plan);
             pkt::write_flush(&mut out);
+        }
+        if !req.negotiates && !req.done {
+            return sink(out).map_err(Into::into);
         }
         let neg = self.negotiate(&graph, req);
         let detailed = req.has("multi_ack_detailed");

@@ -424,7 +424,9 @@ async fn receive_pack(
             "push is over the limit of {} bytes",
             state.config.max_push_bytes
         ))
-    } else if !req.expects_pack() && n_bytes == 0 {
+    } else if n_bytes == 0 {
+        // No pack (deletes only, or every object already here): the ref
+        // checks below find any object that is missing.
         Ok(push::Ingested::default())
     } else {
         let snapshot = repos::snapshot(&state, repo.id).await?;
