@@ -2,7 +2,9 @@
 
 use std::path::Path;
 
-use tessera_testkit::{commit_all, fsck, git, new_repo, per_backend, refs, write, Backend, TestServer};
+use tessera_testkit::{
+    commit_all, fsck, git, new_repo, per_backend, refs, write, Backend, TestServer,
+};
 
 /// A repository with every kind of object and entry git has.
 fn rich_repo(dir: &Path) {
@@ -22,7 +24,15 @@ fn rich_repo(dir: &Path) {
     }
     let base = commit_all(dir, "initial");
     // A gitlink (submodule entry) pointing at some commit.
-    git(dir, &["update-index", "--add", "--cacheinfo", &format!("160000,{base},vendor/sub")]);
+    git(
+        dir,
+        &[
+            "update-index",
+            "--add",
+            "--cacheinfo",
+            &format!("160000,{base},vendor/sub"),
+        ],
+    );
     git(dir, &["commit", "-q", "-m", "add submodule entry"]);
     // Branches and merges, including an octopus.
     for b in ["a", "b", "c"] {
@@ -40,7 +50,12 @@ fn rich_repo(dir: &Path) {
         "tree {tree}\nparent {head}\nauthor Tess Tester <tess@example.com> 1704067200 +0000\ncommitter Tess Tester <tess@example.com> 1704067200 +0000\ngpgsig -----BEGIN PGP SIGNATURE-----\n \n iQEzBAABCAAdFiEE\n =abcd\n -----END PGP SIGNATURE-----\n\nsigned commit\n"
     );
     let file = write(dir, "../signed-commit", signed);
-    let id = git(dir, &["hash-object", "-w", "-t", "commit", file.to_str().unwrap()]).trim().to_string();
+    let id = git(
+        dir,
+        &["hash-object", "-w", "-t", "commit", file.to_str().unwrap()],
+    )
+    .trim()
+    .to_string();
     git(dir, &["update-ref", "refs/heads/main", &id]);
     git(dir, &["reset", "-q", "--hard"]);
     git(dir, &["tag", "light"]);
@@ -50,7 +65,9 @@ fn rich_repo(dir: &Path) {
 }
 
 fn push_all_and_clone(backend: Backend) {
-    let Some(server) = TestServer::start(backend) else { return };
+    let Some(server) = TestServer::start(backend) else {
+        return;
+    };
     let src = new_repo();
     rich_repo(src.path());
     fsck(src.path());
@@ -60,20 +77,43 @@ fn push_all_and_clone(backend: Backend) {
     for version in ["0", "1", "2"] {
         let dest = tempfile::tempdir().unwrap();
         let clone = dest.path().join("c");
-        git(dest.path(), &["-c", &format!("protocol.version={version}"), "clone", "-q", "--mirror", &server.repo("/import/rich.git"), clone.to_str().unwrap()]);
-        assert_eq!(refs(&clone, "refs/"), refs(src.path(), "refs/"), "protocol v{version}");
+        git(
+            dest.path(),
+            &[
+                "-c",
+                &format!("protocol.version={version}"),
+                "clone",
+                "-q",
+                "--mirror",
+                &server.repo("/import/rich.git"),
+                clone.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(
+            refs(&clone, "refs/"),
+            refs(src.path(), "refs/"),
+            "protocol v{version}"
+        );
         fsck(&clone);
     }
     // HEAD follows the pushed default branch.
     let dest = tempfile::tempdir().unwrap();
-    git(dest.path(), &["clone", "-q", &server.repo("/import/rich"), "w"]);
-    assert_eq!(git(&dest.path().join("w"), &["symbolic-ref", "HEAD"]).trim(), "refs/heads/main");
+    git(
+        dest.path(),
+        &["clone", "-q", &server.repo("/import/rich"), "w"],
+    );
+    assert_eq!(
+        git(&dest.path().join("w"), &["symbolic-ref", "HEAD"]).trim(),
+        "refs/heads/main"
+    );
     assert!(dest.path().join("w/link").is_symlink());
 }
 
 /// A file over 100 MB survives the trip with its content intact.
 fn large_file(backend: Backend) {
-    let Some(server) = TestServer::start(backend) else { return };
+    let Some(server) = TestServer::start(backend) else {
+        return;
+    };
     let src = new_repo();
     let mut data = Vec::with_capacity(101 << 20);
     let mut x: u64 = 0x9e3779b97f4a7c15;
@@ -86,11 +126,20 @@ fn large_file(backend: Backend) {
     }
     write(src.path(), "big.bin", &data);
     commit_all(src.path(), "big file");
-    git(src.path(), &["push", "-q", &server.push_url("/import/big"), "main"]);
+    git(
+        src.path(),
+        &["push", "-q", &server.push_url("/import/big"), "main"],
+    );
     let dest = tempfile::tempdir().unwrap();
-    git(dest.path(), &["clone", "-q", &server.repo("/import/big"), "c"]);
+    git(
+        dest.path(),
+        &["clone", "-q", &server.repo("/import/big"), "c"],
+    );
     let cloned = std::fs::read(dest.path().join("c/big.bin")).unwrap();
-    assert!(cloned == data, "big file content differs after the round trip");
+    assert!(
+        cloned == data,
+        "big file content differs after the round trip"
+    );
     fsck(&dest.path().join("c"));
 }
 
@@ -102,6 +151,10 @@ fn monorepo_root_is_cloneable() {
     let dest = tempfile::tempdir().unwrap();
     git(dest.path(), &["clone", "-q", &server.repo("/"), "root"]);
     let root = dest.path().join("root");
-    assert!(root.join("projects").is_dir() && root.join("import").is_dir() && root.join("README.md").is_file());
+    assert!(
+        root.join("projects").is_dir()
+            && root.join("import").is_dir()
+            && root.join("README.md").is_file()
+    );
     fsck(&root);
 }

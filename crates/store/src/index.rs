@@ -92,7 +92,7 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         for row in rows {
-            let parents: String = row.try_get(2)?;
+            let parents = crate::text(&row, 2)?;
             index.commits.insert(
                 parse_oid(&row.try_get::<String, _>(0)?)?,
                 CommitInfo {

@@ -174,7 +174,11 @@ impl Store {
                             conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
                                 .await?;
                         }
-                        Dialect::Postgres => {}
+                        Dialect::Postgres => {
+                            // CREATE ... IF NOT EXISTS on every start would
+                            // otherwise log a notice per table.
+                            conn.execute("SET client_min_messages = warning").await?;
+                        }
                     }
                     Ok(())
                 })
@@ -329,13 +333,13 @@ impl Store {
         let kind: String = row.try_get(2)?;
         Ok(Repo {
             id: row.try_get(0)?,
-            path: row.try_get(1)?,
+            path: text(row, 1)?,
             kind: if kind == "mono" {
                 RepoKind::Mono
             } else {
                 RepoKind::Import
             },
-            head: row.try_get(3)?,
+            head: text(row, 3)?,
             version: row.try_get(4)?,
         })
     }
@@ -426,4 +430,17 @@ pub(crate) fn bind_all<'q>(
         };
     }
     query
+}
+
+/// A text column. MySQL reports `utf8mb4_bin` columns (used so names compare
+/// byte-wise) as binary, so fall back to bytes holding UTF-8.
+pub(crate) fn text(row: &AnyRow, idx: usize) -> Result<String, Error> {
+    match row.try_get::<String, _>(idx) {
+        Ok(s) => Ok(s),
+        Err(_) => {
+            let bytes: Vec<u8> = row.try_get(idx)?;
+            String::from_utf8(bytes)
+                .map_err(|_| Error::Corrupt(format!("column {idx} is not UTF-8")))
+        }
+    }
 }

@@ -45,7 +45,7 @@ impl Store {
             .map(|row| {
                 let peeled: Option<String> = row.try_get(2)?;
                 Ok(Ref {
-                    name: row.try_get(0)?,
+                    name: crate::text(row, 0)?,
                     target: parse_oid(&row.try_get::<String, _>(1)?)?,
                     peeled: peeled.as_deref().map(parse_oid).transpose()?,
                 })

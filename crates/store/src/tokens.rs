@@ -82,7 +82,7 @@ impl Store {
 fn token_from_row(row: &sqlx::any::AnyRow) -> Result<Token, Error> {
     Ok(Token {
         id: row.try_get(0)?,
-        name: row.try_get(1)?,
+        name: crate::text(row, 1)?,
         created_at: row.try_get(2)?,
         revoked_at: row.try_get(3)?,
     })
