@@ -1,1 +1,67 @@
-fn main() {}
+//! Development tasks: `cargo xtask fuzz [TARGET] [SECONDS]`, `cargo xtask bench`.
+
+use std::process::Command;
+
+use anyhow::{bail, Context};
+
+const FUZZ_TARGETS: &[&str] = &[
+    "pktline",
+    "push_commands",
+    "fetch_request",
+    "objects",
+    "delta",
+    "pack_scan",
+];
+
+fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("workspace root")?
+        .to_path_buf();
+    match args.first().map(String::as_str) {
+        Some("fuzz") => {
+            let seconds = args.get(2).cloned().unwrap_or_else(|| "60".into());
+            let targets: Vec<&str> = match args.get(1).map(String::as_str) {
+                None | Some("all") => FUZZ_TARGETS.to_vec(),
+                Some(t) => vec![t],
+            };
+            if Command::new("cargo")
+                .args(["fuzz", "--version"])
+                .output()
+                .map(|o| !o.status.success())
+                .unwrap_or(true)
+            {
+                run(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))?;
+            }
+            for target in targets {
+                run(Command::new("cargo")
+                    .args([
+                        "fuzz",
+                        "run",
+                        "-O",
+                        target,
+                        "--",
+                        &format!("-max_total_time={seconds}"),
+                        "-rss_limit_mb=2048",
+                    ])
+                    .current_dir(root.join("fuzz"))
+                    // cargo-fuzz needs nightly flags; the stable toolchain allows them this way.
+                    .env("RUSTC_BOOTSTRAP", "1"))?;
+            }
+            Ok(())
+        }
+        Some("bench") => run(Command::new("bash")
+            .arg(root.join("bench/git-http/run.sh"))
+            .current_dir(&root)),
+        _ => bail!("usage: cargo xtask fuzz [TARGET|all] [SECONDS] | cargo xtask bench"),
+    }
+}
