@@ -4,14 +4,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context};
 
-const FUZZ_TARGETS: &[&str] = &[
-    "pktline",
-    "push_commands",
-    "fetch_request",
-    "objects",
-    "delta",
-    "pack_scan",
-];
+const FUZZ_TARGETS: &[&str] = &["pktline", "push_commands", "fetch_request", "objects", "delta", "pack_scan"];
 
 fn run(cmd: &mut Command) -> anyhow::Result<()> {
     let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
@@ -23,10 +16,7 @@ fn run(cmd: &mut Command) -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("workspace root")?
-        .to_path_buf();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("workspace root")?.to_path_buf();
     match args.first().map(String::as_str) {
         Some("fuzz") => {
             let seconds = args.get(2).cloned().unwrap_or_else(|| "60".into());
@@ -34,12 +24,7 @@ fn main() -> anyhow::Result<()> {
                 None | Some("all") => FUZZ_TARGETS.to_vec(),
                 Some(t) => vec![t],
             };
-            if Command::new("cargo")
-                .args(["fuzz", "--version"])
-                .output()
-                .map(|o| !o.status.success())
-                .unwrap_or(true)
-            {
+            if Command::new("cargo").args(["fuzz", "--version"]).output().map(|o| !o.status.success()).unwrap_or(true) {
                 run(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))?;
             }
             for target in targets {
@@ -59,9 +44,7 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Some("bench") => run(Command::new("bash")
-            .arg(root.join("bench/git-http/run.sh"))
-            .current_dir(&root)),
+        Some("bench") => run(Command::new("bash").arg(root.join("bench/git-http/run.sh")).current_dir(&root)),
         _ => bail!("usage: cargo xtask fuzz [TARGET|all] [SECONDS] | cargo xtask bench"),
     }
 }

@@ -42,10 +42,7 @@ pub fn apply(base: &[u8], delta: &[u8], out: &mut Vec<u8>) -> Result<(), Error> 
     let mut pos = 0;
     let base_size = varint(delta, &mut pos)?;
     if base_size != base.len() as u64 {
-        return Err(Error::BaseSize {
-            expected: base_size,
-            actual: base.len() as u64,
-        });
+        return Err(Error::BaseSize { expected: base_size, actual: base.len() as u64 });
     }
     let result_size = varint(delta, &mut pos)?;
     out.clear();
@@ -87,17 +84,11 @@ pub fn apply(base: &[u8], delta: &[u8], out: &mut Vec<u8>) -> Result<(), Error> 
             return Err(Error::BadInstruction);
         }
         if out.len() as u64 > result_size {
-            return Err(Error::ResultSize {
-                expected: result_size,
-                actual: out.len() as u64,
-            });
+            return Err(Error::ResultSize { expected: result_size, actual: out.len() as u64 });
         }
     }
     if out.len() as u64 != result_size {
-        return Err(Error::ResultSize {
-            expected: result_size,
-            actual: out.len() as u64,
-        });
+        return Err(Error::ResultSize { expected: result_size, actual: out.len() as u64 });
     }
     Ok(())
 }
@@ -121,16 +112,7 @@ mod tests {
         let delta = [3, 5, 0x80 | 0x01 | 0x10, 2, 5];
         let mut out = Vec::new();
         assert_eq!(apply(b"abc", &delta, &mut out), Err(Error::BadInstruction));
-        assert_eq!(
-            apply(b"ab", &delta, &mut out),
-            Err(Error::BaseSize {
-                expected: 3,
-                actual: 2
-            })
-        );
-        assert_eq!(
-            apply(b"abc", &[3, 1, 0], &mut out),
-            Err(Error::BadInstruction)
-        );
+        assert_eq!(apply(b"ab", &delta, &mut out), Err(Error::BaseSize { expected: 3, actual: 2 }));
+        assert_eq!(apply(b"abc", &[3, 1, 0], &mut out), Err(Error::BadInstruction));
     }
 }

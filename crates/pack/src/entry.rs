@@ -70,10 +70,7 @@ pub fn decode(buf: &[u8]) -> Result<(Header, u64, usize), HeaderError> {
             while byte & 0x80 != 0 {
                 byte = *buf.get(pos).ok_or(HeaderError::Truncated)?;
                 pos += 1;
-                distance = distance
-                    .checked_add(1)
-                    .and_then(|d| d.checked_mul(128))
-                    .ok_or(HeaderError::Overflow)?
+                distance = distance.checked_add(1).and_then(|d| d.checked_mul(128)).ok_or(HeaderError::Overflow)?
                     | (byte & 0x7f) as u64;
             }
             Header::OfsDelta { distance }
@@ -81,9 +78,7 @@ pub fn decode(buf: &[u8]) -> Result<(Header, u64, usize), HeaderError> {
         REF_DELTA => {
             let raw = buf.get(pos..pos + 20).ok_or(HeaderError::Truncated)?;
             pos += 20;
-            Header::RefDelta {
-                base: ObjectId::from_bytes_or_panic(raw),
-            }
+            Header::RefDelta { base: ObjectId::from_bytes_or_panic(raw) }
         }
         other => return Err(HeaderError::UnknownType(other)),
     };
@@ -145,12 +140,7 @@ mod tests {
         for distance in [1, 127, 128, 129, 16511, 16512, 1 << 40] {
             round_trip(Header::OfsDelta { distance }, 1000);
         }
-        round_trip(
-            Header::RefDelta {
-                base: ObjectId::null(gix_hash::Kind::Sha1),
-            },
-            5,
-        );
+        round_trip(Header::RefDelta { base: ObjectId::null(gix_hash::Kind::Sha1) }, 5);
     }
 
     #[test]

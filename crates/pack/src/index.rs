@@ -47,10 +47,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_objects: 50_000_000,
-            max_object_size: 4 << 30,
-        }
+        Limits { max_objects: 50_000_000, max_object_size: 4 << 30 }
     }
 }
 
@@ -117,10 +114,7 @@ pub fn scan(
     }
     let n_objects = u32::from_be_bytes([head[8], head[9], head[10], head[11]]);
     if n_objects > limits.max_objects {
-        return Err(Error::TooManyObjects {
-            declared: n_objects,
-            limit: limits.max_objects,
-        });
+        return Err(Error::TooManyObjects { declared: n_objects, limit: limits.max_objects });
     }
 
     // Pass 1: walk entries in order; hash whole objects as they inflate.
@@ -140,11 +134,7 @@ pub fn scan(
         let resolved = match header {
             Header::Whole(kind) => {
                 if size > limits.max_object_size {
-                    return Err(read::Error::TooLarge {
-                        size,
-                        limit: limits.max_object_size,
-                    }
-                    .into());
+                    return Err(read::Error::TooLarge { size, limit: limits.max_object_size }.into());
                 }
                 let mut hasher = Hasher::new(kind, size);
                 data.clear();
@@ -157,25 +147,10 @@ pub fn scan(
                 })?;
                 let id = hasher.finish();
                 let end = data_offset + used;
-                let scanned = Scanned {
-                    id,
-                    kind,
-                    size,
-                    offset,
-                    end,
-                    delta_base: None,
-                };
-                visit(&scanned, keep.then_some(&data[..]))
-                    .map_err(|source| Error::Rejected { id, source })?;
+                let scanned = Scanned { id, kind, size, offset, end, delta_base: None };
+                visit(&scanned, keep.then_some(&data[..])).map_err(|source| Error::Rejected { id, source })?;
                 objects.push(scanned);
-                entries.push(Entry {
-                    offset,
-                    end,
-                    header,
-                    size,
-                    data_offset,
-                    resolved: Some((id, kind, size)),
-                });
+                entries.push(Entry { offset, end, header, size, data_offset, resolved: Some((id, kind, size)) });
                 offset = end;
                 continue;
             }
@@ -183,14 +158,7 @@ pub fn scan(
         };
         let used = read::inflate(&mut window, data_offset, size, &mut |_| {})?;
         let end = data_offset + used;
-        entries.push(Entry {
-            offset,
-            end,
-            header,
-            size,
-            data_offset,
-            resolved,
-        });
+        entries.push(Entry { offset, end, header, size, data_offset, resolved });
         offset = end;
     }
     if offset != body_end {
@@ -209,13 +177,9 @@ pub fn scan(
         by_offset.insert(e.offset, idx);
         match e.header {
             Header::OfsDelta { distance } => {
-                let base_offset = e
-                    .offset
-                    .checked_sub(distance)
-                    .ok_or(read::Error::BadBaseOffset { offset: e.offset })?;
-                let base_idx = *by_offset
-                    .get(&base_offset)
-                    .ok_or(read::Error::BadBaseOffset { offset: e.offset })?;
+                let base_offset =
+                    e.offset.checked_sub(distance).ok_or(read::Error::BadBaseOffset { offset: e.offset })?;
+                let base_idx = *by_offset.get(&base_offset).ok_or(read::Error::BadBaseOffset { offset: e.offset })?;
                 ofs_children.entry(base_idx).or_default().push(idx);
             }
             Header::RefDelta { base } => ref_children.entry(base).or_default().push(idx),
@@ -236,9 +200,7 @@ pub fn scan(
         let Some((id, kind, _)) = resolver.entries[idx].resolved else {
             continue;
         };
-        if matches!(resolver.entries[idx].header, Header::Whole(_))
-            && resolver.has_children(idx, &id)
-        {
+        if matches!(resolver.entries[idx].header, Header::Whole(_)) && resolver.has_children(idx, &id) {
             let base = resolver.inflate(idx)?;
             resolver.resolve_from(Some(idx), id, kind, base)?;
         }
@@ -274,9 +236,7 @@ fn verify_checksum(file: &File, file_len: u64) -> Result<ObjectId, Error> {
     let mut buf = vec![0u8; 1 << 16];
     while remaining > 0 {
         let want = remaining.min(buf.len() as u64) as usize;
-        reader
-            .read_exact(&mut buf[..want])
-            .map_err(read::Error::from)?;
+        reader.read_exact(&mut buf[..want]).map_err(read::Error::from)?;
         hasher.update(&buf[..want]);
         remaining -= want as u64;
     }
@@ -305,9 +265,7 @@ impl Resolver<'_, '_> {
     }
 
     fn take_children(&mut self, idx: Option<usize>, id: &ObjectId) -> Vec<usize> {
-        let mut children = idx
-            .and_then(|i| self.ofs_children.remove(&i))
-            .unwrap_or_default();
+        let mut children = idx.and_then(|i| self.ofs_children.remove(&i)).unwrap_or_default();
         children.extend(self.ref_children.remove(id).unwrap_or_default());
         children
     }
@@ -315,29 +273,17 @@ impl Resolver<'_, '_> {
     fn inflate(&self, idx: usize) -> Result<Vec<u8>, Error> {
         let e = &self.entries[idx];
         if e.size > self.limits.max_object_size {
-            return Err(read::Error::TooLarge {
-                size: e.size,
-                limit: self.limits.max_object_size,
-            }
-            .into());
+            return Err(read::Error::TooLarge { size: e.size, limit: self.limits.max_object_size }.into());
         }
         let mut window = Window::new(self.file, self.file_len);
         let mut out = Vec::with_capacity(e.size.min(1 << 26) as usize);
-        read::inflate(&mut window, e.data_offset, e.size, &mut |p| {
-            out.extend_from_slice(p)
-        })?;
+        read::inflate(&mut window, e.data_offset, e.size, &mut |p| out.extend_from_slice(p))?;
         Ok(out)
     }
 
     /// Resolves every delta that (transitively) bases on the given object,
     /// depth first, keeping only the current chain's data in memory.
-    fn resolve_from(
-        &mut self,
-        idx: Option<usize>,
-        id: ObjectId,
-        kind: Kind,
-        data: Vec<u8>,
-    ) -> Result<(), Error> {
+    fn resolve_from(&mut self, idx: Option<usize>, id: ObjectId, kind: Kind, data: Vec<u8>) -> Result<(), Error> {
         let first = self.take_children(idx, &id);
         let mut stack: Vec<(Vec<u8>, ObjectId, Vec<usize>)> = vec![(data, id, first)];
         while let Some((base, base_id, children)) = stack.last_mut() {
@@ -348,18 +294,13 @@ impl Resolver<'_, '_> {
             };
             let instructions = self.inflate(child)?;
             let offset = self.entries[child].offset;
-            let result_size = delta::result_size(&instructions)
-                .map_err(|source| read::Error::Delta { offset, source })?;
+            let result_size =
+                delta::result_size(&instructions).map_err(|source| read::Error::Delta { offset, source })?;
             if result_size > self.limits.max_object_size {
-                return Err(read::Error::TooLarge {
-                    size: result_size,
-                    limit: self.limits.max_object_size,
-                }
-                .into());
+                return Err(read::Error::TooLarge { size: result_size, limit: self.limits.max_object_size }.into());
             }
             let mut result = Vec::new();
-            delta::apply(base, &instructions, &mut result)
-                .map_err(|source| read::Error::Delta { offset, source })?;
+            delta::apply(base, &instructions, &mut result).map_err(|source| read::Error::Delta { offset, source })?;
             let child_id = crate::object_id(kind, &result);
             let e = &mut self.entries[child];
             e.resolved = Some((child_id, kind, result.len() as u64));
@@ -371,10 +312,7 @@ impl Resolver<'_, '_> {
                 end: e.end,
                 delta_base: Some(base_id),
             };
-            (self.visit)(&scanned, Some(&result)).map_err(|source| Error::Rejected {
-                id: child_id,
-                source,
-            })?;
+            (self.visit)(&scanned, Some(&result)).map_err(|source| Error::Rejected { id: child_id, source })?;
             self.objects.push(scanned);
             let grandchildren = self.take_children(Some(child), &child_id);
             if !grandchildren.is_empty() {

@@ -18,7 +18,7 @@ pub mod index;
 pub mod read;
 pub mod write;
 
-pub use gix_hash::ObjectId;
+pub use gix_hash::{Kind as HashKind, ObjectId};
 pub use gix_object::Kind;
 
 /// The object id git gives `data` of `kind`.

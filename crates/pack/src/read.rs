@@ -15,20 +15,11 @@ pub enum Error {
     #[error("reading the pack failed: {0}")]
     Io(#[from] std::io::Error),
     #[error("pack entry at offset {offset}: {source}")]
-    Header {
-        offset: u64,
-        source: entry::HeaderError,
-    },
+    Header { offset: u64, source: entry::HeaderError },
     #[error("pack entry at offset {offset} is not valid zlib data")]
     Inflate { offset: u64 },
-    #[error(
-        "pack entry at offset {offset} inflates to {actual} bytes, its header says {expected}"
-    )]
-    SizeMismatch {
-        offset: u64,
-        expected: u64,
-        actual: u64,
-    },
+    #[error("pack entry at offset {offset} inflates to {actual} bytes, its header says {expected}")]
+    SizeMismatch { offset: u64, expected: u64, actual: u64 },
     #[error("pack ends inside the entry at offset {offset}")]
     Truncated { offset: u64 },
     #[error("delta at offset {offset}: {source}")]
@@ -56,12 +47,7 @@ const WINDOW: usize = 1 << 20;
 
 impl<'f> Window<'f> {
     pub(crate) fn new(file: &'f File, file_len: u64) -> Self {
-        Window {
-            file,
-            file_len,
-            start: 0,
-            buf: Vec::new(),
-        }
+        Window { file, file_len, start: 0, buf: Vec::new() }
     }
 
     /// Up to `WINDOW` bytes starting at `offset` (fewer only at end of file).
@@ -93,25 +79,17 @@ pub(crate) fn inflate(
     loop {
         let input = window.at(offset + z.total_in())?;
         if input.is_empty() {
-            return Err(Error::Truncated {
-                offset: entry_offset,
-            });
+            return Err(Error::Truncated { offset: entry_offset });
         }
         let before_in = z.total_in();
         let before_out = z.total_out();
         let status = z
             .decompress(input, &mut out, FlushDecompress::None)
-            .map_err(|_| Error::Inflate {
-                offset: entry_offset,
-            })?;
+            .map_err(|_| Error::Inflate { offset: entry_offset })?;
         let n_out = (z.total_out() - before_out) as usize;
         produced += n_out as u64;
         if produced > expected_size {
-            return Err(Error::SizeMismatch {
-                offset: entry_offset,
-                expected: expected_size,
-                actual: produced,
-            });
+            return Err(Error::SizeMismatch { offset: entry_offset, expected: expected_size, actual: produced });
         }
         sink(&out[..n_out]);
         match status {
@@ -120,19 +98,13 @@ pub(crate) fn inflate(
                 if z.total_in() == before_in && n_out == 0 {
                     // No progress with a full window of input: the stream is
                     // cut off at the end of the file.
-                    return Err(Error::Truncated {
-                        offset: entry_offset,
-                    });
+                    return Err(Error::Truncated { offset: entry_offset });
                 }
             }
         }
     }
     if produced != expected_size {
-        return Err(Error::SizeMismatch {
-            offset: entry_offset,
-            expected: expected_size,
-            actual: produced,
-        });
+        return Err(Error::SizeMismatch { offset: entry_offset, expected: expected_size, actual: produced });
     }
     Ok(z.total_in())
 }
@@ -162,11 +134,7 @@ impl PackFile {
     pub fn open(path: &Path) -> Result<Self, Error> {
         let file = File::open(path)?;
         let len = file.metadata()?.len();
-        Ok(PackFile {
-            file,
-            len,
-            max_object_size: u64::MAX,
-        })
+        Ok(PackFile { file, len, max_object_size: u64::MAX })
     }
 
     pub fn len(&self) -> u64 {
@@ -182,13 +150,8 @@ impl PackFile {
         let mut buf = [0u8; 64];
         let n = (self.len.saturating_sub(offset)).min(64) as usize;
         self.file.read_exact_at(&mut buf[..n], offset)?;
-        let (header, size, used) =
-            entry::decode(&buf[..n]).map_err(|source| Error::Header { offset, source })?;
-        Ok(EntryInfo {
-            header,
-            size,
-            data_offset: offset + used as u64,
-        })
+        let (header, size, used) = entry::decode(&buf[..n]).map_err(|source| Error::Header { offset, source })?;
+        Ok(EntryInfo { header, size, data_offset: offset + used as u64 })
     }
 
     /// The raw bytes `[start, end)` of the file, e.g. to copy an entry verbatim.
@@ -204,25 +167,15 @@ impl PackFile {
     /// The entry's decompressed data (for a delta: the delta instructions).
     pub fn inflate_entry(&self, offset: u64, info: &EntryInfo) -> Result<Vec<u8>, Error> {
         if info.size > self.max_object_size {
-            return Err(Error::TooLarge {
-                size: info.size,
-                limit: self.max_object_size,
-            });
+            return Err(Error::TooLarge { size: info.size, limit: self.max_object_size });
         }
         let mut window = Window::new(&self.file, self.len);
         let mut data = Vec::with_capacity(info.size.min(1 << 26) as usize);
-        inflate(&mut window, info.data_offset, info.size, &mut |piece| {
-            data.extend_from_slice(piece)
-        })
-        .map_err(|e| match e {
-            Error::SizeMismatch {
-                expected, actual, ..
-            } => Error::SizeMismatch {
-                offset,
-                expected,
-                actual,
-            },
-            other => other,
+        inflate(&mut window, info.data_offset, info.size, &mut |piece| data.extend_from_slice(piece)).map_err(|e| {
+            match e {
+                Error::SizeMismatch { expected, actual, .. } => Error::SizeMismatch { offset, expected, actual },
+                other => other,
+            }
         })?;
         Ok(data)
     }
@@ -242,10 +195,7 @@ impl PackFile {
                 Header::Whole(kind) => break (kind, self.inflate_entry(at, &info)?),
                 Header::OfsDelta { distance } => {
                     chain.push((at, info));
-                    at = at
-                        .checked_sub(distance)
-                        .filter(|b| *b >= 12)
-                        .ok_or(Error::BadBaseOffset { offset: at })?;
+                    at = at.checked_sub(distance).filter(|b| *b >= 12).ok_or(Error::BadBaseOffset { offset: at })?;
                 }
                 Header::RefDelta { base } => {
                     chain.push((at, info));
@@ -259,20 +209,13 @@ impl PackFile {
         let mut out = Vec::new();
         for (delta_offset, info) in chain.into_iter().rev() {
             let instructions = self.inflate_entry(delta_offset, &info)?;
-            let result_size = delta::result_size(&instructions).map_err(|source| Error::Delta {
-                offset: delta_offset,
-                source,
-            })?;
+            let result_size =
+                delta::result_size(&instructions).map_err(|source| Error::Delta { offset: delta_offset, source })?;
             if result_size > self.max_object_size {
-                return Err(Error::TooLarge {
-                    size: result_size,
-                    limit: self.max_object_size,
-                });
+                return Err(Error::TooLarge { size: result_size, limit: self.max_object_size });
             }
-            delta::apply(&data, &instructions, &mut out).map_err(|source| Error::Delta {
-                offset: delta_offset,
-                source,
-            })?;
+            delta::apply(&data, &instructions, &mut out)
+                .map_err(|source| Error::Delta { offset: delta_offset, source })?;
             std::mem::swap(&mut data, &mut out);
         }
         Ok((kind, data))

@@ -61,10 +61,7 @@ impl<W: Write> Writer<W> {
 
     fn begin_entry(&mut self) -> Result<u64, Error> {
         if self.remaining == 0 {
-            return Err(Error::CountMismatch {
-                declared: 0,
-                written: 1,
-            });
+            return Err(Error::CountMismatch { declared: 0, written: 1 });
         }
         self.remaining -= 1;
         Ok(self.offset)
@@ -94,9 +91,7 @@ impl<W: Write> Writer<W> {
         let header = match header {
             // An offset delta is re-aimed by the caller; translate here so
             // callers pass the absolute offset of the base in this pack.
-            Header::OfsDelta { distance } => Header::OfsDelta {
-                distance: at - distance,
-            },
+            Header::OfsDelta { distance } => Header::OfsDelta { distance: at - distance },
             other => *other,
         };
         entry::encode(&mut head, &header, size);
@@ -108,10 +103,7 @@ impl<W: Write> Writer<W> {
     /// Writes the trailing checksum and hands back the sink.
     pub fn finish(mut self) -> Result<(W, ObjectId), Error> {
         if self.remaining != 0 {
-            return Err(Error::CountMismatch {
-                declared: self.remaining,
-                written: 0,
-            });
+            return Err(Error::CountMismatch { declared: self.remaining, written: 0 });
         }
         let digest = self.hasher.finalize_reset();
         self.out.write_all(&digest)?;
@@ -137,44 +129,25 @@ mod tests {
         let mut z = ZlibEncoder::new(Vec::new(), Compression::default());
         z.write_all(&delta).unwrap();
         let compressed = z.finish().unwrap();
-        w.raw(
-            &Header::OfsDelta { distance: base_at },
-            delta.len() as u64,
-            &compressed,
-        )
-        .unwrap();
+        w.raw(&Header::OfsDelta { distance: base_at }, delta.len() as u64, &compressed).unwrap();
         let (bytes, _) = w.finish().unwrap();
         std::fs::write(&path, &bytes).unwrap();
 
         let mut seen = Vec::new();
-        let outcome = index::scan(
-            &path,
-            index::Limits::default(),
-            &mut |_| Ok(None),
-            &mut |o, _| {
-                seen.push(o.id);
-                Ok(())
-            },
-        )
+        let outcome = index::scan(&path, index::Limits::default(), &mut |_| Ok(None), &mut |o, _| {
+            seen.push(o.id);
+            Ok(())
+        })
         .unwrap();
         assert_eq!(outcome.objects.len(), 2);
-        assert_eq!(
-            outcome.objects[0].id,
-            crate::object_id(Kind::Blob, b"hello\n")
-        );
-        assert_eq!(
-            outcome.objects[1].id,
-            crate::object_id(Kind::Blob, b"hello\n!")
-        );
+        assert_eq!(outcome.objects[0].id, crate::object_id(Kind::Blob, b"hello\n"));
+        assert_eq!(outcome.objects[1].id, crate::object_id(Kind::Blob, b"hello\n!"));
         assert_eq!(outcome.objects[1].delta_base, Some(outcome.objects[0].id));
         assert_eq!(seen.len(), 2);
 
         let pack = crate::read::PackFile::open(&path).unwrap();
-        let (kind, data) = pack
-            .decode(outcome.objects[1].offset, &mut |id| {
-                Err(crate::read::Error::MissingBase(*id))
-            })
-            .unwrap();
+        let (kind, data) =
+            pack.decode(outcome.objects[1].offset, &mut |id| Err(crate::read::Error::MissingBase(*id))).unwrap();
         assert_eq!((kind, data), (Kind::Blob, b"hello\n!".to_vec()));
     }
 
@@ -187,20 +160,12 @@ mod tests {
         let (bytes, _) = w.finish().unwrap();
         let scan = |bytes: &[u8]| {
             std::fs::write(&path, bytes).unwrap();
-            index::scan(
-                &path,
-                index::Limits::default(),
-                &mut |_| Ok(None),
-                &mut |_, _| Ok(()),
-            )
+            index::scan(&path, index::Limits::default(), &mut |_| Ok(None), &mut |_, _| Ok(()))
         };
         assert!(scan(&bytes).is_ok());
         let mut flipped = bytes.clone();
         flipped[14] ^= 0xff;
-        assert!(matches!(
-            scan(&flipped),
-            Err(index::Error::ChecksumMismatch)
-        ));
+        assert!(matches!(scan(&flipped), Err(index::Error::ChecksumMismatch)));
         assert!(matches!(scan(&bytes[..bytes.len() - 5]), Err(_)));
         assert!(matches!(scan(&bytes[..10]), Err(index::Error::TooShort)));
     }

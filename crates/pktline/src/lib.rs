@@ -171,12 +171,7 @@ pub fn write_response_end(out: &mut Vec<u8>) {
 
 fn write_header(out: &mut Vec<u8>, len: usize) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.extend_from_slice(&[
-        HEX[(len >> 12) & 15],
-        HEX[(len >> 8) & 15],
-        HEX[(len >> 4) & 15],
-        HEX[len & 15],
-    ]);
+    out.extend_from_slice(&[HEX[(len >> 12) & 15], HEX[(len >> 8) & 15], HEX[(len >> 4) & 15], HEX[len & 15]]);
 }
 
 /// The side-band channels of `side-band-64k`.
@@ -202,12 +197,7 @@ mod tests {
     use super::*;
 
     fn check(input: &[u8], expected: Result<Option<(Packet<'_>, usize)>, DecodeError>) {
-        assert_eq!(
-            decode(input),
-            expected,
-            "input {:?}",
-            String::from_utf8_lossy(input)
-        );
+        assert_eq!(decode(input), expected, "input {:?}", String::from_utf8_lossy(input));
     }
 
     #[test]

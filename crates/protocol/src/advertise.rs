@@ -7,7 +7,8 @@ use tessera_store::Ref;
 pub const AGENT: &str = concat!("tessera/", env!("CARGO_PKG_VERSION"));
 
 const UPLOAD_CAPS: &str = "multi_ack_detailed multi_ack no-done side-band-64k side-band thin-pack ofs-delta shallow deepen-since deepen-not deepen-relative no-progress include-tag allow-tip-sha1-in-want allow-reachable-sha1-in-want filter object-format=sha1";
-const RECEIVE_CAPS: &str = "report-status report-status-v2 delete-refs side-band-64k quiet atomic ofs-delta push-options object-format=sha1";
+const RECEIVE_CAPS: &str =
+    "report-status report-status-v2 delete-refs side-band-64k quiet atomic ofs-delta push-options object-format=sha1";
 
 /// Which service an advertisement is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,12 +28,7 @@ impl Service {
 
 /// The v0/v1 advertisement as smart HTTP sends it: the `# service=` banner,
 /// then refs with capabilities on the first line, peeled tags after theirs.
-pub fn v0(
-    service: Service,
-    refs: &[Ref],
-    head: Option<(&str, ObjectId)>,
-    version_1: bool,
-) -> Vec<u8> {
+pub fn v0(service: Service, refs: &[Ref], head: Option<(&str, ObjectId)>, version_1: bool) -> Vec<u8> {
     let mut out = Vec::new();
     pkt::write_line(&mut out, format!("# service={}", service.name()));
     pkt::write_flush(&mut out);
@@ -59,16 +55,11 @@ pub fn v0(
     }
     if lines.is_empty() {
         let zero = ObjectId::null(gix_hash::Kind::Sha1);
-        pkt::write_data(
-            &mut out,
-            format!("{zero} capabilities^{{}}\0{caps}\n").as_bytes(),
-        )
-        .expect("short line");
+        pkt::write_data(&mut out, format!("{zero} capabilities^{{}}\0{caps}\n").as_bytes()).expect("short line");
     }
     for (i, (id, name)) in lines.iter().enumerate() {
         if i == 0 {
-            pkt::write_data(&mut out, format!("{id} {name}\0{caps}\n").as_bytes())
-                .expect("short line");
+            pkt::write_data(&mut out, format!("{id} {name}\0{caps}\n").as_bytes()).expect("short line");
         } else {
             pkt::write_line(&mut out, format!("{id} {name}"));
         }

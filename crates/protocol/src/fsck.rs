@@ -26,18 +26,9 @@ pub enum Error {
 /// What the rest of a push needs to know about a checked object.
 #[derive(Debug, Clone)]
 pub enum Parsed {
-    Commit {
-        tree: ObjectId,
-        parents: Vec<ObjectId>,
-        time: i64,
-    },
-    Tag {
-        target: ObjectId,
-        target_kind: Kind,
-    },
-    Tree {
-        entries: Vec<(ObjectId, TreeEntryKind)>,
-    },
+    Commit { tree: ObjectId, parents: Vec<ObjectId>, time: i64 },
+    Tag { target: ObjectId, target_kind: Kind },
+    Tree { entries: Vec<(ObjectId, TreeEntryKind)> },
     Blob,
 }
 
@@ -82,11 +73,7 @@ pub fn tree_entries(data: &[u8]) -> impl Iterator<Item = Result<TreeEntry<'_>, E
             let nul = after_mode.iter().position(|b| *b == 0)?;
             let name = &after_mode[..nul];
             let id = after_mode.get(nul + 1..nul + 21)?;
-            let entry = TreeEntry {
-                mode,
-                name,
-                id: ObjectId::from_bytes_or_panic(id),
-            };
+            let entry = TreeEntry { mode, name, id: ObjectId::from_bytes_or_panic(id) };
             Some((entry, &after_mode[nul + 21..]))
         })();
         match parsed {
@@ -116,21 +103,12 @@ fn check_tree(data: &[u8]) -> Result<Parsed, Error> {
         if entry.name.is_empty() {
             return Err(Error::EmptyName);
         }
-        if entry.name == b"."
-            || entry.name == b".."
-            || entry.name.contains(&b'/')
-            || is_dot_git(entry.name)
-        {
+        if entry.name == b"." || entry.name == b".." || entry.name.contains(&b'/') || is_dot_git(entry.name) {
             return Err(Error::BadName(shown()));
         }
         match entry.mode {
             b"40000" | b"100644" | b"100755" | b"120000" | b"160000" => {}
-            other => {
-                return Err(Error::BadMode(
-                    shown(),
-                    String::from_utf8_lossy(other).into_owned(),
-                ))
-            }
+            other => return Err(Error::BadMode(shown(), String::from_utf8_lossy(other).into_owned())),
         }
         let is_tree = entry.kind() == TreeEntryKind::Tree;
         if let Some((prev, prev_is_tree)) = &previous {
@@ -155,8 +133,7 @@ pub fn check(kind: Kind, data: &[u8]) -> Result<Parsed, Error> {
         Kind::Blob => Ok(Parsed::Blob),
         Kind::Tree => check_tree(data),
         Kind::Commit => {
-            let commit = CommitRef::from_bytes(data, gix_hash::Kind::Sha1)
-                .map_err(|_| Error::Malformed("commit"))?;
+            let commit = CommitRef::from_bytes(data, gix_hash::Kind::Sha1).map_err(|_| Error::Malformed("commit"))?;
             commit.author().map_err(|_| Error::BadSignature)?;
             let committer = commit.committer().map_err(|_| Error::BadSignature)?;
             let time = committer.time().map_err(|_| Error::BadSignature)?.seconds;
@@ -166,33 +143,22 @@ pub fn check(kind: Kind, data: &[u8]) -> Result<Parsed, Error> {
                 .iter()
                 .map(|p| ObjectId::from_hex(p).map_err(|_| Error::Malformed("commit")))
                 .collect::<Result<_, _>>()?;
-            Ok(Parsed::Commit {
-                tree,
-                parents,
-                time,
-            })
+            Ok(Parsed::Commit { tree, parents, time })
         }
         Kind::Tag => {
-            let tag = TagRef::from_bytes(data, gix_hash::Kind::Sha1)
-                .map_err(|_| Error::Malformed("tag"))?;
+            let tag = TagRef::from_bytes(data, gix_hash::Kind::Sha1).map_err(|_| Error::Malformed("tag"))?;
             if let Some(tagger) = tag.tagger {
                 gix_actor_check(tagger)?;
             }
             let target = ObjectId::from_hex(tag.target).map_err(|_| Error::Malformed("tag"))?;
-            Ok(Parsed::Tag {
-                target,
-                target_kind: tag.target_kind,
-            })
+            Ok(Parsed::Tag { target, target_kind: tag.target_kind })
         }
     }
 }
 
 fn gix_actor_check(line: &[u8]) -> Result<(), Error> {
     // "Name <email> seconds +zone": the closing '>' must be followed by a time.
-    let close = line
-        .iter()
-        .rposition(|b| *b == b'>')
-        .ok_or(Error::BadSignature)?;
+    let close = line.iter().rposition(|b| *b == b'>').ok_or(Error::BadSignature)?;
     let rest = &line[close + 1..];
     let mut parts = rest.split(|b| *b == b' ').filter(|p| !p.is_empty());
     let seconds = parts.next().ok_or(Error::BadSignature)?;
@@ -228,30 +194,15 @@ mod tests {
         check_tree_case(&[("100644", b"a"), ("40000", b"b")], Ok(()));
         // A directory sorts as "name/": "a-" < "a/" but the file "a" sorts before "a-".
         check_tree_case(&[("100644", b"a-"), ("40000", b"a")], Ok(()));
-        check_tree_case(
-            &[("40000", b"a"), ("100644", b"a-")],
-            Err(Error::Unsorted("a-".into())),
-        );
+        check_tree_case(&[("40000", b"a"), ("100644", b"a-")], Err(Error::Unsorted("a-".into())));
         check_tree_case(&[("100644", b"")], Err(Error::EmptyName));
         check_tree_case(&[("100644", b"..")], Err(Error::BadName("..".into())));
         check_tree_case(&[("40000", b".GIT")], Err(Error::BadName(".GIT".into())));
         check_tree_case(&[("100644", b"a/b")], Err(Error::BadName("a/b".into())));
-        check_tree_case(
-            &[("100664", b"a")],
-            Err(Error::BadMode("a".into(), "100664".into())),
-        );
-        check_tree_case(
-            &[("100644", b"b"), ("100644", b"a")],
-            Err(Error::Unsorted("a".into())),
-        );
-        check_tree_case(
-            &[("100644", b"a"), ("100644", b"a")],
-            Err(Error::Duplicate("a".into())),
-        );
-        assert_eq!(
-            check(Kind::Tree, b"100644 a\0short").map(|_| ()),
-            Err(Error::Malformed("tree"))
-        );
+        check_tree_case(&[("100664", b"a")], Err(Error::BadMode("a".into(), "100664".into())));
+        check_tree_case(&[("100644", b"b"), ("100644", b"a")], Err(Error::Unsorted("a".into())));
+        check_tree_case(&[("100644", b"a"), ("100644", b"a")], Err(Error::Duplicate("a".into())));
+        assert_eq!(check(Kind::Tree, b"100644 a\0short").map(|_| ()), Err(Error::Malformed("tree")));
     }
 
     #[test]

@@ -48,12 +48,7 @@ const CACHE_BYTES: usize = 64 << 20;
 
 impl Odb {
     pub fn new(index: Arc<RepoIndex>, pack_paths: HashMap<i64, PathBuf>) -> Self {
-        Odb {
-            index,
-            pack_paths,
-            open: Mutex::new(HashMap::new()),
-            cache: Mutex::new(Cache::default()),
-        }
+        Odb { index, pack_paths, open: Mutex::new(HashMap::new()), cache: Mutex::new(Cache::default()) }
     }
 
     pub fn location(&self, id: &ObjectId) -> Option<&Location> {
@@ -65,17 +60,11 @@ impl Odb {
     }
 
     fn pack(&self, pack_id: i64) -> Result<Arc<PackFile>, Error> {
-        let mut open = self
-            .open
-            .lock()
-            .expect("pack table lock is never poisoned: no panics while held");
+        let mut open = self.open.lock().expect("pack table lock is never poisoned: no panics while held");
         if let Some(p) = open.get(&pack_id) {
             return Ok(p.clone());
         }
-        let path = self
-            .pack_paths
-            .get(&pack_id)
-            .ok_or(Error::MissingPack(pack_id))?;
+        let path = self.pack_paths.get(&pack_id).ok_or(Error::MissingPack(pack_id))?;
         let pack = Arc::new(PackFile::open(path).map_err(|_| Error::MissingPack(pack_id))?);
         open.insert(pack_id, pack.clone());
         Ok(pack)
@@ -90,9 +79,7 @@ impl Odb {
         let pack = self.pack(loc.pack_id)?;
         let (kind, data) = pack
             .decode(loc.offset, &mut |base| {
-                let (kind, data) = self
-                    .read(base)
-                    .map_err(|_| read::Error::MissingBase(*base))?;
+                let (kind, data) = self.read(base).map_err(|_| read::Error::MissingBase(*base))?;
                 Ok((kind, data.as_ref().clone()))
             })
             .map_err(|source| Error::Read { id: *id, source })?;
@@ -113,16 +100,9 @@ impl Odb {
     pub fn raw_entry(&self, id: &ObjectId) -> Result<RawEntry, Error> {
         let loc = *self.location(id).ok_or(Error::Missing(*id))?;
         let pack = self.pack(loc.pack_id)?;
-        let info = pack
-            .entry(loc.offset)
-            .map_err(|source| Error::Read { id: *id, source })?;
+        let info = pack.entry(loc.offset).map_err(|source| Error::Read { id: *id, source })?;
         let mut compressed = Vec::new();
-        pack.read_raw(info.data_offset, loc.end, &mut compressed)
-            .map_err(|source| Error::Read { id: *id, source })?;
-        Ok(RawEntry {
-            header: info.header,
-            size: info.size,
-            compressed,
-        })
+        pack.read_raw(info.data_offset, loc.end, &mut compressed).map_err(|source| Error::Read { id: *id, source })?;
+        Ok(RawEntry { header: info.header, size: info.size, compressed })
     }
 }

@@ -89,31 +89,20 @@ pub fn parse(body: &[u8]) -> Result<Option<PushRequest>, Error> {
                 let line = std::str::from_utf8(line).map_err(|_| Error::BadCommand(shown()))?;
                 if let Some(caps) = caps {
                     let caps = String::from_utf8_lossy(caps);
-                    req.caps.extend(
-                        caps.split(' ')
-                            .filter(|c| !c.is_empty())
-                            .map(str::to_string),
-                    );
+                    req.caps.extend(caps.split(' ').filter(|c| !c.is_empty()).map(str::to_string));
                 }
                 if let Some(rest) = line.strip_prefix("shallow ") {
-                    let id = parse_id(rest)
-                        .flatten()
-                        .ok_or_else(|| Error::BadCommand(shown()))?;
+                    let id = parse_id(rest).flatten().ok_or_else(|| Error::BadCommand(shown()))?;
                     req.shallows.push(id);
                     continue;
                 }
                 let mut parts = line.splitn(3, ' ');
-                let (Some(old), Some(new), Some(name)) = (parts.next(), parts.next(), parts.next())
-                else {
+                let (Some(old), Some(new), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
                     return Err(Error::BadCommand(shown()));
                 };
                 let old = parse_id(old).ok_or_else(|| Error::BadCommand(shown()))?;
                 let new = parse_id(new).ok_or_else(|| Error::BadCommand(shown()))?;
-                req.commands.push(Command {
-                    old,
-                    new,
-                    name: name.to_string(),
-                });
+                req.commands.push(Command { old, new, name: name.to_string() });
             }
             _ => return Err(Error::BadCommand(format!("{packet:?}"))),
         }
@@ -132,11 +121,7 @@ pub fn valid_ref_name(name: &str) -> bool {
 }
 
 /// Builds the `report-status` answer: `unpack` line, one line per command.
-pub fn report(
-    req: &PushRequest,
-    unpack: Result<(), String>,
-    results: &[(String, Result<(), String>)],
-) -> Vec<u8> {
+pub fn report(req: &PushRequest, unpack: Result<(), String>, results: &[(String, Result<(), String>)]) -> Vec<u8> {
     let mut body = Vec::new();
     match unpack {
         Ok(()) => pkt::write_line(&mut body, "unpack ok"),
@@ -159,14 +144,23 @@ pub fn report(
     }
 }
 
-/// Progress or remote messages on side-band channel 2, when the client
-/// asked for side-band and not for quiet.
+/// A remote message (`remote: ...`) on side-band channel 2, when the
+/// client asked for side-band. Sent even to `quiet` clients, as git does for
+/// hook output: quiet silences progress, not what the server has to say.
 pub fn message(req: &PushRequest, text: &str) -> Vec<u8> {
     let mut out = Vec::new();
-    if (req.has("side-band-64k") || req.has("side-band")) && !req.has("quiet") {
+    if req.has("side-band-64k") || req.has("side-band") {
         pkt::sideband(&mut out, Channel::Progress, text.as_bytes());
     }
     out
+}
+
+/// Like [`message`], but silenced when the client asked for `quiet`.
+pub fn progress(req: &PushRequest, text: &str) -> Vec<u8> {
+    if req.has("quiet") {
+        return Vec::new();
+    }
+    message(req, text)
 }
 
 fn one_line(s: &str) -> String {
@@ -182,10 +176,7 @@ mod tests {
         let mut body = Vec::new();
         let zero = "0".repeat(40);
         let one = "1".repeat(40);
-        pkt::write_line(
-            &mut body,
-            format!("{zero} {one} refs/heads/main\0report-status atomic push-options"),
-        );
+        pkt::write_line(&mut body, format!("{zero} {one} refs/heads/main\0report-status atomic push-options"));
         pkt::write_line(&mut body, format!("{one} {zero} refs/heads/old"));
         pkt::write_flush(&mut body);
         pkt::write_line(&mut body, "ci.skip");
@@ -216,15 +207,9 @@ mod tests {
         for good in ["refs/heads/main", "refs/tags/v1.0", "refs/heads/a/b-c"] {
             assert!(valid_ref_name(good), "{good}");
         }
-        for bad in [
-            "main",
-            "refs/heads/a..b",
-            "refs/heads/x.lock",
-            "refs/heads/a b",
-            "refs/heads/",
-            "HEAD",
-            "refs/heads/a~1",
-        ] {
+        for bad in
+            ["main", "refs/heads/a..b", "refs/heads/x.lock", "refs/heads/a b", "refs/heads/", "HEAD", "refs/heads/a~1"]
+        {
             assert!(!valid_ref_name(bad), "{bad}");
         }
     }

@@ -126,8 +126,7 @@ fn oid(s: &str, line: &str) -> Result<ObjectId, RequestError> {
 }
 
 fn text(line: &[u8]) -> Result<&str, RequestError> {
-    std::str::from_utf8(line)
-        .map_err(|_| RequestError::Unexpected(String::from_utf8_lossy(line).into_owned()))
+    std::str::from_utf8(line).map_err(|_| RequestError::Unexpected(String::from_utf8_lossy(line).into_owned()))
 }
 
 /// Applies one argument line shared by both protocol versions.
@@ -137,20 +136,13 @@ fn common_arg(req: &mut FetchRequest, line: &str) -> Result<bool, RequestError> 
     } else if let Some(rest) = line.strip_prefix("shallow ") {
         req.shallows.push(oid(rest.trim(), line)?);
     } else if let Some(rest) = line.strip_prefix("deepen-since ") {
-        req.deepen.since = Some(
-            rest.trim()
-                .parse()
-                .map_err(|_| RequestError::Unexpected(line.into()))?,
-        );
+        req.deepen.since = Some(rest.trim().parse().map_err(|_| RequestError::Unexpected(line.into()))?);
     } else if let Some(rest) = line.strip_prefix("deepen-not ") {
         req.deepen.not.push(rest.trim().to_string());
     } else if line == "deepen-relative" {
         req.deepen.relative = true;
     } else if let Some(rest) = line.strip_prefix("deepen ") {
-        let depth: u32 = rest
-            .trim()
-            .parse()
-            .map_err(|_| RequestError::Unexpected(line.into()))?;
+        let depth: u32 = rest.trim().parse().map_err(|_| RequestError::Unexpected(line.into()))?;
         req.deepen.depth = Some(depth);
     } else if let Some(rest) = line.strip_prefix("filter ") {
         req.filter = Some(Filter::parse(rest.trim())?);
@@ -181,8 +173,7 @@ pub fn parse_v0(body: &[u8]) -> Result<FetchRequest, RequestError> {
             let mut parts = rest.split(' ');
             let id = oid(parts.next().unwrap_or_default(), line)?;
             if first_want {
-                req.caps
-                    .extend(parts.filter(|c| !c.is_empty()).map(|c| c.to_string()));
+                req.caps.extend(parts.filter(|c| !c.is_empty()).map(|c| c.to_string()));
                 // In v0 relative deepening is a capability of the want line.
                 req.deepen.relative |= req.caps.contains("deepen-relative");
                 first_want = false;
@@ -197,10 +188,7 @@ pub fn parse_v0(body: &[u8]) -> Result<FetchRequest, RequestError> {
 
 /// Parses a protocol v2 `command=fetch` request's arguments.
 pub fn parse_v2_fetch(args: &[&str]) -> Result<FetchRequest, RequestError> {
-    let mut req = FetchRequest {
-        v2: true,
-        ..Default::default()
-    };
+    let mut req = FetchRequest { v2: true, ..Default::default() };
     for line in args {
         let line = line.trim_end_matches('\n');
         if let Some(rest) = line.strip_prefix("want ") {
@@ -210,12 +198,7 @@ pub fn parse_v2_fetch(args: &[&str]) -> Result<FetchRequest, RequestError> {
         } else if common_arg(&mut req, line)? {
         } else if matches!(
             line,
-            "thin-pack"
-                | "no-progress"
-                | "include-tag"
-                | "ofs-delta"
-                | "sideband-all"
-                | "wait-for-done"
+            "thin-pack" | "no-progress" | "include-tag" | "ofs-delta" | "sideband-all" | "wait-for-done"
         ) {
             req.caps.insert(line.to_string());
         } else if line.starts_with("packfile-uris ") {
@@ -253,21 +236,11 @@ impl PartialOrd for ByGeneration {
 
 impl Graph<'_> {
     fn generation(&self, id: &ObjectId) -> i64 {
-        self.odb
-            .index
-            .commits
-            .get(id)
-            .map(|c| c.generation)
-            .unwrap_or(0)
+        self.odb.index.commits.get(id).map(|c| c.generation).unwrap_or(0)
     }
 
     fn parents(&self, id: &ObjectId) -> &[ObjectId] {
-        self.odb
-            .index
-            .commits
-            .get(id)
-            .map(|c| c.parents.as_slice())
-            .unwrap_or(&[])
+        self.odb.index.commits.get(id).map(|c| c.parents.as_slice()).unwrap_or(&[])
     }
 
     /// True when every want reaches some common commit, so the client can
@@ -277,23 +250,20 @@ impl Graph<'_> {
             return false;
         }
         let min_gen = common.iter().map(|c| self.generation(c)).min().unwrap_or(0);
-        wants
-            .iter()
-            .filter(|w| self.odb.index.commits.contains_key(*w))
-            .all(|want| {
-                let mut seen = HashSet::new();
-                let mut queue = vec![*want];
-                while let Some(c) = queue.pop() {
-                    if common.contains(&c) {
-                        return true;
-                    }
-                    if !seen.insert(c) || self.generation(&c) < min_gen {
-                        continue;
-                    }
-                    queue.extend_from_slice(self.parents(&c));
+        wants.iter().filter(|w| self.odb.index.commits.contains_key(*w)).all(|want| {
+            let mut seen = HashSet::new();
+            let mut queue = vec![*want];
+            while let Some(c) = queue.pop() {
+                if common.contains(&c) {
+                    return true;
                 }
-                false
-            })
+                if !seen.insert(c) || self.generation(&c) < min_gen {
+                    continue;
+                }
+                queue.extend_from_slice(self.parents(&c));
+            }
+            false
+        })
     }
 
     /// Commits reachable from `tips` that are not reachable from `has`,
@@ -309,18 +279,12 @@ impl Graph<'_> {
         let mut state: HashMap<ObjectId, bool> = HashMap::new(); // true = uninteresting
         let mut heap = BinaryHeap::new();
         let mut n_interesting = 0usize;
-        for h in has
-            .iter()
-            .filter(|h| self.odb.index.commits.contains_key(*h))
-        {
+        for h in has.iter().filter(|h| self.odb.index.commits.contains_key(*h)) {
             if state.insert(*h, true).is_none() {
                 heap.push(ByGeneration(self.generation(h), *h));
             }
         }
-        for t in tips
-            .iter()
-            .filter(|t| self.odb.index.commits.contains_key(*t))
-        {
+        for t in tips.iter().filter(|t| self.odb.index.commits.contains_key(*t)) {
             if !state.contains_key(t) {
                 state.insert(*t, false);
                 n_interesting += 1;
@@ -340,9 +304,7 @@ impl Graph<'_> {
             }
             // A client-shallow commit's parents are not on the client; a
             // shallow boundary's parents are not sent.
-            if (uninteresting && client_shallow.contains(&c))
-                || (!uninteresting && stop_at.contains(&c))
-            {
+            if (uninteresting && client_shallow.contains(&c)) || (!uninteresting && stop_at.contains(&c)) {
                 continue;
             }
             for p in self.parents(&c) {
@@ -383,19 +345,11 @@ struct ShallowPlan {
     unshallow: Vec<ObjectId>,
 }
 
-fn plan_shallow(
-    graph: &Graph<'_>,
-    req: &FetchRequest,
-    tips: &[ObjectId],
-    refs: &[Ref],
-) -> ShallowPlan {
+fn plan_shallow(graph: &Graph<'_>, req: &FetchRequest, tips: &[ObjectId], refs: &[Ref]) -> ShallowPlan {
     let client_shallow: HashSet<ObjectId> = req.shallows.iter().copied().collect();
     if !req.deepen.requested() {
         // Keep the client's boundary where it is.
-        return ShallowPlan {
-            boundary: client_shallow.clone(),
-            ..Default::default()
-        };
+        return ShallowPlan { boundary: client_shallow.clone(), ..Default::default() };
     }
     let commits = &graph.odb.index.commits;
     let mut included: HashSet<ObjectId> = HashSet::new();
@@ -407,26 +361,15 @@ fn plan_shallow(
         let mut dist: HashMap<ObjectId, u32> = HashMap::new();
         let mut queue: VecDeque<ObjectId> = VecDeque::new();
         let starts: Vec<ObjectId> = if req.deepen.relative {
-            req.shallows
-                .iter()
-                .copied()
-                .filter(|s| commits.contains_key(s))
-                .collect()
+            req.shallows.iter().copied().filter(|s| commits.contains_key(s)).collect()
         } else {
-            tips.iter()
-                .copied()
-                .filter(|t| commits.contains_key(t))
-                .collect()
+            tips.iter().copied().filter(|t| commits.contains_key(t)).collect()
         };
         for s in &starts {
             dist.insert(*s, 1);
             queue.push_back(*s);
         }
-        let limit = if req.deepen.relative {
-            depth + 1
-        } else {
-            depth
-        };
+        let limit = if req.deepen.relative { depth + 1 } else { depth };
         while let Some(c) = queue.pop_front() {
             let d = dist[&c];
             included.insert(c);
@@ -489,10 +432,7 @@ fn plan_shallow(
             }
             let mut cut = false;
             for p in &info.parents {
-                let keep = commits
-                    .get(p)
-                    .map(|pi| pi.time >= since && !excluded.contains(p))
-                    .unwrap_or(false);
+                let keep = commits.get(p).map(|pi| pi.time >= since && !excluded.contains(p)).unwrap_or(false);
                 if keep {
                     stack.push(*p);
                 } else {
@@ -504,21 +444,10 @@ fn plan_shallow(
             }
         }
     }
-    let shallow = boundary
-        .iter()
-        .filter(|b| !client_shallow.contains(*b))
-        .copied()
-        .collect();
-    let unshallow = client_shallow
-        .iter()
-        .filter(|s| included.contains(*s) && !boundary.contains(*s))
-        .copied()
-        .collect();
-    ShallowPlan {
-        boundary,
-        shallow,
-        unshallow,
-    }
+    let shallow = boundary.iter().filter(|b| !client_shallow.contains(*b)).copied().collect();
+    let unshallow =
+        client_shallow.iter().filter(|s| included.contains(*s) && !boundary.contains(*s)).copied().collect();
+    ShallowPlan { boundary, shallow, unshallow }
 }
 
 /// Everything upload-pack needs to answer one request.
@@ -602,17 +531,10 @@ pub enum ServeError {
 impl Upload<'_> {
     fn negotiate(&self, graph: &Graph<'_>, req: &FetchRequest) -> Negotiation {
         let mut seen = HashSet::new();
-        let common: Vec<ObjectId> = req
-            .haves
-            .iter()
-            .filter(|h| self.odb.contains(h) && seen.insert(**h))
-            .copied()
-            .collect();
-        let common_commits: HashSet<ObjectId> = common
-            .iter()
-            .filter(|c| self.odb.index.commits.contains_key(*c))
-            .copied()
-            .collect();
+        let common: Vec<ObjectId> =
+            req.haves.iter().filter(|h| self.odb.contains(h) && seen.insert(**h)).copied().collect();
+        let common_commits: HashSet<ObjectId> =
+            common.iter().filter(|c| self.odb.index.commits.contains_key(*c)).copied().collect();
         let ready = graph.all_wants_reach(&req.wants, &common_commits);
         Negotiation { common, ready }
     }
@@ -731,12 +653,7 @@ impl Upload<'_> {
         plan: &ShallowPlan,
         sink: &mut Sink<'_>,
     ) -> Result<(), ServeError> {
-        let mut w = SidebandWriter {
-            sink,
-            buf: Vec::new(),
-            sideband: req.sideband(),
-            max: req.max_sideband(),
-        };
+        let mut w = SidebandWriter { sink, buf: Vec::new(), sideband: req.sideband(), max: req.max_sideband() };
         let objects = self.enumerate(graph, req, common, plan)?;
         if let Some(limit) = self.max_pack_objects {
             if objects.len() as u64 > limit {
@@ -816,8 +733,7 @@ impl Upload<'_> {
         if !plan.unshallow.is_empty() {
             has.retain(|h| !plan.unshallow.contains(h));
         }
-        let (commits, edges) =
-            graph.commits_to_send(&walk_tips, &has, &plan.boundary, &client_shallow);
+        let (commits, edges) = graph.commits_to_send(&walk_tips, &has, &plan.boundary, &client_shallow);
         // Trees and blobs the client already has: everything under the edges.
         let mut known: HashSet<ObjectId> = HashSet::new();
         let mut edge_trees = Vec::new();
@@ -852,11 +768,7 @@ impl Upload<'_> {
             })?;
         }
         if req.has("include-tag") {
-            for r in self
-                .refs
-                .iter()
-                .filter(|r| r.name.starts_with("refs/tags/"))
-            {
+            for r in self.refs.iter().filter(|r| r.name.starts_with("refs/tags/")) {
                 if r.peeled.is_some() && !sent.contains(&r.target) {
                     let points_at_sent = r.peeled.map(|p| sent.contains(&p)).unwrap_or(false);
                     if points_at_sent && odb.contains(&r.target) {
@@ -867,10 +779,7 @@ impl Upload<'_> {
                             let (kind, data) = odb.read(&id)?;
                             match (kind, tag_target(&data)) {
                                 (Kind::Tag, Some(t))
-                                    if odb
-                                        .location(&t)
-                                        .map(|l| l.kind == Kind::Tag)
-                                        .unwrap_or(false) =>
+                                    if odb.location(&t).map(|l| l.kind == Kind::Tag).unwrap_or(false) =>
                                 {
                                     id = t
                                 }
@@ -914,11 +823,9 @@ impl Upload<'_> {
                     TreeEntryKind::Blob => {
                         let keep = match filter {
                             Some(Filter::BlobNone) => false,
-                            Some(Filter::BlobLimit(limit)) => self
-                                .odb
-                                .location(&entry.id)
-                                .map(|l| l.size <= limit)
-                                .unwrap_or(false),
+                            Some(Filter::BlobLimit(limit)) => {
+                                self.odb.location(&entry.id).map(|l| l.size <= limit).unwrap_or(false)
+                            }
                             Some(Filter::TreeDepth(max)) => depth + 1 < max,
                             None => true,
                         };
@@ -944,9 +851,7 @@ impl Upload<'_> {
         let mut ordered: Vec<(i64, u64, ObjectId)> = objects
             .iter()
             .map(|id| {
-                let loc = odb
-                    .location(id)
-                    .expect("enumerated objects come from the index");
+                let loc = odb.location(id).expect("enumerated objects come from the index");
                 (loc.pack_id, loc.offset, *id)
             })
             .collect();
@@ -955,19 +860,13 @@ impl Upload<'_> {
         let mut written: HashMap<ObjectId, u64> = HashMap::with_capacity(objects.len());
         let mut writer = tessera_pack::write::Writer::new(&mut *w, objects.len() as u32)?;
         for (_, _, id) in ordered {
-            let loc = *odb
-                .location(&id)
-                .expect("enumerated objects come from the index");
+            let loc = *odb.location(&id).expect("enumerated objects come from the index");
             let raw = odb.raw_entry(&id)?;
             let at = match (raw.header, loc.delta_base) {
                 (Header::Whole(_), _) => writer.raw(&raw.header, raw.size, &raw.compressed)?,
-                (_, Some(base)) if written.contains_key(&base) && req.ofs() => writer.raw(
-                    &Header::OfsDelta {
-                        distance: written[&base],
-                    },
-                    raw.size,
-                    &raw.compressed,
-                )?,
+                (_, Some(base)) if written.contains_key(&base) && req.ofs() => {
+                    writer.raw(&Header::OfsDelta { distance: written[&base] }, raw.size, &raw.compressed)?
+                }
                 (_, Some(base)) if in_pack.contains(&base) || written.contains_key(&base) => {
                     writer.raw(&Header::RefDelta { base }, raw.size, &raw.compressed)?
                 }

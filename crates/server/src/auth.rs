@@ -9,12 +9,8 @@ use crate::State;
 /// The password of a Basic `Authorization` header, if any.
 fn basic_password(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let encoded = value
-        .strip_prefix("Basic ")
-        .or_else(|| value.strip_prefix("basic "))?;
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()?;
+    let encoded = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic "))?;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (_, password) = text.split_once(':')?;
     Some(password.to_string())
@@ -30,10 +26,7 @@ pub async fn require(state: &State, headers: &HeaderMap) -> Result<String, HttpE
     };
     match state.store.check_token(&secret).await? {
         Some(token) => Ok(token.name),
-        None => Err(HttpError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid or revoked token",
-        )),
+        None => Err(HttpError::new(StatusCode::UNAUTHORIZED, "invalid or revoked token")),
     }
 }
 

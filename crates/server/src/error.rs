@@ -13,10 +13,7 @@ pub struct HttpError {
 
 impl HttpError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        HttpError {
-            status,
-            message: message.into(),
-        }
+        HttpError { status, message: message.into() }
     }
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, message)
@@ -26,10 +23,7 @@ impl HttpError {
     }
     pub fn internal(context: &str, error: impl std::fmt::Display) -> Self {
         tracing::error!("{context}: {error}");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("internal error while {context}"),
-        )
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, format!("internal error while {context}"))
     }
 }
 
@@ -43,10 +37,8 @@ impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
         let mut res = (self.status, format!("{}\n", self.message)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
-            res.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Basic realm=\"tessera\""),
-            );
+            res.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Basic realm=\"tessera\""));
         }
         res
     }

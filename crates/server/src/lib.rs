@@ -7,10 +7,10 @@
 //! hands the protocol work to blocking threads.
 #![forbid(unsafe_code)]
 
+mod api;
 mod auth;
 mod error;
 mod layout;
-mod push;
 mod repos;
 mod smart;
 
@@ -63,7 +63,7 @@ impl Config {
 pub(crate) struct State {
     pub config: Config,
     pub store: Store,
-    pub cache: repos::Cache,
+    pub snapshots: tessera_repo::Snapshots,
 }
 
 /// A bound, ready server.
@@ -78,74 +78,51 @@ pub enum StartError {
     #[error(transparent)]
     Store(#[from] tessera_store::Error),
     #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: String,
-        source: std::io::Error,
-    },
+    Listen { addr: String, source: std::io::Error },
+    #[error("cannot set up the monorepo layout: {0}")]
+    Layout(#[from] tessera_repo::Error),
     #[error("cannot create data directory {path}: {source}")]
-    DataDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    DataDir { path: PathBuf, source: std::io::Error },
 }
 
 impl Server {
     /// Opens storage, sets up the layout and binds the listening socket.
     pub async fn bind(config: Config) -> Result<Server, StartError> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
-            path: config.data_dir.clone(),
-            source,
-        })?;
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|source| StartError::DataDir { path: config.data_dir.clone(), source })?;
         let store = Store::open(
             &config.database,
             &config.data_dir,
-            tessera_store::Options {
-                packs_in_database: config.packs_in_database,
-                max_connections: None,
-            },
+            tessera_store::Options { packs_in_database: config.packs_in_database, max_connections: None },
         )
         .await?;
         layout::ensure(&store, &config).await?;
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await
-            .map_err(|source| StartError::Listen {
-                addr: config.listen.clone(),
-                source,
-            })?;
-        let state = Arc::new(State {
-            config,
-            store,
-            cache: repos::Cache::default(),
-        });
+            .map_err(|source| StartError::Listen { addr: config.listen.clone(), source })?;
+        let state = Arc::new(State { config, store, snapshots: tessera_repo::Snapshots::default() });
         Ok(Server { listener, state })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound listener has an address")
+        self.listener.local_addr().expect("a bound listener has an address")
     }
 
     /// Serves until the process ends.
     pub async fn run(self) -> std::io::Result<()> {
-        let app = smart::router(self.state);
+        let app = smart::router(self.state.clone()).merge(api::router(self.state));
         axum::serve(self.listener, app).await
     }
 }
 
 /// Opens the store as the server would, for CLI commands (tokens, schema).
 pub async fn open_store(config: &Config) -> Result<Store, StartError> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
-        path: config.data_dir.clone(),
-        source,
-    })?;
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|source| StartError::DataDir { path: config.data_dir.clone(), source })?;
     Ok(Store::open(
         &config.database,
         &config.data_dir,
-        tessera_store::Options {
-            packs_in_database: config.packs_in_database,
-            max_connections: Some(2),
-        },
+        tessera_store::Options { packs_in_database: config.packs_in_database, max_connections: Some(2) },
     )
     .await?)
 }

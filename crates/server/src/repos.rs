@@ -1,11 +1,5 @@
-//! Repository paths, and the per-repository index snapshots cached between requests.
+//! Repository paths: normalizing them and finding what they name.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::Arc;
-
-use tessera_protocol::odb::Odb;
-use tessera_store::index::RepoIndex;
 use tessera_store::Repo;
 
 use crate::error::HttpError;
@@ -15,24 +9,17 @@ use crate::State;
 /// or `/`, no empty, `.` or `..` segments.
 pub fn normalize(raw: &str) -> Result<String, HttpError> {
     let trimmed = raw.trim_matches('/');
-    let trimmed = trimmed
-        .strip_suffix(".git")
-        .unwrap_or(trimmed)
-        .trim_end_matches('/');
+    let trimmed = trimmed.strip_suffix(".git").unwrap_or(trimmed).trim_end_matches('/');
     if trimmed.is_empty() {
         return Ok("/".into());
     }
     let mut out = String::new();
     for segment in trimmed.split('/') {
         if segment.is_empty() || segment == "." || segment == ".." {
-            return Err(HttpError::bad_request(format!(
-                "invalid repository path {raw:?}"
-            )));
+            return Err(HttpError::bad_request(format!("invalid repository path {raw:?}")));
         }
         if segment.chars().any(|c| c.is_control() || c == '\\') {
-            return Err(HttpError::bad_request(format!(
-                "invalid repository path {raw:?}"
-            )));
+            return Err(HttpError::bad_request(format!("invalid repository path {raw:?}")));
         }
         out.push('/');
         out.push_str(segment);
@@ -55,54 +42,63 @@ pub async fn find(state: &State, path: &str) -> Result<Repo, HttpError> {
     }
 }
 
-/// An index snapshot with the local paths of the packs it refers to.
-#[derive(Clone)]
-pub struct Snapshot {
-    pub index: Arc<RepoIndex>,
-    pub pack_paths: Arc<HashMap<i64, PathBuf>>,
-}
-
-impl Snapshot {
-    pub fn odb(&self) -> Odb {
-        Odb::new(self.index.clone(), (*self.pack_paths).clone())
-    }
-}
-
-#[derive(Default)]
-pub struct Cache {
-    map: tokio::sync::Mutex<HashMap<i64, Snapshot>>,
-}
-
-/// The repository's snapshot, refreshed if the repository changed since.
+/// The repository's snapshot, refreshed if it changed since.
 pub async fn snapshot(state: &State, repo_id: i64) -> Result<Snapshot, HttpError> {
-    let mut map = state.cache.map.lock().await;
-    let current = map.get(&repo_id).cloned();
-    let version = state.store.repo_version(repo_id).await?;
-    if let Some(s) = &current {
-        if s.index.version == version {
-            return Ok(s.clone());
+    Ok(state.snapshots.get(&state.store, repo_id).await?)
+}
+
+pub use tessera_repo::Snapshot;
+
+/// What a repository path names.
+pub enum Target {
+    /// An import repository with its own refs and history.
+    Import(Repo),
+    /// The monorepo root `/`.
+    Root(Repo),
+    /// A directory of the monorepo (including converted import directories).
+    Dir { root: Repo, path: String },
+}
+
+/// Resolves a path for reading or pushing (without creating anything).
+pub async fn resolve(state: &State, path: &str) -> Result<Option<Target>, HttpError> {
+    match state.store.repo_by_path(path).await? {
+        Some(repo) if repo.kind == tessera_store::RepoKind::Import => return Ok(Some(Target::Import(repo))),
+        Some(repo) if repo.kind == tessera_store::RepoKind::Mono => return Ok(Some(Target::Root(repo))),
+        _ => {}
+    }
+    let Some(root) = state.store.repo_by_path("/").await? else { return Ok(None) };
+    Ok(Some(Target::Dir { root, path: path.to_string() }))
+}
+
+/// Refs, HEAD and the snapshot to serve for a read of `target`; `None`
+/// when a directory does not exist.
+pub async fn read_view(
+    state: &State,
+    target: &Target,
+) -> Result<Option<(Vec<tessera_store::Ref>, String, Snapshot)>, HttpError> {
+    match target {
+        Target::Import(repo) | Target::Root(repo) => {
+            let refs = state.store.list_refs(repo.id).await?;
+            let snapshot = snapshot(state, repo.id).await?;
+            Ok(Some((refs, repo.head.clone(), snapshot)))
+        }
+        Target::Dir { root, path } => {
+            let mono = tessera_repo::monorepo::Monorepo::new(&state.store, &state.snapshots);
+            let snapshot = snapshot(state, root.id).await?;
+            let Some(root_head) = mono.root_head(root).await.map_err(repo_error)? else { return Ok(None) };
+            let Some(head) = mono.dir_head(root, &snapshot, path, root_head).await.map_err(repo_error)? else {
+                return Ok(None);
+            };
+            let main = tessera_repo::monorepo::MAIN.to_string();
+            Ok(Some((vec![tessera_store::Ref { name: main.clone(), target: head, peeled: None }], main, snapshot)))
         }
     }
-    let (mut index, mut paths) = match current {
-        Some(s) => ((*s.index).clone(), (*s.pack_paths).clone()),
-        None => (RepoIndex::new(repo_id), HashMap::new()),
-    };
-    state.store.refresh_index(&mut index).await?;
-    let mut pack_ids: Vec<i64> = index
-        .objects
-        .values()
-        .map(|l| l.pack_id)
-        .filter(|p| !paths.contains_key(p))
-        .collect();
-    pack_ids.sort_unstable();
-    pack_ids.dedup();
-    for id in pack_ids {
-        paths.insert(id, state.store.pack_path(id).await?);
+}
+
+/// Maps repository-operation failures: refusals are the user's to see.
+pub fn repo_error(e: tessera_repo::Error) -> HttpError {
+    match e {
+        tessera_repo::Error::Refused(message) => HttpError::new(axum::http::StatusCode::CONFLICT, message),
+        other => HttpError::internal("updating the monorepo", other),
     }
-    let snapshot = Snapshot {
-        index: Arc::new(index),
-        pack_paths: Arc::new(paths),
-    };
-    map.insert(repo_id, snapshot.clone());
-    Ok(snapshot)
 }

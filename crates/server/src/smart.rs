@@ -13,12 +13,14 @@ use tessera_pack::{Kind, ObjectId};
 use tessera_pktline::{self as pkt, Packet};
 use tessera_protocol::advertise::{self, LsRefs, Service};
 use tessera_protocol::{receive, upload};
-use tessera_store::{Ref, RefOutcome, RefUpdate, Repo, RepoKind};
+use tessera_store::{RefOutcome, RefUpdate, Repo, RepoKind};
 use tokio::io::AsyncWriteExt;
 
 use crate::error::HttpError;
-use crate::repos::{self, Snapshot};
-use crate::{auth, push, State};
+use crate::repos::{self, Snapshot, Target};
+use crate::{auth, State};
+use tessera_repo::ingest as push;
+use tessera_repo::monorepo::Monorepo;
 
 pub fn router(state: Arc<State>) -> Router {
     Router::new().fallback(dispatch).with_state(state)
@@ -39,9 +41,7 @@ async fn dispatch(AxState(state): AxState<Arc<State>>, request: Request) -> Resp
     } else if method == Method::GET && (path == "/" || path == "/health") {
         Ok((StatusCode::OK, "tessera git server\n").into_response())
     } else {
-        Err(HttpError::not_found(format!(
-            "no such endpoint: {method} {path}"
-        )))
+        Err(HttpError::not_found(format!("no such endpoint: {method} {path}")))
     };
     result.unwrap_or_else(IntoResponse::into_response)
 }
@@ -66,59 +66,49 @@ fn git_response(content_type: &'static str, body: impl Into<Body>) -> Response {
     let mut res = Response::new(body.into());
     let headers = res.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    headers.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("no-cache, max-age=0, must-revalidate"),
-    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, max-age=0, must-revalidate"));
     res
 }
 
-/// HEAD's target and, when that ref exists, its id.
-fn head_of(repo: &Repo, refs: &[Ref]) -> (String, Option<ObjectId>) {
-    let id = refs.iter().find(|r| r.name == repo.head).map(|r| r.target);
-    (repo.head.clone(), id)
-}
-
-async fn info_refs(
-    state: &State,
-    raw_path: &str,
-    query: &str,
-    headers: &HeaderMap,
-) -> Result<Response, HttpError> {
+async fn info_refs(state: &State, raw_path: &str, query: &str, headers: &HeaderMap) -> Result<Response, HttpError> {
     let service = match query.split('&').find_map(|kv| kv.strip_prefix("service=")) {
         Some("git-upload-pack") => Service::UploadPack,
         Some("git-receive-pack") => Service::ReceivePack,
-        _ => return Err(HttpError::new(
-            StatusCode::FORBIDDEN,
-            "only the smart HTTP protocol is served (service=git-upload-pack or git-receive-pack)",
-        )),
+        _ => {
+            return Err(HttpError::new(
+                StatusCode::FORBIDDEN,
+                "only the smart HTTP protocol is served (service=git-upload-pack or git-receive-pack)",
+            ))
+        }
     };
     let path = repos::normalize(raw_path)?;
-    let refs_and_head = match service {
-        Service::UploadPack => {
-            auth::require_read(state, headers).await?;
-            let repo = repos::find(state, &path).await?;
-            let refs = state.store.list_refs(repo.id).await?;
-            let head = head_of(&repo, &refs);
-            (refs, head)
-        }
+    match service {
+        Service::UploadPack => auth::require_read(state, headers).await?,
         Service::ReceivePack => {
             auth::require(state, headers).await?;
-            match state.store.repo_by_path(&path).await? {
-                Some(repo) => {
-                    check_pushable(state, &repo)?;
-                    let refs = state.store.list_refs(repo.id).await?;
-                    let head = head_of(&repo, &refs);
-                    (refs, head)
-                }
-                None if repos::under_import_root(state, &path) => {
-                    (Vec::new(), ("refs/heads/main".into(), None))
-                }
-                None => return Err(not_pushable(&path)),
-            }
         }
+    }
+    let target = repos::resolve(state, &path).await?;
+    let (refs, head) = match (&target, service) {
+        (None, Service::ReceivePack) if repos::under_import_root(state, &path) => {
+            (Vec::new(), "refs/heads/main".to_string())
+        }
+        (None, _) => return Err(HttpError::not_found(format!("repository {path} not found"))),
+        (Some(target @ Target::Dir { .. }), Service::ReceivePack) => match repos::read_view(state, target).await? {
+            Some((refs, head, _)) => (refs, head),
+            // A new directory: the push opens a merge request that creates it.
+            None => (Vec::new(), "refs/heads/main".to_string()),
+        },
+        (Some(target), _) => match repos::read_view(state, target).await? {
+            Some((refs, head, _)) => (refs, head),
+            None => {
+                return Err(HttpError::not_found(format!(
+                    "{path} is neither a repository nor a directory of the monorepo"
+                )))
+            }
+        },
     };
-    let (refs, (head_name, head_id)) = refs_and_head;
+    let head_id = refs.iter().find(|r| r.name == head).map(|r| r.target);
     let content_type = match service {
         Service::UploadPack => "application/x-git-upload-pack-advertisement",
         Service::ReceivePack => "application/x-git-receive-pack-advertisement",
@@ -130,8 +120,7 @@ async fn info_refs(
         out.extend(advertise::v2_capabilities());
         out
     } else {
-        let head = head_id.map(|id| (head_name.as_str(), id));
-        advertise::v0(service, &refs, head, protocol_v1(headers))
+        advertise::v0(service, &refs, head_id.map(|id| (head.as_str(), id)), protocol_v1(headers))
     };
     Ok(git_response(content_type, body))
 }
@@ -140,16 +129,6 @@ fn not_pushable(path: &str) -> HttpError {
     HttpError::not_found(format!(
         "repository {path} not found; pushing creates repositories only under an import root such as /import/<name>"
     ))
-}
-
-fn check_pushable(_state: &State, repo: &Repo) -> Result<(), HttpError> {
-    if repo.kind == RepoKind::Mono {
-        return Err(HttpError::new(
-            StatusCode::FORBIDDEN,
-            format!("{} is a monorepo directory: pushes there open merge requests, which this server does not accept yet", repo.path),
-        ));
-    }
-    Ok(())
 }
 
 /// Reads a whole request body up to `limit` bytes, un-gzipping if needed.
@@ -163,8 +142,7 @@ async fn read_body(request: Request, limit: usize) -> Result<Vec<u8>, HttpError>
     let mut stream = request.into_body().into_data_stream();
     let mut body = Vec::new();
     while let Some(chunk) = stream.next().await {
-        let chunk =
-            chunk.map_err(|e| HttpError::bad_request(format!("reading request body: {e}")))?;
+        let chunk = chunk.map_err(|e| HttpError::bad_request(format!("reading request body: {e}")))?;
         if body.len() + chunk.len() > limit {
             return Err(HttpError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -210,9 +188,8 @@ fn stream_response(
         let result = {
             let mut sink = |bytes: Vec<u8>| {
                 started = true;
-                tx.blocking_send(bytes).map_err(|_| {
-                    std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went away")
-                })
+                tx.blocking_send(bytes)
+                    .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went away"))
             };
             work(&mut sink)
         };
@@ -223,11 +200,7 @@ fn stream_response(
                 err_packet(&message)
             } else if sideband {
                 let mut out = Vec::new();
-                pkt::sideband(
-                    &mut out,
-                    pkt::Channel::Error,
-                    format!("{message}\n").as_bytes(),
-                );
+                pkt::sideband(&mut out, pkt::Channel::Error, format!("{message}\n").as_bytes());
                 out
             } else {
                 Vec::new()
@@ -236,26 +209,23 @@ fn stream_response(
         }
     });
     let stream = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|b| (Ok::<_, std::io::Error>(Bytes::from(b)), rx))
+        rx.recv().await.map(|b| (Ok::<_, std::io::Error>(Bytes::from(b)), rx))
     });
     git_response(content_type, Body::from_stream(stream))
 }
 
-async fn upload_pack(
-    state: Arc<State>,
-    raw_path: &str,
-    request: Request,
-) -> Result<Response, HttpError> {
+async fn upload_pack(state: Arc<State>, raw_path: &str, request: Request) -> Result<Response, HttpError> {
     const RESULT: &str = "application/x-git-upload-pack-result";
     auth::require_read(&state, request.headers()).await?;
     let path = repos::normalize(raw_path)?;
-    let repo = repos::find(&state, &path).await?;
+    let target = repos::resolve(&state, &path)
+        .await?
+        .ok_or_else(|| HttpError::not_found(format!("repository {path} not found")))?;
+    let (refs, head, snapshot) = repos::read_view(&state, &target).await?.ok_or_else(|| {
+        HttpError::not_found(format!("{path} is neither a repository nor a directory of the monorepo"))
+    })?;
     let v2 = protocol_v2(request.headers());
     let body = read_body(request, state.config.max_request_bytes).await?;
-    let refs = state.store.list_refs(repo.id).await?;
-    let snapshot = repos::snapshot(&state, repo.id).await?;
     let max_objects = state.config.max_clone_objects;
 
     if !v2 {
@@ -266,12 +236,7 @@ async fn upload_pack(
         let sideband = req.caps.contains("side-band-64k") || req.caps.contains("side-band");
         return Ok(stream_response(RESULT, sideband, move |sink| {
             let odb = snapshot.odb();
-            upload::Upload {
-                odb: &odb,
-                refs: &refs,
-                max_pack_objects: max_objects,
-            }
-            .respond_v0(&req, sink)
+            upload::Upload { odb: &odb, refs: &refs, max_pack_objects: max_objects }.respond_v0(&req, sink)
         }));
     }
 
@@ -283,7 +248,7 @@ async fn upload_pack(
     match command.as_str() {
         "ls-refs" => {
             let ls = LsRefs::parse(&args);
-            let (head, id) = head_of(&repo, &refs);
+            let id = refs.iter().find(|r| r.name == head).map(|r| r.target);
             Ok(git_response(RESULT, ls.respond(&refs, (&head, id))))
         }
         "fetch" => {
@@ -293,18 +258,10 @@ async fn upload_pack(
             };
             Ok(stream_response(RESULT, true, move |sink| {
                 let odb = snapshot.odb();
-                upload::Upload {
-                    odb: &odb,
-                    refs: &refs,
-                    max_pack_objects: max_objects,
-                }
-                .respond_v2(req, sink)
+                upload::Upload { odb: &odb, refs: &refs, max_pack_objects: max_objects }.respond_v2(req, sink)
             }))
         }
-        other => Ok(git_response(
-            RESULT,
-            err_packet(&format!("unknown command {other:?}")),
-        )),
+        other => Ok(git_response(RESULT, err_packet(&format!("unknown command {other:?}")))),
     }
 }
 
@@ -332,18 +289,20 @@ fn parse_v2_command(body: &[u8]) -> Result<(String, Vec<String>), String> {
     Ok((command.ok_or("request names no command")?, args))
 }
 
-async fn receive_pack(
-    state: Arc<State>,
-    raw_path: &str,
-    request: Request,
-) -> Result<Response, HttpError> {
+async fn receive_pack(state: Arc<State>, raw_path: &str, request: Request) -> Result<Response, HttpError> {
     const RESULT: &str = "application/x-git-receive-pack-result";
     let who = auth::require(&state, request.headers()).await?;
+    let host = request.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost").to_string();
     let path = repos::normalize(raw_path)?;
-    let existing = state.store.repo_by_path(&path).await?;
-    if let Some(repo) = &existing {
-        check_pushable(&state, repo)?;
-    } else if !repos::under_import_root(&state, &path) {
+    let target = match repos::resolve(&state, &path).await? {
+        Some(Target::Dir { .. })
+            if repos::under_import_root(&state, &path) && state.store.repo_by_path(&path).await?.is_none() =>
+        {
+            None
+        }
+        other => other,
+    };
+    if target.is_none() && !repos::under_import_root(&state, &path) {
         return Err(not_pushable(&path));
     }
 
@@ -354,45 +313,25 @@ async fn receive_pack(
         match receive::parse(&head) {
             Ok(Some(req)) => break req,
             Ok(None) => {}
-            Err(e) => {
-                return Ok(git_response(
-                    RESULT,
-                    err_packet(&format!("bad push request: {e}")),
-                ))
-            }
+            Err(e) => return Ok(git_response(RESULT, err_packet(&format!("bad push request: {e}")))),
         }
         if head.len() > 64 << 20 {
-            return Err(HttpError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "push command list is too long",
-            ));
+            return Err(HttpError::new(StatusCode::PAYLOAD_TOO_LARGE, "push command list is too long"));
         }
         match stream.next().await {
             Some(Ok(chunk)) => head.extend_from_slice(&chunk),
             Some(Err(e)) => return Err(HttpError::bad_request(format!("reading push: {e}"))),
-            None => {
-                return Ok(git_response(
-                    RESULT,
-                    err_packet("push request ended inside its command list"),
-                ))
-            }
+            None => return Ok(git_response(RESULT, err_packet("push request ended inside its command list"))),
         }
     };
     let spool_dir = state.store.pack_storage().spool_dir();
-    tokio::fs::create_dir_all(&spool_dir)
-        .await
-        .map_err(|e| HttpError::internal("creating spool dir", e))?;
-    let spooled = tempfile::NamedTempFile::new_in(&spool_dir)
-        .map_err(|e| HttpError::internal("creating spool file", e))?;
-    let mut file = tokio::fs::File::from_std(
-        spooled
-            .reopen()
-            .map_err(|e| HttpError::internal("opening spool file", e))?,
-    );
+    tokio::fs::create_dir_all(&spool_dir).await.map_err(|e| HttpError::internal("creating spool dir", e))?;
+    let spooled =
+        tempfile::NamedTempFile::new_in(&spool_dir).map_err(|e| HttpError::internal("creating spool file", e))?;
+    let mut file =
+        tokio::fs::File::from_std(spooled.reopen().map_err(|e| HttpError::internal("opening spool file", e))?);
     let mut n_bytes = (head.len() - req.pack_offset) as u64;
-    file.write_all(&head[req.pack_offset..])
-        .await
-        .map_err(|e| HttpError::internal("spooling push", e))?;
+    file.write_all(&head[req.pack_offset..]).await.map_err(|e| HttpError::internal("spooling push", e))?;
     let mut too_large = false;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| HttpError::bad_request(format!("reading push: {e}")))?;
@@ -401,66 +340,120 @@ async fn receive_pack(
             too_large = true;
             break;
         }
-        file.write_all(&chunk)
-            .await
-            .map_err(|e| HttpError::internal("spooling push", e))?;
+        file.write_all(&chunk).await.map_err(|e| HttpError::internal("spooling push", e))?;
     }
-    file.flush()
-        .await
-        .map_err(|e| HttpError::internal("spooling push", e))?;
+    file.flush().await.map_err(|e| HttpError::internal("spooling push", e))?;
     drop(file);
 
-    let repo = match existing {
-        Some(repo) => repo,
+    // Where the objects go: the import repository, or the monorepo root.
+    let (repo, directory) = match target {
+        Some(Target::Import(repo)) => (repo, None),
+        Some(Target::Root(repo)) => (repo, None),
+        Some(Target::Dir { root, path }) => (root, Some(path)),
         None => match state.store.create_repo(&path, RepoKind::Import).await {
-            Ok(repo) => repo,
-            Err(tessera_store::Error::RepoExists(_)) => repos::find(&state, &path).await?,
+            Ok(repo) => (repo, None),
+            Err(tessera_store::Error::RepoExists(_)) => (repos::find(&state, &path).await?, None),
             Err(e) => return Err(e.into()),
         },
     };
-    let mut progress = Vec::new();
     let unpack: Result<push::Ingested, String> = if too_large {
-        Err(format!(
-            "push is over the limit of {} bytes",
-            state.config.max_push_bytes
-        ))
+        Err(format!("push is over the limit of {} bytes", state.config.max_push_bytes))
     } else if n_bytes == 0 {
         // No pack (deletes only, or every object already here): the ref
         // checks below find any object that is missing.
         Ok(push::Ingested::default())
     } else {
         let snapshot = repos::snapshot(&state, repo.id).await?;
-        push::ingest(
-            &state.store,
-            repo.id,
-            &snapshot,
-            spooled.path().to_path_buf(),
-        )
-        .await
-        .map_err(|e| {
+        push::ingest(&state.store, repo.id, &snapshot, spooled.path().to_path_buf()).await.map_err(|e| {
             tracing::warn!("push to {path} by {who} refused: {e}");
             e.to_string()
         })
     };
-    let results = match &unpack {
-        Err(_) => req
-            .commands
-            .iter()
-            .map(|c| (c.name.clone(), Err("unpacker error".to_string())))
-            .collect(),
-        Ok(ingested) => update_refs(&state, &repo, &req, ingested).await?,
+    let mut body = Vec::new();
+    let results = match (&unpack, directory) {
+        (Err(_), _) => req.commands.iter().map(|c| (c.name.clone(), Err("unpacker error".to_string()))).collect(),
+        (Ok(_), Some(dir)) => open_merge_requests(&state, &req, &dir, &who, &host, &mut body).await,
+        (Ok(ingested), None) => {
+            let results = update_refs(&state, &repo, &req, ingested).await?;
+            if repo.kind == RepoKind::Import {
+                sync_import(&state, &repo, &results, ingested, &req, &mut body).await;
+            }
+            results
+        }
     };
-    if unpack.is_ok() {
-        let summary = format!(
-            "tessera: {} ref(s) updated in {}\n",
-            results.iter().filter(|(_, r)| r.is_ok()).count(),
-            repo.path
-        );
-        progress.extend(receive::message(&req, &summary));
+    if unpack.is_ok() && results.iter().any(|(_, r)| r.is_ok()) {
+        let summary =
+            format!("tessera: {} ref(s) updated in {}\n", results.iter().filter(|(_, r)| r.is_ok()).count(), path);
+        body.extend(receive::progress(&req, &summary));
     }
-    let mut body = progress;
     body.extend(receive::report(&req, unpack.map(|_| ()), &results));
     Ok(git_response(RESULT, body))
+}
+
+/// A push to a monorepo directory: each accepted branch update opens (or
+/// updates) a merge request; `main` itself does not move.
+async fn open_merge_requests(
+    state: &State,
+    req: &receive::PushRequest,
+    dir: &str,
+    who: &str,
+    host: &str,
+    messages: &mut Vec<u8>,
+) -> Vec<(String, Result<(), String>)> {
+    let mono = Monorepo::new(&state.store, &state.snapshots);
+    let mut results = Vec::new();
+    for c in &req.commands {
+        let for_main = c.name == tessera_repo::monorepo::MAIN || c.name.starts_with("refs/for/");
+        let result = match (c.new, for_main) {
+            (_, false) => Err(format!("only main (or refs/for/main) can be pushed to monorepo directory {dir}")),
+            (None, true) => Err("monorepo directories cannot be deleted by a push".to_string()),
+            (Some(new), true) => match mono.open_mr(dir, &c.name, new, who).await {
+                Ok((mr, created)) => {
+                    let verb = if created { "opened" } else { "updated" };
+                    let text = format!(
+                        "tessera: merge request !{} {verb} for {dir}: http://{host}/api/v1/mr/{}\ntessera: {} stays where it is until the merge request is merged\n",
+                        mr.id, mr.id, c.name
+                    );
+                    messages.extend(receive::message(req, &text));
+                    Ok(())
+                }
+                Err(tessera_repo::Error::Refused(reason)) => Err(reason),
+                Err(e) => {
+                    tracing::error!("opening a merge request for {dir}: {e}");
+                    Err("internal error opening the merge request".to_string())
+                }
+            },
+        };
+        results.push((c.name.clone(), result));
+    }
+    results
+}
+
+/// After a push to an import repository moved its default branch, mounts
+/// the new tree in the monorepo root.
+async fn sync_import(
+    state: &State,
+    repo: &Repo,
+    results: &[(String, Result<(), String>)],
+    ingested: &push::Ingested,
+    req: &receive::PushRequest,
+    messages: &mut Vec<u8>,
+) {
+    let Ok(Some(repo)) = state.store.repo_by_path(&repo.path).await else { return };
+    let moved = results.iter().any(|(name, r)| r.is_ok() && *name == repo.head);
+    if !moved {
+        return;
+    }
+    let Ok(refs) = state.store.list_refs(repo.id).await else { return };
+    let Some(head) = refs.iter().find(|r| r.name == repo.head).map(|r| r.target) else { return };
+    let mono = Monorepo::new(&state.store, &state.snapshots);
+    match mono.sync_import(&repo, ingested.pack_id, head).await {
+        Ok(root) => messages.extend(receive::message(
+            req,
+            &format!("tessera: monorepo root {root} now holds {} at {head}\n", repo.path),
+        )),
+        Err(e) => tracing::error!("syncing {} into the monorepo: {e}", repo.path),
+    }
 }
 
 /// Checks each command, then moves the refs by compare-and-swap.
@@ -471,19 +464,20 @@ async fn update_refs(
     ingested: &push::Ingested,
 ) -> Result<Vec<(String, Result<(), String>)>, HttpError> {
     let snapshot = repos::snapshot(state, repo.id).await?;
-    let kind_of = |id: &ObjectId| {
-        ingested
-            .kinds
-            .get(id)
-            .copied()
-            .or_else(|| snapshot.index.objects.get(id).map(|l| l.kind))
-    };
+    let kind_of =
+        |id: &ObjectId| ingested.kinds.get(id).copied().or_else(|| snapshot.index.objects.get(id).map(|l| l.kind));
     let mut checked: Vec<(String, Result<RefUpdate, String>)> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for c in &req.commands {
         let verdict = (|| {
             if !receive::valid_ref_name(&c.name) {
                 return Err("invalid ref name".to_string());
+            }
+            if repo.kind == RepoKind::Mono && !c.name.starts_with("refs/tags/") {
+                return Err(
+                    "the monorepo root's branches move only by merge requests; push tags here, or push to a directory"
+                        .to_string(),
+                );
             }
             if !seen.insert(c.name.clone()) {
                 return Err("ref named twice in one push".to_string());
@@ -498,12 +492,7 @@ async fn update_refs(
                     peeled = Some(peel(&snapshot, ingested, new)?);
                 }
             }
-            Ok(RefUpdate {
-                name: c.name.clone(),
-                old: c.old,
-                new: c.new,
-                peeled,
-            })
+            Ok(RefUpdate { name: c.name.clone(), old: c.old, new: c.new, peeled })
         })();
         checked.push((c.name.clone(), verdict));
     }
@@ -511,18 +500,10 @@ async fn update_refs(
     if atomic && checked.iter().any(|(_, v)| v.is_err()) {
         return Ok(checked
             .into_iter()
-            .map(|(name, v)| {
-                (
-                    name,
-                    Err(v.err().unwrap_or_else(|| "atomic push failed".into())),
-                )
-            })
+            .map(|(name, v)| (name, Err(v.err().unwrap_or_else(|| "atomic push failed".into()))))
             .collect());
     }
-    let updates: Vec<RefUpdate> = checked
-        .iter()
-        .filter_map(|(_, v)| v.as_ref().ok().cloned())
-        .collect();
+    let updates: Vec<RefUpdate> = checked.iter().filter_map(|(_, v)| v.as_ref().ok().cloned()).collect();
     let outcomes = state.store.update_refs(repo.id, &updates, atomic).await?;
     let mut outcomes = outcomes.into_iter();
     let mut results = Vec::new();
@@ -557,10 +538,7 @@ async fn fix_head(
         .filter(|(name, r)| {
             r.is_ok()
                 && name.starts_with("refs/heads/")
-                && req
-                    .commands
-                    .iter()
-                    .any(|c| &c.name == name && c.new.is_some())
+                && req.commands.iter().any(|c| &c.name == name && c.new.is_some())
         })
         .map(|(name, _)| name.as_str())
         .collect();
@@ -568,11 +546,7 @@ async fn fix_head(
         .into_iter()
         .find(|n| pushed.contains(n))
         .or_else(|| pushed.first().copied())
-        .or_else(|| {
-            refs.iter()
-                .map(|r| r.name.as_str())
-                .find(|n| n.starts_with("refs/heads/"))
-        });
+        .or_else(|| refs.iter().map(|r| r.name.as_str()).find(|n| n.starts_with("refs/heads/")));
     if let Some(head) = choice {
         state.store.set_head(repo.id, head).await?;
     }
@@ -580,11 +554,7 @@ async fn fix_head(
 }
 
 /// Follows a tag chain to the first non-tag object.
-fn peel(
-    snapshot: &Snapshot,
-    ingested: &push::Ingested,
-    mut id: ObjectId,
-) -> Result<ObjectId, String> {
+fn peel(snapshot: &Snapshot, ingested: &push::Ingested, mut id: ObjectId) -> Result<ObjectId, String> {
     let odb = snapshot.odb();
     for _ in 0..64 {
         let target = match ingested.tag_targets.get(&id) {
@@ -595,11 +565,8 @@ fn peel(
                 Err(_) => return Err("missing necessary objects".into()),
             },
         };
-        let target_kind = ingested
-            .kinds
-            .get(&target)
-            .copied()
-            .or_else(|| snapshot.index.objects.get(&target).map(|l| l.kind));
+        let target_kind =
+            ingested.kinds.get(&target).copied().or_else(|| snapshot.index.objects.get(&target).map(|l| l.kind));
         match target_kind {
             Some(Kind::Tag) => id = target,
             Some(_) => return Ok(target),

@@ -2,16 +2,13 @@
 //! authentication, and racing pushes.
 
 use tessera_testkit::{
-    commit_all, fsck, git, git_fails, new_repo, pack_revs, per_backend, push_body, write, Backend,
-    TestServer,
+    commit_all, fsck, git, git_fails, new_repo, pack_revs, per_backend, push_body, write, Backend, TestServer,
 };
 
 fn server_ref(server: &TestServer, path: &str, name: &str) -> Option<String> {
     let dir = tempfile::tempdir().unwrap();
     let out = git(dir.path(), &["ls-remote", &server.repo(path), name]);
-    out.lines()
-        .find(|l| l.ends_with(&format!("\t{name}")))
-        .map(|l| l[..40].to_string())
+    out.lines().find(|l| l.ends_with(&format!("\t{name}"))).map(|l| l[..40].to_string())
 }
 
 fn non_fast_forward_needs_force_and_delete_works(backend: Backend) {
@@ -24,27 +21,15 @@ fn non_fast_forward_needs_force_and_delete_works(backend: Backend) {
     write(src.path(), "a", "2\n");
     let two = commit_all(src.path(), "two");
     let url = server.push_url("/import/nff");
-    git(
-        src.path(),
-        &["push", "-q", &url, "main", "main:refs/heads/topic"],
-    );
+    git(src.path(), &["push", "-q", &url, "main", "main:refs/heads/topic"]);
     git(src.path(), &["reset", "-q", "--hard", "HEAD~1"]);
     write(src.path(), "a", "other\n");
     let other = commit_all(src.path(), "diverged");
     let err = git_fails(src.path(), &["push", &url, "main"]);
-    assert!(
-        err.contains("non-fast-forward") || err.contains("fetch first"),
-        "{err}"
-    );
-    assert_eq!(
-        server_ref(&server, "/import/nff", "refs/heads/main").as_deref(),
-        Some(two.as_str())
-    );
+    assert!(err.contains("non-fast-forward") || err.contains("fetch first"), "{err}");
+    assert_eq!(server_ref(&server, "/import/nff", "refs/heads/main").as_deref(), Some(two.as_str()));
     git(src.path(), &["push", "-q", &url, "+main"]);
-    assert_eq!(
-        server_ref(&server, "/import/nff", "refs/heads/main").as_deref(),
-        Some(other.as_str())
-    );
+    assert_eq!(server_ref(&server, "/import/nff", "refs/heads/main").as_deref(), Some(other.as_str()));
     git(src.path(), &["push", "-q", &url, ":refs/heads/topic"]);
     assert_eq!(server_ref(&server, "/import/nff", "refs/heads/topic"), None);
 }
@@ -57,26 +42,17 @@ fn atomic_push_with_one_stale_ref_changes_nothing(backend: Backend) {
     let src = new_repo();
     write(src.path(), "f", "base\n");
     let base = commit_all(src.path(), "base");
-    git(
-        src.path(),
-        &["push", "-q", &url, "main", "main:refs/heads/other"],
-    );
+    git(src.path(), &["push", "-q", &url, "main", "main:refs/heads/other"]);
     write(src.path(), "f", "next\n");
     let next = commit_all(src.path(), "next");
     let pack = pack_revs(src.path(), &format!("{base}..{next}"));
     // `other` is claimed to be at an id it is not at: the server's
     // compare-and-swap fails for it, which no client-side check can catch.
     let stale = "1".repeat(40);
-    let commands = [
-        (base.as_str(), next.as_str(), "refs/heads/main"),
-        (stale.as_str(), next.as_str(), "refs/heads/other"),
-    ];
-    let (_, reply) = server.post(
-        "/import/atomic",
-        "git-receive-pack",
-        &push_body(&commands, "report-status atomic", &pack),
-        true,
-    );
+    let commands =
+        [(base.as_str(), next.as_str(), "refs/heads/main"), (stale.as_str(), next.as_str(), "refs/heads/other")];
+    let (_, reply) =
+        server.post("/import/atomic", "git-receive-pack", &push_body(&commands, "report-status atomic", &pack), true);
     let reply = String::from_utf8_lossy(&reply).into_owned();
     assert!(
         reply.contains("unpack ok")
@@ -89,44 +65,18 @@ fn atomic_push_with_one_stale_ref_changes_nothing(backend: Backend) {
         Some(base.as_str()),
         "main unchanged"
     );
-    assert_eq!(
-        server_ref(&server, "/import/atomic", "refs/heads/other").as_deref(),
-        Some(base.as_str())
-    );
+    assert_eq!(server_ref(&server, "/import/atomic", "refs/heads/other").as_deref(), Some(base.as_str()));
     // Without atomic, the good update lands alone.
-    let (_, reply) = server.post(
-        "/import/atomic",
-        "git-receive-pack",
-        &push_body(&commands, "report-status", &[]),
-        true,
-    );
+    let (_, reply) =
+        server.post("/import/atomic", "git-receive-pack", &push_body(&commands, "report-status", &[]), true);
     let reply = String::from_utf8_lossy(&reply).into_owned();
-    assert!(
-        reply.contains("ok refs/heads/main") && reply.contains("ng refs/heads/other"),
-        "{reply}"
-    );
-    assert_eq!(
-        server_ref(&server, "/import/atomic", "refs/heads/main").as_deref(),
-        Some(next.as_str())
-    );
+    assert!(reply.contains("ok refs/heads/main") && reply.contains("ng refs/heads/other"), "{reply}");
+    assert_eq!(server_ref(&server, "/import/atomic", "refs/heads/main").as_deref(), Some(next.as_str()));
     // The real client negotiates atomic pushes too.
     write(src.path(), "f", "third\n");
     let third = commit_all(src.path(), "third");
-    git(
-        src.path(),
-        &[
-            "push",
-            "-q",
-            "--atomic",
-            &url,
-            "main",
-            "+main:refs/heads/other",
-        ],
-    );
-    assert_eq!(
-        server_ref(&server, "/import/atomic", "refs/heads/other").as_deref(),
-        Some(third.as_str())
-    );
+    git(src.path(), &["push", "-q", "--atomic", &url, "main", "+main:refs/heads/other"]);
+    assert_eq!(server_ref(&server, "/import/atomic", "refs/heads/other").as_deref(), Some(third.as_str()));
 }
 
 fn push_options_and_quiet(backend: Backend) {
@@ -137,26 +87,11 @@ fn push_options_and_quiet(backend: Backend) {
     write(src.path(), "f", "x\n");
     commit_all(src.path(), "x");
     let url = server.push_url("/import/opts");
-    git(
-        src.path(),
-        &[
-            "push",
-            "-q",
-            "-o",
-            "ci.skip",
-            "-o",
-            "note=hello",
-            &url,
-            "main",
-        ],
-    );
+    git(src.path(), &["push", "-q", "-o", "ci.skip", "-o", "note=hello", &url, "main"]);
     write(src.path(), "f", "y\n");
     let y = commit_all(src.path(), "y");
     git(src.path(), &["push", "--quiet", &url, "main"]);
-    assert_eq!(
-        server_ref(&server, "/import/opts", "refs/heads/main").as_deref(),
-        Some(y.as_str())
-    );
+    assert_eq!(server_ref(&server, "/import/opts", "refs/heads/main").as_deref(), Some(y.as_str()));
 }
 
 fn tokens_are_required_to_push(backend: Backend) {
@@ -168,31 +103,18 @@ fn tokens_are_required_to_push(backend: Backend) {
     commit_all(src.path(), "x");
     let anonymous = server.repo("/import/auth");
     let err = git_fails(src.path(), &["push", &anonymous, "main"]);
-    assert!(
-        err.contains("401")
-            || err.contains("Authentication")
-            || err.contains("could not read Username"),
-        "{err}"
-    );
+    assert!(err.contains("401") || err.contains("Authentication") || err.contains("could not read Username"), "{err}");
     let wrong = anonymous.replacen("http://", "http://me:tsr_wrong@", 1);
     let err = git_fails(src.path(), &["push", &wrong, "main"]);
-    assert!(
-        err.contains("401") || err.contains("Authentication failed") || err.contains("invalid"),
-        "{err}"
-    );
+    assert!(err.contains("401") || err.contains("Authentication failed") || err.contains("invalid"), "{err}");
     assert_eq!(server_ref_or_404(&server, "/import/auth"), None);
-    git(
-        src.path(),
-        &["push", "-q", &server.push_url("/import/auth"), "main"],
-    );
+    git(src.path(), &["push", "-q", &server.push_url("/import/auth"), "main"]);
 }
 
 fn server_ref_or_404(server: &TestServer, path: &str) -> Option<String> {
     let dir = tempfile::tempdir().unwrap();
     let out = tessera_testkit::git_output(dir.path(), &["ls-remote", &server.repo(path)]);
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn racing_pushes_exactly_one_wins(backend: Backend) {
@@ -219,31 +141,20 @@ fn racing_pushes_exactly_one_wins(backend: Backend) {
             .iter()
             .map(|(_, c, _)| {
                 let c = c.clone();
-                std::thread::spawn(move || {
-                    tessera_testkit::git_output(&c, &["push", "origin", "main"])
-                })
+                std::thread::spawn(move || tessera_testkit::git_output(&c, &["push", "origin", "main"]))
             })
             .collect();
         let outputs: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
         let winners: Vec<usize> = (0..2).filter(|i| outputs[*i].status.success()).collect();
         assert_eq!(winners.len(), 1, "round {round}: exactly one push wins");
         let loser = String::from_utf8_lossy(&outputs[1 - winners[0]].stderr).into_owned();
-        assert!(
-            loser.contains("fetch first") || loser.contains("non-fast-forward"),
-            "{loser}"
-        );
+        assert!(loser.contains("fetch first") || loser.contains("non-fast-forward"), "{loser}");
         let tip = server_ref(&server, "/import/race", "refs/heads/main").unwrap();
-        assert_eq!(
-            tip, clones[winners[0]].2,
-            "the winner's commit is on the server"
-        );
+        assert_eq!(tip, clones[winners[0]].2, "the winner's commit is on the server");
         git(base.path(), &["pull", "-q", &url, "main"]);
     }
     let dest = tempfile::tempdir().unwrap();
-    git(
-        dest.path(),
-        &["clone", "-q", &server.repo("/import/race"), "c"],
-    );
+    git(dest.path(), &["clone", "-q", &server.repo("/import/race"), "c"]);
     fsck(&dest.path().join("c"));
 }
 
@@ -254,39 +165,21 @@ fn reads_can_require_tokens(backend: Backend) {
     let src = new_repo();
     write(src.path(), "f", "x\n");
     commit_all(src.path(), "x");
-    git(
-        src.path(),
-        &["push", "-q", &server.push_url("/import/private"), "main"],
-    );
+    git(src.path(), &["push", "-q", &server.push_url("/import/private"), "main"]);
     let dest = tempfile::tempdir().unwrap();
-    git_fails(
-        dest.path(),
-        &["clone", "-q", &server.repo("/import/private"), "anon"],
-    );
-    git(
-        dest.path(),
-        &["clone", "-q", &server.push_url("/import/private"), "authed"],
-    );
+    git_fails(dest.path(), &["clone", "-q", &server.repo("/import/private"), "anon"]);
+    git(dest.path(), &["clone", "-q", &server.push_url("/import/private"), "authed"]);
 }
 
-fn monorepo_directories_refuse_plain_pushes(backend: Backend) {
-    let Some(server) = TestServer::start(backend) else {
-        return;
-    };
-    let src = new_repo();
-    write(src.path(), "f", "x\n");
-    commit_all(src.path(), "x");
-    let err = git_fails(
-        src.path(),
-        &["push", &server.push_url("/projects/x"), "main"],
-    );
-    assert!(
-        err.contains("not found")
-            || err.contains("merge request")
-            || err.contains("404")
-            || err.contains("403"),
-        "{err}"
-    );
+fn monorepo_root_branches_refuse_pushes(backend: Backend) {
+    let Some(server) = TestServer::start(backend) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    git(dir.path(), &["clone", "-q", &server.push_url("/"), "root"]);
+    let root = dir.path().join("root");
+    write(&root, "README.md", "edited directly\n");
+    commit_all(&root, "direct push to the root");
+    let err = git_fails(&root, &["push", "origin", "main"]);
+    assert!(err.contains("merge requests"), "{err}");
 }
 
 per_backend!(
@@ -296,5 +189,5 @@ per_backend!(
     tokens_are_required_to_push,
     racing_pushes_exactly_one_wins,
     reads_can_require_tokens,
-    monorepo_directories_refuse_plain_pushes,
+    monorepo_root_branches_refuse_pushes,
 );

@@ -2,9 +2,7 @@
 
 use std::path::Path;
 
-use tessera_testkit::{
-    commit_all, fsck, git, new_repo, per_backend, refs, write, Backend, TestServer,
-};
+use tessera_testkit::{commit_all, fsck, git, new_repo, per_backend, refs, write, Backend, TestServer};
 
 /// A repository with every kind of object and entry git has.
 fn rich_repo(dir: &Path) {
@@ -24,15 +22,7 @@ fn rich_repo(dir: &Path) {
     }
     let base = commit_all(dir, "initial");
     // A gitlink (submodule entry) pointing at some commit.
-    git(
-        dir,
-        &[
-            "update-index",
-            "--add",
-            "--cacheinfo",
-            &format!("160000,{base},vendor/sub"),
-        ],
-    );
+    git(dir, &["update-index", "--add", "--cacheinfo", &format!("160000,{base},vendor/sub")]);
     git(dir, &["commit", "-q", "-m", "add submodule entry"]);
     // Branches and merges, including an octopus.
     for b in ["a", "b", "c"] {
@@ -50,12 +40,7 @@ fn rich_repo(dir: &Path) {
         "tree {tree}\nparent {head}\nauthor Tess Tester <tess@example.com> 1704067200 +0000\ncommitter Tess Tester <tess@example.com> 1704067200 +0000\ngpgsig -----BEGIN PGP SIGNATURE-----\n \n iQEzBAABCAAdFiEE\n =abcd\n -----END PGP SIGNATURE-----\n\nsigned commit\n"
     );
     let file = write(dir, "../signed-commit", signed);
-    let id = git(
-        dir,
-        &["hash-object", "-w", "-t", "commit", file.to_str().unwrap()],
-    )
-    .trim()
-    .to_string();
+    let id = git(dir, &["hash-object", "-w", "-t", "commit", file.to_str().unwrap()]).trim().to_string();
     git(dir, &["update-ref", "refs/heads/main", &id]);
     git(dir, &["reset", "-q", "--hard"]);
     git(dir, &["tag", "light"]);
@@ -89,23 +74,13 @@ fn push_all_and_clone(backend: Backend) {
                 clone.to_str().unwrap(),
             ],
         );
-        assert_eq!(
-            refs(&clone, "refs/"),
-            refs(src.path(), "refs/"),
-            "protocol v{version}"
-        );
+        assert_eq!(refs(&clone, "refs/"), refs(src.path(), "refs/"), "protocol v{version}");
         fsck(&clone);
     }
     // HEAD follows the pushed default branch.
     let dest = tempfile::tempdir().unwrap();
-    git(
-        dest.path(),
-        &["clone", "-q", &server.repo("/import/rich"), "w"],
-    );
-    assert_eq!(
-        git(&dest.path().join("w"), &["symbolic-ref", "HEAD"]).trim(),
-        "refs/heads/main"
-    );
+    git(dest.path(), &["clone", "-q", &server.repo("/import/rich"), "w"]);
+    assert_eq!(git(&dest.path().join("w"), &["symbolic-ref", "HEAD"]).trim(), "refs/heads/main");
     assert!(dest.path().join("w/link").is_symlink());
 }
 
@@ -126,20 +101,11 @@ fn large_file(backend: Backend) {
     }
     write(src.path(), "big.bin", &data);
     commit_all(src.path(), "big file");
-    git(
-        src.path(),
-        &["push", "-q", &server.push_url("/import/big"), "main"],
-    );
+    git(src.path(), &["push", "-q", &server.push_url("/import/big"), "main"]);
     let dest = tempfile::tempdir().unwrap();
-    git(
-        dest.path(),
-        &["clone", "-q", &server.repo("/import/big"), "c"],
-    );
+    git(dest.path(), &["clone", "-q", &server.repo("/import/big"), "c"]);
     let cloned = std::fs::read(dest.path().join("c/big.bin")).unwrap();
-    assert!(
-        cloned == data,
-        "big file content differs after the round trip"
-    );
+    assert!(cloned == data, "big file content differs after the round trip");
     fsck(&dest.path().join("c"));
 }
 
@@ -151,10 +117,6 @@ fn monorepo_root_is_cloneable() {
     let dest = tempfile::tempdir().unwrap();
     git(dest.path(), &["clone", "-q", &server.repo("/"), "root"]);
     let root = dest.path().join("root");
-    assert!(
-        root.join("projects").is_dir()
-            && root.join("import").is_dir()
-            && root.join("README.md").is_file()
-    );
+    assert!(root.join("projects").is_dir() && root.join("import").is_dir() && root.join("README.md").is_file());
     fsck(&root);
 }

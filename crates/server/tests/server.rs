@@ -3,5 +3,7 @@
 
 mod bad_input;
 mod fetch;
+mod monorepo;
+
 mod push;
 mod roundtrip;

@@ -46,11 +46,7 @@ pub struct RepoIndex {
 
 impl RepoIndex {
     pub fn new(repo_id: i64) -> Self {
-        RepoIndex {
-            repo_id,
-            version: -1,
-            ..Default::default()
-        }
+        RepoIndex { repo_id, version: -1, ..Default::default() }
     }
 }
 
@@ -64,11 +60,7 @@ impl Store {
         let sql = self.sql(
             "SELECT oid, kind, size, pack_id, pack_offset, pack_end, delta_base FROM objects WHERE repo_id = ? AND pack_id > ?",
         );
-        let rows = sqlx::query(&sql)
-            .bind(index.repo_id)
-            .bind(index.last_pack_id)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(&sql).bind(index.repo_id).bind(index.last_pack_id).fetch_all(&self.pool).await?;
         let mut last_pack_id = index.last_pack_id;
         for row in rows {
             let id = parse_oid(&row.try_get::<String, _>(0)?)?;
@@ -97,10 +89,7 @@ impl Store {
                 parse_oid(&row.try_get::<String, _>(0)?)?,
                 CommitInfo {
                     tree: parse_oid(&row.try_get::<String, _>(1)?)?,
-                    parents: parents
-                        .split_whitespace()
-                        .map(parse_oid)
-                        .collect::<Result<_, _>>()?,
+                    parents: parents.split_whitespace().map(parse_oid).collect::<Result<_, _>>()?,
                     generation: row.try_get(3)?,
                     time: row.try_get(4)?,
                 },

@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 pub mod index;
+mod monorepo;
 mod objects;
 pub mod packs;
 mod refs;
@@ -34,6 +35,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
+pub use monorepo::{MergeRequest, MrStatus};
 pub use objects::{NewCommit, NewObject, NewPack};
 pub use packs::PackStorage;
 pub use refs::{Ref, RefOutcome, RefUpdate};
@@ -71,9 +73,7 @@ pub enum Error {
     UnknownScheme(String),
     #[error("cannot connect to the database: {0}")]
     Connect(#[source] sqlx::Error),
-    #[error(
-        "database schema version {found} is newer than this tessera understands ({supported})"
-    )]
+    #[error("database schema version {found} is newer than this tessera understands ({supported})")]
     SchemaTooNew { found: i64, supported: i64 },
     #[error("database query failed: {0}")]
     Query(#[from] sqlx::Error),
@@ -92,13 +92,16 @@ pub enum RepoKind {
     Import,
     /// The monorepo itself.
     Mono,
+    /// A former import repository whose directory now takes merge requests.
+    Converted,
 }
 
 impl RepoKind {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             RepoKind::Import => "import",
             RepoKind::Mono => "mono",
+            RepoKind::Converted => "converted",
         }
     }
 }
@@ -133,23 +136,18 @@ pub struct Store {
 }
 
 pub(crate) fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 pub(crate) fn parse_oid(hex: &str) -> Result<ObjectId, Error> {
-    ObjectId::from_hex(hex.trim().as_bytes())
-        .map_err(|_| Error::Corrupt(format!("bad object id {hex:?}")))
+    ObjectId::from_hex(hex.trim().as_bytes()).map_err(|_| Error::Corrupt(format!("bad object id {hex:?}")))
 }
 
 impl Store {
     /// Connects, creates the schema if needed, and checks its version.
     pub async fn open(url: &str, data_dir: &Path, options: Options) -> Result<Store, Error> {
         sqlx::any::install_default_drivers();
-        let dialect =
-            Dialect::from_url(url).ok_or_else(|| Error::UnknownScheme(url.to_string()))?;
+        let dialect = Dialect::from_url(url).ok_or_else(|| Error::UnknownScheme(url.to_string()))?;
         let url = match dialect {
             Dialect::Sqlite if !url.contains("mode=") => {
                 let sep = if url.contains('?') { '&' } else { '?' };
@@ -157,9 +155,7 @@ impl Store {
             }
             _ => url.to_string(),
         };
-        let max = options
-            .max_connections
-            .unwrap_or(if dialect == Dialect::Sqlite { 8 } else { 16 });
+        let max = options.max_connections.unwrap_or(if dialect == Dialect::Sqlite { 8 } else { 16 });
         let pool = AnyPoolOptions::new()
             .max_connections(max)
             .after_connect(move |conn, _| {
@@ -171,8 +167,7 @@ impl Store {
                             conn.execute("PRAGMA synchronous = NORMAL").await?;
                         }
                         Dialect::Mysql => {
-                            conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
-                                .await?;
+                            conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED").await?;
                         }
                         Dialect::Postgres => {
                             // CREATE ... IF NOT EXISTS on every start would
@@ -191,9 +186,7 @@ impl Store {
         }
         let packs_dir = data_dir.join("packs");
         let packs = if options.packs_in_database {
-            PackStorage::Database {
-                cache_dir: data_dir.join("pack-cache"),
-            }
+            PackStorage::Database { cache_dir: data_dir.join("pack-cache") }
         } else {
             PackStorage::Files { dir: packs_dir }
         };
@@ -250,17 +243,13 @@ impl Store {
         for stmt in schema::statements(self.dialect) {
             if let Err(e) = self.pool.execute(stmt.as_str()).await {
                 // MySQL lacks CREATE INDEX IF NOT EXISTS: a duplicate index is fine.
-                let duplicate =
-                    self.dialect == Dialect::Mysql && e.to_string().contains("Duplicate key name");
+                let duplicate = self.dialect == Dialect::Mysql && e.to_string().contains("Duplicate key name");
                 if !duplicate {
                     return Err(e.into());
                 }
             }
         }
-        let rows = self
-            .pool
-            .fetch_all("SELECT version FROM tessera_schema")
-            .await?;
+        let rows = self.pool.fetch_all("SELECT version FROM tessera_schema").await?;
         match rows.first() {
             None => {
                 sqlx::query(&self.sql("INSERT INTO tessera_schema (version) VALUES (?)"))
@@ -271,10 +260,7 @@ impl Store {
             Some(row) => {
                 let found: i64 = row.try_get(0)?;
                 if found > schema::VERSION {
-                    return Err(Error::SchemaTooNew {
-                        found,
-                        supported: schema::VERSION,
-                    });
+                    return Err(Error::SchemaTooNew { found, supported: schema::VERSION });
                 }
             }
         }
@@ -283,26 +269,18 @@ impl Store {
 
     /// Inserts a row and returns its generated `id` (RETURNING where the
     /// dialect has it; MySQL reports it with the result).
-    pub(crate) async fn insert_id<'c, E>(
-        &self,
-        executor: E,
-        query: &str,
-        binds: Vec<BindValue>,
-    ) -> Result<i64, Error>
+    pub(crate) async fn insert_id<'c, E>(&self, executor: E, query: &str, binds: Vec<BindValue>) -> Result<i64, Error>
     where
         E: sqlx::Executor<'c, Database = sqlx::Any>,
     {
         if self.dialect != Dialect::Mysql {
             let sql = self.sql(&format!("{query} RETURNING id"));
-            let row = bind_all(sqlx::query(&sql), binds)
-                .fetch_one(executor)
-                .await?;
+            let row = bind_all(sqlx::query(&sql), binds).fetch_one(executor).await?;
             Ok(row.try_get(0)?)
         } else {
             let sql = self.sql(query);
             let done = bind_all(sqlx::query(&sql), binds).execute(executor).await?;
-            done.last_insert_id()
-                .ok_or_else(|| Error::Corrupt("insert returned no id".into()))
+            done.last_insert_id().ok_or_else(|| Error::Corrupt("insert returned no id".into()))
         }
     }
 
@@ -320,13 +298,7 @@ impl Store {
                 vec![path.into(), kind.as_str().into(), head.clone().into(), now.into(), now.into()],
             )
             .await?;
-        Ok(Repo {
-            id,
-            path: path.to_string(),
-            kind,
-            head,
-            version: 0,
-        })
+        Ok(Repo { id, path: path.to_string(), kind, head, version: 0 })
     }
 
     fn repo_from_row(row: &AnyRow) -> Result<Repo, Error> {
@@ -334,11 +306,12 @@ impl Store {
         Ok(Repo {
             id: row.try_get(0)?,
             path: text(row, 1)?,
-            kind: if kind == "mono" {
-                RepoKind::Mono
-            } else {
-                RepoKind::Import
+            kind: match kind.as_str() {
+                "mono" => RepoKind::Mono,
+                "converted" => RepoKind::Converted,
+                _ => RepoKind::Import,
             },
+
             head: text(row, 3)?,
             version: row.try_get(4)?,
         })
@@ -346,38 +319,26 @@ impl Store {
 
     pub async fn repo_by_path(&self, path: &str) -> Result<Option<Repo>, Error> {
         let sql = self.sql("SELECT id, path, kind, head, version FROM repos WHERE path = ?");
-        let row = sqlx::query(&sql)
-            .bind(path)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(&sql).bind(path).fetch_optional(&self.pool).await?;
         row.as_ref().map(Self::repo_from_row).transpose()
     }
 
     pub async fn repo_version(&self, repo_id: i64) -> Result<i64, Error> {
         let sql = self.sql("SELECT version FROM repos WHERE id = ?");
-        let row = sqlx::query(&sql)
-            .bind(repo_id)
-            .fetch_one(&self.pool)
-            .await?;
+        let row = sqlx::query(&sql).bind(repo_id).fetch_one(&self.pool).await?;
         Ok(row.try_get(0)?)
     }
 
     pub async fn list_repos(&self) -> Result<Vec<Repo>, Error> {
-        let rows = sqlx::query("SELECT id, path, kind, head, version FROM repos ORDER BY path")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT id, path, kind, head, version FROM repos ORDER BY path").fetch_all(&self.pool).await?;
         rows.iter().map(Self::repo_from_row).collect()
     }
 
     pub async fn set_head(&self, repo_id: i64, head: &str) -> Result<(), Error> {
         let _guard = self.write_guard().await;
         let sql = self.sql("UPDATE repos SET head = ?, updated_at = ? WHERE id = ?");
-        sqlx::query(&sql)
-            .bind(head)
-            .bind(now())
-            .bind(repo_id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(&sql).bind(head).bind(now()).bind(repo_id).execute(&self.pool).await?;
         Ok(())
     }
 
@@ -439,8 +400,7 @@ pub(crate) fn text(row: &AnyRow, idx: usize) -> Result<String, Error> {
         Ok(s) => Ok(s),
         Err(_) => {
             let bytes: Vec<u8> = row.try_get(idx)?;
-            String::from_utf8(bytes)
-                .map_err(|_| Error::Corrupt(format!("column {idx} is not UTF-8")))
+            String::from_utf8(bytes).map_err(|_| Error::Corrupt(format!("column {idx} is not UTF-8")))
         }
     }
 }

@@ -126,7 +126,11 @@ impl Store {
                         pack_id.into(),
                     ]);
                 }
-                let sql = self.insert_ignore("commits (repo_id, oid, tree, parents, generation, commit_time, pack_id)", 7, batch.len());
+                let sql = self.insert_ignore(
+                    "commits (repo_id, oid, tree, parents, generation, commit_time, pack_id)",
+                    7,
+                    batch.len(),
+                );
                 crate::bind_all(sqlx::query(&sql), binds).execute(&mut *tx).await?;
             }
             Ok::<_, Error>(())
@@ -148,7 +152,7 @@ impl Store {
         }
     }
 
-    fn insert_ignore(&self, table_and_columns: &str, n_columns: usize, n_rows: usize) -> String {
+    pub(crate) fn insert_ignore(&self, table_and_columns: &str, n_columns: usize, n_rows: usize) -> String {
         let row = format!("({})", vec!["?"; n_columns].join(", "));
         let values = vec![row; n_rows].join(", ");
         let sql = match self.dialect {
@@ -161,17 +165,12 @@ impl Store {
     }
 
     /// Generation numbers of stored commits among `ids` (absent ones are left out).
-    pub async fn commit_generations(
-        &self,
-        repo_id: i64,
-        ids: &[ObjectId],
-    ) -> Result<HashMap<ObjectId, i64>, Error> {
+    pub async fn commit_generations(&self, repo_id: i64, ids: &[ObjectId]) -> Result<HashMap<ObjectId, i64>, Error> {
         let mut out = HashMap::new();
         for batch in ids.chunks(BATCH) {
             let placeholders = vec!["?"; batch.len()].join(", ");
-            let sql = self.sql(&format!(
-                "SELECT oid, generation FROM commits WHERE repo_id = ? AND oid IN ({placeholders})"
-            ));
+            let sql =
+                self.sql(&format!("SELECT oid, generation FROM commits WHERE repo_id = ? AND oid IN ({placeholders})"));
             let mut q = sqlx::query(&sql).bind(repo_id);
             for id in batch {
                 q = q.bind(id.to_string());

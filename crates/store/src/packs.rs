@@ -75,14 +75,8 @@ impl Store {
                     if filled == 0 {
                         break;
                     }
-                    let sql =
-                        self.sql("INSERT INTO pack_chunks (pack_id, seq, data) VALUES (?, ?, ?)");
-                    sqlx::query(&sql)
-                        .bind(pack_id)
-                        .bind(seq)
-                        .bind(&buf[..filled])
-                        .execute(&mut **tx)
-                        .await?;
+                    let sql = self.sql("INSERT INTO pack_chunks (pack_id, seq, data) VALUES (?, ?, ?)");
+                    sqlx::query(&sql).bind(pack_id).bind(seq).bind(&buf[..filled]).execute(&mut **tx).await?;
                     seq += 1;
                 }
                 let _ = tokio::fs::remove_file(spooled).await;
@@ -109,21 +103,13 @@ impl Store {
                     return Ok(path);
                 }
                 tokio::fs::create_dir_all(cache_dir).await?;
-                let tmp = cache_dir.join(format!(
-                    "{}.tmp-{}",
-                    PackStorage::file_name(pack_id),
-                    rand::random::<u64>()
-                ));
+                let tmp = cache_dir.join(format!("{}.tmp-{}", PackStorage::file_name(pack_id), rand::random::<u64>()));
                 let mut out = Vec::new();
                 let mut seq = 0i64;
                 let sql = self.sql("SELECT data FROM pack_chunks WHERE pack_id = ? AND seq = ?");
                 let mut file = tokio::fs::File::create(&tmp).await?;
                 loop {
-                    let row = sqlx::query(&sql)
-                        .bind(pack_id)
-                        .bind(seq)
-                        .fetch_optional(&self.pool)
-                        .await?;
+                    let row = sqlx::query(&sql).bind(pack_id).bind(seq).fetch_optional(&self.pool).await?;
                     let Some(row) = row else { break };
                     out.clear();
                     out = row.try_get(0)?;
@@ -132,9 +118,7 @@ impl Store {
                 }
                 if seq == 0 {
                     let _ = tokio::fs::remove_file(&tmp).await;
-                    return Err(Error::Corrupt(format!(
-                        "pack {pack_id} has no stored chunks"
-                    )));
+                    return Err(Error::Corrupt(format!("pack {pack_id} has no stored chunks")));
                 }
                 tokio::io::AsyncWriteExt::flush(&mut file).await?;
                 tokio::fs::rename(&tmp, &path).await?;

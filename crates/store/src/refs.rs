@@ -37,10 +37,7 @@ pub const STALE: &str = "fetch first";
 impl Store {
     pub async fn list_refs(&self, repo_id: i64) -> Result<Vec<Ref>, Error> {
         let sql = self.sql("SELECT name, target, peeled FROM refs WHERE repo_id = ? ORDER BY name");
-        let rows = sqlx::query(&sql)
-            .bind(repo_id)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(&sql).bind(repo_id).fetch_all(&self.pool).await?;
         rows.iter()
             .map(|row| {
                 let peeled: Option<String> = row.try_get(2)?;
@@ -77,9 +74,7 @@ impl Store {
                 Ok(outcomes
                     .into_iter()
                     .map(|o| match o {
-                        RefOutcome::Updated => {
-                            RefOutcome::Rejected("atomic transaction failed".into())
-                        }
+                        RefOutcome::Updated => RefOutcome::Rejected("atomic transaction failed".into()),
                         rejected => rejected,
                     })
                     .collect())
@@ -109,11 +104,7 @@ impl Store {
         repo_id: i64,
     ) -> Result<(), Error> {
         let sql = self.sql("UPDATE repos SET version = version + 1, updated_at = ? WHERE id = ?");
-        sqlx::query(&sql)
-            .bind(now())
-            .bind(repo_id)
-            .execute(&mut **tx)
-            .await?;
+        sqlx::query(&sql).bind(now()).bind(repo_id).execute(&mut **tx).await?;
         Ok(())
     }
 
@@ -153,18 +144,16 @@ impl Store {
             .execute(&mut **tx)
             .await?
             .rows_affected(),
-            (Some(old), None) => sqlx::query(&self.sql("DELETE FROM refs WHERE repo_id = ? AND name = ? AND target = ?"))
-                .bind(repo_id)
-                .bind(&u.name)
-                .bind(old.to_string())
-                .execute(&mut **tx)
-                .await?
-                .rows_affected(),
+            (Some(old), None) => {
+                sqlx::query(&self.sql("DELETE FROM refs WHERE repo_id = ? AND name = ? AND target = ?"))
+                    .bind(repo_id)
+                    .bind(&u.name)
+                    .bind(old.to_string())
+                    .execute(&mut **tx)
+                    .await?
+                    .rows_affected()
+            }
         };
-        Ok(if changed == 1 {
-            RefOutcome::Updated
-        } else {
-            RefOutcome::Rejected(STALE.into())
-        })
+        Ok(if changed == 1 { RefOutcome::Updated } else { RefOutcome::Rejected(STALE.into()) })
     }
 }

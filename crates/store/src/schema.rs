@@ -43,18 +43,8 @@ fn types(dialect: Dialect) -> Types {
 
 /// The DDL statements that create the schema from nothing.
 pub fn statements(dialect: Dialect) -> Vec<String> {
-    let Types {
-        id,
-        oid,
-        name,
-        text,
-        blob,
-    } = types(dialect);
-    let table_suffix = if dialect == Dialect::Mysql {
-        " ENGINE=InnoDB"
-    } else {
-        ""
-    };
+    let Types { id, oid, name, text, blob } = types(dialect);
+    let table_suffix = if dialect == Dialect::Mysql { " ENGINE=InnoDB" } else { "" };
     let tables = [
         format!("CREATE TABLE IF NOT EXISTS tessera_schema (version BIGINT NOT NULL)"),
         // Seed: git_repo. `kind` tells import repositories from monorepo ones;
@@ -141,11 +131,37 @@ pub fn statements(dialect: Dialect) -> Vec<String> {
                 UNIQUE (hash)
             )"
         ),
+        // Seed: mega_commit/mega_tree. For each root commit, the commit that
+        // represents each directory it changed; a directory's history is
+        // derived once, when the root commit is written, so clones only read.
+        format!(
+            "CREATE TABLE IF NOT EXISTS dir_commits (
+                repo_id BIGINT NOT NULL,
+                root_commit {oid} NOT NULL,
+                path {name} NOT NULL,
+                dir_commit {oid} NOT NULL,
+                PRIMARY KEY (repo_id, root_commit, path)
+            )"
+        ),
+        // Seed: mega_mr.
+        format!(
+            "CREATE TABLE IF NOT EXISTS merge_requests (
+                id {id},
+                path {name} NOT NULL,
+                branch {name} NOT NULL,
+                base_commit {oid},
+                head_commit {oid} NOT NULL,
+                status VARCHAR(16) NOT NULL,
+                title {text} NOT NULL,
+                conflicts {text},
+                merged_root {oid},
+                author {name} NOT NULL,
+                created_at BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL
+            )"
+        ),
     ];
-    let mut out: Vec<String> = tables
-        .into_iter()
-        .map(|t| format!("{t}{table_suffix}"))
-        .collect();
+    let mut out: Vec<String> = tables.into_iter().map(|t| format!("{t}{table_suffix}")).collect();
     let index = |name: &str, on: &str| match dialect {
         // MySQL has no IF NOT EXISTS for indexes before 8.0; create_if_missing
         // in migrate() tolerates the duplicate there.
@@ -154,6 +170,7 @@ pub fn statements(dialect: Dialect) -> Vec<String> {
     };
     out.push(index("objects_by_pack", "objects (repo_id, pack_id)"));
     out.push(index("commits_by_pack", "commits (repo_id, pack_id)"));
+    out.push(index("dir_commits_by_path", "dir_commits (repo_id, path)"));
     out
 }
 
@@ -164,8 +181,6 @@ pub fn script(dialect: Dialect) -> String {
         s.push_str(&stmt);
         s.push_str(";\n\n");
     }
-    s.push_str(&format!(
-        "INSERT INTO tessera_schema (version) VALUES ({VERSION});\n"
-    ));
+    s.push_str(&format!("INSERT INTO tessera_schema (version) VALUES ({VERSION});\n"));
     s
 }

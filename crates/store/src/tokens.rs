@@ -34,24 +34,13 @@ impl Store {
                 vec![name.into(), hash(&secret).into(), created_at.into()],
             )
             .await?;
-        Ok((
-            Token {
-                id,
-                name: name.to_string(),
-                created_at,
-                revoked_at: None,
-            },
-            secret,
-        ))
+        Ok((Token { id, name: name.to_string(), created_at, revoked_at: None }, secret))
     }
 
     /// The live token with this secret, if any.
     pub async fn check_token(&self, secret: &str) -> Result<Option<Token>, Error> {
         let sql = self.sql("SELECT id, name, created_at, revoked_at FROM tokens WHERE hash = ? AND revoked_at IS NULL");
-        let row = sqlx::query(&sql)
-            .bind(hash(secret))
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(&sql).bind(hash(secret)).fetch_optional(&self.pool).await?;
         row.map(|r| token_from_row(&r)).transpose()
     }
 
@@ -66,15 +55,8 @@ impl Store {
     pub async fn revoke_token(&self, id_or_name: &str) -> Result<u64, Error> {
         let _guard = self.write_guard().await;
         let id: i64 = id_or_name.parse().unwrap_or(-1);
-        let sql = self.sql(
-            "UPDATE tokens SET revoked_at = ? WHERE (id = ? OR name = ?) AND revoked_at IS NULL",
-        );
-        let done = sqlx::query(&sql)
-            .bind(now())
-            .bind(id)
-            .bind(id_or_name)
-            .execute(&self.pool)
-            .await?;
+        let sql = self.sql("UPDATE tokens SET revoked_at = ? WHERE (id = ? OR name = ?) AND revoked_at IS NULL");
+        let done = sqlx::query(&sql).bind(now()).bind(id).bind(id_or_name).execute(&self.pool).await?;
         Ok(done.rows_affected())
     }
 }

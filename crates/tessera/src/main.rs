@@ -33,6 +33,24 @@ enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Merge requests on a running server.
+    Mr {
+        #[command(subcommand)]
+        action: MrAction,
+        /// The server to talk to.
+        #[arg(long, env = "TESSERA_SERVER", default_value = "http://127.0.0.1:8000", global = true)]
+        server: String,
+        /// Token for merging and closing.
+        #[arg(long, env = "TESSERA_TOKEN", global = true)]
+        token: Option<String>,
+    },
+    /// Import directories.
+    Import {
+        #[command(subcommand)]
+        action: ImportAction,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Database administration.
     Db {
         #[command(subcommand)]
@@ -51,6 +69,31 @@ enum TokenAction {
     List,
     /// Revoke a token by id or name.
     Revoke { id_or_name: String },
+}
+
+#[derive(Subcommand)]
+enum MrAction {
+    /// List merge requests.
+    List {
+        /// open, merged, closed, conflict or all
+        #[arg(long, default_value = "open")]
+        status: String,
+    },
+    /// Show one: commits, files changed, diffstat.
+    Show { id: i64 },
+    /// Merge it into the monorepo.
+    Merge { id: i64 },
+    /// Close it without merging.
+    Close { id: i64 },
+    /// Reopen a closed one.
+    Reopen { id: i64 },
+}
+
+#[derive(Subcommand)]
+enum ImportAction {
+    /// Make an import directory a monorepo directory (irreversible): its
+    /// history stays, and later pushes open merge requests.
+    Convert { path: String },
 }
 
 #[derive(Subcommand)]
@@ -102,19 +145,14 @@ fn load_config(args: &ServerArgs) -> anyhow::Result<Config> {
         Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => FileConfig::default(),
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
-    let data_dir = args
-        .data_dir
-        .clone()
-        .or(file.data_dir)
-        .unwrap_or_else(|| PathBuf::from("tessera-data"));
+    let data_dir = args.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from("tessera-data"));
     let mut config = Config::with_data_dir(data_dir);
     if let Some(listen) = args.listen.clone().or(file.listen) {
         config.listen = listen;
     }
     if let Some(db) = args.database.clone().or(file.database) {
-        Dialect::from_url(&db).with_context(|| {
-            format!("database URL {db:?} must start with sqlite://, postgres:// or mysql://")
-        })?;
+        Dialect::from_url(&db)
+            .with_context(|| format!("database URL {db:?} must start with sqlite://, postgres:// or mysql://"))?;
         config.database = db;
     }
     if let Some(roots) = file.import_roots {
@@ -134,11 +172,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => {
             let config = load_config(&args)?;
             let server = tessera_server::Server::bind(config.clone()).await?;
-            println!(
-                "tessera listening on http://{}  (data: {})",
-                server.local_addr(),
-                config.data_dir.display()
-            );
+            println!("tessera listening on http://{}  (data: {})", server.local_addr(), config.data_dir.display());
             server.run().await?;
         }
         Command::Token { action, server } => {
@@ -151,11 +185,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 TokenAction::List => {
                     for t in store.list_tokens().await? {
-                        let state = if t.revoked_at.is_some() {
-                            "revoked"
-                        } else {
-                            "active"
-                        };
+                        let state = if t.revoked_at.is_some() { "revoked" } else { "active" };
                         println!("{}\t{}\t{}\t{state}", t.id, t.name, t.created_at);
                     }
                 }
@@ -166,31 +196,94 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Command::Db {
-            action: DbAction::Schema { dialect },
-        } => {
-            let dialect = Dialect::parse(&dialect).with_context(|| {
-                format!("unknown dialect {dialect:?}: use sqlite, postgres or mysql")
-            })?;
+        Command::Mr { action, server, token } => {
+            return tokio::task::spawn_blocking(move || mr(action, &server, token.as_deref())).await?;
+        }
+        Command::Import { action: ImportAction::Convert { path }, server } => {
+            let config = load_config(&server)?;
+            let store = tessera_server::open_store(&config).await?;
+            let snapshots = tessera_repo::Snapshots::default();
+            let head = tessera_repo::monorepo::Monorepo::new(&store, &snapshots).convert(&path).await?;
+            println!("converted {path}: its history continues from {head}; pushes to it now open merge requests");
+        }
+        Command::Db { action: DbAction::Schema { dialect } } => {
+            let dialect = Dialect::parse(&dialect)
+                .with_context(|| format!("unknown dialect {dialect:?}: use sqlite, postgres or mysql"))?;
             print!("{}", tessera_store::schema::script(dialect));
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// `tessera mr ...`: a client of the server's REST API.
+fn mr(action: MrAction, server: &str, token: Option<&str>) -> anyhow::Result<ExitCode> {
+    let base = server.trim_end_matches('/');
+    let auth = token.map(|t| format!("Basic {}", base64_basic(t)));
+    let call = |method: &str, path: &str| -> anyhow::Result<(u16, serde_json::Value)> {
+        let mut req = ureq::request(method, &format!("{base}{path}"));
+        if let Some(a) = &auth {
+            req = req.set("Authorization", a);
+        }
+        let response = match req.call() {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => anyhow::bail!("cannot reach {base}: {e}"),
+        };
+        let status = response.status();
+        let text = response.into_string().context("reading the server's answer")?;
+        let value = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text.trim().to_string()));
+        Ok((status, value))
+    };
+    let (status, value) = match &action {
+        MrAction::List { status } => call("GET", &format!("/api/v1/mr?status={status}"))?,
+        MrAction::Show { id } => call("GET", &format!("/api/v1/mr/{id}"))?,
+        MrAction::Merge { id } => call("POST", &format!("/api/v1/mr/{id}/merge"))?,
+        MrAction::Close { id } => call("POST", &format!("/api/v1/mr/{id}/close"))?,
+        MrAction::Reopen { id } => call("POST", &format!("/api/v1/mr/{id}/reopen"))?,
+    };
+    if !(200..300).contains(&status) {
+        match (&action, &value) {
+            (MrAction::Merge { id }, serde_json::Value::Object(mr)) if status == 409 => {
+                eprintln!("merge request !{id} has conflicts:");
+                for path in mr.get("conflicts").and_then(|c| c.as_array()).into_iter().flatten() {
+                    eprintln!("  {}", path.as_str().unwrap_or_default());
+                }
+            }
+            (_, serde_json::Value::String(message)) => eprintln!("error: {message}"),
+            (_, other) => eprintln!("error: {other}"),
+        }
+        return Ok(ExitCode::FAILURE);
+    }
+    match action {
+        MrAction::List { .. } => {
+            for mr in value["merge_requests"].as_array().into_iter().flatten() {
+                println!(
+                    "!{}\t{}\t{}\t{}",
+                    mr["id"],
+                    mr["status"].as_str().unwrap_or(""),
+                    mr["path"].as_str().unwrap_or(""),
+                    mr["title"].as_str().unwrap_or("")
+                );
+            }
+        }
+        MrAction::Show { .. } => println!("{}", serde_json::to_string_pretty(&value)?),
+        _ => println!("!{} is {}", value["id"], value["status"].as_str().unwrap_or("")),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn base64_basic(token: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("tessera:{token}"))
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -22,9 +22,7 @@ pub const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 pub const MYSQL_ADMIN: &str = "mysql://root@127.0.0.1:3306/test";
 
 fn in_ci() -> bool {
-    std::env::var("CI")
-        .map(|v| v == "true" || v == "1")
-        .unwrap_or(false)
+    std::env::var("CI").map(|v| v == "true" || v == "1").unwrap_or(false)
 }
 
 /// Reports an unavailable backend: a skip locally, a failure in CI.
@@ -48,36 +46,20 @@ impl TempDatabase {
     pub fn create(backend: Backend) -> Option<TempDatabase> {
         let name = format!("tessera_t_{:016x}", rand::random::<u64>());
         let (admin, url) = match backend {
-            Backend::Postgres => (
-                PG_ADMIN.to_string(),
-                format!("postgres://postgres@127.0.0.1:5432/{name}"),
-            ),
-            Backend::Mysql => (
-                MYSQL_ADMIN.to_string(),
-                format!("mysql://root@127.0.0.1:3306/{name}"),
-            ),
+            Backend::Postgres => (PG_ADMIN.to_string(), format!("postgres://postgres@127.0.0.1:5432/{name}")),
+            Backend::Mysql => (MYSQL_ADMIN.to_string(), format!("mysql://root@127.0.0.1:3306/{name}")),
             Backend::Sqlite => unreachable!("SQLite needs no server"),
         };
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         let created = rt.block_on(async {
             sqlx::any::install_default_drivers();
             use sqlx::Connection;
             let mut conn = sqlx::AnyConnection::connect(&admin).await?;
-            sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(&mut conn)
-                .await?;
+            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await?;
             Ok::<_, sqlx::Error>(())
         });
         match created {
-            Ok(()) => Some(TempDatabase {
-                url,
-                admin,
-                name,
-                backend,
-            }),
+            Ok(()) => Some(TempDatabase { url, admin, name, backend }),
             Err(e) => {
                 unavailable(&format!("{backend:?} at {admin}"), &e.to_string());
                 None
@@ -95,10 +77,7 @@ impl Drop for TempDatabase {
         let admin = self.admin.clone();
         // Dropped from inside or outside a runtime: use a thread of its own.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
             rt.block_on(async {
                 use sqlx::Connection;
                 let mut conn = sqlx::AnyConnection::connect(&admin).await.ok()?;
@@ -115,7 +94,37 @@ pub struct TestServer {
     pub token: String,
     pub data_dir: tempfile::TempDir,
     pub backend: Backend,
+    config: Config,
     _database: Option<TempDatabase>,
+}
+
+/// Another server process over the same data, from [`TestServer::restart`].
+pub struct Instance {
+    pub url: String,
+}
+
+impl Instance {
+    pub fn repo(&self, path: &str) -> String {
+        format!("{}{}", self.url, path)
+    }
+}
+
+fn spawn_server(config: Config, create_token: bool) -> (std::net::SocketAddr, String) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+        rt.block_on(async move {
+            let mut token = String::new();
+            if create_token {
+                let store = tessera_server::open_store(&config).await.expect("store opens");
+                token = store.create_token("test").await.expect("token").1;
+            }
+            let server = Server::bind(config).await.expect("server starts");
+            tx.send((server.local_addr(), token)).expect("test waits");
+            let _ = server.run().await;
+        });
+    });
+    rx.recv().expect("server reports its address")
 }
 
 impl TestServer {
@@ -137,32 +146,15 @@ impl TestServer {
             config.database = db.url.clone();
         }
         adjust(&mut config);
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let store = tessera_server::open_store(&config)
-                    .await
-                    .expect("store opens");
-                let (_, token) = store.create_token("test").await.expect("token");
-                drop(store);
-                let server = Server::bind(config).await.expect("server starts");
-                tx.send((server.local_addr(), token)).expect("test waits");
-                let _ = server.run().await;
-            });
-        });
-        let (addr, token) = rx.recv().expect("server reports its address");
-        Some(TestServer {
-            url: format!("http://{addr}"),
-            token,
-            data_dir,
-            backend,
-            _database: database,
-        })
+        let (addr, token) = spawn_server(config.clone(), true);
+        Some(TestServer { url: format!("http://{addr}"), token, data_dir, backend, config, _database: database })
+    }
+
+    /// Starts a second, fresh server process (own caches) over the same
+    /// data, as a restart would.
+    pub fn restart(&self) -> Instance {
+        let (addr, _) = spawn_server(self.config.clone(), false);
+        Instance { url: format!("http://{addr}") }
     }
 
     /// URL of a repository path for reads.
@@ -172,8 +164,7 @@ impl TestServer {
 
     /// URL of a repository path carrying the token, for pushes.
     pub fn push_url(&self, path: &str) -> String {
-        self.repo(path)
-            .replacen("http://", &format!("http://tester:{}@", self.token), 1)
+        self.repo(path).replacen("http://", &format!("http://tester:{}@", self.token), 1)
     }
 }
 
@@ -212,22 +203,15 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
 /// Runs git expecting failure; returns stderr.
 pub fn git_fails(dir: &Path, args: &[&str]) -> String {
     let out = git_output(dir, args);
-    assert!(
-        !out.status.success(),
-        "git {args:?} unexpectedly succeeded:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(!out.status.success(), "git {args:?} unexpectedly succeeded:\n{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// `git show-ref` output of a repository, sorted (refs and ids).
 pub fn refs(dir: &Path, filter: &str) -> Vec<String> {
     let out = git_output(dir, &["show-ref"]);
-    let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.contains(filter))
-        .map(str::to_string)
-        .collect();
+    let mut lines: Vec<String> =
+        String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.contains(filter)).map(str::to_string).collect();
     lines.sort();
     lines
 }
@@ -278,11 +262,7 @@ pub fn commit_at(dir: &Path, message: &str, epoch: i64) -> String {
         .env("GIT_COMMITTER_DATE", &date)
         .output()
         .expect("git runs");
-    assert!(
-        out.status.success(),
-        "commit failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "commit failed: {}", String::from_utf8_lossy(&out.stderr));
     git(dir, &["rev-parse", "HEAD"]).trim().to_string()
 }
 
@@ -339,12 +319,7 @@ fn pack_objects_args(dir: &Path, extra: &[&str], input: &str) -> Vec<u8> {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("git runs");
-    child
-        .stdin
-        .take()
-        .expect("piped")
-        .write_all(format!("{input}\n").as_bytes())
-        .expect("write");
+    child.stdin.take().expect("piped").write_all(format!("{input}\n").as_bytes()).expect("write");
     let out = child.wait_with_output().expect("git pack-objects");
     assert!(out.status.success(), "pack-objects failed");
     out.stdout
@@ -357,11 +332,7 @@ impl TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let file = dir.path().join("body");
         std::fs::write(&file, body).expect("write body");
-        let url = if auth {
-            self.push_url(path)
-        } else {
-            self.repo(path)
-        };
+        let url = if auth { self.push_url(path) } else { self.repo(path) };
         let out = Command::new("curl")
             .args([
                 "-s",
@@ -379,10 +350,7 @@ impl TestServer {
             .expect("curl runs");
         let text = out.stdout;
         let split = text.iter().rposition(|b| *b == b'\n').expect("status line");
-        let status = String::from_utf8_lossy(&text[split + 1..])
-            .trim()
-            .parse()
-            .expect("numeric status");
+        let status = String::from_utf8_lossy(&text[split + 1..]).trim().parse().expect("numeric status");
         (status, text[..split].to_vec())
     }
 }

@@ -1,4 +1,4 @@
-//! Taking in a pack: scan and check it on a blocking thread, check that
+//! Taking in a pack (a push, or objects tessera wrote itself): scan and check it on a blocking thread, check that
 //! everything it references exists, then register it in one transaction.
 
 use std::collections::{HashMap, HashSet};
@@ -8,11 +8,13 @@ use tessera_pack::{index, Kind, ObjectId};
 use tessera_protocol::fsck::{self, Parsed, TreeEntryKind};
 use tessera_store::{NewCommit, NewObject, NewPack};
 
-use crate::repos::Snapshot;
+use crate::Snapshot;
 
 /// What a stored pack added, for the ref checks that follow.
 #[derive(Debug, Default)]
 pub struct Ingested {
+    /// The stored pack (`None` when there was nothing to store).
+    pub pack_id: Option<i64>,
     pub kinds: HashMap<ObjectId, Kind>,
     pub tag_targets: HashMap<ObjectId, ObjectId>,
 }
@@ -47,17 +49,12 @@ pub async fn ingest(
 ) -> Result<Ingested, IngestError> {
     let odb = snapshot.odb();
     let path = spooled.clone();
-    let (outcome, collected) = tokio::task::spawn_blocking(move || scan(&path, &odb))
-        .await
-        .map_err(|_| IngestError::Join)??;
+    let (outcome, collected) =
+        tokio::task::spawn_blocking(move || scan(&path, &odb)).await.map_err(|_| IngestError::Join)??;
 
     let known = |id: &ObjectId| snapshot.index.objects.contains_key(id);
     let new_ids: HashSet<ObjectId> = collected.objects.iter().map(|o| o.id).collect();
-    if let Some(missing) = collected
-        .needed
-        .iter()
-        .find(|id| !new_ids.contains(*id) && !known(id))
-    {
+    if let Some(missing) = collected.needed.iter().find(|id| !new_ids.contains(*id) && !known(id)) {
         return Err(IngestError::Missing(*missing));
     }
 
@@ -78,45 +75,20 @@ pub async fn ingest(
     let mut commits = Vec::with_capacity(collected.commits.len());
     for id in topo_order(&collected.commits) {
         let (tree, parents, time) = &collected.commits[&id];
-        let g = 1 + parents
-            .iter()
-            .map(|p| generation.get(p).copied().unwrap_or(0))
-            .max()
-            .unwrap_or(0);
+        let g = 1 + parents.iter().map(|p| generation.get(p).copied().unwrap_or(0)).max().unwrap_or(0);
         generation.insert(id, g);
-        commits.push(NewCommit {
-            id,
-            tree: *tree,
-            parents: parents.clone(),
-            generation: g,
-            time: *time,
-        });
+        commits.push(NewCommit { id, tree: *tree, parents: parents.clone(), generation: g, time: *time });
     }
 
     let size = std::fs::metadata(&spooled).map(|m| m.len()).unwrap_or(0);
     let kinds = collected.objects.iter().map(|o| (o.id, o.kind)).collect();
-    store
-        .add_pack(
-            repo_id,
-            &spooled,
-            NewPack {
-                checksum: outcome.checksum,
-                size,
-            },
-            &collected.objects,
-            &commits,
-        )
+    let pack_id = store
+        .add_pack(repo_id, &spooled, NewPack { checksum: outcome.checksum, size }, &collected.objects, &commits)
         .await?;
-    Ok(Ingested {
-        kinds,
-        tag_targets: collected.tags,
-    })
+    Ok(Ingested { pack_id: Some(pack_id), kinds, tag_targets: collected.tags })
 }
 
-fn scan(
-    path: &Path,
-    odb: &tessera_protocol::odb::Odb,
-) -> Result<(index::Outcome, Collected), IngestError> {
+fn scan(path: &Path, odb: &tessera_protocol::odb::Odb) -> Result<(index::Outcome, Collected), IngestError> {
     let mut collected = Collected::default();
     let limits = index::Limits::default();
     let outcome = index::scan(
@@ -133,11 +105,7 @@ fn scan(
                 None => Parsed::Blob,
             };
             match parsed {
-                Parsed::Commit {
-                    tree,
-                    parents,
-                    time,
-                } => {
+                Parsed::Commit { tree, parents, time } => {
                     collected.needed.insert(tree);
                     collected.needed.extend(parents.iter().copied());
                     collected.commits.insert(object.id, (tree, parents, time));

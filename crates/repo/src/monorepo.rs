@@ -1,0 +1,571 @@
+//! The monorepo: one root history, directory histories derived from it, and
+//! the ways the root moves (merge requests, import-repository syncs).
+//!
+//! Root commits are only ever written here, one parent each. When one is
+//! written, every directory whose tree it changed gets a directory commit:
+//! the root commit's author, committer and message over the directory's
+//! tree, with the directory's previous commit as parent. A pushed commit
+//! that lands unchanged, and an import repository's own commit, are
+//! recorded as the directory commit themselves, so their ids survive.
+//! Directory histories are therefore fixed when written and a clone only
+//! reads them.
+
+use std::collections::{BTreeMap, HashMap};
+
+use tessera_pack::{Kind, ObjectId};
+use tessera_store::{MergeRequest, MrStatus, RefUpdate, Repo, RepoKind, Store};
+
+use crate::objects::Builder;
+use crate::tree::{self, View, ViewMut};
+use crate::{Error, Snapshot, Snapshots};
+
+pub const MAIN: &str = "refs/heads/main";
+
+/// Author, committer and message of a commit to be written.
+#[derive(Debug, Clone)]
+pub struct Meta {
+    pub author: String,
+    pub committer: String,
+    pub encoding: Option<String>,
+    pub message: Vec<u8>,
+}
+
+impl Meta {
+    /// Takes the metadata of an existing commit (signatures are dropped:
+    /// they would not match the new commit).
+    pub fn of_commit(raw: &[u8]) -> Meta {
+        let split = raw.windows(2).position(|w| w == b"\n\n").map(|p| p + 2).unwrap_or(raw.len());
+        let mut meta =
+            Meta { author: String::new(), committer: String::new(), encoding: None, message: raw[split..].to_vec() };
+        for line in raw[..split].split(|b| *b == b'\n') {
+            let line = String::from_utf8_lossy(line);
+            if let Some(v) = line.strip_prefix("author ") {
+                meta.author = v.to_string();
+            } else if let Some(v) = line.strip_prefix("committer ") {
+                meta.committer = v.to_string();
+            } else if let Some(v) = line.strip_prefix("encoding ") {
+                meta.encoding = Some(v.to_string());
+            }
+        }
+        meta
+    }
+
+    /// tessera's own identity, now.
+    pub fn system(message: String) -> Meta {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let who = format!("tessera <tessera@localhost> {now} +0000");
+        Meta { author: who.clone(), committer: who, encoding: None, message: format!("{message}\n").into_bytes() }
+    }
+
+    pub fn commit(&self, tree: ObjectId, parents: &[ObjectId]) -> Vec<u8> {
+        let mut out = format!("tree {tree}\n");
+        for p in parents {
+            out.push_str(&format!("parent {p}\n"));
+        }
+        out.push_str(&format!("author {}\ncommitter {}\n", self.author, self.committer));
+        if let Some(e) = &self.encoding {
+            out.push_str(&format!("encoding {e}\n"));
+        }
+        out.push('\n');
+        let mut bytes = out.into_bytes();
+        bytes.extend_from_slice(&self.message);
+        bytes
+    }
+
+    pub fn title(&self) -> String {
+        String::from_utf8_lossy(&self.message).lines().next().unwrap_or("").to_string()
+    }
+}
+
+/// One new root commit: put `tree` at `path`, and optionally use
+/// `dir_commit` as that directory's commit instead of deriving one.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub path: String,
+    pub tree: Option<ObjectId>,
+    pub dir_commit: Option<ObjectId>,
+    pub meta: Meta,
+}
+
+/// Access to the monorepo root and its directories.
+pub struct Monorepo<'a> {
+    pub store: &'a Store,
+    pub snapshots: &'a Snapshots,
+}
+
+/// Normalized directory path of a commit-file tree path: `/` or `/a/b`.
+fn dir_key(path: &str) -> String {
+    let parts: Vec<&str> = tree::components(path).collect();
+    if parts.is_empty() {
+        "/".into()
+    } else {
+        format!("/{}", parts.join("/"))
+    }
+}
+
+impl<'a> Monorepo<'a> {
+    pub fn new(store: &'a Store, snapshots: &'a Snapshots) -> Self {
+        Monorepo { store, snapshots }
+    }
+
+    pub async fn root(&self) -> Result<Repo, Error> {
+        self.store.repo_by_path("/").await?.ok_or_else(|| Error::Refused("the monorepo root does not exist".into()))
+    }
+
+    pub async fn snapshot(&self, root: &Repo) -> Result<Snapshot, Error> {
+        Ok(self.snapshots.get(self.store, root.id).await?)
+    }
+
+    /// The root commit `main` points at.
+    pub async fn root_head(&self, root: &Repo) -> Result<Option<ObjectId>, Error> {
+        Ok(self.store.list_refs(root.id).await?.into_iter().find(|r| r.name == MAIN).map(|r| r.target))
+    }
+
+    /// The directory commit of `path` as of root commit `at`.
+    pub async fn dir_head(
+        &self,
+        root: &Repo,
+        snapshot: &Snapshot,
+        path: &str,
+        at: ObjectId,
+    ) -> Result<Option<ObjectId>, Error> {
+        let path = dir_key(path);
+        if path == "/" {
+            return Ok(Some(at));
+        }
+        let map = self.store.dir_commits(root.id, &path).await?;
+        let mut current = Some(at);
+        while let Some(c) = current {
+            if let Some(d) = map.get(&c) {
+                return Ok((!d.is_null()).then_some(*d));
+            }
+            current = snapshot.index.commits.get(&c).and_then(|info| info.parents.first().copied());
+        }
+        Ok(None)
+    }
+
+    /// Writes one root commit per step on top of `base`, derives the
+    /// directory commits, stores everything, and moves `main` by
+    /// compare-and-swap. Returns the new root head, or `None` if `main`
+    /// moved meanwhile (the caller recomputes and tries again).
+    pub async fn advance(
+        &self,
+        root: &Repo,
+        snapshot: &Snapshot,
+        base: Option<ObjectId>,
+        mut builder: Builder,
+        steps: Vec<Step>,
+    ) -> Result<Option<ObjectId>, Error> {
+        let odb = snapshot.odb();
+        let mut rows: Vec<(ObjectId, String, ObjectId)> = Vec::new();
+        let mut batch_heads: HashMap<String, Option<ObjectId>> = HashMap::new();
+        let mut prev = base;
+        for step in steps {
+            let prev_tree = match prev {
+                Some(p) => Some(commit_tree(&View { odb: &odb, builder: &builder }, &p)?),
+                None => None,
+            };
+            let new_tree = {
+                let mut view = ViewMut { odb: &odb, builder: &mut builder };
+                tree::replace_subtree(&mut view, prev_tree.unwrap_or_else(tree::empty_tree), &step.path, step.tree)?
+            };
+            let parents: Vec<ObjectId> = prev.into_iter().collect();
+            let root_commit = builder.add(Kind::Commit, step.meta.commit(new_tree, &parents));
+            let changed = tree::diff_dirs(&View { odb: &odb, builder: &builder }, prev_tree, Some(new_tree))?;
+            let step_path = dir_key(&step.path);
+            for (path, dir_tree) in changed {
+                if path == "/" {
+                    continue;
+                }
+                let dir_commit = match (&dir_tree, step.dir_commit) {
+                    (None, _) => ObjectId::null(gix_hash_kind()),
+                    (Some(_), Some(given)) if path == step_path => given,
+                    (Some(t), _) => {
+                        let parent = match batch_heads.get(&path) {
+                            Some(h) => *h,
+                            None => match prev {
+                                Some(p) => self.dir_head(root, snapshot, &path, p).await?,
+                                None => None,
+                            },
+                        };
+                        let parents: Vec<ObjectId> = parent.into_iter().collect();
+                        builder.add(Kind::Commit, step.meta.commit(*t, &parents))
+                    }
+                };
+                batch_heads.insert(path.clone(), (!dir_commit.is_null()).then_some(dir_commit));
+                rows.push((root_commit, path, dir_commit));
+            }
+            prev = Some(root_commit);
+        }
+        let new_head = prev.ok_or_else(|| Error::Refused("nothing to commit".into()))?;
+        builder.store(self.store, root.id, snapshot).await?;
+        self.store.add_dir_commits(root.id, &rows).await?;
+        let outcome = self
+            .store
+            .update_refs(
+                root.id,
+                &[RefUpdate { name: MAIN.into(), old: base, new: Some(new_head), peeled: None }],
+                true,
+            )
+            .await?;
+        Ok((outcome[0] == tessera_store::RefOutcome::Updated).then_some(new_head))
+    }
+
+    /// Runs `compute` against the current root head and advances the root
+    /// with its steps, recomputing when another writer got there first.
+    async fn advance_with_retry<F>(&self, mut compute: F) -> Result<ObjectId, Error>
+    where
+        F: FnMut(&Snapshot, Option<ObjectId>) -> Result<(Builder, Vec<Step>), Error>,
+    {
+        let root = self.root().await?;
+        for _ in 0..16 {
+            let snapshot = self.snapshot(&root).await?;
+            let base = self.root_head(&root).await?;
+            let (builder, steps) = compute(&snapshot, base)?;
+            if let Some(head) = self.advance(&root, &snapshot, base, builder, steps).await? {
+                return Ok(head);
+            }
+        }
+        Err(Error::Contended)
+    }
+
+    /// Mounts an import repository's `head` commit at `path` in the root
+    /// tree, as one root commit "sync <path> to <id>".
+    pub async fn sync_import(&self, import: &Repo, pack_id: Option<i64>, head: ObjectId) -> Result<ObjectId, Error> {
+        let root = self.root().await?;
+        match pack_id {
+            Some(p) => self.store.share_pack(import.id, root.id, p).await?,
+            None => {
+                for p in self.store.repo_pack_ids(import.id).await? {
+                    self.store.share_pack(import.id, root.id, p).await?;
+                }
+            }
+        }
+        let path = import.path.clone();
+        self.advance_with_retry(|snapshot, _| {
+            let odb = snapshot.odb();
+            let builder = Builder::default();
+            let tree = commit_tree(&View { odb: &odb, builder: &builder }, &head)?;
+            let meta = Meta::system(format!("sync {path} to {head}"));
+            Ok((builder, vec![Step { path: path.clone(), tree: Some(tree), dir_commit: Some(head), meta }]))
+        })
+        .await
+    }
+
+    /// Creates the initial layout's history: one root commit on nothing.
+    pub async fn initialize(&self, builder: Builder, tree: ObjectId, meta: Meta) -> Result<ObjectId, Error> {
+        let root = self.root().await?;
+        let snapshot = self.snapshot(&root).await?;
+        let step = Step { path: "/".into(), tree: Some(tree), dir_commit: None, meta };
+        self.advance(&root, &snapshot, None, builder, vec![step]).await?.ok_or(Error::Contended)
+    }
+
+    /// Turns a pushed tip into a merge request for directory `path`.
+    pub async fn open_mr(
+        &self,
+        path: &str,
+        branch: &str,
+        head: ObjectId,
+        author: &str,
+    ) -> Result<(MergeRequest, bool), Error> {
+        let path = dir_key(path);
+        let root = self.root().await?;
+        let snapshot = self.snapshot(&root).await?;
+        let root_head = self.root_head(&root).await?;
+        let dir_head = match root_head {
+            Some(r) => self.dir_head(&root, &snapshot, &path, r).await?,
+            None => None,
+        };
+        let known: std::collections::HashSet<ObjectId> =
+            self.store.dir_commits(root.id, &path).await?.into_values().collect();
+        let chain = pushed_chain(&snapshot, head, |c| known.contains(c) || Some(*c) == dir_head)?;
+        let base = match chain.base {
+            Some(b) => Some(b),
+            None if dir_head.is_none() => None,
+            None => {
+                return Err(Error::Refused(format!(
+                    "the pushed commits do not build on the history of {path}; fetch its main and rebase onto it"
+                )))
+            }
+        };
+        if chain.commits.is_empty() {
+            return Err(Error::Refused(format!("nothing new to merge into {path}")));
+        }
+        let odb = snapshot.odb();
+        let raw = odb.read(&head)?.1;
+        let title = Meta::of_commit(&raw).title();
+        Ok(self.store.upsert_mr(&path, branch, base, head, &title, author).await?)
+    }
+
+    /// Merges a merge request: fast-forward when the directory has not
+    /// moved since its base, otherwise a file-wise rebase; conflicting paths
+    /// put the request in `conflict` status instead.
+    pub async fn merge(&self, id: i64) -> Result<MergeOutcome, Error> {
+        let mr = self.store.mr(id).await?.ok_or_else(|| Error::Refused(format!("no merge request {id}")))?;
+        if !matches!(mr.status, MrStatus::Open | MrStatus::Conflict) {
+            return Err(Error::Refused(format!("merge request {id} is {}", mr.status.as_str())));
+        }
+        let root = self.root().await?;
+        let mut conflicts: Vec<String> = Vec::new();
+        // The directory's head depends on the root head; resolve it per
+        // attempt, outside the synchronous compute step.
+        for _ in 0..16 {
+            let snapshot = self.snapshot(&root).await?;
+            let base_root = self.root_head(&root).await?;
+            let dir_head = match base_root {
+                Some(r) => self.dir_head(&root, &snapshot, &mr.path, r).await?,
+                None => None,
+            };
+            let (builder, steps) = match plan_merge(&snapshot, &mr, dir_head)? {
+                Plan::Steps(b, s) => (b, s),
+                Plan::Conflict(paths) => {
+                    conflicts = paths;
+                    break;
+                }
+            };
+            if let Some(new_root) = self.advance(&root, &snapshot, base_root, builder, steps).await? {
+                self.store
+                    .set_mr_status(id, &[MrStatus::Open, MrStatus::Conflict], MrStatus::Merged, &[], Some(new_root))
+                    .await?;
+                return Ok(MergeOutcome::Merged { root: new_root });
+            }
+        }
+        if conflicts.is_empty() {
+            return Err(Error::Contended);
+        }
+        self.store
+            .set_mr_status(id, &[MrStatus::Open, MrStatus::Conflict], MrStatus::Conflict, &conflicts, None)
+            .await?;
+        Ok(MergeOutcome::Conflict { paths: conflicts })
+    }
+
+    /// Makes an import directory a monorepo directory: its import history
+    /// stays its history; later pushes open merge requests.
+    pub async fn convert(&self, path: &str) -> Result<ObjectId, Error> {
+        let path = dir_key(path);
+        let import = self
+            .store
+            .repo_by_path(&path)
+            .await?
+            .filter(|r| r.kind == RepoKind::Import)
+            .ok_or_else(|| Error::Refused(format!("{path} is not an import repository")))?;
+        let head = self
+            .store
+            .list_refs(import.id)
+            .await?
+            .into_iter()
+            .find(|r| r.name == import.head)
+            .map(|r| r.target)
+            .ok_or_else(|| Error::Refused(format!("{path} has no default branch to convert")))?;
+        // Make sure the root holds exactly that commit at this path.
+        let root = self.root().await?;
+        let snapshot = self.snapshot(&root).await?;
+        let current = match self.root_head(&root).await? {
+            Some(r) => self.dir_head(&root, &snapshot, &path, r).await?,
+            None => None,
+        };
+        if current != Some(head) {
+            self.sync_import(&import, None, head).await?;
+        }
+        self.store.set_repo_kind(import.id, RepoKind::Converted).await?;
+        Ok(head)
+    }
+
+    /// What a merge request changes: its commits (newest first) and files.
+    pub async fn describe(&self, mr: &MergeRequest) -> Result<Description, Error> {
+        let root = self.root().await?;
+        let snapshot = self.snapshot(&root).await?;
+        let odb = snapshot.odb();
+        let base = mr.base;
+        let chain = pushed_chain(&snapshot, mr.head, |c| Some(*c) == base)?;
+        let view = View { odb: &odb, builder: &Builder::default() };
+        let mut commits = Vec::new();
+        for c in chain.commits.iter().rev() {
+            let meta = Meta::of_commit(&view.read_commit(c)?);
+            commits.push(CommitSummary { id: *c, title: meta.title(), author: meta.author.clone() });
+        }
+        let old_tree = match base {
+            Some(b) => Some(commit_tree(&view, &b)?),
+            None => None,
+        };
+        let new_tree = commit_tree(&view, &mr.head)?;
+        let mut files = Vec::new();
+        for (path, (old, new)) in tree::diff_files(&view, old_tree, Some(new_tree))? {
+            let read_blob = |s: &Option<tree::FileState>| -> Result<Vec<u8>, Error> {
+                match s {
+                    Some((mode, id)) if mode.as_slice() != b"160000" => Ok(odb.read(id)?.1.as_ref().clone()),
+                    _ => Ok(Vec::new()),
+                }
+            };
+            let (a, b) = (read_blob(&old)?, read_blob(&new)?);
+            let (added, removed) = line_stat(&a, &b);
+            let status = match (&old, &new) {
+                (None, _) => "added",
+                (_, None) => "deleted",
+                _ => "modified",
+            };
+            files.push(FileChange { path, status, added, removed });
+        }
+        Ok(Description { commits, files })
+    }
+}
+
+fn gix_hash_kind() -> tessera_pack::HashKind {
+    tessera_pack::HashKind::Sha1
+}
+
+/// The result of [`Monorepo::merge`].
+#[derive(Debug, Clone)]
+pub enum MergeOutcome {
+    Merged { root: ObjectId },
+    Conflict { paths: Vec<String> },
+}
+
+#[derive(Debug, Clone)]
+pub struct CommitSummary {
+    pub id: ObjectId,
+    pub title: String,
+    pub author: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct FileChange {
+    pub path: String,
+    pub status: &'static str,
+    pub added: usize,
+    pub removed: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Description {
+    pub commits: Vec<CommitSummary>,
+    pub files: Vec<FileChange>,
+}
+
+fn line_stat(a: &[u8], b: &[u8]) -> (usize, usize) {
+    if a.contains(&0) || b.contains(&0) {
+        return (0, 0);
+    }
+    let diff = similar::TextDiff::from_lines(a, b);
+    let mut added = 0;
+    let mut removed = 0;
+    for change in diff.iter_all_changes() {
+        match change.tag() {
+            similar::ChangeTag::Insert => added += 1,
+            similar::ChangeTag::Delete => removed += 1,
+            similar::ChangeTag::Equal => {}
+        }
+    }
+    (added, removed)
+}
+
+/// The tree a commit points at.
+pub fn commit_tree(view: &View<'_>, commit: &ObjectId) -> Result<ObjectId, Error> {
+    if let Some(info) = view.odb.index.commits.get(commit) {
+        return Ok(info.tree);
+    }
+    let raw = view.read_commit(commit)?;
+    let hex = raw.get(5..45).ok_or(Error::NotACommit(*commit))?;
+    ObjectId::from_hex(hex).map_err(|_| Error::NotACommit(*commit))
+}
+
+/// Commits from a pushed tip back to (not including) the first commit
+/// `is_base` accepts, oldest first; refuses merges.
+struct Chain {
+    commits: Vec<ObjectId>,
+    base: Option<ObjectId>,
+}
+
+fn pushed_chain(snapshot: &Snapshot, head: ObjectId, is_base: impl Fn(&ObjectId) -> bool) -> Result<Chain, Error> {
+    let mut commits = Vec::new();
+    let mut current = Some(head);
+    while let Some(c) = current {
+        if is_base(&c) {
+            commits.reverse();
+            return Ok(Chain { commits, base: Some(c) });
+        }
+        let info = snapshot.index.commits.get(&c).ok_or_else(|| Error::Refused(format!("commit {c} is not stored")))?;
+        if info.parents.len() > 1 {
+            return Err(Error::Refused(format!(
+                "commit {c} is a merge; merge requests take a linear series of commits"
+            )));
+        }
+        commits.push(c);
+        current = info.parents.first().copied();
+        if commits.len() > 100_000 {
+            return Err(Error::Refused("pushed history is too long".into()));
+        }
+    }
+    commits.reverse();
+    Ok(Chain { commits, base: None })
+}
+
+enum Plan {
+    Steps(Builder, Vec<Step>),
+    Conflict(Vec<String>),
+}
+
+fn plan_merge(snapshot: &Snapshot, mr: &MergeRequest, dir_head: Option<ObjectId>) -> Result<Plan, Error> {
+    let odb = snapshot.odb();
+    let mut builder = Builder::default();
+    let base = mr.base;
+    let chain = pushed_chain(snapshot, mr.head, |c| Some(*c) == base)?;
+    let view = View { odb: &odb, builder: &builder };
+    if dir_head == base {
+        // Fast-forward: the pushed commits become the directory's history.
+        let mut steps = Vec::new();
+        for c in &chain.commits {
+            let raw = view.read_commit(c)?;
+            steps.push(Step {
+                path: mr.path.clone(),
+                tree: Some(commit_tree(&view, c)?),
+                dir_commit: Some(*c),
+                meta: Meta::of_commit(&raw),
+            });
+        }
+        return Ok(Plan::Steps(builder, steps));
+    }
+    // The directory moved: compare both sides file by file against the base.
+    let base_tree = match base {
+        Some(b) => Some(commit_tree(&view, &b)?),
+        None => None,
+    };
+    let ours_tree = match dir_head {
+        Some(h) => Some(commit_tree(&view, &h)?),
+        None => None,
+    };
+    let theirs_tree = commit_tree(&view, &mr.head)?;
+    let ours = tree::diff_files(&view, base_tree, ours_tree)?;
+    let theirs = tree::diff_files(&view, base_tree, Some(theirs_tree))?;
+    let conflicts: Vec<String> = theirs
+        .iter()
+        .filter(|(path, (_, after))| ours.get(*path).map(|(_, ours_after)| ours_after != after).unwrap_or(false))
+        .map(|(path, _)| path.clone())
+        .collect();
+    if !conflicts.is_empty() {
+        return Ok(Plan::Conflict(conflicts));
+    }
+    // Replay each pushed commit's own changes on the moved directory.
+    let mut steps = Vec::new();
+    let mut prev_dir = dir_head;
+    let mut dir_tree = ours_tree;
+    for c in &chain.commits {
+        let view = View { odb: &odb, builder: &builder };
+        let raw = view.read_commit(c)?;
+        let parent_tree = match snapshot.index.commits.get(c).and_then(|i| i.parents.first().copied()) {
+            Some(p) => Some(commit_tree(&view, &p)?),
+            None => None,
+        };
+        let own = tree::diff_files(&view, parent_tree, Some(commit_tree(&view, c)?))?;
+        let changes: BTreeMap<String, Option<tree::FileState>> =
+            own.into_iter().map(|(p, (_, after))| (p, after)).collect();
+        let new_tree = tree::apply_files(&mut ViewMut { odb: &odb, builder: &mut builder }, dir_tree, &changes)?;
+        let meta = Meta::of_commit(&raw);
+        let parents: Vec<ObjectId> = prev_dir.into_iter().collect();
+        let rebased = builder.add(Kind::Commit, meta.commit(new_tree, &parents));
+        steps.push(Step { path: mr.path.clone(), tree: Some(new_tree), dir_commit: Some(rebased), meta });
+        prev_dir = Some(rebased);
+        dir_tree = Some(new_tree);
+    }
+    Ok(Plan::Steps(builder, steps))
+}

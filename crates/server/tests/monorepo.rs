@@ -1,0 +1,233 @@
+//! Monorepo directories: clone any directory with its history, pushes open
+//! merge requests, merging rewrites the root, import directories are part
+//! of the tree.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use tessera_testkit::{
+    commit_all, fsck, git, git_fails, git_output, new_repo, per_backend, write, Backend, TestServer,
+};
+
+fn api(server: &TestServer, method: &str, path: &str) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-s", "-X", method, "-w", "\n%{http_code}", "-u", &format!("t:{}", server.token)])
+        .arg(format!("{}{path}", server.url))
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').expect("status line");
+    (status.trim().parse().expect("status"), body.to_string())
+}
+
+fn mr_ids(server: &TestServer, status: &str) -> Vec<i64> {
+    let (_, body) = api(server, "GET", &format!("/api/v1/mr?status={status}"));
+    body.split("\"id\":").skip(1).filter_map(|s| s.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()).collect()
+}
+
+fn clone(server: &TestServer, path: &str, into: &Path) -> PathBuf {
+    let dest = into.join(format!("c{}", rand_suffix()));
+    git(into, &["clone", "-q", &server.push_url(path), dest.to_str().unwrap()]);
+    dest
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+fn head(dir: &Path, rev: &str) -> String {
+    git(dir, &["rev-parse", rev]).trim().to_string()
+}
+
+/// Pushes three commits creating `/projects/x` and merges them.
+fn create_project(server: &TestServer, work: &Path) -> PathBuf {
+    let src = work.join("src");
+    git(work, &["init", "-q", "-b", "main", src.to_str().unwrap()]);
+    for i in 1..=3 {
+        write(&src, format!("f{i}.txt"), format!("v{i}\n"));
+        write(&src, "nested/deep/n.txt", format!("n{i}\n"));
+        commit_all(&src, &format!("x commit {i}"));
+    }
+    let out = git_output(&src, &["push", &server.push_url("/projects/x"), "main"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("merge request !"), "push reports the MR");
+    let open = mr_ids(server, "open");
+    assert_eq!(open.len(), 1);
+    let (status, body) = api(server, "POST", &format!("/api/v1/mr/{}/merge", open[0]));
+    assert_eq!(status, 200, "{body}");
+    src
+}
+
+fn directories_clone_with_their_history(backend: Backend) {
+    let Some(server) = TestServer::start(backend) else { return };
+    let work = tempfile::tempdir().unwrap();
+    let src = create_project(&server, work.path());
+    let x = clone(&server, "/projects/x", work.path());
+    assert_eq!(head(&x, "HEAD"), head(&src, "main"), "pushed ids survive a fast-forward merge");
+    assert_eq!(git(&x, &["rev-list", "--count", "HEAD"]).trim(), "3");
+    let nested = clone(&server, "/projects/x/nested/deep", work.path());
+    assert_eq!(
+        git(&nested, &["log", "--format=%s"]).lines().collect::<Vec<_>>(),
+        ["x commit 3", "x commit 2", "x commit 1"]
+    );
+    let root = clone(&server, "/", work.path());
+    let subjects = git(&root, &["log", "--format=%s"]);
+    assert!(subjects.starts_with("x commit 3\nx commit 2\nx commit 1\n"), "{subjects}");
+    assert_eq!(std::fs::read_to_string(root.join("projects/x/f2.txt")).unwrap(), "v2\n");
+    for dir in [&x, &nested, &root] {
+        fsck(dir);
+    }
+    // The same ids on every clone, also from a fresh server process.
+    let again = clone(&server, "/projects/x/nested/deep", work.path());
+    assert_eq!(head(&again, "HEAD"), head(&nested, "HEAD"));
+    let restarted = server.restart();
+    let fresh = work.path().join("fresh");
+    git(work.path(), &["clone", "-q", &restarted.repo("/projects/x/nested/deep"), fresh.to_str().unwrap()]);
+    assert_eq!(head(&fresh, "HEAD"), head(&nested, "HEAD"));
+}
+
+fn push_opens_merge_request_and_merge_moves_main(backend: Backend) {
+    let Some(server) = TestServer::start(backend) else { return };
+    let work = tempfile::tempdir().unwrap();
+    create_project(&server, work.path());
+    let x = clone(&server, "/projects/x", work.path());
+    let before = head(&x, "HEAD");
+    for i in 0..3 {
+        write(&x, format!("new{i}.txt"), format!("{i}\n"));
+        commit_all(&x, &format!("mr commit {i}"));
+    }
+    let tip = head(&x, "HEAD");
+    git(&x, &["push", "-q", "origin", "main"]);
+    let check = clone(&server, "/projects/x", work.path());
+    assert_eq!(head(&check, "HEAD"), before, "main does not move before the merge");
+    let open = mr_ids(&server, "open");
+    assert_eq!(open.len(), 1);
+    let (_, shown) = api(&server, "GET", &format!("/api/v1/mr/{}", open[0]));
+    assert!(
+        shown.contains("\"new2.txt\"") && shown.contains("mr commit 1") && shown.contains("\"diffstat\""),
+        "{shown}"
+    );
+    let (status, _) = api(&server, "POST", &format!("/api/v1/mr/{}/merge", open[0]));
+    assert_eq!(status, 200);
+    git(&check, &["pull", "-q"]);
+    assert_eq!(head(&check, "HEAD"), tip);
+    let root = clone(&server, "/", work.path());
+    assert!(git(&root, &["log", "--format=%s", "-3"]).contains("mr commit 2"));
+    fsck(&root);
+    fsck(&check);
+}
+
+fn disjoint_merge_requests_both_merge_and_conflicts_are_reported(backend: Backend) {
+    let Some(server) = TestServer::start(backend) else { return };
+    let work = tempfile::tempdir().unwrap();
+    create_project(&server, work.path());
+    let a = clone(&server, "/projects/x", work.path());
+    let b = clone(&server, "/projects/x", work.path());
+    write(&a, "f1.txt", "a\n");
+    commit_all(&a, "a edits f1");
+    git(&a, &["push", "-q", "origin", "main"]);
+    write(&b, "f2.txt", "b\n");
+    commit_all(&b, "b edits f2");
+    git(&b, &["push", "-q", "origin", "HEAD:refs/for/main"]);
+    let mut open = mr_ids(&server, "open");
+    open.sort();
+    assert_eq!(open.len(), 2);
+    for id in &open {
+        let (status, body) = api(&server, "POST", &format!("/api/v1/mr/{id}/merge"));
+        assert_eq!(status, 200, "{body}");
+    }
+    let check = clone(&server, "/projects/x", work.path());
+    assert_eq!(std::fs::read_to_string(check.join("f1.txt")).unwrap(), "a\n");
+    assert_eq!(std::fs::read_to_string(check.join("f2.txt")).unwrap(), "b\n");
+    fsck(&check);
+    // Now both sides change the same file.
+    git(&a, &["pull", "-q", "--rebase"]);
+    git(&b, &["pull", "-q", "--rebase"]);
+    write(&a, "f3.txt", "from a\n");
+    commit_all(&a, "a edits f3");
+    git(&a, &["push", "-q", "origin", "main"]);
+    write(&b, "f3.txt", "from b\n");
+    commit_all(&b, "b edits f3");
+    git(&b, &["push", "-q", "origin", "HEAD:refs/for/main"]);
+    let mut open = mr_ids(&server, "open");
+    open.sort();
+    let (status, _) = api(&server, "POST", &format!("/api/v1/mr/{}/merge", open[0]));
+    assert_eq!(status, 200);
+    let (status, body) = api(&server, "POST", &format!("/api/v1/mr/{}/merge", open[1]));
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("\"conflict\"") && body.contains("f3.txt"), "{body}");
+    let check = clone(&server, "/projects/x", work.path());
+    assert_eq!(std::fs::read_to_string(check.join("f3.txt")).unwrap(), "from a\n");
+}
+
+fn pushes_with_unknown_base_are_refused(backend: Backend) {
+    let Some(server) = TestServer::start(backend) else { return };
+    let work = tempfile::tempdir().unwrap();
+    create_project(&server, work.path());
+    let stranger = new_repo();
+    write(stranger.path(), "other.txt", "unrelated\n");
+    commit_all(stranger.path(), "unrelated history");
+    let err = git_fails(stranger.path(), &["push", &server.push_url("/projects/x"), "HEAD:refs/for/main"]);
+
+    assert!(err.contains("do not build on the history"), "{err}");
+}
+
+fn import_pushes_appear_in_the_root_and_conversion_keeps_history(backend: Backend) {
+    let Some(server) = TestServer::start(backend) else { return };
+    let work = tempfile::tempdir().unwrap();
+    let lib = new_repo();
+    for i in 0..4 {
+        write(lib.path(), "lib.rs", format!("// {i}\n"));
+        commit_all(lib.path(), &format!("lib {i}"));
+    }
+    git(lib.path(), &["push", "-q", &server.push_url("/import/lib"), "main"]);
+    let root = clone(&server, "/", work.path());
+    assert_eq!(std::fs::read_to_string(root.join("import/lib/lib.rs")).unwrap(), "// 3\n");
+    assert!(git(&root, &["log", "-1", "--format=%s"]).starts_with("sync /import/lib to "));
+    fsck(&root);
+    let imported = clone(&server, "/import/lib", work.path());
+    assert_eq!(head(&imported, "HEAD"), head(lib.path(), "main"));
+
+    let (status, body) = api(&server, "POST", "/api/v1/import/convert?path=/import/lib");
+    assert_eq!(status, 200, "{body}");
+    let converted = clone(&server, "/import/lib", work.path());
+    assert_eq!(head(&converted, "HEAD"), head(lib.path(), "main"), "conversion keeps the import history");
+    assert_eq!(git(&converted, &["rev-list", "--count", "HEAD"]).trim(), "4");
+    write(&converted, "lib.rs", "// changed via MR\n");
+    commit_all(&converted, "after conversion");
+    let out = git_output(&converted, &["push", "origin", "main"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("merge request !"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = mr_ids(&server, "open")[0];
+    assert_eq!(api(&server, "POST", &format!("/api/v1/mr/{id}/merge")).0, 200);
+    let after = clone(&server, "/import/lib", work.path());
+    assert_eq!(git(&after, &["rev-list", "--count", "HEAD"]).trim(), "5");
+    fsck(&after);
+}
+
+fn tags_on_the_root(backend: Backend) {
+    let Some(server) = TestServer::start(backend) else { return };
+    let work = tempfile::tempdir().unwrap();
+    let root = clone(&server, "/", work.path());
+    git(&root, &["tag", "-a", "v1", "-m", "first release"]);
+    git(&root, &["tag", "light"]);
+    git(&root, &["push", "-q", "origin", "--tags"]);
+    let again = clone(&server, "/", work.path());
+    assert_eq!(head(&again, "v1"), head(&root, "v1"));
+    assert_eq!(head(&again, "light"), head(&root, "HEAD"));
+    fsck(&again);
+}
+
+per_backend!(
+    directories_clone_with_their_history,
+    push_opens_merge_request_and_merge_moves_main,
+    disjoint_merge_requests_both_merge_and_conflicts_are_reported,
+    pushes_with_unknown_base_are_refused,
+    import_pushes_appear_in_the_root_and_conversion_keeps_history,
+    tags_on_the_root,
+);
