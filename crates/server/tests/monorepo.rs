@@ -210,6 +210,37 @@ fn import_pushes_appear_in_the_root_and_conversion_keeps_history(backend: Backen
     fsck(&after);
 }
 
+fn racing_merges_keep_both_changes(backend: Backend) {
+    let Some(server) = TestServer::start(backend) else { return };
+    let work = tempfile::tempdir().unwrap();
+    create_project(&server, work.path());
+    for i in 0..4 {
+        let c = clone(&server, "/projects/x", work.path());
+        write(&c, format!("race{i}.txt"), format!("{i}\n"));
+        commit_all(&c, &format!("race {i}"));
+        git(&c, &["push", "-q", "origin", &format!("HEAD:refs/for/race{i}")]);
+    }
+    let ids = mr_ids(&server, "open");
+    assert_eq!(ids.len(), 4);
+    let server = std::sync::Arc::new(server);
+    let handles: Vec<_> = ids
+        .into_iter()
+        .map(|id| {
+            let server = server.clone();
+            std::thread::spawn(move || api(&server, "POST", &format!("/api/v1/mr/{id}/merge")).0)
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.join().unwrap(), 200);
+    }
+    let check = clone(&server, "/projects/x", work.path());
+    for i in 0..4 {
+        assert!(check.join(format!("race{i}.txt")).exists(), "change {i} survived");
+    }
+    fsck(&check);
+    fsck(&clone(&server, "/", work.path()));
+}
+
 fn tags_on_the_root(backend: Backend) {
     let Some(server) = TestServer::start(backend) else { return };
     let work = tempfile::tempdir().unwrap();
@@ -230,4 +261,5 @@ per_backend!(
     pushes_with_unknown_base_are_refused,
     import_pushes_appear_in_the_root_and_conversion_keeps_history,
     tags_on_the_root,
+    racing_merges_keep_both_changes,
 );

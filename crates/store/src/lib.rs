@@ -158,6 +158,7 @@ impl Store {
         let max = options.max_connections.unwrap_or(if dialect == Dialect::Sqlite { 8 } else { 16 });
         let pool = AnyPoolOptions::new()
             .max_connections(max)
+            .acquire_timeout(std::time::Duration::from_secs(10))
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     match dialect {

@@ -1,0 +1,110 @@
+//! The `tessera` command itself: tokens, schema, merge requests, conversion.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use tessera_testkit::{commit_all, git, new_repo, write, Backend, TestServer};
+
+fn tessera(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
+    cmd.args(args).env_remove("TESSERA_SERVER").env_remove("TESSERA_TOKEN");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("tessera runs")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn schema_is_printed_for_every_dialect() {
+    for dialect in ["sqlite", "postgres", "mysql"] {
+        let sql = ok(&tessera(&["db", "schema", "--dialect", dialect], &[]));
+        assert!(sql.contains("CREATE TABLE IF NOT EXISTS refs") && sql.contains("merge_requests"), "{dialect}");
+    }
+    let out = tessera(&["db", "schema", "--dialect", "oracle"], &[]);
+    assert!(!out.status.success());
+}
+
+#[test]
+fn tokens_are_created_listed_and_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let secret = ok(&tessera(&["token", "create", "--name", "ci", "--data-dir", data], &[]));
+    assert!(secret.trim().starts_with("tsr_"));
+    let listed = ok(&tessera(&["token", "list", "--data-dir", data], &[]));
+    assert!(listed.contains("\tci\t") && listed.contains("active") && !listed.contains(secret.trim()));
+    ok(&tessera(&["token", "revoke", "ci", "--data-dir", data], &[]));
+    assert!(ok(&tessera(&["token", "list", "--data-dir", data], &[])).contains("revoked"));
+    assert!(!tessera(&["token", "revoke", "ci", "--data-dir", data], &[]).status.success());
+}
+
+#[test]
+fn bad_database_url_is_a_clear_error() {
+    let out = tessera(&["token", "list", "--database", "oracle://x"], &[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sqlite://, postgres:// or mysql://"));
+    let out = tessera(&["token", "list", "--database", "postgres://nobody@127.0.0.1:1/none"], &[]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot connect"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn push_mr(server: &TestServer, work: &Path, file: &str) {
+    let dir = work.join(file);
+    git(work, &["clone", "-q", &server.push_url("/projects"), dir.to_str().unwrap()]);
+    write(&dir, file, "content\n");
+    commit_all(&dir, &format!("add {file}"));
+    let topic = file.trim_end_matches(".txt");
+    git(&dir, &["push", "-q", "origin", &format!("HEAD:refs/for/{topic}")]);
+}
+
+#[test]
+fn merge_requests_through_the_cli() {
+    let server = TestServer::start(Backend::Sqlite).expect("sqlite");
+    let work = tempfile::tempdir().unwrap();
+    push_mr(&server, work.path(), "one.txt");
+    push_mr(&server, work.path(), "two.txt");
+    let env = [("TESSERA_SERVER", server.url.as_str()), ("TESSERA_TOKEN", server.token.as_str())];
+    let listed = ok(&tessera(&["mr", "list"], &env));
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+    let shown = ok(&tessera(&["mr", "show", "1"], &env));
+    assert!(shown.contains("one.txt") && shown.contains("\"diffstat\""), "{shown}");
+    ok(&tessera(&["mr", "close", "2"], &env));
+    assert!(ok(&tessera(&["mr", "list", "--status", "closed"], &env)).contains("!2"));
+    ok(&tessera(&["mr", "reopen", "2"], &env));
+    // Merging needs the token.
+    let anonymous = tessera(&["mr", "merge", "1"], &[("TESSERA_SERVER", server.url.as_str())]);
+    assert!(!anonymous.status.success());
+    assert!(ok(&tessera(&["mr", "merge", "1"], &env)).contains("merged"));
+    assert!(ok(&tessera(&["mr", "merge", "2"], &env)).contains("merged"));
+    let clone = work.path().join("check");
+    git(work.path(), &["clone", "-q", &server.repo("/projects"), clone.to_str().unwrap()]);
+    assert!(clone.join("one.txt").exists() && clone.join("two.txt").exists());
+}
+
+#[test]
+fn import_convert_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_s = data.to_str().unwrap().to_string();
+    let server = TestServer::start_with(Backend::Sqlite, |c| {
+        c.data_dir = data.clone();
+        c.database = format!("sqlite://{}", data.join("tessera.db").display());
+    })
+    .expect("sqlite");
+    let src = new_repo();
+    write(src.path(), "a", "1\n");
+    let id = commit_all(src.path(), "one");
+    git(src.path(), &["push", "-q", &server.push_url("/import/lib"), "main"]);
+    let out = ok(&tessera(&["import", "convert", "/import/lib", "--data-dir", &data_s], &[]));
+    assert!(out.contains(&id), "{out}");
+    let again = tessera(&["import", "convert", "/import/lib", "--data-dir", &data_s], &[]);
+    assert!(!again.status.success(), "conversion is one-way");
+}
