@@ -93,9 +93,92 @@ pub fn apply(base: &[u8], delta: &[u8], out: &mut Vec<u8>) -> Result<(), Error> 
     Ok(())
 }
 
+fn push_varint(out: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+fn push_copy(out: &mut Vec<u8>, mut offset: u64, mut len: u64) {
+    while len > 0 {
+        let n = len.min(0xff_ffff);
+        let mut op = 0x80u8;
+        let mut args = Vec::with_capacity(7);
+        for i in 0..4 {
+            let b = (offset >> (8 * i)) as u8;
+            if b != 0 {
+                op |= 1 << i;
+                args.push(b);
+            }
+        }
+        for i in 0..3 {
+            let b = (n >> (8 * i)) as u8;
+            if b != 0 {
+                op |= 0x10 << i;
+                args.push(b);
+            }
+        }
+        out.push(op);
+        out.extend_from_slice(&args);
+        offset += n;
+        len -= n;
+    }
+}
+
+/// A delta from `base` to `target` that copies their common prefix and
+/// suffix and inserts the middle: near-optimal for the edits tessera makes
+/// itself (one tree entry changed), and cheap. `None` when it would not save
+/// at least half of `target`.
+pub fn encode_prefix_suffix(base: &[u8], target: &[u8]) -> Option<Vec<u8>> {
+    let max = base.len().min(target.len());
+    let prefix = base.iter().zip(target).take_while(|(a, b)| a == b).count().min(max);
+    let suffix = base[prefix..].iter().rev().zip(target[prefix..].iter().rev()).take_while(|(a, b)| a == b).count();
+    let middle = &target[prefix..target.len() - suffix];
+    if middle.len() * 2 > target.len() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(middle.len() + middle.len() / 127 + 32);
+    push_varint(&mut out, base.len() as u64);
+    push_varint(&mut out, target.len() as u64);
+    push_copy(&mut out, 0, prefix as u64);
+    for piece in middle.chunks(127) {
+        out.push(piece.len() as u8);
+        out.extend_from_slice(piece);
+    }
+    push_copy(&mut out, (base.len() - suffix) as u64, suffix as u64);
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prefix_suffix_deltas_round_trip() {
+        let base: Vec<u8> = (0..100_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        let mut target = base.clone();
+        target[5000..5010].copy_from_slice(b"0123456789");
+        target.splice(5005..5005, *b"ins!");
+
+        let delta = encode_prefix_suffix(&base, &target).unwrap();
+        assert!(delta.len() < 100);
+        let mut out = Vec::new();
+        apply(&base, &delta, &mut out).unwrap();
+        assert_eq!(out, target);
+        for (b, t) in [(&b""[..], &b"x"[..]), (b"abc", b"abc"), (b"abc", b"")] {
+            if let Some(d) = encode_prefix_suffix(b, t) {
+                apply(b, &d, &mut out).unwrap();
+                assert_eq!(out, t);
+            }
+        }
+        assert!(encode_prefix_suffix(b"aaaa", b"bbbbbbbb").is_none());
+    }
 
     #[test]
     fn copies_and_inserts() {

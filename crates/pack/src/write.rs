@@ -83,7 +83,17 @@ impl<W: Write> Writer<W> {
         Ok(at)
     }
 
+    /// Writes a delta entry (`header` is an offset or reference delta),
+    /// compressing `delta`; returns the entry's offset.
+    pub fn delta(&mut self, header: &Header, delta: &[u8]) -> Result<u64, Error> {
+        let mut z = ZlibEncoder::new(Vec::with_capacity(delta.len() / 2 + 16), self.compression);
+        z.write_all(delta)?;
+        let compressed = z.finish()?;
+        self.raw(header, delta.len() as u64, &compressed)
+    }
+
     /// Writes an entry whose zlib data is already compressed (copied from a
+
     /// stored pack); `size` is the entry's decompressed size.
     pub fn raw(&mut self, header: &Header, size: u64, compressed: &[u8]) -> Result<u64, Error> {
         let at = self.begin_entry()?;

@@ -189,7 +189,7 @@ mod tests {
         assert!(req.atomic());
         assert_eq!(req.options, vec!["ci.skip".to_string()]);
         assert_eq!(&body[req.pack_offset..], b"PACK");
-        assert_eq!(parse(&body[..20]), Ok(None));
+        assert!(matches!(parse(&body[..20]), Ok(None)));
     }
 
     #[test]
@@ -198,7 +198,7 @@ mod tests {
         pkt::write_line(&mut body, "nonsense");
         pkt::write_flush(&mut body);
         assert!(matches!(parse(&body), Err(Error::BadCommand(_))));
-        assert_eq!(parse(b"0000"), Err(Error::Empty));
+        assert!(matches!(parse(b"0000"), Err(Error::Empty)));
         assert!(parse(b"zzzz").is_err());
     }
 

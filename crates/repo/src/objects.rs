@@ -13,7 +13,12 @@ use crate::{Error, Snapshot};
 pub struct Builder {
     objects: Vec<(Kind, Vec<u8>)>,
     ids: HashMap<ObjectId, usize>,
+    /// A likely delta base per object: the version it replaces.
+    bases: HashMap<ObjectId, ObjectId>,
 }
+
+/// Longest delta chain written; deeper ones make reads slow.
+const MAX_DEPTH: usize = 50;
 
 impl Builder {
     /// Adds an object (once) and returns its id.
@@ -24,6 +29,14 @@ impl Builder {
             self.objects.push((kind, data));
         }
         id
+    }
+
+    /// Notes that `id` is a new version of `base`, so the pack can store it
+    /// as a delta.
+    pub fn hint_base(&mut self, id: ObjectId, base: ObjectId) {
+        if id != base && self.ids.contains_key(&id) {
+            self.bases.entry(id).or_insert(base);
+        }
     }
 
     pub fn contains(&self, id: &ObjectId) -> bool {
@@ -50,10 +63,53 @@ impl Builder {
         let spooled = tempfile::NamedTempFile::new_in(&spool_dir)?;
         let file = std::io::BufWriter::new(spooled.reopen()?);
         let mut writer = tessera_pack::write::Writer::new(file, self.objects.len() as u32)?;
+        let odb = snapshot.odb();
+        // Offsets and chain depths of what this pack holds so far.
+        let mut written: HashMap<ObjectId, (u64, usize)> = HashMap::new();
         for (kind, data) in &self.objects {
-            writer.whole(*kind, data)?;
+            let id = tessera_pack::object_id(*kind, data);
+            let mut entry = None;
+            if let Some(base) = self.bases.get(&id) {
+                let (base_data, header, depth) = match written.get(base) {
+                    Some((offset, depth)) => (
+                        self.get(base).map(|d| std::borrow::Cow::Borrowed(d)),
+                        tessera_pack::entry::Header::OfsDelta { distance: *offset },
+                        *depth,
+                    ),
+                    None => (
+                        odb.read(base).ok().map(|(_, d)| std::borrow::Cow::Owned(d.as_ref().clone())),
+                        tessera_pack::entry::Header::RefDelta { base: *base },
+                        stored_depth(&odb, base),
+                    ),
+                };
+                if let Some(base_data) = base_data.filter(|_| depth < MAX_DEPTH) {
+                    if let Some(delta) = tessera_pack::delta::encode_prefix_suffix(&base_data, data) {
+                        entry = Some((writer.delta(&header, &delta)?, depth + 1));
+                    }
+                }
+            }
+            let entry = match entry {
+                Some(e) => e,
+                None => (writer.whole(*kind, data)?, 0),
+            };
+            written.insert(id, entry);
         }
         writer.finish()?;
+
         Ok(ingest::ingest(store, repo_id, snapshot, spooled.path().to_path_buf()).await?)
     }
+}
+
+/// How many deltas deep a stored object is.
+fn stored_depth(odb: &tessera_protocol::odb::Odb, id: &ObjectId) -> usize {
+    let mut depth = 0;
+    let mut current = *id;
+    while let Some(base) = odb.location(&current).and_then(|l| l.delta_base) {
+        depth += 1;
+        current = base;
+        if depth > MAX_DEPTH {
+            break;
+        }
+    }
+    depth
 }

@@ -163,7 +163,11 @@ fn replace_rec(
     if entries.is_empty() {
         return Ok(None);
     }
-    Ok(Some(view.builder.add(Kind::Tree, encode(entries))))
+    let id = view.builder.add(Kind::Tree, encode(entries));
+    if let Some(old) = tree {
+        view.builder.hint_base(id, old);
+    }
+    Ok(Some(id))
 }
 
 /// Every file that differs between two trees: path → (before, after).
@@ -291,5 +295,9 @@ fn apply_rec(
     if entries.is_empty() {
         return Ok(None);
     }
-    Ok(Some(view.builder.add(Kind::Tree, encode(entries))))
+    let id = view.builder.add(Kind::Tree, encode(entries));
+    if let Some(old) = tree {
+        view.builder.hint_base(id, old);
+    }
+    Ok(Some(id))
 }
