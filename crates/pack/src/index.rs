@@ -103,7 +103,7 @@ pub fn scan(
     let checksum = verify_checksum(&file, file_len)?;
     let body_end = file_len - 20;
 
-    let mut window = Window::new(&file, file_len);
+    let mut window = Window::new(&file, file_len, read::SEQUENTIAL);
     let head = window.at(0).map_err(read::Error::from)?;
     if &head[..4] != b"PACK" {
         return Err(Error::BadSignature);
@@ -187,8 +187,7 @@ pub fn scan(
         }
     }
     let mut resolver = Resolver {
-        file: &file,
-        file_len,
+        window: Window::new(&file, file_len, read::RANDOM),
         limits,
         entries: &mut entries,
         ofs_children,
@@ -249,8 +248,7 @@ fn verify_checksum(file: &File, file_len: u64) -> Result<ObjectId, Error> {
 }
 
 struct Resolver<'a, 'v> {
-    file: &'a File,
-    file_len: u64,
+    window: Window<'a>,
     limits: Limits,
     entries: &'a mut Vec<Entry>,
     ofs_children: HashMap<usize, Vec<usize>>,
@@ -270,14 +268,14 @@ impl Resolver<'_, '_> {
         children
     }
 
-    fn inflate(&self, idx: usize) -> Result<Vec<u8>, Error> {
+    fn inflate(&mut self, idx: usize) -> Result<Vec<u8>, Error> {
         let e = &self.entries[idx];
         if e.size > self.limits.max_object_size {
             return Err(read::Error::TooLarge { size: e.size, limit: self.limits.max_object_size }.into());
         }
-        let mut window = Window::new(self.file, self.file_len);
         let mut out = Vec::with_capacity(e.size.min(1 << 26) as usize);
-        read::inflate(&mut window, e.data_offset, e.size, &mut |p| out.extend_from_slice(p))?;
+        read::inflate(&mut self.window, e.data_offset, e.size, &mut |p| out.extend_from_slice(p))?;
+
         Ok(out)
     }
 

@@ -41,21 +41,25 @@ pub(crate) struct Window<'f> {
     file_len: u64,
     start: u64,
     buf: Vec<u8>,
+    size: usize,
 }
 
-const WINDOW: usize = 1 << 20;
+/// Window for sequential scans: few, large reads.
+pub(crate) const SEQUENTIAL: usize = 1 << 20;
+/// Window for random access: most entries are small.
+pub(crate) const RANDOM: usize = 64 << 10;
 
 impl<'f> Window<'f> {
-    pub(crate) fn new(file: &'f File, file_len: u64) -> Self {
-        Window { file, file_len, start: 0, buf: Vec::new() }
+    pub(crate) fn new(file: &'f File, file_len: u64, size: usize) -> Self {
+        Window { file, file_len, start: 0, buf: Vec::new(), size }
     }
 
-    /// Up to `WINDOW` bytes starting at `offset` (fewer only at end of file).
+    /// Up to `size` bytes starting at `offset` (fewer only at end of file).
     pub(crate) fn at(&mut self, offset: u64) -> std::io::Result<&[u8]> {
         let end = self.start + self.buf.len() as u64;
-        let wanted_end = (offset + 64 * 1024).min(self.file_len);
+        let wanted_end = (offset + (self.size as u64 / 16).max(4096)).min(self.file_len);
         if offset < self.start || wanted_end > end {
-            let len = (self.file_len.saturating_sub(offset)).min(WINDOW as u64) as usize;
+            let len = (self.file_len.saturating_sub(offset)).min(self.size as u64) as usize;
             self.buf.resize(len, 0);
             self.file.read_exact_at(&mut self.buf, offset)?;
             self.start = offset;
@@ -169,7 +173,7 @@ impl PackFile {
         if info.size > self.max_object_size {
             return Err(Error::TooLarge { size: info.size, limit: self.max_object_size });
         }
-        let mut window = Window::new(&self.file, self.len);
+        let mut window = Window::new(&self.file, self.len, RANDOM);
         let mut data = Vec::with_capacity(info.size.min(1 << 26) as usize);
         inflate(&mut window, info.data_offset, info.size, &mut |piece| data.extend_from_slice(piece)).map_err(|e| {
             match e {
@@ -180,7 +184,31 @@ impl PackFile {
         Ok(data)
     }
 
+    /// Reads the entry spanning `[offset, end)` with one read and inflates
+    /// it: its header and its data (for a delta: the instructions).
+    pub fn read_entry(&self, offset: u64, end: u64) -> Result<(EntryInfo, Vec<u8>), Error> {
+        if end > self.len || end <= offset {
+            return Err(Error::Truncated { offset });
+        }
+        let mut raw = vec![0u8; (end - offset) as usize];
+        self.file.read_exact_at(&mut raw, offset)?;
+        let (header, size, used) = entry::decode(&raw).map_err(|source| Error::Header { offset, source })?;
+        if size > self.max_object_size {
+            return Err(Error::TooLarge { size, limit: self.max_object_size });
+        }
+        let mut z = Decompress::new(true);
+        let mut data = Vec::with_capacity(size as usize);
+        let status = z
+            .decompress_vec(&raw[used..], &mut data, FlushDecompress::Finish)
+            .map_err(|_| Error::Inflate { offset })?;
+        if status != Status::StreamEnd || data.len() as u64 != size {
+            return Err(Error::SizeMismatch { offset, expected: size, actual: data.len() as u64 });
+        }
+        Ok((EntryInfo { header, size, data_offset: offset + used as u64 }, data))
+    }
+
     /// Decodes the object at `offset`, following delta chains: offset deltas
+
     /// within this file, reference deltas through `resolve_ref`.
     pub fn decode(
         &self,

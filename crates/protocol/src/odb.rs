@@ -71,29 +71,59 @@ impl Odb {
     }
 
     /// The object's kind and full content.
+    ///
+    /// Walks the delta chain down to a cached or whole object, then applies
+    /// the deltas upwards, caching each tree and commit on the way: walks
+    /// read many versions of the same trees, and each costs one delta.
     pub fn read(&self, id: &ObjectId) -> Result<(Kind, Arc<Vec<u8>>), Error> {
-        let loc = *self.location(id).ok_or(Error::Missing(*id))?;
-        if let Some(data) = self.cache.lock().expect("cache lock").map.get(id) {
-            return Ok((loc.kind, data.clone()));
-        }
-        let pack = self.pack(loc.pack_id)?;
-        let (kind, data) = pack
-            .decode(loc.offset, &mut |base| {
-                let (kind, data) = self.read(base).map_err(|_| read::Error::MissingBase(*base))?;
-                Ok((kind, data.as_ref().clone()))
-            })
-            .map_err(|source| Error::Read { id: *id, source })?;
-        let data = Arc::new(data);
-        if kind != Kind::Blob && data.len() < CACHE_BYTES / 16 {
-            let mut cache = self.cache.lock().expect("cache lock");
-            if cache.bytes + data.len() > CACHE_BYTES {
-                cache.map.clear();
-                cache.bytes = 0;
+        let kind = self.location(id).ok_or(Error::Missing(*id))?.kind;
+        let mut chain: Vec<(ObjectId, Vec<u8>)> = Vec::new();
+        let mut current = *id;
+        let mut data = loop {
+            if let Some(cached) = self.cache.lock().expect("cache lock").map.get(&current) {
+                break cached.clone();
             }
-            cache.bytes += data.len();
-            cache.map.insert(*id, data.clone());
+            let loc = *self.location(&current).ok_or(Error::Missing(current))?;
+            let pack = self.pack(loc.pack_id)?;
+            let (info, entry) =
+                pack.read_entry(loc.offset, loc.end).map_err(|source| Error::Read { id: current, source })?;
+            match (info.header, loc.delta_base) {
+                (Header::Whole(_), _) => break Arc::new(entry),
+                (_, Some(base)) => {
+                    chain.push((current, entry));
+                    current = base;
+                }
+                (_, None) => return Err(Error::Read { id: current, source: read::Error::MissingBase(current) }),
+            }
+            if chain.len() > read::MAX_CHAIN {
+                return Err(Error::Read { id: *id, source: read::Error::ChainTooDeep(read::MAX_CHAIN) });
+            }
+        };
+        if chain.is_empty() {
+            self.remember(*id, kind, &data);
+        }
+        for (entry_id, delta) in chain.into_iter().rev() {
+            let mut out = Vec::new();
+            tessera_pack::delta::apply(&data, &delta, &mut out)
+                .map_err(|source| Error::Read { id: entry_id, source: read::Error::Delta { offset: 0, source } })?;
+            data = Arc::new(out);
+            self.remember(entry_id, kind, &data);
         }
         Ok((kind, data))
+    }
+
+    fn remember(&self, id: ObjectId, kind: Kind, data: &Arc<Vec<u8>>) {
+        if kind == Kind::Blob || data.len() >= CACHE_BYTES / 16 {
+            return;
+        }
+        let mut cache = self.cache.lock().expect("cache lock");
+        if cache.bytes + data.len() > CACHE_BYTES {
+            cache.map.clear();
+            cache.bytes = 0;
+        }
+        if cache.map.insert(id, data.clone()).is_none() {
+            cache.bytes += data.len();
+        }
     }
 
     /// The stored entry for `id`, compressed as it is on disk.
