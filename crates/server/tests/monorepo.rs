@@ -227,12 +227,14 @@ fn racing_merges_keep_both_changes(backend: Backend) {
         .into_iter()
         .map(|id| {
             let server = server.clone();
-            std::thread::spawn(move || api(&server, "POST", &format!("/api/v1/mr/{id}/merge")).0)
+            std::thread::spawn(move || api(&server, "POST", &format!("/api/v1/mr/{id}/merge")))
         })
         .collect();
     for h in handles {
-        assert_eq!(h.join().unwrap(), 200);
+        let (status, body) = h.join().unwrap();
+        assert_eq!(status, 200, "{body}");
     }
+
     let check = clone(&server, "/projects/x", work.path());
     for i in 0..4 {
         assert!(check.join(format!("race{i}.txt")).exists(), "change {i} survived");

@@ -2,8 +2,9 @@
 //!
 //! Serving a fetch walks commits and trees; asking SQL once per object would
 //! cost a round trip each. The snapshot is loaded once and then refreshed
-//! incrementally: pack ids of one repository grow in commit order, so rows
-//! with a pack id above the last one loaded are exactly what is new.
+//! incrementally: every row carries the repository version of the transaction
+//! that added it, and versions grow in commit order, so rows above the version
+//! last loaded are exactly what is new.
 
 use std::collections::HashMap;
 
@@ -39,7 +40,6 @@ pub struct RepoIndex {
     pub repo_id: i64,
     /// The repository version this snapshot is at least as new as.
     pub version: i64,
-    pub last_pack_id: i64,
     pub objects: HashMap<ObjectId, Location>,
     pub commits: HashMap<ObjectId, CommitInfo>,
 }
@@ -57,18 +57,16 @@ impl Store {
         if version == index.version {
             return Ok(());
         }
+        let seen = index.version;
         let sql = self.sql(
-            "SELECT oid, kind, size, pack_id, pack_offset, pack_end, delta_base FROM objects WHERE repo_id = ? AND pack_id > ?",
+            "SELECT oid, kind, size, pack_id, pack_offset, pack_end, delta_base FROM objects WHERE repo_id = ? AND added_version > ? AND added_version <= ?",
         );
-        let rows = sqlx::query(&sql).bind(index.repo_id).bind(index.last_pack_id).fetch_all(&self.pool).await?;
-        let mut last_pack_id = index.last_pack_id;
+        let rows = sqlx::query(&sql).bind(index.repo_id).bind(seen).bind(version).fetch_all(&self.pool).await?;
         for row in rows {
             let id = parse_oid(&row.try_get::<String, _>(0)?)?;
             let base: Option<String> = row.try_get(6)?;
-            let pack_id: i64 = row.try_get(3)?;
-            last_pack_id = last_pack_id.max(pack_id);
             index.objects.entry(id).or_insert(Location {
-                pack_id,
+                pack_id: row.try_get(3)?,
                 kind: kind_from_int(row.try_get(1)?)?,
                 size: row.try_get::<i64, _>(2)? as u64,
                 offset: row.try_get::<i64, _>(4)? as u64,
@@ -76,13 +74,8 @@ impl Store {
                 delta_base: base.as_deref().map(parse_oid).transpose()?,
             });
         }
-        let sql = self.sql("SELECT oid, tree, parents, generation, commit_time FROM commits WHERE repo_id = ? AND pack_id > ? AND pack_id <= ?");
-        let rows = sqlx::query(&sql)
-            .bind(index.repo_id)
-            .bind(index.last_pack_id)
-            .bind(last_pack_id)
-            .fetch_all(&self.pool)
-            .await?;
+        let sql = self.sql("SELECT oid, tree, parents, generation, commit_time FROM commits WHERE repo_id = ? AND added_version > ? AND added_version <= ?");
+        let rows = sqlx::query(&sql).bind(index.repo_id).bind(seen).bind(version).fetch_all(&self.pool).await?;
         for row in rows {
             let parents = crate::text(&row, 2)?;
             index.commits.insert(
@@ -95,7 +88,6 @@ impl Store {
                 },
             );
         }
-        index.last_pack_id = last_pack_id;
         index.version = version;
         Ok(())
     }

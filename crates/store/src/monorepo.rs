@@ -118,21 +118,21 @@ impl Store {
     pub async fn share_pack(&self, from: i64, to: i64, pack_id: i64) -> Result<(), Error> {
         let _guard = self.write_guard().await;
         let mut tx = self.pool.begin().await?;
-        self.bump_version(&mut tx, to).await?;
+        let version = self.bump_version(&mut tx, to).await?;
         let (ignore, conflict) = match self.dialect {
             crate::Dialect::Mysql => ("IGNORE ", ""),
             _ => ("", " ON CONFLICT DO NOTHING"),
         };
         let sql = self.sql(&format!(
-            "INSERT {ignore}INTO objects (repo_id, oid, kind, size, pack_id, pack_offset, pack_end, delta_base)
-             SELECT ?, oid, kind, size, pack_id, pack_offset, pack_end, delta_base FROM objects WHERE repo_id = ? AND pack_id = ?{conflict}"
+            "INSERT {ignore}INTO objects (repo_id, oid, kind, size, pack_id, pack_offset, pack_end, delta_base, added_version)
+             SELECT ?, oid, kind, size, pack_id, pack_offset, pack_end, delta_base, ? FROM objects WHERE repo_id = ? AND pack_id = ?{conflict}"
         ));
-        sqlx::query(&sql).bind(to).bind(from).bind(pack_id).execute(&mut *tx).await?;
+        sqlx::query(&sql).bind(to).bind(version).bind(from).bind(pack_id).execute(&mut *tx).await?;
         let sql = self.sql(&format!(
-            "INSERT {ignore}INTO commits (repo_id, oid, tree, parents, generation, commit_time, pack_id)
-             SELECT ?, oid, tree, parents, generation, commit_time, pack_id FROM commits WHERE repo_id = ? AND pack_id = ?{conflict}"
+            "INSERT {ignore}INTO commits (repo_id, oid, tree, parents, generation, commit_time, pack_id, added_version)
+             SELECT ?, oid, tree, parents, generation, commit_time, pack_id, ? FROM commits WHERE repo_id = ? AND pack_id = ?{conflict}"
         ));
-        sqlx::query(&sql).bind(to).bind(from).bind(pack_id).execute(&mut *tx).await?;
+        sqlx::query(&sql).bind(to).bind(version).bind(from).bind(pack_id).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(())
     }

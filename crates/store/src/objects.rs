@@ -70,7 +70,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         // Version first: it takes the repository's row lock, so pack ids of
         // one repository are handed out in commit order.
-        self.bump_version(&mut tx, repo_id).await?;
+        let version = self.bump_version(&mut tx, repo_id).await?;
         let pack_id = self
             .insert_id(
                 &mut *tx,
@@ -92,7 +92,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             for batch in objects.chunks(BATCH) {
-                let mut binds = Vec::with_capacity(batch.len() * 8);
+                let mut binds = Vec::with_capacity(batch.len() * 9);
                 for o in batch {
                     binds.extend([
                         BindValue::Int(repo_id),
@@ -103,17 +103,18 @@ impl Store {
                         (o.offset as i64).into(),
                         (o.end as i64).into(),
                         o.delta_base.map(|b| b.to_string()).into(),
+                        version.into(),
                     ]);
                 }
                 let sql = self.insert_ignore(
-                    "objects (repo_id, oid, kind, size, pack_id, pack_offset, pack_end, delta_base)",
-                    8,
+                    "objects (repo_id, oid, kind, size, pack_id, pack_offset, pack_end, delta_base, added_version)",
+                    9,
                     batch.len(),
                 );
                 crate::bind_all(sqlx::query(&sql), binds).execute(&mut *tx).await?;
             }
             for batch in commits.chunks(BATCH) {
-                let mut binds = Vec::with_capacity(batch.len() * 7);
+                let mut binds = Vec::with_capacity(batch.len() * 8);
                 for c in batch {
                     let parents: Vec<String> = c.parents.iter().map(|p| p.to_string()).collect();
                     binds.extend([
@@ -124,11 +125,12 @@ impl Store {
                         c.generation.into(),
                         c.time.into(),
                         pack_id.into(),
+                        version.into(),
                     ]);
                 }
                 let sql = self.insert_ignore(
-                    "commits (repo_id, oid, tree, parents, generation, commit_time, pack_id)",
-                    7,
+                    "commits (repo_id, oid, tree, parents, generation, commit_time, pack_id, added_version)",
+                    8,
                     batch.len(),
                 );
                 crate::bind_all(sqlx::query(&sql), binds).execute(&mut *tx).await?;

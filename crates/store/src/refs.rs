@@ -98,14 +98,19 @@ impl Store {
 
     /// Takes the repository's row lock (PostgreSQL, MySQL) so writers to
     /// one repository serialize, and tells cached readers to refresh.
+    /// Returns the new version, which rows added in `tx` carry: versions
+    /// are handed out in commit order, so `added_version > seen` is exactly
+    /// what a reader has not seen.
     pub(crate) async fn bump_version(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         repo_id: i64,
-    ) -> Result<(), Error> {
+    ) -> Result<i64, Error> {
         let sql = self.sql("UPDATE repos SET version = version + 1, updated_at = ? WHERE id = ?");
         sqlx::query(&sql).bind(now()).bind(repo_id).execute(&mut **tx).await?;
-        Ok(())
+        let sql = self.sql("SELECT version FROM repos WHERE id = ?");
+        let row = sqlx::query(&sql).bind(repo_id).fetch_one(&mut **tx).await?;
+        Ok(row.try_get(0)?)
     }
 
     async fn apply_one(

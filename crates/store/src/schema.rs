@@ -105,6 +105,7 @@ pub fn statements(dialect: Dialect) -> Vec<String> {
                 pack_offset BIGINT NOT NULL,
                 pack_end BIGINT NOT NULL,
                 delta_base {oid},
+                added_version BIGINT NOT NULL,
                 PRIMARY KEY (repo_id, oid)
             )"
         ),
@@ -118,6 +119,7 @@ pub fn statements(dialect: Dialect) -> Vec<String> {
                 generation BIGINT NOT NULL,
                 commit_time BIGINT NOT NULL,
                 pack_id BIGINT NOT NULL,
+                added_version BIGINT NOT NULL,
                 PRIMARY KEY (repo_id, oid)
             )"
         ),
@@ -168,8 +170,8 @@ pub fn statements(dialect: Dialect) -> Vec<String> {
         Dialect::Mysql => format!("CREATE INDEX {name} ON {on}"),
         _ => format!("CREATE INDEX IF NOT EXISTS {name} ON {on}"),
     };
-    out.push(index("objects_by_pack", "objects (repo_id, pack_id)"));
-    out.push(index("commits_by_pack", "commits (repo_id, pack_id)"));
+    out.push(index("objects_by_version", "objects (repo_id, added_version)"));
+    out.push(index("commits_by_version", "commits (repo_id, added_version)"));
     out.push(index("dir_commits_by_path", "dir_commits (repo_id, path)"));
     out
 }
