@@ -38,12 +38,34 @@ fn ls_remote_prefixes_and_peeled(backend: Backend) {
     }
     let out = git(src.path(), &["ls-remote", "--symref", &server.repo("/import/ls"), "HEAD"]);
     assert!(out.contains("ref: refs/heads/main\tHEAD"), "{out}");
-    // The agent and object format are advertised.
-    let out = git_output(
-        src.path(),
-        &["-c", "protocol.version=2", "-c", "trace2.eventTarget=/dev/null", "ls-remote", &server.repo("/import/ls")],
-    );
-    assert!(out.status.success());
+    // The agent and object format are advertised in both versions.
+    for version in ["0", "2"] {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "-H", &format!("Git-Protocol: version={version}")])
+            .arg(format!("{}/import/ls/info/refs?service=git-upload-pack", server.url))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("agent=tessera/") && text.contains("object-format=sha1"), "v{version}: {text}");
+    }
+}
+
+fn tags_follow_fetched_commits(backend: Backend) {
+    let Some(server) = TestServer::start(backend) else { return };
+    let src = seeded(&server, "/import/tags", 2);
+    for version in ["0", "2"] {
+        let dest = tempfile::tempdir().unwrap();
+        git(dest.path(), &["clone", "-q", &server.repo("/import/tags"), "c"]);
+        let clone = dest.path().join("c");
+        write(src.path(), "file.txt", format!("tagged {version}\n"));
+        commit_all(src.path(), "to be tagged");
+        let tag = format!("v2-{version}");
+        git(src.path(), &["tag", "-a", &tag, "-m", "annotated"]);
+        git(src.path(), &["push", "-q", &server.push_url("/import/tags"), "main", &tag]);
+        // No --tags: the annotated tag arrives by include-tag with its commit.
+        git(&clone, &["-c", &format!("protocol.version={version}"), "fetch", "-q", "origin"]);
+        assert_eq!(git(&clone, &["rev-parse", &tag]), git(src.path(), &["rev-parse", &tag]), "v{version}");
+    }
 }
 
 /// Counts the objects of the next fetch by keeping them loose.
@@ -212,6 +234,7 @@ per_backend!(
     shallow_clones,
     partial_clones,
     unknown_repository_is_404,
+    tags_follow_fetched_commits,
 );
 
 #[test]

@@ -109,7 +109,34 @@ fn large_file(backend: Backend) {
     fsck(&dest.path().join("c"));
 }
 
-per_backend!(push_all_and_clone, large_file);
+/// Packs kept in the database instead of files, under a nested import path.
+fn packs_in_the_database(backend: Backend) {
+    let Some(server) = TestServer::start_with(backend, |c| c.packs_in_database = true) else { return };
+    let src = new_repo();
+    rich_repo(src.path());
+    let url = server.push_url("/import/org/team/rich");
+    git(src.path(), &["push", "-q", &url, "--all"]);
+    git(src.path(), &["push", "-q", &url, "--tags"]);
+    assert!(
+        !server
+            .data_dir
+            .path()
+            .join("packs")
+            .read_dir()
+            .map(|d| d.filter_map(Result::ok).any(|e| e.path().extension().is_some_and(|x| x == "pack")))
+            .unwrap_or(false),
+        "no pack files on disk"
+    );
+    // A fresh process has no cached pack files and must fetch them from the database.
+    let fresh = server.restart();
+    let dest = tempfile::tempdir().unwrap();
+    let clone = dest.path().join("c");
+    git(dest.path(), &["clone", "-q", "--mirror", &fresh.repo("/import/org/team/rich.git"), clone.to_str().unwrap()]);
+    assert_eq!(refs(&clone, "refs/"), refs(src.path(), "refs/"));
+    fsck(&clone);
+}
+
+per_backend!(push_all_and_clone, large_file, packs_in_the_database);
 
 #[test]
 fn monorepo_root_is_cloneable() {

@@ -108,3 +108,42 @@ fn import_convert_through_the_cli() {
     let again = tessera(&["import", "convert", "/import/lib", "--data-dir", &data_s], &[]);
     assert!(!again.status.success(), "conversion is one-way");
 }
+
+/// Starts `tessera serve` in `dir`, returns its first stdout line, stops it.
+fn serve_banner(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> String {
+    use std::io::BufRead;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
+    cmd.arg("serve")
+        .args(args)
+        .current_dir(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    for var in ["TESSERA_DATA_DIR", "TESSERA_LISTEN", "TESSERA_DATABASE", "TESSERA_CONFIG"] {
+        cmd.env_remove(var);
+    }
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("tessera serve starts");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    line
+}
+
+#[test]
+fn configuration_layers_flags_over_env_over_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tessera.toml"), "data_dir = \"from-file\"\nlisten = \"127.0.0.1:0\"\n").unwrap();
+    let banner = serve_banner(dir.path(), &[], &[]);
+    assert!(banner.contains("listening on http://127.0.0.1:") && banner.contains("from-file"), "{banner}");
+    assert!(dir.path().join("from-file/tessera.db").exists(), "SQLite database created in the data dir");
+    let banner = serve_banner(dir.path(), &[], &[("TESSERA_DATA_DIR", "from-env")]);
+    assert!(banner.contains("from-env"), "{banner}");
+    let banner = serve_banner(dir.path(), &["--data-dir", "from-flag"], &[("TESSERA_DATA_DIR", "from-env")]);
+    assert!(banner.contains("from-flag"), "{banner}");
+    std::fs::write(dir.path().join("tessera.toml"), "bogus_key = 1\n").unwrap();
+    let out = tessera(&["token", "list"], &[("TESSERA_CONFIG", dir.path().join("tessera.toml").to_str().unwrap())]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("bogus_key"));
+}
