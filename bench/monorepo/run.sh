@@ -92,7 +92,17 @@ t_git=$(clone_times git "file://$work/ref-$dir.git")
 n_git=$(git -C "$work/c" rev-list --count main)
 echo "clone /projects/big/$dir: tessera $t_tessera s ($n_tessera commits), C git $t_git s ($n_git commits), ratio $(python3 -c "print(f'{$t_tessera / $t_git:.2f}')")"
 
+# The whole monorepo: tessera's root (which holds /projects/big and the
+# initial layout) vs C git cloning the plain repository (file://).
+t_root=$(clone_times tessera "http://127.0.0.1:$port/")
+root_bytes=$(cat "$work"/c/objects/pack/*.pack | wc -c)
+git clone -q --bare "$work/plain" "$work/plain-bare.git"
+t_plain=$(clone_times git "file://$work/plain-bare.git")
+plain_bytes=$(cat "$work"/c/objects/pack/*.pack | wc -c)
+echo "clone /: tessera $t_root s ($root_bytes pack bytes), C git $t_plain s ($plain_bytes pack bytes), ratio $(python3 -c "print(f'{$t_root / $t_plain:.2f}, bytes {$root_bytes / $plain_bytes:.2f}')")"
+
 # One-commit merge request vs C git merge + push.
+
 git clone -q "$url/projects/big" "$work/mr"
 echo change >> "$work/mr/$dir/f001.txt"
 git -C "$work/mr" -c user.name=b -c user.email=b@x commit -qam "one change"
