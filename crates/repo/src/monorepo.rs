@@ -219,8 +219,10 @@ impl<'a> Monorepo<'a> {
     {
         let root = self.root().await?;
         for _ in 0..16 {
-            let snapshot = self.snapshot(&root).await?;
+            // Head first: the snapshot read after it holds every object
+            // the head needs (objects commit before refs move).
             let base = self.root_head(&root).await?;
+            let snapshot = self.snapshot(&root).await?;
             let (builder, steps) = compute(&snapshot, base)?;
             if let Some(head) = self.advance(&root, &snapshot, base, builder, steps).await? {
                 return Ok(head);
@@ -270,8 +272,8 @@ impl<'a> Monorepo<'a> {
     ) -> Result<(MergeRequest, bool), Error> {
         let path = dir_key(path);
         let root = self.root().await?;
-        let snapshot = self.snapshot(&root).await?;
         let root_head = self.root_head(&root).await?;
+        let snapshot = self.snapshot(&root).await?;
         let dir_head = match root_head {
             Some(r) => self.dir_head(&root, &snapshot, &path, r).await?,
             None => None,
@@ -310,8 +312,8 @@ impl<'a> Monorepo<'a> {
         // The directory's head depends on the root head; resolve it per
         // attempt, outside the synchronous compute step.
         for _ in 0..16 {
-            let snapshot = self.snapshot(&root).await?;
             let base_root = self.root_head(&root).await?;
+            let snapshot = self.snapshot(&root).await?;
             let dir_head = match base_root {
                 Some(r) => self.dir_head(&root, &snapshot, &mr.path, r).await?,
                 None => None,
@@ -359,8 +361,9 @@ impl<'a> Monorepo<'a> {
             .ok_or_else(|| Error::Refused(format!("{path} has no default branch to convert")))?;
         // Make sure the root holds exactly that commit at this path.
         let root = self.root().await?;
+        let root_head = self.root_head(&root).await?;
         let snapshot = self.snapshot(&root).await?;
-        let current = match self.root_head(&root).await? {
+        let current = match root_head {
             Some(r) => self.dir_head(&root, &snapshot, &path, r).await?,
             None => None,
         };

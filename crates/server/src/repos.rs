@@ -84,8 +84,9 @@ pub async fn read_view(
         }
         Target::Dir { root, path } => {
             let mono = tessera_repo::monorepo::Monorepo::new(&state.store, &state.snapshots);
-            let snapshot = snapshot(state, root.id).await?;
+            // Head first, then the snapshot, which then holds all it needs.
             let Some(root_head) = mono.root_head(root).await.map_err(repo_error)? else { return Ok(None) };
+            let snapshot = snapshot(state, root.id).await?;
             let Some(head) = mono.dir_head(root, &snapshot, path, root_head).await.map_err(repo_error)? else {
                 return Ok(None);
             };

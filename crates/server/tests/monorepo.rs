@@ -72,6 +72,8 @@ fn directories_clone_with_their_history(backend: Backend) {
         git(&nested, &["log", "--format=%s"]).lines().collect::<Vec<_>>(),
         ["x commit 3", "x commit 2", "x commit 1"]
     );
+    let db_state = || db_fingerprint(&server);
+    let before_reads = db_state();
     let root = clone(&server, "/", work.path());
     let subjects = git(&root, &["log", "--format=%s"]);
     assert!(subjects.starts_with("x commit 3\nx commit 2\nx commit 1\n"), "{subjects}");
@@ -79,6 +81,8 @@ fn directories_clone_with_their_history(backend: Backend) {
     for dir in [&x, &nested, &root] {
         fsck(dir);
     }
+    assert_eq!(db_state(), before_reads, "reads wrote to the database");
+
     // The same ids on every clone, also from a fresh server process.
     let again = clone(&server, "/projects/x/nested/deep", work.path());
     assert_eq!(head(&again, "HEAD"), head(&nested, "HEAD"));
@@ -265,3 +269,19 @@ per_backend!(
     tags_on_the_root,
     racing_merges_keep_both_changes,
 );
+
+/// What a read must not change: repository versions and row counts (SQLite
+/// only, read with the sqlite3 CLI; other backends return a constant).
+fn db_fingerprint(server: &TestServer) -> String {
+    if server.backend != Backend::Sqlite {
+        return String::new();
+    }
+    let db = server.data_dir.path().join("tessera.db");
+    let out = Command::new("sqlite3")
+        .arg(&db)
+        .arg("SELECT (SELECT SUM(version) FROM repos), (SELECT COUNT(*) FROM objects), (SELECT COUNT(*) FROM commits), (SELECT COUNT(*) FROM dir_commits), (SELECT COUNT(*) FROM refs)")
+        .output()
+        .expect("sqlite3 runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -158,6 +158,41 @@ fn racing_pushes_exactly_one_wins(backend: Backend) {
     fsck(&dest.path().join("c"));
 }
 
+/// Clones taken while pushes land see the old tip or the new one, complete.
+fn reads_during_pushes_see_whole_states(backend: Backend) {
+    let Some(server) = TestServer::start(backend) else { return };
+    let src = new_repo();
+    write(src.path(), "f", "0\n");
+    let first = commit_all(src.path(), "c0");
+    let url = server.push_url("/import/live");
+    git(src.path(), &["push", "-q", &url, "main"]);
+    let mut pushed = vec![first];
+    for i in 1..=8 {
+        write(src.path(), "f", format!("{i}\n"));
+        write(src.path(), format!("dir{i}/g"), format!("{i}\n"));
+        pushed.push(commit_all(src.path(), &format!("c{i}")));
+    }
+    let read_url = server.repo("/import/live");
+    let reader = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        for i in 0..8 {
+            let dir = tempfile::tempdir().unwrap();
+            let out = tessera_testkit::git_output(dir.path(), &["clone", "-q", &read_url, "c"]);
+            assert!(out.status.success(), "clone {i}: {}", String::from_utf8_lossy(&out.stderr));
+            let clone = dir.path().join("c");
+            fsck(&clone);
+            seen.push(git(&clone, &["rev-parse", "HEAD"]).trim().to_string());
+        }
+        seen
+    });
+    for i in 1..=8 {
+        git(src.path(), &["push", "-q", &url, &format!("{}:refs/heads/main", pushed[i])]);
+    }
+    for id in reader.join().unwrap() {
+        assert!(pushed.contains(&id), "a clone saw {id}, which was never a tip");
+    }
+}
+
 fn reads_can_require_tokens(backend: Backend) {
     let Some(server) = TestServer::start_with(backend, |c| c.require_token_for_reads = true) else {
         return;
@@ -189,5 +224,6 @@ per_backend!(
     tokens_are_required_to_push,
     racing_pushes_exactly_one_wins,
     reads_can_require_tokens,
+    reads_during_pushes_see_whole_states,
     monorepo_root_branches_refuse_pushes,
 );

@@ -110,6 +110,8 @@ impl Instance {
 }
 
 fn spawn_server(config: Config, create_token: bool) -> (std::net::SocketAddr, String) {
+    // Server warnings and errors show up in a failing test's output.
+    let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("warn").try_init();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
