@@ -40,6 +40,8 @@ pub struct Config {
     pub max_request_bytes: usize,
     /// Refuse fetches that would send more objects than this.
     pub max_clone_objects: Option<u64>,
+    /// Size of the database connection pool (default: 8 on SQLite, 16 otherwise).
+    pub max_db_connections: Option<u32>,
 }
 
 impl Config {
@@ -56,6 +58,7 @@ impl Config {
             max_push_bytes: 8 << 30,
             max_request_bytes: 64 << 20,
             max_clone_objects: None,
+            max_db_connections: None,
         }
     }
 }
@@ -93,7 +96,10 @@ impl Server {
         let store = Store::open(
             &config.database,
             &config.data_dir,
-            tessera_store::Options { packs_in_database: config.packs_in_database, max_connections: None },
+            tessera_store::Options {
+                packs_in_database: config.packs_in_database,
+                max_connections: config.max_db_connections,
+            },
         )
         .await?;
         layout::ensure(&store, &config).await?;
@@ -110,8 +116,20 @@ impl Server {
 
     /// Serves until the process ends.
     pub async fn run(self) -> std::io::Result<()> {
+        self.run_until(std::future::pending()).await
+    }
+
+    /// Serves until `shutdown` completes, then finishes open requests and
+    /// closes the database pool.
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let state = self.state.clone();
         let app = smart::router(self.state.clone()).merge(api::router(self.state));
-        axum::serve(self.listener, app).await
+        let result = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
+        state.store.pool().close().await;
+        result
     }
 }
 

@@ -95,12 +95,15 @@ pub struct TestServer {
     pub data_dir: tempfile::TempDir,
     pub backend: Backend,
     config: Config,
+    // Declared before the database so the server stops before it is dropped.
+    _shutdown: Shutdown,
     _database: Option<TempDatabase>,
 }
 
 /// Another server process over the same data, from [`TestServer::restart`].
 pub struct Instance {
     pub url: String,
+    _shutdown: Shutdown,
 }
 
 impl Instance {
@@ -109,24 +112,48 @@ impl Instance {
     }
 }
 
-fn spawn_server(config: Config, create_token: bool) -> (std::net::SocketAddr, String) {
+fn spawn_server(config: Config, create_token: bool) -> (std::net::SocketAddr, String, Shutdown) {
     // Server warnings and errors show up in a failing test's output.
     let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("warn").try_init();
     let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
         rt.block_on(async move {
             let mut token = String::new();
             if create_token {
                 let store = tessera_server::open_store(&config).await.expect("store opens");
                 token = store.create_token("test").await.expect("token").1;
+                store.pool().close().await;
             }
             let server = Server::bind(config).await.expect("server starts");
             tx.send((server.local_addr(), token)).expect("test waits");
-            let _ = server.run().await;
+            let _ = server
+                .run_until(async move {
+                    let _ = stop_rx.await;
+                })
+                .await;
         });
     });
-    rx.recv().expect("server reports its address")
+    let (addr, token) = rx.recv().expect("server reports its address");
+    (addr, token, Shutdown { stop: Some(stop_tx), thread: Some(thread) })
+}
+
+/// Stops a server (and closes its database connections) when dropped.
+pub struct Shutdown {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Shutdown {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl TestServer {
@@ -148,15 +175,25 @@ impl TestServer {
             config.database = db.url.clone();
         }
         adjust(&mut config);
-        let (addr, token) = spawn_server(config.clone(), true);
-        Some(TestServer { url: format!("http://{addr}"), token, data_dir, backend, config, _database: database })
+        // Small pools: many test servers share one database server.
+        config.max_db_connections.get_or_insert(4);
+        let (addr, token, shutdown) = spawn_server(config.clone(), true);
+        Some(TestServer {
+            url: format!("http://{addr}"),
+            token,
+            data_dir,
+            backend,
+            config,
+            _shutdown: shutdown,
+            _database: database,
+        })
     }
 
     /// Starts a second, fresh server process (own caches) over the same
     /// data, as a restart would.
     pub fn restart(&self) -> Instance {
-        let (addr, _) = spawn_server(self.config.clone(), false);
-        Instance { url: format!("http://{addr}") }
+        let (addr, _, shutdown) = spawn_server(self.config.clone(), false);
+        Instance { url: format!("http://{addr}"), _shutdown: shutdown }
     }
 
     /// URL of a repository path for reads.
