@@ -51,6 +51,11 @@ enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// The data bridge: SQL tables to git and back.
+    Data {
+        #[command(subcommand)]
+        command: tessera_bridge::cli::Command,
+    },
     /// Database administration.
     Db {
         #[command(subcommand)]
@@ -196,6 +201,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        Command::Data { .. } => unreachable!("handled before the runtime starts"),
         Command::Mr { action, server, token } => {
             return tokio::task::spawn_blocking(move || mr(action, &server, token.as_deref())).await?;
         }
@@ -283,6 +289,9 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if let Command::Data { command } = cli.command {
+        return tessera_bridge::cli::run(command);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

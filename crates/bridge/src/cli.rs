@@ -1,0 +1,166 @@
+//! `tessera data ...`: the commands, as the binary mounts them.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+
+use crate::ops::{self, ExportOptions, ImportOptions};
+use crate::Error;
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Export tables into a git repository as chunked CSV with schema and metadata.
+    Export(ExportArgs),
+    /// Import a repository made by `export` into a database.
+    Import(ImportArgs),
+    /// Compare a database with a repository (row counts and content hashes).
+    Verify(VerifyArgs),
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    /// The database: a SQLite file path or sqlite:// URL.
+    pub database: String,
+    /// The repository: a local path (created if missing).
+    pub repo: String,
+    /// Largest chunk file, e.g. 50MB, 512KB.
+    #[arg(long, default_value = "50MB")]
+    pub chunk_size: String,
+    /// Only these tables (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub tables: Option<Vec<String>>,
+    /// Branch to commit to [default: the repository's default branch].
+    #[arg(long)]
+    pub branch: Option<String>,
+    #[arg(long)]
+    pub message: Option<String>,
+}
+
+#[derive(Args)]
+pub struct ImportArgs {
+    pub repo: String,
+    /// The target database: a SQLite file path (created if missing).
+    pub database: Option<String>,
+    #[arg(long, value_delimiter = ',')]
+    pub tables: Option<Vec<String>>,
+    #[arg(long)]
+    pub branch: Option<String>,
+    /// Overwrite tables that already exist in the target.
+    #[arg(long)]
+    pub replace: bool,
+}
+
+#[derive(Args)]
+pub struct VerifyArgs {
+    pub database: String,
+    pub repo: String,
+    #[arg(long)]
+    pub branch: Option<String>,
+}
+
+/// Parses sizes like `50MB`, `512KB`, `1GB` or plain bytes.
+pub fn parse_size(s: &str) -> Result<u64, Error> {
+    let t = s.trim().to_ascii_uppercase();
+    let (digits, mult) = if let Some(d) = t.strip_suffix("GB") {
+        (d, 1u64 << 30)
+    } else if let Some(d) = t.strip_suffix("MB") {
+        (d, 1 << 20)
+    } else if let Some(d) = t.strip_suffix("KB") {
+        (d, 1 << 10)
+    } else {
+        (t.strip_suffix('B').unwrap_or(&t), 1)
+    };
+    let n: u64 =
+        digits.trim().parse().map_err(|_| Error::Unsupported(format!("--chunk-size {s:?} is not a size like 50MB")))?;
+    if n * mult < 1024 {
+        return Err(Error::Unsupported("--chunk-size must be at least 1KB".into()));
+    }
+    Ok(n * mult)
+}
+
+fn local_repo(repo: &str) -> Result<PathBuf, Error> {
+    if repo.contains("://") || repo.starts_with("git@") || repo.starts_with("github.com/") {
+        return Err(Error::Unsupported(format!(
+            "remote repository {repo}: this version works on local repositories; clone it, run tessera on the clone, and push"
+        )));
+    }
+    Ok(PathBuf::from(repo))
+}
+
+fn sqlite_only(database: &str) -> Result<(), Error> {
+    if database.starts_with("postgres") || database.starts_with("mysql") || database.starts_with("mariadb") {
+        return Err(Error::Unsupported(format!("{database}: this version reads and writes SQLite only")));
+    }
+    Ok(())
+}
+
+fn run_inner(cmd: Command) -> Result<ExitCode, Error> {
+    match cmd {
+        Command::Export(a) => {
+            sqlite_only(&a.database)?;
+            let opts = ExportOptions {
+                max_chunk_bytes: parse_size(&a.chunk_size)?,
+                tables: a.tables,
+                branch: a.branch,
+                message: a.message,
+            };
+            let report = ops::export(&a.database, &local_repo(&a.repo)?, &opts)?;
+            for (table, rows, chunks) in report.tables {
+                println!("{table}: {rows} rows in {chunks} chunk(s)");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Import(a) => {
+            let database = a.database.ok_or_else(|| {
+                Error::Unsupported("name the target database: tessera data import <repo> <database>".into())
+            })?;
+            sqlite_only(&database)?;
+            let opts = ImportOptions { tables: a.tables, branch: a.branch, replace: a.replace };
+            let report = ops::import(&local_repo(&a.repo)?, &database, &opts)?;
+            for file in &report.edited_chunks {
+                println!("accepted an edit made in git: {file}");
+            }
+            for (table, rows) in report.tables {
+                println!("{table}: {rows} rows");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify(a) => {
+            sqlite_only(&a.database)?;
+            let diffs = ops::verify(&a.database, &local_repo(&a.repo)?, a.branch.as_deref())?;
+            let mut same = true;
+            for d in &diffs {
+                if !d.same_content {
+                    same = false;
+                    match d.database_rows {
+                        None => {
+                            println!("{}: missing from the database ({} rows in the repository)", d.table, d.repo_rows)
+                        }
+                        Some(n) => {
+                            println!("{}: differs (database {n} rows, repository {} rows)", d.table, d.repo_rows)
+                        }
+                    }
+                }
+            }
+            if same {
+                println!("{} table(s) identical", diffs.len());
+                Ok(ExitCode::SUCCESS)
+            } else {
+                Ok(ExitCode::FAILURE)
+            }
+        }
+    }
+}
+
+/// Runs a `tessera data` command, printing any error; exit 1 on error or
+/// on differences found by verify.
+pub fn run(cmd: Command) -> ExitCode {
+    match run_inner(cmd) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

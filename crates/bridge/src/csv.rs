@@ -1,0 +1,182 @@
+//! The lossless CSV profile: RFC 4180 quoting, UTF-8, LF line ends, and one
+//! rule RFC 4180 leaves open: an unquoted empty field is NULL, a quoted
+//! empty field (`""`) is the empty string.
+
+/// One cell: `None` is SQL NULL.
+pub type Cell = Option<String>;
+
+/// Appends one record (with its LF) to `out`.
+pub fn write_record(out: &mut Vec<u8>, cells: &[Cell]) {
+    for (i, cell) in cells.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let Some(text) = cell else { continue };
+        let needs_quotes = text.is_empty() || text.bytes().any(|b| matches!(b, b',' | b'"' | b'\r' | b'\n'));
+        if needs_quotes {
+            out.push(b'"');
+            for b in text.bytes() {
+                if b == b'"' {
+                    out.push(b'"');
+                }
+                out.push(b);
+            }
+            out.push(b'"');
+        } else {
+            out.extend_from_slice(text.as_bytes());
+        }
+    }
+    out.push(b'\n');
+}
+
+/// Why a chunk did not parse; returned by [`Reader::next_record`].
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Error {
+    #[error("line {line}: quoted field is not closed")]
+    Unterminated { line: usize },
+    #[error("line {line}: unexpected character after a closing quote")]
+    AfterQuote { line: usize },
+    #[error("line {line}: a quote inside an unquoted field")]
+    StrayQuote { line: usize },
+    #[error("line {line}: not valid UTF-8")]
+    Utf8 { line: usize },
+    #[error("line {line}: carriage return outside quotes (files must use LF)")]
+    BareCr { line: usize },
+}
+
+/// Reads records from a whole chunk held in memory.
+pub struct Reader<'a> {
+    data: &'a [u8],
+    pos: usize,
+    line: usize,
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(data: &'a [u8]) -> Self {
+        Reader { data, pos: 0, line: 1 }
+    }
+
+    /// The line the next record starts on (1-based).
+    pub fn line(&self) -> usize {
+        self.line
+    }
+
+    /// The next record, `Ok(None)` at the end.
+    pub fn next_record(&mut self) -> Result<Option<Vec<Cell>>, Error> {
+        if self.pos >= self.data.len() {
+            return Ok(None);
+        }
+        let start_line = self.line;
+        let mut cells = Vec::new();
+        loop {
+            let (cell, end_of_record) = self.field(start_line)?;
+            cells.push(cell);
+            if end_of_record {
+                return Ok(Some(cells));
+            }
+        }
+    }
+
+    /// One field; returns it and whether the record ended after it.
+    fn field(&mut self, start_line: usize) -> Result<(Cell, bool), Error> {
+        let d = self.data;
+        if d.get(self.pos) == Some(&b'"') {
+            self.pos += 1;
+            let mut text = Vec::new();
+            loop {
+                match d.get(self.pos) {
+                    None => return Err(Error::Unterminated { line: start_line }),
+                    Some(b'"') if d.get(self.pos + 1) == Some(&b'"') => {
+                        text.push(b'"');
+                        self.pos += 2;
+                    }
+                    Some(b'"') => {
+                        self.pos += 1;
+                        break;
+                    }
+                    Some(b) => {
+                        if *b == b'\n' {
+                            self.line += 1;
+                        }
+                        text.push(*b);
+                        self.pos += 1;
+                    }
+                }
+            }
+            let text = String::from_utf8(text).map_err(|_| Error::Utf8 { line: start_line })?;
+            match d.get(self.pos) {
+                Some(b',') => {
+                    self.pos += 1;
+                    Ok((Some(text), false))
+                }
+                Some(b'\n') => {
+                    self.pos += 1;
+                    self.line += 1;
+                    Ok((Some(text), true))
+                }
+                None => Ok((Some(text), true)),
+                Some(_) => Err(Error::AfterQuote { line: self.line }),
+            }
+        } else {
+            let start = self.pos;
+            loop {
+                match d.get(self.pos) {
+                    None | Some(b',') | Some(b'\n') => break,
+                    Some(b'"') => return Err(Error::StrayQuote { line: self.line }),
+                    Some(b'\r') => return Err(Error::BareCr { line: self.line }),
+                    Some(_) => self.pos += 1,
+                }
+            }
+            let raw = &d[start..self.pos];
+            let cell = if raw.is_empty() {
+                None
+            } else {
+                Some(String::from_utf8(raw.to_vec()).map_err(|_| Error::Utf8 { line: self.line })?)
+            };
+            match d.get(self.pos) {
+                Some(b',') => {
+                    self.pos += 1;
+                    Ok((cell, false))
+                }
+                Some(b'\n') => {
+                    self.pos += 1;
+                    self.line += 1;
+                    Ok((cell, true))
+                }
+                _ => Ok((cell, true)),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(cells: Vec<Cell>) {
+        let mut out = Vec::new();
+        write_record(&mut out, &cells);
+        let mut r = Reader::new(&out);
+        assert_eq!(r.next_record().unwrap(), Some(cells.clone()), "{:?}", String::from_utf8_lossy(&out));
+        assert_eq!(r.next_record().unwrap(), None);
+    }
+
+    #[test]
+    fn profile_round_trips() {
+        round_trip(vec![None, Some(String::new()), Some("a".into())]);
+        round_trip(vec![Some("comma, \"quote\"\r\nCRLF\nLF".into()), None]);
+        round_trip(vec![Some("emoji 🎉 ünïcödé".into())]);
+        round_trip(vec![None]);
+        round_trip(vec![Some(String::new())]);
+    }
+
+    #[test]
+    fn damage_is_reported_with_lines() {
+        assert_eq!(Reader::new(b"a,\"b\n").next_record(), Err(Error::Unterminated { line: 1 }));
+        let mut r = Reader::new(b"ok\nx\"y\n");
+        r.next_record().unwrap();
+        assert_eq!(r.next_record(), Err(Error::StrayQuote { line: 2 }));
+        assert_eq!(Reader::new(b"a\r\n").next_record(), Err(Error::BareCr { line: 1 }));
+        assert_eq!(Reader::new(b"\"a\"b\n").next_record(), Err(Error::AfterQuote { line: 1 }));
+    }
+}

@@ -1,0 +1,136 @@
+//! Writing and reading the target repository through git itself:
+//! `git fast-import` writes blobs, tree and commit straight into the object
+//! database (no work tree); plumbing commands read them back.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Stdio};
+
+use crate::Error;
+
+fn git(repo: &Path) -> Command {
+    let mut c = Command::new("git");
+    c.arg("-C").arg(repo);
+    c
+}
+
+fn run(mut cmd: Command, what: &str) -> Result<Vec<u8>, Error> {
+    let out = cmd.output().map_err(|e| Error::Git(format!("{what}: {e}")))?;
+    if !out.status.success() {
+        return Err(Error::Git(format!("{what}: {}", String::from_utf8_lossy(&out.stderr).trim())));
+    }
+    Ok(out.stdout)
+}
+
+/// Creates the repository if `path` does not exist yet.
+pub fn ensure_repo(path: &Path) -> Result<(), Error> {
+    if path.join(".git").exists() || path.join("HEAD").exists() {
+        return Ok(());
+    }
+    let mut cmd = Command::new("git");
+    cmd.args(["init", "-q"]).arg(path);
+    run(cmd, "git init").map(|_| ())
+}
+
+/// The branch HEAD names (the repository's default branch).
+pub fn default_branch(repo: &Path) -> Result<String, Error> {
+    let mut cmd = git(repo);
+    cmd.args(["symbolic-ref", "--short", "HEAD"]);
+    Ok(String::from_utf8_lossy(&run(cmd, "reading HEAD")?).trim().to_string())
+}
+
+/// The file's content at `rev`, or `None` if it is not there.
+pub fn read_file(repo: &Path, rev: &str, file: &str) -> Result<Option<Vec<u8>>, Error> {
+    let out = git(repo)
+        .args(["cat-file", "blob", &format!("{rev}:{file}")])
+        .output()
+        .map_err(|e| Error::Git(e.to_string()))?;
+    Ok(out.status.success().then_some(out.stdout))
+}
+
+/// The blob id of a file at `rev`.
+pub fn blob_id(repo: &Path, rev: &str, file: &str) -> Result<Option<String>, Error> {
+    let out = git(repo)
+        .args(["rev-parse", "-q", "--verify", &format!("{rev}:{file}")])
+        .output()
+        .map_err(|e| Error::Git(e.to_string()))?;
+    Ok(out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string()))
+}
+
+pub fn rev_exists(repo: &Path, rev: &str) -> bool {
+    git(repo)
+        .args(["rev-parse", "-q", "--verify", &format!("{rev}^{{commit}}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// The id git gives a blob with this content.
+pub fn blob_id_of(data: &[u8]) -> String {
+    use sha1::Digest;
+    let mut h = sha1::Sha1::new();
+    h.update(format!("blob {}\0", data.len()).as_bytes());
+    h.update(data);
+    hex::encode(h.finalize())
+}
+
+/// One commit being streamed into `git fast-import`.
+pub struct CommitWriter {
+    child: Child,
+    stdin: ChildStdin,
+}
+
+impl CommitWriter {
+    /// Starts a commit on `branch` that replaces the whole tree.
+    pub fn start(repo: &Path, branch: &str, message: &str) -> Result<CommitWriter, Error> {
+        let ident = run(
+            {
+                let mut c = git(repo);
+                c.args(["var", "GIT_COMMITTER_IDENT"]);
+                c
+            },
+            "reading the committer identity",
+        )
+        .map(|o| String::from_utf8_lossy(&o).trim().to_string())
+        .unwrap_or_else(|_| {
+            let now =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            format!("tessera <tessera@localhost> {now} +0000")
+        });
+        let mut child = git(repo)
+            .args(["fast-import", "--quiet"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| Error::Git(format!("git fast-import: {e}")))?;
+        let mut stdin = child.stdin.take().expect("piped");
+        let refname = format!("refs/heads/{branch}");
+        let mut head = format!("commit {refname}\ncommitter {ident}\ndata {}\n{message}\n", message.len());
+        if rev_exists(repo, &refname) {
+            head.push_str(&format!("from {refname}^0\n"));
+        }
+        head.push_str("deleteall\n");
+        stdin.write_all(head.as_bytes()).map_err(|e| Error::Git(e.to_string()))?;
+        Ok(CommitWriter { child, stdin })
+    }
+
+    pub fn file(&mut self, path: &str, data: &[u8]) -> Result<(), Error> {
+        let head = format!("M 100644 inline {path}\ndata {}\n", data.len());
+        self.stdin
+            .write_all(head.as_bytes())
+            .and_then(|_| self.stdin.write_all(data))
+            .and_then(|_| self.stdin.write_all(b"\n"))
+            .map_err(|e| Error::Git(e.to_string()))
+    }
+
+    pub fn finish(mut self) -> Result<(), Error> {
+        self.stdin.write_all(b"\ndone\n").map_err(|e| Error::Git(e.to_string()))?;
+        drop(self.stdin);
+        let out = self.child.wait_with_output().map_err(|e| Error::Git(e.to_string()))?;
+        if !out.status.success() {
+            return Err(Error::Git(format!("git fast-import: {}", String::from_utf8_lossy(&out.stderr).trim())));
+        }
+        Ok(())
+    }
+}

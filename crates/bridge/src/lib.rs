@@ -1,0 +1,44 @@
+//! The data bridge: SQL tables into a git repository as chunked CSV plus
+//! schema and metadata that any git host can store, show and diff, and back
+//! again exactly.
+//!
+//! Central pieces: [`ops::export`], [`ops::import`] and [`ops::verify`];
+//! the CSV profile in [`csv`] and [`value`]; the repository layout in
+//! [`layout`]. Chunk boundaries are content-defined (a hash of each row's
+//! key), so changing one row rewrites one chunk file, not every chunk after
+//! it. Git objects are written with `git fast-import`, without a work tree.
+//!
+//! This version reads and writes SQLite; PostgreSQL, MySQL/MariaDB and
+//! doltlite are not implemented yet.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod csv;
+mod git;
+pub mod layout;
+pub mod ops;
+mod sqlite;
+pub mod value;
+
+/// Failures of the data bridge, each meant to be shown as it is.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("database: {0}")]
+    Database(String),
+    #[error("git: {0}")]
+    Git(String),
+    #[error("unknown table {0:?}")]
+    UnknownTable(String),
+    #[error("table {0:?} already exists in the target database; pass --replace to overwrite it")]
+    TargetNotEmpty(String),
+    #[error("not a tessera data repository: {0}")]
+    Layout(String),
+    #[error("the repository uses layout format version {0}, newer than this tessera understands ({max}); upgrade tessera", max = layout::FORMAT_VERSION)]
+    NewerFormat(u32),
+    #[error("{file}:{line}: {reason}")]
+    Damaged { file: String, line: usize, reason: String },
+    #[error("a row of table {table} with key {key} is {bytes} bytes, more than fits in one chunk")]
+    RowTooLarge { table: String, key: String, bytes: u64 },
+    #[error("{0}")]
+    Unsupported(String),
+}

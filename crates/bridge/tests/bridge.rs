@@ -1,0 +1,281 @@
+//! The data bridge end to end: SQLite → git → SQLite, checked with git
+//! itself and by reading the databases back.
+
+use std::path::Path;
+use std::process::Command;
+
+use rusqlite::Connection;
+use tessera_bridge::ops::{self, ExportOptions, ImportOptions};
+use tessera_bridge::Error;
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@x")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@x")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn opts(chunk: u64) -> ExportOptions {
+    ExportOptions { max_chunk_bytes: chunk, tables: None, branch: Some("main".into()), message: None }
+}
+
+fn import_opts() -> ImportOptions {
+    ImportOptions { tables: None, branch: Some("main".into()), replace: false }
+}
+
+/// Every row of every user table, with exact storage classes and bits.
+fn dump(path: &Path) -> Vec<String> {
+    let conn = Connection::open(path).unwrap();
+    let mut tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    tables.sort();
+    let mut out = Vec::new();
+    for t in tables {
+        let mut stmt = conn.prepare(&format!("SELECT * FROM \"{t}\"")).unwrap();
+        let n = stmt.column_count();
+        let mut rows = stmt.query([]).unwrap();
+        let mut lines = Vec::new();
+        while let Some(r) = rows.next().unwrap() {
+            let cells: Vec<String> = (0..n)
+                .map(|i| match r.get_ref(i).unwrap() {
+                    rusqlite::types::ValueRef::Real(f) => format!("real:{:x}", f.to_bits()),
+                    other => format!("{other:?}"),
+                })
+                .collect();
+            lines.push(format!("{t}: {}", cells.join(" | ")));
+        }
+        lines.sort();
+        out.extend(lines);
+    }
+    out
+}
+
+fn schema(path: &Path) -> Vec<String> {
+    let conn = Connection::open(path).unwrap();
+    let mut v: Vec<String> = conn
+        .prepare("SELECT type || ' ' || name || ' ' || coalesce(sql, '') FROM sqlite_master WHERE name NOT LIKE 'sqlite_autoindex%'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    v.sort();
+    v
+}
+
+const FIDELITY: &str = r#"
+CREATE TABLE kinds (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  label TEXT NOT NULL DEFAULT 'none',
+  i INTEGER, r REAL, t TEXT, b BLOB, anything, n NUMERIC,
+  UNIQUE (label)
+);
+CREATE INDEX kinds_r ON kinds (r DESC);
+CREATE TABLE child (kind_id INTEGER NOT NULL REFERENCES kinds(id), note TEXT, PRIMARY KEY (kind_id, note)) WITHOUT ROWID;
+CREATE TABLE bag (x, y);
+INSERT INTO kinds (label, i, r, t, b, anything, n) VALUES
+  ('nulls', NULL, NULL, NULL, NULL, NULL, NULL),
+  ('empty', 0, 0.0, '', x'', '', 0),
+  ('limits', 9223372036854775807, 1.7976931348623157e308, 'max', x'00ff00', -9223372036854775808, 123.5),
+  ('tiny', -1, 5e-324, 'comma, "quote"', x'0a0d', 3.0, -0.5),
+  ('floats', 1, 0.1, 'CR' || char(13) || 'LF' || char(10) || 'CRLF' || char(13,10), x'5c78', 'text', 7),
+  ('unicode', 2, -0.0, 'emoji 🎉 ünïcödé 日本', x'f09f8e89', x'00', 8),
+  ('backslash', 3, 2.5, '\x41 not a blob', NULL, '\\', NULL),
+  ('numbers-as-text', 4, 1e-7, '123', NULL, '123', NULL);
+INSERT INTO kinds (label, r) VALUES ('nan', 0.0), ('inf', 1e999), ('-inf', -1e999);
+DELETE FROM kinds WHERE label = 'nan';
+INSERT INTO kinds (label) VALUES ('last');
+DELETE FROM kinds WHERE label = 'last';
+INSERT INTO child VALUES (1, 'a'), (2, ''), (3, 'c');
+INSERT INTO bag VALUES (1, 'dup'), (1, 'dup'), (NULL, NULL);
+"#;
+
+#[test]
+fn sqlite_round_trip_is_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.db");
+    Connection::open(&src).unwrap().execute_batch(FIDELITY).unwrap();
+    let repo = dir.path().join("repo");
+    let report = ops::export(src.to_str().unwrap(), &repo, &opts(1024)).unwrap();
+    assert_eq!(report.tables.len(), 3);
+    git(&repo, &["fsck", "--strict"]);
+    let files = git(&repo, &["ls-tree", "-r", "--name-only", "main"]);
+    for f in [
+        ".dolt-metadata/manifest.json",
+        ".dolt-metadata/schema.sql",
+        ".dolt-metadata/tables/kinds.json",
+        "datapackage.json",
+        "README.md",
+        ".gitattributes",
+        "data/kinds/kinds_000001.csv",
+    ] {
+        assert!(files.lines().any(|l| l == f), "{f} missing: {files}");
+    }
+    let chunk = git(&repo, &["show", "main:data/kinds/kinds_000001.csv"]);
+    assert!(!chunk.contains('\r') || chunk.contains("\"CR\r"), "CR only inside quotes");
+    assert!(!chunk.starts_with('\u{feff}'), "no BOM");
+
+    let out = dir.path().join("out.db");
+    ops::import(&repo, out.to_str().unwrap(), &import_opts()).unwrap();
+    assert_eq!(dump(&out), dump(&src));
+    assert_eq!(schema(&out), schema(&src));
+    let seq = |p: &Path| -> i64 {
+        Connection::open(p)
+            .unwrap()
+            .query_row("SELECT seq FROM sqlite_sequence WHERE name = 'kinds'", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(seq(&out), seq(&src), "AUTOINCREMENT position survives");
+    assert!(ops::verify(out.to_str().unwrap(), &repo, Some("main")).unwrap().iter().all(|d| d.same_content));
+
+    // verify notices a change, and import refuses an occupied target.
+    Connection::open(&out).unwrap().execute("UPDATE kinds SET t = 'changed' WHERE label = 'empty'", []).unwrap();
+    let diffs = ops::verify(out.to_str().unwrap(), &repo, Some("main")).unwrap();
+    assert_eq!(diffs.iter().filter(|d| !d.same_content).map(|d| d.table.as_str()).collect::<Vec<_>>(), ["kinds"]);
+    assert!(matches!(ops::import(&repo, out.to_str().unwrap(), &import_opts()), Err(Error::TargetNotEmpty(_))));
+    ops::import(&repo, out.to_str().unwrap(), &ImportOptions { replace: true, ..import_opts() }).unwrap();
+    assert_eq!(dump(&out), dump(&src));
+}
+
+fn changed_chunk_files(repo: &Path) -> Vec<String> {
+    git(repo, &["diff", "--name-only", "main~1", "main", "--", "data/"]).lines().map(str::to_string).collect()
+}
+
+#[test]
+fn one_row_change_rewrites_at_most_two_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.db");
+    let conn = Connection::open(&src).unwrap();
+    conn.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, payload TEXT); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000) INSERT INTO t SELECT i * 2, printf('row %d with some payload text', i) FROM n;").unwrap();
+    let repo = dir.path().join("repo");
+    let report = ops::export(src.to_str().unwrap(), &repo, &opts(64 * 1024)).unwrap();
+    let n_chunks = report.tables[0].2;
+    assert!(n_chunks > 10, "{n_chunks} chunks");
+    for (label, sql) in [
+        ("update", "UPDATE t SET payload = 'changed' WHERE id = 20000"),
+        ("insert", "INSERT INTO t VALUES (20001, 'inserted in the middle')"),
+        ("delete", "DELETE FROM t WHERE id = 10000"),
+    ] {
+        conn.execute(sql, []).unwrap();
+        ops::export(src.to_str().unwrap(), &repo, &opts(64 * 1024)).unwrap();
+        let changed = changed_chunk_files(&repo);
+        assert!(!changed.is_empty() && changed.len() <= 2, "{label}: {changed:?}");
+        let added = git(&repo, &["diff", "--numstat", "main~1", "main", "--", "data/"]);
+        assert!(added.lines().count() <= 2, "{label}: {added}");
+    }
+    // No change, no new chunk content.
+    ops::export(src.to_str().unwrap(), &repo, &opts(64 * 1024)).unwrap();
+    assert!(changed_chunk_files(&repo).is_empty());
+}
+
+fn commit_edit(repo: &Path, file: &str, edit: impl Fn(&str) -> String) {
+    let work = repo.parent().unwrap().join(format!("work-{}", rand_suffix()));
+    git(repo.parent().unwrap(), &["clone", "-q", "-b", "main", repo.to_str().unwrap(), work.to_str().unwrap()]);
+    let path = work.join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, edit(&text)).unwrap();
+    git(&work, &["commit", "-qam", "edit by hand"]);
+    git(&work, &["push", "-q", "origin", "main"]);
+}
+
+fn rand_suffix() -> u32 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+#[test]
+fn edits_in_git_are_accepted_and_damage_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.db");
+    Connection::open(&src)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL); INSERT INTO t VALUES (1, 'one'), (2, 'two');",
+        )
+        .unwrap();
+    let repo = dir.path().join("repo");
+    ops::export(src.to_str().unwrap(), &repo, &opts(1 << 20)).unwrap();
+    git(&repo, &["config", "receive.denyCurrentBranch", "ignore"]);
+    commit_edit(&repo, "data/t/t_000001.csv", |t| t.replace("two", "TWO (edited)"));
+    let out = dir.path().join("out.db");
+    let report = ops::import(&repo, out.to_str().unwrap(), &import_opts()).unwrap();
+    assert_eq!(report.edited_chunks, ["data/t/t_000001.csv"]);
+    let v: String =
+        Connection::open(&out).unwrap().query_row("SELECT v FROM t WHERE id = 2", [], |r| r.get(0)).unwrap();
+    assert_eq!(v, "TWO (edited)");
+
+    for (label, edit, line) in [
+        ("extra column", "2,TWO (edited),surplus", 3),
+        ("bad integer", "x2,TWO (edited)", 3),
+        ("duplicate key", "1,again", 3),
+        ("null in NOT NULL", "2,", 3),
+    ] {
+        commit_edit(&repo, "data/t/t_000001.csv", |t| {
+            let mut lines: Vec<&str> = t.lines().collect();
+            lines[2] = edit;
+            format!("{}\n", lines.join("\n"))
+        });
+        let target = dir.path().join(format!("damaged-{label}.db"));
+        let err = ops::import(&repo, target.to_str().unwrap(), &import_opts()).unwrap_err();
+        match (&err, label) {
+            (Error::Damaged { file, line: l, .. }, _) => {
+                assert_eq!(file, "data/t/t_000001.csv", "{label}");
+                assert_eq!(*l, line, "{label}: {err}");
+            }
+            _ => panic!("{label}: {err}"),
+        }
+        let tables: i64 = Connection::open(&target)
+            .unwrap()
+            .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(tables, 0, "{label}: nothing half-imported");
+        // Put the good row back for the next case.
+        commit_edit(&repo, "data/t/t_000001.csv", |t| {
+            let mut lines: Vec<&str> = t.lines().collect();
+            lines[2] = "2,TWO (edited)";
+            format!("{}\n", lines.join("\n"))
+        });
+    }
+}
+
+#[test]
+fn clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.db");
+    Connection::open(&src).unwrap().execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY);").unwrap();
+    let repo = dir.path().join("repo");
+    let missing = dir.path().join("nope.db");
+    assert!(matches!(ops::export(missing.to_str().unwrap(), &repo, &opts(1 << 20)), Err(Error::Database(_))));
+    let only = ExportOptions { tables: Some(vec!["absent".into()]), ..opts(1 << 20) };
+    assert!(matches!(ops::export(src.to_str().unwrap(), &repo, &only), Err(Error::UnknownTable(_))));
+    ops::export(src.to_str().unwrap(), &repo, &opts(1 << 20)).unwrap();
+
+    let plain = dir.path().join("plain");
+    git(dir.path(), &["init", "-q", "-b", "main", plain.to_str().unwrap()]);
+    git(&plain, &["commit", "-q", "--allow-empty", "-m", "x"]);
+    let out = dir.path().join("out.db");
+    assert!(matches!(ops::import(&plain, out.to_str().unwrap(), &import_opts()), Err(Error::Layout(_))));
+
+    git(&repo, &["config", "receive.denyCurrentBranch", "ignore"]);
+    commit_edit(&repo, ".dolt-metadata/manifest.json", |t| {
+        t.replace("\"format_version\": 1", "\"format_version\": 99")
+    });
+    let err = ops::import(&repo, out.to_str().unwrap(), &import_opts()).unwrap_err();
+    assert!(matches!(err, Error::NewerFormat(99)), "{err}");
+    assert!(err.to_string().contains("upgrade"));
+}
