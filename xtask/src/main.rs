@@ -4,7 +4,8 @@ use std::process::Command;
 
 use anyhow::{bail, Context};
 
-const FUZZ_TARGETS: &[&str] = &["pktline", "push_commands", "fetch_request", "objects", "delta", "pack_scan"];
+const FUZZ_TARGETS: &[&str] =
+    &["pktline", "push_commands", "fetch_request", "objects", "delta", "pack_scan", "bridge_chunk"];
 
 fn run(cmd: &mut Command) -> anyhow::Result<()> {
     let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;

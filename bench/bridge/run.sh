@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Data bridge on SQLite against SQLite's own CSV tools, same table, same run:
+#   export: `tessera data export` (chunking, hashing, metadata and the git
+#           commit included) vs `sqlite3 -csv db 'SELECT * FROM t'`;
+#   import: `tessera data import` vs `sqlite3 .import --csv` into a table
+#           created with the same DDL;
+# plus tessera's peak RSS for each, and what changes in git after updating
+# one row and exporting again.
+# Usage: bench/bridge/run.sh [ROWS]   (default 3370000, about 360 MB of CSV)
+set -euo pipefail
+rows=${1:-3370000}
+root=$(cd "$(dirname "$0")/../.." && pwd)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cargo build --release -q -p tessera --manifest-path "$root/Cargo.toml"
+bin="$root/target/release/tessera"
+command -v sqlite3 >/dev/null || { apt-get update -qq && apt-get install -y -qq sqlite3 >/dev/null; }
+now() { date +%s.%N; }
+peak() { awk '/Maximum resident/ {printf "%.0f MiB", $6/1024}' "$1"; }
+ddl="CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT, score REAL, created TEXT, note TEXT)"
+sqlite3 "$work/src.db" "$ddl; WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $rows)
+  INSERT INTO t SELECT i, 'user ' || i, 'user' || i || '@example.com', (i % 1000) / 7.0,
+  datetime(1600000000 + i * 37, 'unixepoch'), CASE WHEN i % 5 = 0 THEN NULL ELSE 'a note about row ' || i || ', with a comma' END FROM n;"
+echo "table: $rows rows, $(du -m "$work/src.db" | cut -f1) MB database"
+
+s=$(now); sqlite3 -csv "$work/src.db" "SELECT * FROM t" > "$work/native.csv"; e=$(now)
+t_native_export=$(python3 -c "print($e - $s)")
+s=$(now); /usr/bin/time -v "$bin" data export "$work/src.db" "$work/repo" 2> "$work/export.time" >/dev/null; e=$(now)
+t_export=$(python3 -c "print($e - $s)")
+csv_mb=$(du -m "$work/native.csv" | cut -f1)
+
+sqlite3 "$work/native.db" "$ddl"
+s=$(now); sqlite3 "$work/native.db" ".import --csv $work/native.csv t"; e=$(now)
+t_native_import=$(python3 -c "print($e - $s)")
+s=$(now); /usr/bin/time -v "$bin" data import "$work/repo" "$work/imported.db" 2> "$work/import.time" >/dev/null; e=$(now)
+t_import=$(python3 -c "print($e - $s)")
+"$bin" data verify "$work/imported.db" "$work/repo" > /dev/null
+
+sqlite3 "$work/src.db" "UPDATE t SET note = 'changed' WHERE id = $((rows / 2))"
+s=$(now); "$bin" data export "$work/src.db" "$work/repo" > /dev/null; e=$(now)
+t_reexport=$(python3 -c "print($e - $s)")
+changed=$(git -C "$work/repo" diff --name-only HEAD~1 HEAD -- data/ | wc -l)
+changed_bytes=$(git -C "$work/repo" diff --name-only HEAD~1 HEAD -- data/ | while read -r f; do git -C "$work/repo" cat-file -s "HEAD:$f"; done | awk '{s += $1} END {print s + 0}')
+n_chunks=$(git -C "$work/repo" ls-tree -r --name-only HEAD data/ | wc -l)
+
+python3 - <<PY
+print(f"CSV size: $csv_mb MB in $n_chunks chunk files")
+print(f"export: tessera {$t_export:.2f} s vs sqlite3 -csv {$t_native_export:.2f} s, ratio {$t_export / $t_native_export:.2f}  (peak RSS $(peak "$work/export.time"))")
+print(f"import: tessera {$t_import:.2f} s vs sqlite3 .import {$t_native_import:.2f} s, ratio {$t_import / $t_native_import:.2f}  (peak RSS $(peak "$work/import.time"))")
+print(f"after updating one row: re-export {$t_reexport:.2f} s, $changed chunk file(s) changed, $changed_bytes bytes of new blobs")
+PY
