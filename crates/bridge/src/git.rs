@@ -97,8 +97,11 @@ impl CommitWriter {
                 std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
             format!("tessera <tessera@localhost> {now} +0000")
         });
+        // Chunks are zlib-compressed once into the pack; level 1 costs a
+        // fraction of the default level's time for a few percent of size,
+        // and `git gc` recompresses later if the user wants.
         let mut child = git(repo)
-            .args(["fast-import", "--quiet"])
+            .args(["-c", "core.compression=1", "-c", "pack.compression=1", "fast-import", "--quiet", "--depth=0"])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
