@@ -91,7 +91,7 @@ pub async fn ingest(
 fn scan(path: &Path, odb: &tessera_protocol::odb::Odb) -> Result<(index::Outcome, Collected), IngestError> {
     let mut collected = Collected::default();
     let limits = index::Limits::default();
-    let outcome = index::scan(
+    let mut outcome = index::scan(
         path,
         limits,
         &mut |base| match odb.read(base) {
@@ -126,18 +126,7 @@ fn scan(path: &Path, odb: &tessera_protocol::odb::Odb) -> Result<(index::Outcome
             Ok(())
         },
     )?;
-    collected.objects = outcome
-        .objects
-        .iter()
-        .map(|o| NewObject {
-            id: o.id,
-            kind: o.kind,
-            size: o.size,
-            offset: o.offset,
-            end: o.end,
-            delta_base: o.delta_base,
-        })
-        .collect();
+    collected.objects = std::mem::take(&mut outcome.objects);
     Ok((outcome, collected))
 }
 

@@ -160,14 +160,7 @@ fn replace_rec(
     if let Some(id) = replaced {
         entries.push(Entry { mode: b"40000".to_vec(), name: first.as_bytes().to_vec(), id });
     }
-    if entries.is_empty() {
-        return Ok(None);
-    }
-    let id = view.builder.add(Kind::Tree, encode(entries));
-    if let Some(old) = tree {
-        view.builder.hint_base(id, old);
-    }
-    Ok(Some(id))
+    Ok(store_tree(view, entries, tree))
 }
 
 /// Every file that differs between two trees: path → (before, after).
@@ -292,12 +285,18 @@ fn apply_rec(
             entries.push(Entry { mode: b"40000".to_vec(), name: name.into_bytes(), id });
         }
     }
+    Ok(store_tree(view, entries, tree))
+}
+
+/// Stores a rebuilt tree (`None` when it became empty), noting the tree it
+/// replaces as its delta base.
+fn store_tree(view: &mut ViewMut<'_>, entries: Vec<Entry>, replaces: Option<ObjectId>) -> Option<ObjectId> {
     if entries.is_empty() {
-        return Ok(None);
+        return None;
     }
     let id = view.builder.add(Kind::Tree, encode(entries));
-    if let Some(old) = tree {
+    if let Some(old) = replaces {
         view.builder.hint_base(id, old);
     }
-    Ok(Some(id))
+    Some(id)
 }

@@ -46,20 +46,18 @@ async fn dispatch(AxState(state): AxState<Arc<State>>, request: Request) -> Resp
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
-fn protocol_v2(headers: &HeaderMap) -> bool {
+/// Whether the client asked for protocol `version=N` in `Git-Protocol`.
+fn asks_protocol(headers: &HeaderMap, n: u8) -> bool {
+    let wanted = format!("version={n}");
     headers
         .get("git-protocol")
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(':').any(|p| p.trim() == "version=2"))
+        .map(|v| v.split(':').any(|p| p.trim() == wanted))
         .unwrap_or(false)
 }
 
-fn protocol_v1(headers: &HeaderMap) -> bool {
-    headers
-        .get("git-protocol")
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(':').any(|p| p.trim() == "version=1"))
-        .unwrap_or(false)
+fn protocol_v2(headers: &HeaderMap) -> bool {
+    asks_protocol(headers, 2)
 }
 
 fn git_response(content_type: &'static str, body: impl Into<Body>) -> Response {
@@ -120,7 +118,7 @@ async fn info_refs(state: &State, raw_path: &str, query: &str, headers: &HeaderM
         out.extend(advertise::v2_capabilities());
         out
     } else {
-        advertise::v0(service, &refs, head_id.map(|id| (head.as_str(), id)), protocol_v1(headers))
+        advertise::v0(service, &refs, head_id.map(|id| (head.as_str(), id)), asks_protocol(headers, 1))
     };
     Ok(git_response(content_type, body))
 }

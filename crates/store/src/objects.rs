@@ -17,15 +17,7 @@ pub struct NewPack {
 }
 
 /// One object of a new pack, as the pack scanner found it.
-#[derive(Debug, Clone)]
-pub struct NewObject {
-    pub id: ObjectId,
-    pub kind: Kind,
-    pub size: u64,
-    pub offset: u64,
-    pub end: u64,
-    pub delta_base: Option<ObjectId>,
-}
+pub use tessera_pack::index::Scanned as NewObject;
 
 /// One commit of a new pack, with its generation number already computed.
 #[derive(Debug, Clone)]
