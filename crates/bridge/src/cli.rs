@@ -89,8 +89,10 @@ fn local_repo(repo: &str) -> Result<PathBuf, Error> {
 }
 
 fn sqlite_only(database: &str) -> Result<(), Error> {
-    if database.starts_with("postgres") || database.starts_with("mysql") || database.starts_with("mariadb") {
-        return Err(Error::Unsupported(format!("{database}: this version reads and writes SQLite only")));
+    if database.starts_with("mysql") || database.starts_with("mariadb") {
+        return Err(Error::Unsupported(format!(
+            "{database}: this version reads and writes SQLite and PostgreSQL; MySQL is not implemented yet"
+        )));
     }
     Ok(())
 }

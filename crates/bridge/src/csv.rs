@@ -61,6 +61,11 @@ impl<'a> Reader<'a> {
         self.line
     }
 
+    /// Bytes consumed so far.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
     /// The next record, `Ok(None)` at the end.
     pub fn next_record(&mut self) -> Result<Option<Vec<Cell>>, Error> {
         if self.pos >= self.data.len() {

@@ -105,6 +105,10 @@ pub struct TableMeta {
     #[serde(default)]
     pub autoincrement_seq: Option<i64>,
     pub create_sql: String,
+    /// Statements run after all tables are loaded (PostgreSQL: foreign
+    /// keys, indexes, sequence positions).
+    #[serde(default)]
+    pub post_sql: Vec<String>,
     pub indexes: Vec<Index>,
     pub foreign_keys: Vec<ForeignKey>,
     pub rows: u64,

@@ -8,8 +8,9 @@
 //! key), so changing one row rewrites one chunk file, not every chunk after
 //! it. Git objects are written with `git fast-import`, without a work tree.
 //!
-//! This version reads and writes SQLite; PostgreSQL, MySQL/MariaDB and
-//! doltlite are not implemented yet.
+//! This version reads and writes SQLite (rusqlite) and PostgreSQL (COPY in
+//! CSV format through sqlx); MySQL/MariaDB, doltlite and cross-engine
+//! imports are not implemented yet and are refused with a clear error.
 #![forbid(unsafe_code)]
 
 pub mod cli;
@@ -17,6 +18,7 @@ pub mod csv;
 mod git;
 pub mod layout;
 pub mod ops;
+mod postgres;
 mod sqlite;
 pub mod value;
 

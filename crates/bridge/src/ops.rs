@@ -6,7 +6,7 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use crate::csv::{self, Cell};
-use crate::layout::{self, ChunkMeta, Chunking, Manifest, Source, TableMeta};
+use crate::layout::{self, ChunkMeta, Chunking, Manifest, Source as Source_, TableMeta};
 use crate::value::{self, Value};
 use crate::{git, sqlite, Error};
 
@@ -84,15 +84,204 @@ fn header(schema_cols: &[layout::Column]) -> Vec<u8> {
     out
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(repo: &Path, rev: &str, file: &str) -> Result<Option<T>, Error> {
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(
+    repo: &Path,
+    rev: &str,
+    file: &str,
+) -> Result<Option<T>, Error> {
     match git::read_file(repo, rev, file)? {
         None => Ok(None),
         Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| Error::Layout(format!("{file}: {e}"))),
     }
 }
 
+/// Cuts a table's rows into chunk files and streams them into the commit.
+struct Chunker<'c> {
+    table: String,
+    head: Vec<u8>,
+    key_idx: Vec<usize>,
+    divisor: u64,
+    limit: u64,
+    chunks: Vec<ChunkMeta>,
+    chunk: Vec<u8>,
+    chunk_rows: u64,
+    first_key: Vec<Cell>,
+    last_key: Vec<Cell>,
+    hash: ContentHash,
+    rows: u64,
+    record: Vec<u8>,
+    commit: &'c mut git::CommitWriter,
+}
+
+impl<'c> Chunker<'c> {
+    fn new(
+        table: &str,
+        columns: &[layout::Column],
+        key_idx: Vec<usize>,
+        divisor: u64,
+        limit: u64,
+        commit: &'c mut git::CommitWriter,
+    ) -> Self {
+        let head = header(columns);
+        Chunker {
+            table: table.to_string(),
+            chunk: head.clone(),
+            head,
+            key_idx,
+            divisor,
+            limit,
+            chunks: Vec::new(),
+            chunk_rows: 0,
+            first_key: Vec::new(),
+            last_key: Vec::new(),
+            hash: ContentHash::default(),
+            rows: 0,
+            record: Vec::new(),
+            commit,
+        }
+    }
+
+    fn push(&mut self, cells: &[Cell]) -> Result<(), Error> {
+        self.record.clear();
+        csv::write_record(&mut self.record, cells);
+        let key: Vec<Cell> = self.key_idx.iter().map(|i| cells[*i].clone()).collect();
+        let limit = self.limit as usize;
+        if self.head.len() + self.record.len() > limit {
+            return Err(Error::RowTooLarge {
+                table: self.table.clone(),
+                key: format!("{key:?}"),
+                bytes: self.record.len() as u64,
+            });
+        }
+        if self.chunk.len() + self.record.len() > limit {
+            self.flush()?;
+        }
+        if self.chunk_rows == 0 {
+            self.first_key = key.clone();
+        }
+        self.chunk.extend_from_slice(&self.record);
+        self.chunk_rows += 1;
+        self.rows += 1;
+        self.hash.add(&self.record);
+        let cut = key_hash(&key) % self.divisor == 0;
+        self.last_key = key;
+        if cut {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), Error> {
+        if self.chunk_rows == 0 {
+            return Ok(());
+        }
+        let file = layout::chunk_path(&self.table, self.chunks.len() + 1);
+        self.commit.file(&file, &self.chunk)?;
+        self.chunks.push(ChunkMeta {
+            file,
+            rows: self.chunk_rows,
+            first_key: std::mem::take(&mut self.first_key),
+            last_key: self.last_key.clone(),
+            bytes: self.chunk.len() as u64,
+            uncompressed_bytes: self.chunk.len() as u64,
+            sha256: hex::encode(Sha256::digest(&self.chunk[..])),
+            git_blob: git::blob_id_of(&self.chunk),
+        });
+        self.chunk.truncate(0);
+        self.chunk.extend_from_slice(&self.head);
+        self.chunk_rows = 0;
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<(Vec<ChunkMeta>, u64, ContentHash), Error> {
+        self.flush()?;
+        Ok((self.chunks, self.rows, self.hash))
+    }
+}
+
+/// A table's description without its rows, from whichever engine.
+pub(crate) struct Shape {
+    pub name: String,
+    pub columns: Vec<layout::Column>,
+    pub primary_key: Vec<String>,
+    pub autoincrement: bool,
+    pub autoincrement_seq: Option<i64>,
+    pub create_sql: String,
+    pub post_sql: Vec<String>,
+    pub indexes: Vec<layout::Index>,
+    pub foreign_keys: Vec<layout::ForeignKey>,
+}
+
+/// A database tables are exported from.
+pub(crate) trait Source {
+    fn engine(&self) -> &'static str;
+    fn tables(&mut self) -> Result<Vec<String>, Error>;
+    fn describe(&mut self, table: &str) -> Result<Shape, Error>;
+    /// Rows per chunk to aim for, at the first export of a table.
+    fn divisor(&mut self, shape: &Shape, target_bytes: u64) -> Result<u64, Error>;
+    /// The rows in key order (all columns when there is no primary key), as cells.
+    fn scan(&mut self, shape: &Shape, each: &mut dyn FnMut(&[Cell]) -> Result<(), Error>) -> Result<(), Error>;
+}
+
+struct SqliteSource {
+    conn: rusqlite::Connection,
+}
+
+impl Source for SqliteSource {
+    fn engine(&self) -> &'static str {
+        "sqlite"
+    }
+    fn tables(&mut self) -> Result<Vec<String>, Error> {
+        sqlite::tables(&self.conn)
+    }
+    fn describe(&mut self, table: &str) -> Result<Shape, Error> {
+        let s = sqlite::schema(&self.conn, table)?;
+        let autoincrement_seq = if s.autoincrement {
+            self.conn.query_row("SELECT seq FROM sqlite_sequence WHERE name = ?1", [table], |r| r.get(0)).ok()
+        } else {
+            None
+        };
+        Ok(Shape {
+            name: s.name,
+            columns: s.columns,
+            primary_key: s.primary_key,
+            autoincrement: s.autoincrement,
+            autoincrement_seq,
+            create_sql: s.create_sql,
+            post_sql: Vec::new(),
+            indexes: s.indexes,
+            foreign_keys: s.foreign_keys,
+        })
+    }
+    fn divisor(&mut self, shape: &Shape, target_bytes: u64) -> Result<u64, Error> {
+        let schema = sqlite::schema(&self.conn, &shape.name)?;
+        estimate_divisor(&self.conn, &schema, target_bytes)
+    }
+    fn scan(&mut self, shape: &Shape, each: &mut dyn FnMut(&[Cell]) -> Result<(), Error>) -> Result<(), Error> {
+        let schema = sqlite::schema(&self.conn, &shape.name)?;
+        sqlite::scan(&self.conn, &schema, &mut |values: Vec<Value>| {
+            let cells: Vec<Cell> = values.iter().zip(&shape.columns).map(|(v, c)| v.to_cell(c.affinity)).collect();
+            each(&cells)
+        })
+    }
+}
+
+pub(crate) fn is_postgres(database: &str) -> bool {
+    database.starts_with("postgres://") || database.starts_with("postgresql://")
+}
+
+fn open_source(database: &str) -> Result<Box<dyn Source>, Error> {
+    if is_postgres(database) {
+        return Ok(Box::new(crate::postgres::Postgres::connect(database)?));
+    }
+    if database.contains("://") && !database.starts_with("sqlite://") {
+        return Err(Error::Unsupported(format!("{database}: this version reads SQLite and PostgreSQL")));
+    }
+    Ok(Box::new(SqliteSource { conn: sqlite::open(database)? }))
+}
+
 pub fn export(database: &str, repo: &Path, opts: &ExportOptions) -> Result<ExportReport, Error> {
-    let conn = sqlite::open(database)?;
+    let mut source = open_source(database)?;
     git::ensure_repo(repo)?;
     let branch = match &opts.branch {
         Some(b) => b.clone(),
@@ -100,7 +289,7 @@ pub fn export(database: &str, repo: &Path, opts: &ExportOptions) -> Result<Expor
     };
     let rev = format!("refs/heads/{branch}");
     let previous_exists = git::rev_exists(repo, &rev);
-    let mut names = sqlite::tables(&conn)?;
+    let mut names = source.tables()?;
     if let Some(only) = &opts.tables {
         for t in only {
             if !names.contains(t) {
@@ -109,112 +298,52 @@ pub fn export(database: &str, repo: &Path, opts: &ExportOptions) -> Result<Expor
         }
         names.retain(|n| only.contains(n));
     }
-    let message = opts.message.clone().unwrap_or_else(|| format!("Export {} table(s) from {database}", names.len()));
+    let message =
+        opts.message.clone().unwrap_or_else(|| format!("Export {} table(s) from {}", names.len(), redact(database)));
     let mut commit = git::CommitWriter::start(repo, &branch, &message)?;
     let mut metas = Vec::new();
     let mut report = ExportReport::default();
     let mut schema_sql = String::new();
     for name in &names {
-        let schema = sqlite::schema(&conn, name)?;
+        let shape = source.describe(name)?;
         let previous: Option<TableMeta> =
             if previous_exists { read_json(repo, &rev, &layout::table_meta_path(name))? } else { None };
         let divisor = match &previous {
             Some(p) => p.divisor,
-            None => estimate_divisor(&conn, &schema, opts.max_chunk_bytes / 2)?,
+            None => source.divisor(&shape, opts.max_chunk_bytes / 2)?,
         };
-        let head = header(&schema.columns);
-        let key_idx: Vec<usize> = if schema.primary_key.is_empty() {
-            (0..schema.columns.len()).collect()
+        let key_idx: Vec<usize> = if shape.primary_key.is_empty() {
+            (0..shape.columns.len()).collect()
         } else {
-            schema
+            shape
                 .primary_key
                 .iter()
-                .map(|k| schema.columns.iter().position(|c| &c.name == k).expect("pk is a column"))
+                .map(|k| shape.columns.iter().position(|c| &c.name == k).expect("pk is a column"))
                 .collect()
         };
-        let mut chunks: Vec<ChunkMeta> = Vec::new();
-        let mut chunk = head.clone();
-        let mut chunk_rows = 0u64;
-        let mut first_key: Vec<Cell> = Vec::new();
-        let mut last_key: Vec<Cell> = Vec::new();
-        let mut hash = ContentHash::default();
-        let mut rows = 0u64;
-        let mut record = Vec::new();
-        let mut flush = |chunk: &mut Vec<u8>,
-                         chunk_rows: &mut u64,
-                         first: &mut Vec<Cell>,
-                         last: &Vec<Cell>,
-                         commit: &mut git::CommitWriter|
-         -> Result<(), Error> {
-            if *chunk_rows == 0 {
-                return Ok(());
-            }
-            let file = layout::chunk_path(name, chunks.len() + 1);
-            commit.file(&file, chunk)?;
-            chunks.push(ChunkMeta {
-                file,
-                rows: *chunk_rows,
-                first_key: std::mem::take(first),
-                last_key: last.clone(),
-                bytes: chunk.len() as u64,
-                uncompressed_bytes: chunk.len() as u64,
-                sha256: hex::encode(Sha256::digest(&chunk[..])),
-                git_blob: git::blob_id_of(chunk),
-            });
-            chunk.truncate(0);
-            chunk.extend_from_slice(&head);
-            *chunk_rows = 0;
-            Ok(())
-        };
-        sqlite::scan(&conn, &schema, &mut |values: Vec<Value>| {
-            let cells: Vec<Cell> = values.iter().zip(&schema.columns).map(|(v, c)| v.to_cell(c.affinity)).collect();
-            record.clear();
-            csv::write_record(&mut record, &cells);
-            let key: Vec<Cell> = key_idx.iter().map(|i| cells[*i].clone()).collect();
-            if head.len() + record.len() > opts.max_chunk_bytes as usize {
-                return Err(Error::RowTooLarge {
-                    table: name.clone(),
-                    key: format!("{key:?}"),
-                    bytes: record.len() as u64,
-                });
-            }
-            if chunk.len() + record.len() > opts.max_chunk_bytes as usize {
-                flush(&mut chunk, &mut chunk_rows, &mut first_key, &last_key, &mut commit)?;
-            }
-            if chunk_rows == 0 {
-                first_key = key.clone();
-            }
-            chunk.extend_from_slice(&record);
-            chunk_rows += 1;
-            rows += 1;
-            hash.add(&record);
-            let cut = key_hash(&key) % divisor == 0;
-            last_key = key;
-            if cut {
-                flush(&mut chunk, &mut chunk_rows, &mut first_key, &last_key, &mut commit)?;
-            }
-            Ok(())
-        })?;
-        flush(&mut chunk, &mut chunk_rows, &mut first_key, &last_key, &mut commit)?;
-        schema_sql.push_str(&format!("{};\n", schema.create_sql));
-        for idx in schema.indexes.iter().filter_map(|i| i.sql.as_ref()) {
+        let mut chunker =
+            Chunker::new(name, &shape.columns, key_idx, divisor.max(1), opts.max_chunk_bytes, &mut commit);
+        source.scan(&shape, &mut |cells| chunker.push(cells))?;
+        let (chunks, rows, hash) = chunker.finish()?;
+        schema_sql.push_str(&format!("{};\n", shape.create_sql.trim_end_matches(';')));
+        for idx in shape.indexes.iter().filter_map(|i| i.sql.as_ref()) {
             schema_sql.push_str(&format!("{idx};\n"));
+        }
+        for stmt in &shape.post_sql {
+            schema_sql.push_str(&format!("{stmt};\n"));
         }
         report.tables.push((name.clone(), rows, chunks.len()));
         metas.push(TableMeta {
             name: name.clone(),
-            row_identity: if schema.primary_key.is_empty() { "content".into() } else { "primary_key".into() },
-            columns: schema.columns,
-            primary_key: schema.primary_key,
-            autoincrement: schema.autoincrement,
-            autoincrement_seq: if schema.autoincrement {
-                conn.query_row("SELECT seq FROM sqlite_sequence WHERE name = ?1", [name], |r| r.get(0)).ok()
-            } else {
-                None
-            },
-            create_sql: schema.create_sql,
-            indexes: schema.indexes,
-            foreign_keys: schema.foreign_keys,
+            row_identity: if shape.primary_key.is_empty() { "content".into() } else { "primary_key".into() },
+            columns: shape.columns,
+            primary_key: shape.primary_key,
+            autoincrement: shape.autoincrement,
+            autoincrement_seq: shape.autoincrement_seq,
+            create_sql: shape.create_sql,
+            post_sql: shape.post_sql,
+            indexes: shape.indexes,
+            foreign_keys: shape.foreign_keys,
             rows,
             content_hash: hash.hex(),
             divisor,
@@ -228,7 +357,7 @@ pub fn export(database: &str, repo: &Path, opts: &ExportOptions) -> Result<Expor
             .map(|d| d.as_secs())
             .unwrap_or(0),
         creator: concat!("tessera ", env!("CARGO_PKG_VERSION")).into(),
-        source: Source { engine: "sqlite".into(), database: database.to_string(), branch: None, commit: None },
+        source: Source_ { engine: source.engine().into(), database: redact(database), branch: None, commit: None },
         chunking: Chunking {
             strategy: "size".into(),
             max_chunk_bytes: opts.max_chunk_bytes,
@@ -249,6 +378,18 @@ pub fn export(database: &str, repo: &Path, opts: &ExportOptions) -> Result<Expor
     Ok(report)
 }
 
+/// A database URL without its password, for metadata and messages.
+pub(crate) fn redact(database: &str) -> String {
+    match (database.find("://"), database.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let auth = &database[scheme + 3..at];
+            let user = auth.split(':').next().unwrap_or("");
+            format!("{}{user}@{}", &database[..scheme + 3], &database[at + 1..])
+        }
+        _ => database.to_string(),
+    }
+}
+
 /// Options of [`import`].
 #[derive(Debug, Clone, Default)]
 pub struct ImportOptions {
@@ -264,7 +405,7 @@ pub struct ImportReport {
     pub edited_chunks: Vec<String>,
 }
 
-fn load_manifest(repo: &Path, rev: &str) -> Result<Manifest, Error> {
+pub(crate) fn load_manifest(repo: &Path, rev: &str) -> Result<Manifest, Error> {
     let manifest: Manifest = read_json(repo, rev, layout::MANIFEST)?.ok_or_else(|| {
         Error::Layout(format!("{} has no {} on {rev}: not a tessera data export", repo.display(), layout::MANIFEST))
     })?;
@@ -275,33 +416,46 @@ fn load_manifest(repo: &Path, rev: &str) -> Result<Manifest, Error> {
 }
 
 /// Reads every chunk of a table, checking it, and hands each row to `each`.
-fn read_rows(
+/// A chunk's bytes and whether they are as exported. A changed chunk is a
+/// human edit when git has a different blob for it than the one recorded
+/// (it was changed through a commit); otherwise it is damage.
+pub(crate) fn load_chunk(
+    repo: &Path,
+    rev: &str,
+    chunk: &ChunkMeta,
+    edited: &mut Vec<String>,
+) -> Result<(Vec<u8>, bool), Error> {
+    let data = git::read_file(repo, rev, &chunk.file)?.ok_or_else(|| Error::Damaged {
+        file: chunk.file.clone(),
+        line: 0,
+        reason: "chunk file is missing".into(),
+    })?;
+    let intact = hex::encode(Sha256::digest(&data)) == chunk.sha256;
+    if !intact {
+        let now = git::blob_id(repo, rev, &chunk.file)?.unwrap_or_default();
+        if now == chunk.git_blob {
+            return Err(Error::Damaged {
+                file: chunk.file.clone(),
+                line: 0,
+                reason: "content does not match its recorded checksum".into(),
+            });
+        }
+        edited.push(chunk.file.clone());
+    }
+    Ok((data, intact))
+}
+
+pub(crate) fn read_rows(
     repo: &Path,
     rev: &str,
     meta: &TableMeta,
+    typed: bool,
     edited: &mut Vec<String>,
     each: &mut dyn FnMut(&str, usize, Vec<Value>, &[u8]) -> Result<(), Error>,
 ) -> Result<u64, Error> {
     let mut total = 0;
     for chunk in &meta.chunks {
-        let data = git::read_file(repo, rev, &chunk.file)?.ok_or_else(|| Error::Damaged {
-            file: chunk.file.clone(),
-            line: 0,
-            reason: "chunk file is missing".into(),
-        })?;
-        let intact = hex::encode(Sha256::digest(&data)) == chunk.sha256;
-        if !intact {
-            // Changed since export: an edit made through git has a new blob id.
-            let now = git::blob_id(repo, rev, &chunk.file)?.unwrap_or_default();
-            if now == chunk.git_blob {
-                return Err(Error::Damaged {
-                    file: chunk.file.clone(),
-                    line: 0,
-                    reason: "content does not match its recorded checksum".into(),
-                });
-            }
-            edited.push(chunk.file.clone());
-        }
+        let (data, intact) = load_chunk(repo, rev, chunk, edited)?;
         let mut reader = csv::Reader::new(&data);
         let damaged = |line: usize, reason: String| Error::Damaged { file: chunk.file.clone(), line, reason };
         let header = reader.next_record().map_err(|e| damaged(1, e.to_string()))?.unwrap_or_default();
@@ -319,6 +473,13 @@ fn read_rows(
                     line,
                     format!("{} fields, the table has {} columns", cells.len(), meta.columns.len()),
                 ));
+            }
+            if !typed {
+                record.clear();
+                csv::write_record(&mut record, &cells);
+                each(&chunk.file, line, Vec::new(), &record)?;
+                rows += 1;
+                continue;
             }
             let mut values = Vec::with_capacity(cells.len());
             for (cell, col) in cells.iter().zip(&meta.columns) {
@@ -359,6 +520,16 @@ pub fn import(repo: &Path, database: &str, opts: &ImportOptions) -> Result<Impor
         }
         names.retain(|n| only.contains(n));
     }
+    let target_engine = if is_postgres(database) { "postgres" } else { "sqlite" };
+    if manifest.source.engine != target_engine {
+        return Err(Error::Unsupported(format!(
+            "importing a {} export into {target_engine}: cross-engine type mapping is not implemented yet",
+            manifest.source.engine
+        )));
+    }
+    if target_engine == "postgres" {
+        return crate::postgres::import(repo, &rev, &names, database, opts.replace);
+    }
     let mut conn = sqlite::create(database)?;
     let existing = sqlite::tables(&conn)?;
     for n in &names {
@@ -387,7 +558,7 @@ pub fn import(repo: &Path, database: &str, opts: &ImportOptions) -> Result<Impor
         let marks: Vec<&str> = vec!["?"; cols.len()];
         let sql = format!("INSERT INTO {} ({}) VALUES ({})", sqlite::quote(name), cols.join(", "), marks.join(", "));
         let mut stmt = tx.prepare(&sql).map_err(|e| Error::Database(e.to_string()))?;
-        let rows = read_rows(repo, &rev, meta, &mut report.edited_chunks, &mut |file, line, values, _| {
+        let rows = read_rows(repo, &rev, meta, true, &mut report.edited_chunks, &mut |file, line, values, _| {
             let params: Vec<rusqlite::types::Value> = values.iter().map(sqlite::to_sql).collect();
             stmt.execute(rusqlite::params_from_iter(params)).map_err(|e| Error::Damaged {
                 file: file.to_string(),
@@ -422,13 +593,16 @@ pub struct TableDiff {
 }
 
 pub fn verify(database: &str, repo: &Path, branch: Option<&str>) -> Result<Vec<TableDiff>, Error> {
-    let conn = sqlite::open(database)?;
     let branch = match branch {
         Some(b) => b.to_string(),
         None => git::default_branch(repo)?,
     };
     let rev = format!("refs/heads/{branch}");
     let manifest = load_manifest(repo, &rev)?;
+    if is_postgres(database) {
+        return crate::postgres::verify(repo, &rev, &manifest, database);
+    }
+    let conn = sqlite::open(database)?;
     let present = sqlite::tables(&conn)?;
     let mut out = Vec::new();
     let mut edited = Vec::new();
@@ -436,10 +610,11 @@ pub fn verify(database: &str, repo: &Path, branch: Option<&str>) -> Result<Vec<T
         let meta: TableMeta = read_json(repo, &rev, &layout::table_meta_path(name))?
             .ok_or_else(|| Error::Layout(format!("no metadata for table {name}")))?;
         let mut repo_hash = ContentHash::default();
-        let repo_rows = read_rows(repo, &rev, &meta, &mut edited, &mut |_, _, _, record| {
-            repo_hash.add(record);
-            Ok(())
-        })?;
+        let repo_rows =
+            read_rows(repo, &rev, &meta, manifest.source.engine == "sqlite", &mut edited, &mut |_, _, _, record| {
+                repo_hash.add(record);
+                Ok(())
+            })?;
         if !present.contains(name) {
             out.push(TableDiff { table: name.clone(), database_rows: None, repo_rows, same_content: false });
             continue;
