@@ -43,7 +43,29 @@ changed=$(git -C "$work/repo" diff --name-only HEAD~1 HEAD -- data/ | wc -l)
 changed_bytes=$(git -C "$work/repo" diff --name-only HEAD~1 HEAD -- data/ | while read -r f; do git -C "$work/repo" cat-file -s "HEAD:$f"; done | awk '{s += $1} END {print s + 0}')
 n_chunks=$(git -C "$work/repo" ls-tree -r --name-only HEAD data/ | wc -l)
 
+# PostgreSQL: the same rows, tessera vs COPY TO / COPY FROM.
+pgdb="bridge_bench_$$"
+psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $pgdb" -c "CREATE DATABASE $pgdb" -c "DROP DATABASE IF EXISTS ${pgdb}_in" -c "CREATE DATABASE ${pgdb}_in"
+pg="psql -h 127.0.0.1 -U postgres -d $pgdb -qAt"
+pg_ddl="CREATE TABLE t (id bigint PRIMARY KEY, name text NOT NULL, email text, score float8, created timestamp, note text)"
+$pg -c "$pg_ddl" -c "\copy t FROM '$work/native.csv' WITH (FORMAT csv)"
+s=$(now); $pg -c "COPY t TO STDOUT WITH (FORMAT csv)" > "$work/pg.csv"; e=$(now)
+t_pg_native_export=$(python3 -c "print($e - $s)")
+s=$(now); "$bin" data export "postgres://postgres@127.0.0.1:5432/$pgdb" "$work/pgrepo" > /dev/null; e=$(now)
+t_pg_export=$(python3 -c "print($e - $s)")
+psql -h 127.0.0.1 -U postgres -d "${pgdb}_in" -qc "$pg_ddl"
+s=$(now); psql -h 127.0.0.1 -U postgres -d "${pgdb}_in" -qc "\copy t FROM '$work/pg.csv' WITH (FORMAT csv)"; e=$(now)
+t_pg_native_import=$(python3 -c "print($e - $s)")
+psql -h 127.0.0.1 -U postgres -d "${pgdb}_in" -qc "DROP TABLE t"
+s=$(now); "$bin" data import "$work/pgrepo" "postgres://postgres@127.0.0.1:5432/${pgdb}_in" > /dev/null; e=$(now)
+t_pg_import=$(python3 -c "print($e - $s)")
+"$bin" data verify "postgres://postgres@127.0.0.1:5432/${pgdb}_in" "$work/pgrepo" > /dev/null
+psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE $pgdb" -c "DROP DATABASE ${pgdb}_in"
+
 python3 - <<PY
+print(f"postgres export: tessera {$t_pg_export:.2f} s vs COPY TO {$t_pg_native_export:.2f} s, ratio {$t_pg_export / $t_pg_native_export:.2f}")
+print(f"postgres import: tessera {$t_pg_import:.2f} s vs COPY FROM {$t_pg_native_import:.2f} s, ratio {$t_pg_import / $t_pg_native_import:.2f}")
+
 print(f"CSV size: $csv_mb MB in $n_chunks chunk files")
 print(f"export: tessera {$t_export:.2f} s vs sqlite3 -csv {$t_native_export:.2f} s, ratio {$t_export / $t_native_export:.2f}  (peak RSS $(peak "$work/export.time"))")
 print(f"import: tessera {$t_import:.2f} s vs sqlite3 .import {$t_native_import:.2f} s, ratio {$t_import / $t_native_import:.2f}  (peak RSS $(peak "$work/import.time"))")
