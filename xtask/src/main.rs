@@ -1,4 +1,4 @@
-//! Development tasks: `cargo xtask fuzz [TARGET] [SECONDS]`, `cargo xtask bench`.
+//! Development tasks: `cargo xtask fuzz [TARGET] [SECONDS]`, `cargo xtask bench [NAME] [ARGS]`.
 
 use std::process::Command;
 
@@ -45,7 +45,15 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Some("bench") => run(Command::new("bash").arg(root.join("bench/git-http/run.sh")).current_dir(&root)),
-        _ => bail!("usage: cargo xtask fuzz [TARGET|all] [SECONDS] | cargo xtask bench"),
+        Some("bench") => {
+            let name = args.get(1).map(String::as_str).unwrap_or("smart-http");
+            let script = root.join("bench").join(name).join("run.sh");
+            if !script.exists() {
+                bail!("no benchmark {name}: try smart-http, push-memory, monorepo or bridge");
+            }
+            run(Command::new("bash").arg(script).args(&args[2.min(args.len())..]).current_dir(&root))
+        }
+        _ => bail!("usage: cargo xtask fuzz [TARGET|all] [SECONDS] | cargo xtask bench [smart-http|push-memory|monorepo|bridge] [ARGS]"),
+
     }
 }
