@@ -30,6 +30,10 @@ pub struct ExportArgs {
     /// Only these tables (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub tables: Option<Vec<String>>,
+    /// Compress chunk files: gzip or zstd (the size limit still bounds the
+    /// uncompressed rows, so compressed files stay below it).
+    #[arg(long, value_parser = ["gzip", "zstd"])]
+    pub compress: Option<String>,
     /// Branch to commit to [default: the repository's default branch].
     #[arg(long)]
     pub branch: Option<String>,
@@ -101,8 +105,14 @@ fn run_inner(cmd: Command) -> Result<ExitCode, Error> {
     match cmd {
         Command::Export(a) => {
             sqlite_only(&a.database)?;
+            let compression = match a.compress.as_deref() {
+                Some("gzip") => crate::layout::Compression::Gzip,
+                Some("zstd") => crate::layout::Compression::Zstd,
+                _ => crate::layout::Compression::None,
+            };
             let opts = ExportOptions {
                 max_chunk_bytes: parse_size(&a.chunk_size)?,
+                compression,
                 tables: a.tables,
                 branch: a.branch,
                 message: a.message,

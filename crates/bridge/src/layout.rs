@@ -15,8 +15,39 @@ pub fn table_meta_path(table: &str) -> String {
     format!(".dolt-metadata/tables/{table}.json")
 }
 
-pub fn chunk_path(table: &str, n: usize) -> String {
-    format!("data/{table}/{table}_{n:06}.csv")
+pub fn chunk_path(table: &str, n: usize, compression: Compression) -> String {
+    format!("data/{table}/{table}_{n:06}.csv{}", compression.suffix())
+}
+
+/// How chunk files are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    #[default]
+    None,
+    Gzip,
+    Zstd,
+}
+
+impl Compression {
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Compression::None => "",
+            Compression::Gzip => ".gz",
+            Compression::Zstd => ".zst",
+        }
+    }
+
+    /// The compression a chunk file's name says it has.
+    pub fn of_file(name: &str) -> Compression {
+        if name.ends_with(".gz") {
+            Compression::Gzip
+        } else if name.ends_with(".zst") {
+            Compression::Zstd
+        } else {
+            Compression::None
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -48,6 +79,8 @@ pub struct Chunking {
     /// SHA-256 of the key cells, big-endian) is divisible by the table's
     /// `divisor`, or before a row that would overflow `max_chunk_bytes`.
     pub algorithm: String,
+    #[serde(default)]
+    pub compression: Compression,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -14,6 +14,7 @@ use crate::{git, sqlite, Error};
 #[derive(Debug, Clone)]
 pub struct ExportOptions {
     pub max_chunk_bytes: u64,
+    pub compression: layout::Compression,
     pub tables: Option<Vec<String>>,
     pub branch: Option<String>,
     pub message: Option<String>,
@@ -110,6 +111,7 @@ struct Chunker<'c> {
     hash: ContentHash,
     rows: u64,
     record: Vec<u8>,
+    compression: layout::Compression,
     commit: &'c mut git::CommitWriter,
 }
 
@@ -120,6 +122,7 @@ impl<'c> Chunker<'c> {
         key_idx: Vec<usize>,
         divisor: u64,
         limit: u64,
+        compression: layout::Compression,
         commit: &'c mut git::CommitWriter,
     ) -> Self {
         let head = header(columns);
@@ -137,6 +140,7 @@ impl<'c> Chunker<'c> {
             hash: ContentHash::default(),
             rows: 0,
             record: Vec::new(),
+            compression,
             commit,
         }
     }
@@ -175,17 +179,18 @@ impl<'c> Chunker<'c> {
         if self.chunk_rows == 0 {
             return Ok(());
         }
-        let file = layout::chunk_path(&self.table, self.chunks.len() + 1);
-        self.commit.file(&file, &self.chunk)?;
+        let file = layout::chunk_path(&self.table, self.chunks.len() + 1, self.compression);
+        let stored = compress(self.compression, &self.chunk)?;
+        self.commit.file(&file, &stored)?;
         self.chunks.push(ChunkMeta {
             file,
             rows: self.chunk_rows,
             first_key: std::mem::take(&mut self.first_key),
             last_key: self.last_key.clone(),
-            bytes: self.chunk.len() as u64,
+            bytes: stored.len() as u64,
             uncompressed_bytes: self.chunk.len() as u64,
-            sha256: hex::encode(Sha256::digest(&self.chunk[..])),
-            git_blob: git::blob_id_of(&self.chunk),
+            sha256: hex::encode(Sha256::digest(&stored[..])),
+            git_blob: git::blob_id_of(&stored),
         });
         self.chunk.truncate(0);
         self.chunk.extend_from_slice(&self.head);
@@ -321,8 +326,15 @@ pub fn export(database: &str, repo: &Path, opts: &ExportOptions) -> Result<Expor
                 .map(|k| shape.columns.iter().position(|c| &c.name == k).expect("pk is a column"))
                 .collect()
         };
-        let mut chunker =
-            Chunker::new(name, &shape.columns, key_idx, divisor.max(1), opts.max_chunk_bytes, &mut commit);
+        let mut chunker = Chunker::new(
+            name,
+            &shape.columns,
+            key_idx,
+            divisor.max(1),
+            opts.max_chunk_bytes,
+            opts.compression,
+            &mut commit,
+        );
         source.scan(&shape, &mut |cells| chunker.push(cells))?;
         let (chunks, rows, hash) = chunker.finish()?;
         schema_sql.push_str(&format!("{};\n", shape.create_sql.trim_end_matches(';')));
@@ -362,6 +374,7 @@ pub fn export(database: &str, repo: &Path, opts: &ExportOptions) -> Result<Expor
             strategy: "size".into(),
             max_chunk_bytes: opts.max_chunk_bytes,
             algorithm: "key-hash".into(),
+            compression: opts.compression,
         },
         tables: names.clone(),
     };
@@ -416,6 +429,39 @@ pub(crate) fn load_manifest(repo: &Path, rev: &str) -> Result<Manifest, Error> {
 }
 
 /// Reads every chunk of a table, checking it, and hands each row to `each`.
+fn compress(compression: layout::Compression, data: &[u8]) -> Result<Vec<u8>, Error> {
+    use std::io::Write;
+    let io = |e: std::io::Error| Error::Unsupported(format!("compressing a chunk: {e}"));
+    match compression {
+        layout::Compression::None => Ok(data.to_vec()),
+        layout::Compression::Gzip => {
+            let mut z = flate2::write::GzEncoder::new(Vec::with_capacity(data.len() / 3), flate2::Compression::new(6));
+            z.write_all(data).map_err(io)?;
+            z.finish().map_err(io)
+        }
+        layout::Compression::Zstd => zstd::encode_all(data, 3).map_err(io),
+    }
+}
+
+/// A chunk file's rows as CSV bytes, decompressed by its name.
+pub(crate) fn decompress(file: &str, data: Vec<u8>) -> Result<Vec<u8>, Error> {
+    use std::io::Read;
+    let damaged = |e: std::io::Error| Error::Damaged {
+        file: file.to_string(),
+        line: 0,
+        reason: format!("does not decompress: {e}"),
+    };
+    match layout::Compression::of_file(file) {
+        layout::Compression::None => Ok(data),
+        layout::Compression::Gzip => {
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(&data[..]).read_to_end(&mut out).map_err(damaged)?;
+            Ok(out)
+        }
+        layout::Compression::Zstd => zstd::decode_all(&data[..]).map_err(damaged),
+    }
+}
+
 /// A chunk's bytes and whether they are as exported. A changed chunk is a
 /// human edit when git has a different blob for it than the one recorded
 /// (it was changed through a commit); otherwise it is damage.
@@ -456,6 +502,7 @@ pub(crate) fn read_rows(
     let mut total = 0;
     for chunk in &meta.chunks {
         let (data, intact) = load_chunk(repo, rev, chunk, edited)?;
+        let data = decompress(&chunk.file, data)?;
         let mut reader = csv::Reader::new(&data);
         let damaged = |line: usize, reason: String| Error::Damaged { file: chunk.file.clone(), line, reason };
         let header = reader.next_record().map_err(|e| damaged(1, e.to_string()))?.unwrap_or_default();

@@ -326,6 +326,7 @@ pub fn import(
             let mut total = 0;
             for chunk in &meta.chunks {
                 let (data, intact) = crate::ops::load_chunk(repo, rev, chunk, &mut report.edited_chunks)?;
+                let data = crate::ops::decompress(&chunk.file, data)?;
                 let damaged = |e: sqlx::Error| {
                     // COPY names the line in the error's context ("COPY t,
                     // line 4"), counting the header as line 1 as the file does.

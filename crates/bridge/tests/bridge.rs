@@ -25,7 +25,13 @@ fn git(dir: &Path, args: &[&str]) -> String {
 }
 
 fn opts(chunk: u64) -> ExportOptions {
-    ExportOptions { max_chunk_bytes: chunk, tables: None, branch: Some("main".into()), message: None }
+    ExportOptions {
+        max_chunk_bytes: chunk,
+        compression: Default::default(),
+        tables: None,
+        branch: Some("main".into()),
+        message: None,
+    }
 }
 
 fn import_opts() -> ImportOptions {
@@ -421,5 +427,22 @@ INSERT INTO kinds (id, t) VALUES (100, 'explicit id');
             "0",
             "nothing half-imported"
         );
+    }
+}
+
+#[test]
+fn compressed_chunks_round_trip() {
+    for compression in [tessera_bridge::layout::Compression::Gzip, tessera_bridge::layout::Compression::Zstd] {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src.db");
+        Connection::open(&src).unwrap().execute_batch(FIDELITY).unwrap();
+        let repo = dir.path().join("repo");
+        ops::export(src.to_str().unwrap(), &repo, &ExportOptions { compression, ..opts(1024) }).unwrap();
+        let files = git(&repo, &["ls-tree", "-r", "--name-only", "main", "data/"]);
+        assert!(files.lines().all(|f| f.ends_with(compression.suffix())), "{files}");
+        let out = dir.path().join("out.db");
+        ops::import(&repo, out.to_str().unwrap(), &import_opts()).unwrap();
+        assert_eq!(dump(&out), dump(&src), "{compression:?}");
+        assert!(ops::verify(out.to_str().unwrap(), &repo, Some("main")).unwrap().iter().all(|d| d.same_content));
     }
 }
