@@ -20,7 +20,7 @@ pub enum Command {
 
 #[derive(Args)]
 pub struct ExportArgs {
-    /// The database: a SQLite file path or sqlite:// URL.
+    /// The database: a SQLite file path or sqlite:// URL, postgres://…, or mysql://… (MySQL, MariaDB).
     pub database: String,
     /// The repository: a local path (created if missing).
     pub repo: String,
@@ -44,7 +44,7 @@ pub struct ExportArgs {
 #[derive(Args)]
 pub struct ImportArgs {
     pub repo: String,
-    /// The target database: a SQLite file path (created if missing).
+    /// The target database: a SQLite file path (created if missing), postgres://… or mysql://….
     pub database: Option<String>,
     #[arg(long, value_delimiter = ',')]
     pub tables: Option<Vec<String>>,
@@ -92,19 +92,9 @@ fn local_repo(repo: &str) -> Result<PathBuf, Error> {
     Ok(PathBuf::from(repo))
 }
 
-fn sqlite_only(database: &str) -> Result<(), Error> {
-    if database.starts_with("mysql") || database.starts_with("mariadb") {
-        return Err(Error::Unsupported(format!(
-            "{database}: this version reads and writes SQLite and PostgreSQL; MySQL is not implemented yet"
-        )));
-    }
-    Ok(())
-}
-
 fn run_inner(cmd: Command) -> Result<ExitCode, Error> {
     match cmd {
         Command::Export(a) => {
-            sqlite_only(&a.database)?;
             let compression = match a.compress.as_deref() {
                 Some("gzip") => crate::layout::Compression::Gzip,
                 Some("zstd") => crate::layout::Compression::Zstd,
@@ -127,7 +117,6 @@ fn run_inner(cmd: Command) -> Result<ExitCode, Error> {
             let database = a.database.ok_or_else(|| {
                 Error::Unsupported("name the target database: tessera data import <repo> <database>".into())
             })?;
-            sqlite_only(&database)?;
             let opts = ImportOptions { tables: a.tables, branch: a.branch, replace: a.replace };
             let report = ops::import(&local_repo(&a.repo)?, &database, &opts)?;
             for file in &report.edited_chunks {
@@ -139,7 +128,6 @@ fn run_inner(cmd: Command) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify(a) => {
-            sqlite_only(&a.database)?;
             let diffs = ops::verify(&a.database, &local_repo(&a.repo)?, a.branch.as_deref())?;
             let mut same = true;
             for d in &diffs {

@@ -8,15 +8,17 @@
 //! key), so changing one row rewrites one chunk file, not every chunk after
 //! it. Git objects are written with `git fast-import`, without a work tree.
 //!
-//! This version reads and writes SQLite (rusqlite) and PostgreSQL (COPY in
-//! CSV format through sqlx); MySQL/MariaDB, doltlite and cross-engine
-//! imports are not implemented yet and are refused with a clear error.
+//! This version reads and writes SQLite (rusqlite), PostgreSQL (COPY in CSV
+//! format through sqlx) and MySQL/MariaDB (text casts and batched inserts
+//! through sqlx); doltlite and cross-engine imports are not implemented yet
+//! and are refused with a clear error.
 #![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod csv;
 mod git;
 pub mod layout;
+mod mysql;
 pub mod ops;
 mod postgres;
 mod sqlite;

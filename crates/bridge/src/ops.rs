@@ -271,6 +271,10 @@ impl Source for SqliteSource {
     }
 }
 
+pub(crate) fn is_mysql(database: &str) -> bool {
+    database.starts_with("mysql://") || database.starts_with("mariadb://")
+}
+
 pub(crate) fn is_postgres(database: &str) -> bool {
     database.starts_with("postgres://") || database.starts_with("postgresql://")
 }
@@ -279,8 +283,11 @@ fn open_source(database: &str) -> Result<Box<dyn Source>, Error> {
     if is_postgres(database) {
         return Ok(Box::new(crate::postgres::Postgres::connect(database)?));
     }
+    if is_mysql(database) {
+        return Ok(Box::new(crate::mysql::Mysql::connect(database)?));
+    }
     if database.contains("://") && !database.starts_with("sqlite://") {
-        return Err(Error::Unsupported(format!("{database}: this version reads SQLite and PostgreSQL")));
+        return Err(Error::Unsupported(format!("{database}: this version reads SQLite, PostgreSQL and MySQL/MariaDB")));
     }
     Ok(Box::new(SqliteSource { conn: sqlite::open(database)? }))
 }
@@ -567,7 +574,13 @@ pub fn import(repo: &Path, database: &str, opts: &ImportOptions) -> Result<Impor
         }
         names.retain(|n| only.contains(n));
     }
-    let target_engine = if is_postgres(database) { "postgres" } else { "sqlite" };
+    let target_engine = if is_postgres(database) {
+        "postgres"
+    } else if is_mysql(database) {
+        "mysql"
+    } else {
+        "sqlite"
+    };
     if manifest.source.engine != target_engine {
         return Err(Error::Unsupported(format!(
             "importing a {} export into {target_engine}: cross-engine type mapping is not implemented yet",
@@ -576,6 +589,9 @@ pub fn import(repo: &Path, database: &str, opts: &ImportOptions) -> Result<Impor
     }
     if target_engine == "postgres" {
         return crate::postgres::import(repo, &rev, &names, database, opts.replace);
+    }
+    if target_engine == "mysql" {
+        return crate::mysql::import(repo, &rev, &names, database, opts.replace);
     }
     let mut conn = sqlite::create(database)?;
     let existing = sqlite::tables(&conn)?;
@@ -648,6 +664,9 @@ pub fn verify(database: &str, repo: &Path, branch: Option<&str>) -> Result<Vec<T
     let manifest = load_manifest(repo, &rev)?;
     if is_postgres(database) {
         return crate::postgres::verify(repo, &rev, &manifest, database);
+    }
+    if is_mysql(database) {
+        return crate::mysql::verify(repo, &rev, &manifest, database);
     }
     let conn = sqlite::open(database)?;
     let present = sqlite::tables(&conn)?;

@@ -1,0 +1,405 @@
+//! MySQL and MariaDB as a source and a target. Values travel as text: each
+//! column is selected as `CAST(... AS CHAR)` (binary and BIT columns as
+//! `\x` + hex, FLOAT widened to DOUBLE so its shortest text is exact),
+//! in a session on UTC so TIMESTAMPs do not shift; the DDL is
+//! `SHOW CREATE TABLE`, which also carries the AUTO_INCREMENT position.
+
+use futures::TryStreamExt;
+use sqlx::mysql::MySqlConnection;
+use sqlx::{Connection, Executor, Row};
+
+use crate::csv::Cell;
+use crate::layout::{Column, TableMeta};
+use crate::ops::Shape;
+use crate::value::Affinity;
+use crate::Error;
+
+pub struct Mysql {
+    rt: tokio::runtime::Runtime,
+    conn: MySqlConnection,
+}
+
+fn db(e: sqlx::Error) -> Error {
+    Error::Database(e.to_string())
+}
+
+pub fn quote(ident: &str) -> String {
+    format!("`{}`", ident.replace('`', "``"))
+}
+
+fn is_binary(data_type: &str) -> bool {
+    matches!(data_type, "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob")
+}
+
+/// The SELECT expression that yields a column's exact text.
+fn select_expr(col: &Column) -> String {
+    let q = quote(&col.name);
+    if col.binary {
+        format!("CONCAT('\\\\x', LOWER(HEX({q})))")
+    } else if is_bit(col) {
+        // BIT values as unsigned integers: HEX would drop leading zeros.
+        format!("CAST({q} + 0 AS CHAR)")
+    } else if col.declared_type.starts_with("float") {
+        format!("CAST(CAST({q} AS DOUBLE) AS CHAR)")
+    } else {
+        format!("CAST({q} AS CHAR)")
+    }
+}
+
+impl Mysql {
+    pub fn connect(url: &str) -> Result<Mysql, Error> {
+        let url = url.replacen("mariadb://", "mysql://", 1);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Database(e.to_string()))?;
+        let mut conn = rt
+            .block_on(MySqlConnection::connect(&url))
+            .map_err(|e| Error::Database(format!("cannot connect to {}: {e}", crate::ops::redact(&url))))?;
+        rt.block_on(conn.execute(
+            "SET time_zone = '+00:00', NAMES utf8mb4, SESSION sql_mode = CONCAT(@@sql_mode, ',NO_AUTO_VALUE_ON_ZERO')",
+        ))
+        .map_err(db)?;
+        Ok(Mysql { rt, conn })
+    }
+
+    fn table_exists(&mut self, table: &str) -> Result<bool, Error> {
+        let Mysql { rt, conn } = self;
+        let row = rt
+            .block_on(
+                sqlx::query(
+                    "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?",
+                )
+                .bind(table)
+                .fetch_one(&mut *conn),
+            )
+            .map_err(db)?;
+        Ok(row.try_get::<i64, _>(0).map_err(db)? > 0)
+    }
+
+    /// The rows of `table` as cells, in `order`.
+    fn rows(
+        &mut self,
+        table: &str,
+        columns: &[Column],
+        order: &[String],
+        each: &mut dyn FnMut(&[Cell]) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let exprs: Vec<String> = columns.iter().map(select_expr).collect();
+        let order: Vec<String> = order.iter().map(|c| quote(c)).collect();
+        let mut sql = format!("SELECT {} FROM {}", exprs.join(", "), quote(table));
+        if !order.is_empty() {
+            sql.push_str(&format!(" ORDER BY {}", order.join(", ")));
+        }
+        let Mysql { rt, conn } = self;
+        rt.block_on(async {
+            let mut stream = sqlx::raw_sql(&sql).fetch(&mut *conn);
+            while let Some(row) = stream.try_next().await.map_err(db)? {
+                let mut cells = Vec::with_capacity(columns.len());
+                for i in 0..columns.len() {
+                    let cell: Option<String> = match row.try_get::<Option<String>, _>(i) {
+                        Ok(v) => v,
+                        Err(_) => row
+                            .try_get::<Option<Vec<u8>>, _>(i)
+                            .map_err(db)?
+                            .map(|b| String::from_utf8_lossy(&b).into_owned()),
+                    };
+                    cells.push(cell);
+                }
+                each(&cells)?;
+            }
+            Ok(())
+        })
+    }
+}
+
+impl crate::ops::Source for Mysql {
+    fn engine(&self) -> &'static str {
+        "mysql"
+    }
+
+    fn tables(&mut self) -> Result<Vec<String>, Error> {
+        let Mysql { rt, conn } = self;
+        let rows = rt
+            .block_on(
+                sqlx::query("SELECT CAST(table_name AS CHAR) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE' ORDER BY table_name")
+                    .fetch_all(&mut *conn),
+            )
+            .map_err(db)?;
+        rows.iter().map(|r| r.try_get::<String, _>(0).map_err(db)).collect()
+    }
+
+    fn describe(&mut self, table: &str) -> Result<Shape, Error> {
+        if !self.table_exists(table)? {
+            return Err(Error::UnknownTable(table.to_string()));
+        }
+        let Mysql { rt, conn } = self;
+        let cols = rt
+            .block_on(
+                sqlx::query(
+                    "SELECT CAST(column_name AS CHAR), CAST(column_type AS CHAR), is_nullable = 'NO', CAST(column_default AS CHAR), CAST(data_type AS CHAR), CAST(extra AS CHAR) \
+                     FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = ? ORDER BY ordinal_position",
+                )
+                .bind(table)
+                .fetch_all(&mut *conn),
+            )
+            .map_err(db)?;
+        let mut columns = Vec::new();
+        let mut autoincrement = false;
+        for r in &cols {
+            let data_type: String = r.try_get(4).map_err(db)?;
+            let extra: String = r.try_get::<Option<String>, _>(5).map_err(db)?.unwrap_or_default();
+            autoincrement |= extra.contains("auto_increment");
+            columns.push(Column {
+                name: r.try_get(0).map_err(db)?,
+                declared_type: r.try_get(1).map_err(db)?,
+                affinity: Affinity::Text,
+                not_null: r.try_get::<i64, _>(2).map_err(db)? != 0,
+                default: r.try_get(3).map_err(db)?,
+                binary: is_binary(&data_type),
+            });
+        }
+        let pk = rt
+            .block_on(
+                sqlx::query(
+                    "SELECT CAST(column_name AS CHAR) FROM information_schema.key_column_usage \
+                     WHERE table_schema = DATABASE() AND table_name = ? AND constraint_name = 'PRIMARY' ORDER BY ordinal_position",
+                )
+                .bind(table)
+                .fetch_all(&mut *conn),
+            )
+            .map_err(db)?;
+        let primary_key: Vec<String> =
+            pk.iter().map(|r| r.try_get::<String, _>(0).map_err(db)).collect::<Result<_, _>>()?;
+        let create = rt
+            .block_on(sqlx::raw_sql(&format!("SHOW CREATE TABLE {}", quote(table))).fetch_one(&mut *conn))
+            .map_err(db)?;
+        let create_sql: String = match create.try_get::<String, _>(1) {
+            Ok(s) => s,
+            Err(_) => String::from_utf8_lossy(&create.try_get::<Vec<u8>, _>(1).map_err(db)?).into_owned(),
+        };
+        Ok(Shape {
+            name: table.to_string(),
+            columns,
+            primary_key,
+            autoincrement,
+            autoincrement_seq: None,
+            create_sql,
+            post_sql: Vec::new(),
+            indexes: Vec::new(),
+            foreign_keys: Vec::new(),
+        })
+    }
+
+    fn divisor(&mut self, shape: &Shape, target_bytes: u64) -> Result<u64, Error> {
+        let Mysql { rt, conn } = self;
+        let row = rt
+            .block_on(
+                sqlx::query("SELECT CAST(COALESCE(avg_row_length, 64) AS SIGNED) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?")
+                    .bind(&shape.name)
+                    .fetch_one(&mut *conn),
+            )
+            .map_err(db)?;
+        let avg: i64 = row.try_get(0).map_err(db)?;
+        Ok(target_bytes / (avg.max(16) as u64))
+    }
+
+    fn scan(&mut self, shape: &Shape, each: &mut dyn FnMut(&[Cell]) -> Result<(), Error>) -> Result<(), Error> {
+        let order: Vec<String> = if shape.primary_key.is_empty() {
+            shape.columns.iter().map(|c| c.name.clone()).collect()
+        } else {
+            shape.primary_key.clone()
+        };
+        let columns = shape.columns.clone();
+        self.rows(&shape.name, &columns, &order, each)
+    }
+}
+
+fn is_bit(col: &Column) -> bool {
+    col.declared_type.starts_with("bit")
+}
+
+/// Binds one cell: `\x` hex for binary columns, text otherwise (MySQL
+/// converts text to the column's type exactly).
+fn bind_cell<'q>(
+    q: sqlx::query::Query<'q, sqlx::MySql, sqlx::mysql::MySqlArguments>,
+    cell: &Cell,
+    col: &Column,
+) -> Result<sqlx::query::Query<'q, sqlx::MySql, sqlx::mysql::MySqlArguments>, String> {
+    Ok(match cell {
+        None => q.bind(Option::<String>::None),
+        Some(t) if is_bit(col) => q.bind(t.parse::<u64>().map_err(|_| format!("{t:?} is not a BIT value"))?),
+        Some(t) if col.binary => {
+            let hexdigits = t.strip_prefix("\\x").ok_or_else(|| format!("{t:?} is not \\x hex"))?;
+            q.bind(hex::decode(hexdigits).map_err(|_| format!("{t:?} is not valid hex"))?)
+        }
+        Some(t) => q.bind(t.clone()),
+    })
+}
+
+const BATCH: usize = 200;
+
+/// Loads the export's tables into MySQL in one transaction.
+pub fn import(
+    repo: &std::path::Path,
+    rev: &str,
+    names: &[String],
+    database: &str,
+    replace: bool,
+) -> Result<crate::ops::ImportReport, Error> {
+    let mut my = Mysql::connect(database)?;
+    let mut metas: Vec<TableMeta> = Vec::new();
+    let mut existing = Vec::new();
+    for name in names {
+        let meta: TableMeta = crate::ops::read_json(repo, rev, &crate::layout::table_meta_path(name))?
+            .ok_or_else(|| Error::Layout(format!("no metadata for table {name}")))?;
+        if my.table_exists(name)? {
+            if !replace {
+                return Err(Error::TargetNotEmpty(name.clone()));
+            }
+            existing.push(name.clone());
+        }
+        metas.push(meta);
+    }
+    let mut report = crate::ops::ImportReport::default();
+    // MySQL commits DDL implicitly: create first, load in one transaction,
+    // and drop what was created if loading fails.
+    let Mysql { rt, conn } = &mut my;
+    rt.block_on(conn.execute("SET FOREIGN_KEY_CHECKS = 0")).map_err(db)?;
+    for name in &existing {
+        rt.block_on(conn.execute(format!("DROP TABLE {}", quote(name)).as_str())).map_err(db)?;
+    }
+    for meta in &metas {
+        rt.block_on(conn.execute(meta.create_sql.as_str()))
+            .map_err(|e| Error::Database(format!("creating {}: {e}", meta.name)))?;
+    }
+    // Chunk by chunk, so memory holds one chunk's rows at most.
+    let mut tx = rt.block_on(conn.begin()).map_err(db)?;
+    let mut load = || -> Result<(), Error> {
+        for meta in &metas {
+            let cols: Vec<String> = meta.columns.iter().map(|c| quote(&c.name)).collect();
+            let row_marks = format!("({})", vec!["?"; cols.len()].join(", "));
+            let mut total = 0u64;
+            for chunk in &meta.chunks {
+                let one = TableMeta { chunks: vec![chunk.clone()], ..meta.clone() };
+                let mut rows: Vec<(String, usize, Vec<Cell>)> = Vec::new();
+                crate::ops::read_rows(
+                    repo,
+                    rev,
+                    &one,
+                    false,
+                    &mut report.edited_chunks,
+                    &mut |file, line, _, record| {
+                        let cells = crate::csv::Reader::new(record).next_record().ok().flatten().unwrap_or_default();
+                        rows.push((file.to_string(), line, cells));
+                        Ok(())
+                    },
+                )?;
+                for batch in rows.chunks(BATCH) {
+                    rt.block_on(insert(&mut tx, meta, &cols, &row_marks, batch))?;
+                }
+                total += rows.len() as u64;
+            }
+            report.tables.push((meta.name.clone(), total));
+        }
+        Ok(())
+    };
+    let loaded = load()
+        .and_then(|_| rt.block_on(tx.commit()).map_err(|e| Error::Database(format!("committing the import: {e}"))));
+    if let Err(e) = loaded {
+        for meta in &metas {
+            let _ = rt.block_on(conn.execute(format!("DROP TABLE IF EXISTS {}", quote(&meta.name)).as_str()));
+        }
+        return Err(e);
+    }
+    rt.block_on(conn.execute("SET FOREIGN_KEY_CHECKS = 1")).map_err(db)?;
+    Ok(report)
+}
+
+/// Inserts a batch; on failure, finds the row to blame one by one.
+async fn insert(
+    tx: &mut sqlx::Transaction<'_, sqlx::MySql>,
+    meta: &TableMeta,
+    cols: &[String],
+    row_marks: &str,
+    batch: &[(String, usize, Vec<Cell>)],
+) -> Result<(), Error> {
+    let damaged = |file: &str, line: usize, reason: String| Error::Damaged { file: file.to_string(), line, reason };
+    let sql = format!(
+        "INSERT INTO {} ({}) VALUES {}",
+        quote(&meta.name),
+        cols.join(", "),
+        vec![row_marks; batch.len()].join(", ")
+    );
+    let mut q = sqlx::query(&sql);
+    for (file, line, cells) in batch {
+        if cells.len() != meta.columns.len() {
+            return Err(damaged(
+                file,
+                *line,
+                format!("{} fields, the table has {} columns", cells.len(), meta.columns.len()),
+            ));
+        }
+        for (cell, col) in cells.iter().zip(&meta.columns) {
+            q = bind_cell(q, cell, col).map_err(|r| damaged(file, *line, format!("column {}: {r}", col.name)))?;
+        }
+    }
+    if q.execute(&mut **tx).await.is_ok() {
+        return Ok(());
+    }
+    let one = format!("INSERT INTO {} ({}) VALUES {row_marks}", quote(&meta.name), cols.join(", "));
+    for (file, line, cells) in batch {
+        let mut q = sqlx::query(&one);
+        for (cell, col) in cells.iter().zip(&meta.columns) {
+            q = bind_cell(q, cell, col).map_err(|r| damaged(file, *line, r))?;
+        }
+        if let Err(e) = q.execute(&mut **tx).await {
+            let reason = e.as_database_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string());
+            return Err(damaged(file, *line, reason));
+        }
+    }
+    Err(Error::Database(format!("a batch of {} failed to insert but every row alone succeeded", meta.name)))
+}
+
+/// Compares every table of the export with MySQL.
+pub fn verify(
+    repo: &std::path::Path,
+    rev: &str,
+    manifest: &crate::layout::Manifest,
+    database: &str,
+) -> Result<Vec<crate::ops::TableDiff>, Error> {
+    use crate::ops::{ContentHash, TableDiff};
+    let mut my = Mysql::connect(database)?;
+    let mut out = Vec::new();
+    let mut edited = Vec::new();
+    for name in &manifest.tables {
+        let meta: TableMeta = crate::ops::read_json(repo, rev, &crate::layout::table_meta_path(name))?
+            .ok_or_else(|| Error::Layout(format!("no metadata for table {name}")))?;
+        let mut repo_hash = ContentHash::default();
+        let repo_rows = crate::ops::read_rows(repo, rev, &meta, false, &mut edited, &mut |_, _, _, record| {
+            repo_hash.add(record);
+            Ok(())
+        })?;
+        if !my.table_exists(name)? {
+            out.push(TableDiff { table: name.clone(), database_rows: None, repo_rows, same_content: false });
+            continue;
+        }
+        let mut db_hash = ContentHash::default();
+        let mut db_rows = 0u64;
+        let mut record = Vec::new();
+        my.rows(name, &meta.columns, &[], &mut |cells| {
+            record.clear();
+            crate::csv::write_record(&mut record, cells);
+            db_hash.add(&record);
+            db_rows += 1;
+            Ok(())
+        })?;
+        out.push(TableDiff {
+            table: name.clone(),
+            database_rows: Some(db_rows),
+            repo_rows,
+            same_content: db_hash == repo_hash && db_rows == repo_rows,
+        });
+    }
+    Ok(out)
+}
