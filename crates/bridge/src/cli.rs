@@ -1,6 +1,5 @@
 //! `tessera data ...`: the commands, as the binary mounts them.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
@@ -22,7 +21,8 @@ pub enum Command {
 pub struct ExportArgs {
     /// The database: a SQLite file path or sqlite:// URL, postgres://…, or mysql://… (MySQL, MariaDB).
     pub database: String,
-    /// The repository: a local path (created if missing).
+    /// The repository: a local path (created if missing) or a remote URL
+    /// (https://, ssh://, file://, git@host:path, github.com/user/repo), pushed with your git credentials.
     pub repo: String,
     /// Largest chunk file, e.g. 50MB, 512KB.
     #[arg(long, default_value = "50MB")]
@@ -83,15 +83,6 @@ pub fn parse_size(s: &str) -> Result<u64, Error> {
     Ok(n * mult)
 }
 
-fn local_repo(repo: &str) -> Result<PathBuf, Error> {
-    if repo.contains("://") || repo.starts_with("git@") || repo.starts_with("github.com/") {
-        return Err(Error::Unsupported(format!(
-            "remote repository {repo}: this version works on local repositories; clone it, run tessera on the clone, and push"
-        )));
-    }
-    Ok(PathBuf::from(repo))
-}
-
 fn run_inner(cmd: Command) -> Result<ExitCode, Error> {
     match cmd {
         Command::Export(a) => {
@@ -107,7 +98,15 @@ fn run_inner(cmd: Command) -> Result<ExitCode, Error> {
                 branch: a.branch,
                 message: a.message,
             };
-            let report = ops::export(&a.database, &local_repo(&a.repo)?, &opts)?;
+            let target = crate::git::open_target(&a.repo, true)?;
+            let report = ops::export(&a.database, &target.path, &opts)?;
+            if target.remote.is_some() {
+                let branch = match &opts.branch {
+                    Some(b) => b.clone(),
+                    None => crate::git::default_branch(&target.path)?,
+                };
+                crate::git::push(&target, &branch)?;
+            }
             for (table, rows, chunks) in report.tables {
                 println!("{table}: {rows} rows in {chunks} chunk(s)");
             }
@@ -118,7 +117,7 @@ fn run_inner(cmd: Command) -> Result<ExitCode, Error> {
                 Error::Unsupported("name the target database: tessera data import <repo> <database>".into())
             })?;
             let opts = ImportOptions { tables: a.tables, branch: a.branch, replace: a.replace };
-            let report = ops::import(&local_repo(&a.repo)?, &database, &opts)?;
+            let report = ops::import(&crate::git::open_target(&a.repo, false)?.path, &database, &opts)?;
             for file in &report.edited_chunks {
                 println!("accepted an edit made in git: {file}");
             }
@@ -128,7 +127,7 @@ fn run_inner(cmd: Command) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify(a) => {
-            let diffs = ops::verify(&a.database, &local_repo(&a.repo)?, a.branch.as_deref())?;
+            let diffs = ops::verify(&a.database, &crate::git::open_target(&a.repo, false)?.path, a.branch.as_deref())?;
             let mut same = true;
             for d in &diffs {
                 if !d.same_content {

@@ -137,3 +137,80 @@ impl CommitWriter {
         Ok(())
     }
 }
+
+/// Where a `<REPO>` argument lives: a local repository, or a local cache
+/// of a remote one that `push` sends back.
+pub struct Target {
+    pub path: std::path::PathBuf,
+    pub remote: Option<String>,
+}
+
+fn is_remote(repo: &str) -> bool {
+    repo.contains("://") || repo.starts_with("git@") || repo.starts_with("github.com/")
+}
+
+/// The URL without credentials, for messages.
+pub fn redact_url(url: &str) -> String {
+    crate::ops::redact(url)
+}
+
+fn cache_root() -> std::path::PathBuf {
+    if let Some(dir) = std::env::var_os("TESSERA_CACHE_DIR") {
+        return dir.into();
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
+        return std::path::PathBuf::from(dir).join("tessera");
+    }
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    home.join(".cache").join("tessera")
+}
+
+/// Resolves `<REPO>`: local paths as they are; remote URLs (`https://`,
+/// `ssh://`, `file://`, `git@host:path`, `github.com/user/repo`) are cloned
+/// or fetched into a bare cache with the user's own git credentials.
+///
+/// With `may_create`, a remote that cannot be cloned (it does not exist
+/// yet: tessera creates import repositories on the first push) starts as an
+/// empty cache, and the push later says whether the remote accepts it.
+pub fn open_target(repo: &str, may_create: bool) -> Result<Target, Error> {
+    if !is_remote(repo) {
+        return Ok(Target { path: repo.into(), remote: None });
+    }
+    let url = match repo.strip_prefix("github.com/") {
+        Some(rest) => format!("https://github.com/{rest}"),
+        None => repo.to_string(),
+    };
+    use sha2::Digest;
+    let key = hex::encode(&sha2::Sha256::digest(url.as_bytes())[..12]);
+    let path = cache_root().join("repos").join(format!("{key}.git"));
+    let shown = redact_url(&url);
+    if path.join("HEAD").exists() {
+        let mut cmd = git(&path);
+        cmd.args(["fetch", "--quiet", "--prune", &url, "+refs/heads/*:refs/heads/*"]);
+        run(cmd, &format!("fetching {shown}"))?;
+    } else {
+        std::fs::create_dir_all(path.parent().expect("cache path has a parent"))
+            .map_err(|e| Error::Git(format!("creating the cache: {e}")))?;
+        let mut cmd = Command::new("git");
+        cmd.args(["clone", "--bare", "--quiet", &url]).arg(&path);
+        if let Err(e) = run(cmd, &format!("cloning {shown}")) {
+            if !may_create {
+                return Err(e);
+            }
+            let _ = std::fs::remove_dir_all(&path);
+            let mut init = Command::new("git");
+            init.args(["init", "--bare", "--quiet", "-b", "main"]).arg(&path);
+            run(init, "creating the cache")?;
+        }
+    }
+    Ok(Target { path, remote: Some(url) })
+}
+
+/// Sends `branch` back to the remote the target was fetched from.
+pub fn push(target: &Target, branch: &str) -> Result<(), Error> {
+    let Some(url) = &target.remote else { return Ok(()) };
+    let spec = format!("refs/heads/{branch}:refs/heads/{branch}");
+    let mut cmd = git(&target.path);
+    cmd.args(["push", "--quiet", url, &spec]);
+    run(cmd, &format!("pushing to {}", redact_url(url))).map(|_| ())
+}

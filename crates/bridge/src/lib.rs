@@ -24,6 +24,8 @@ mod postgres;
 mod sqlite;
 pub mod value;
 
+pub use git::{open_target, push, Target};
+
 /// Failures of the data bridge, each meant to be shown as it is.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

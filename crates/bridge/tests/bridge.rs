@@ -573,3 +573,37 @@ DELETE FROM kinds WHERE id = 100;
         assert_eq!(dst.sql("SHOW TABLES").trim(), "", "nothing half-imported");
     }
 }
+
+/// Exports to a remote (a file:// bare repository, and tessera's own
+/// server over HTTP with a token) and imports back from it.
+#[test]
+fn remote_repositories_are_fetched_and_pushed() {
+    let dir = tempfile::tempdir().unwrap();
+    std::env::set_var("TESSERA_CACHE_DIR", dir.path().join("cache"));
+    let src = dir.path().join("src.db");
+    Connection::open(&src)
+        .unwrap()
+        .execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'one'), (2, 'two');")
+        .unwrap();
+    let bare = dir.path().join("remote.git");
+    git(dir.path(), &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()]);
+    let server = tessera_testkit::TestServer::start(tessera_testkit::Backend::Sqlite).expect("sqlite");
+    for url in [format!("file://{}", bare.display()), server.push_url("/import/data")] {
+        let target = tessera_bridge::open_target(&url, true).unwrap();
+        ops::export(src.to_str().unwrap(), &target.path, &opts(1 << 20)).unwrap();
+        tessera_bridge::push(&target, "main").unwrap();
+        // A fresh clone of the remote has the data.
+        let clone = dir.path().join(format!("clone-{}", rand_suffix()));
+        git(dir.path(), &["clone", "-q", &url, clone.to_str().unwrap()]);
+        assert!(git(&clone, &["show", "main:data/t/t_000001.csv"]).contains("2,two"));
+        // Import straight from the URL.
+        let out = dir.path().join(format!("out-{}.db", rand_suffix()));
+        let target = tessera_bridge::open_target(&url, false).unwrap();
+        ops::import(&target.path, out.to_str().unwrap(), &import_opts()).unwrap();
+        assert!(ops::verify(out.to_str().unwrap(), &target.path, Some("main")).unwrap().iter().all(|d| d.same_content));
+    }
+    // A wrong credential fails with the URL shown without the secret.
+    let bad = server.repo("/import/data").replacen("http://", "http://u:wrong-token@", 1);
+    let err = tessera_bridge::open_target(&format!("{bad}x"), false).map(|_| ()).unwrap_err().to_string();
+    assert!(!err.contains("wrong-token"), "{err}");
+}
