@@ -198,10 +198,36 @@ impl<'c> Chunker<'c> {
         Ok(())
     }
 
+    /// CSV bytes produced so far, for progress.
+    fn bytes_written(&self) -> u64 {
+        self.chunks.iter().map(|c| c.uncompressed_bytes).sum::<u64>() + self.chunk.len() as u64
+    }
+
     fn finish(mut self) -> Result<(Vec<ChunkMeta>, u64, ContentHash), Error> {
         self.flush()?;
         Ok((self.chunks, self.rows, self.hash))
     }
+}
+
+/// A per-table progress line on stderr, drawn only when stderr is a terminal.
+pub(crate) fn progress(table: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {prefix}: {binary_bytes} ({binary_bytes_per_sec}) {msg}")
+            .expect("the template is valid"),
+    );
+    bar.set_prefix(table.to_string());
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    bar
+}
+
+pub(crate) fn rows_message(rows: u64, bar: &indicatif::ProgressBar) -> String {
+    let secs = bar.elapsed().as_secs_f64().max(0.001);
+    format!("{rows} rows, {:.0} rows/s", rows as f64 / secs)
 }
 
 /// A table's description without its rows, from whichever engine.
@@ -342,8 +368,19 @@ pub fn export(database: &str, repo: &Path, opts: &ExportOptions) -> Result<Expor
             opts.compression,
             &mut commit,
         );
-        source.scan(&shape, &mut |cells| chunker.push(cells))?;
+        let bar = progress(name);
+        let mut n_rows = 0u64;
+        source.scan(&shape, &mut |cells| {
+            chunker.push(cells)?;
+            n_rows += 1;
+            if n_rows % 4096 == 0 {
+                bar.set_position(chunker.bytes_written());
+                bar.set_message(rows_message(n_rows, &bar));
+            }
+            Ok(())
+        })?;
         let (chunks, rows, hash) = chunker.finish()?;
+        bar.finish_and_clear();
         schema_sql.push_str(&format!("{};\n", shape.create_sql.trim_end_matches(';')));
         for idx in shape.indexes.iter().filter_map(|i| i.sql.as_ref()) {
             schema_sql.push_str(&format!("{idx};\n"));
@@ -621,7 +658,14 @@ pub fn import(repo: &Path, database: &str, opts: &ImportOptions) -> Result<Impor
         let marks: Vec<&str> = vec!["?"; cols.len()];
         let sql = format!("INSERT INTO {} ({}) VALUES ({})", sqlite::quote(name), cols.join(", "), marks.join(", "));
         let mut stmt = tx.prepare(&sql).map_err(|e| Error::Database(e.to_string()))?;
-        let rows = read_rows(repo, &rev, meta, true, &mut report.edited_chunks, &mut |file, line, values, _| {
+        let bar = progress(name);
+        let mut bytes = 0u64;
+        let rows = read_rows(repo, &rev, meta, true, &mut report.edited_chunks, &mut |file, line, values, record| {
+            bytes += record.len() as u64;
+            if line % 4096 == 0 {
+                bar.set_position(bytes);
+                bar.set_message(format!("line {line} of {file}"));
+            }
             let params: Vec<rusqlite::types::Value> = values.iter().map(sqlite::to_sql).collect();
             stmt.execute(rusqlite::params_from_iter(params)).map_err(|e| Error::Damaged {
                 file: file.to_string(),
@@ -630,6 +674,7 @@ pub fn import(repo: &Path, database: &str, opts: &ImportOptions) -> Result<Impor
             })?;
             Ok(())
         })?;
+        bar.finish_and_clear();
         drop(stmt);
         for idx in meta.indexes.iter().filter_map(|i| i.sql.as_ref()) {
             tx.execute_batch(idx).map_err(|e| Error::Database(format!("index on {name}: {e}")))?;

@@ -147,3 +147,28 @@ fn configuration_layers_flags_over_env_over_file() {
     let out = tessera(&["token", "list"], &[("TESSERA_CONFIG", dir.path().join("tessera.toml").to_str().unwrap())]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("bogus_key"));
 }
+
+#[test]
+fn data_commands_print_no_progress_when_not_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("src.db");
+    let status = Command::new("sqlite3")
+        .arg(&db)
+        .arg("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000) INSERT INTO t SELECT i, 'row ' || i FROM n;")
+        .status()
+        .expect("sqlite3 runs");
+    assert!(status.success());
+    let repo = dir.path().join("repo");
+    let out = tessera(&["data", "export", db.to_str().unwrap(), repo.to_str().unwrap()], &[]);
+    assert_eq!(ok(&out).trim(), "t: 20000 rows in 1 chunk(s)");
+    assert!(out.stderr.is_empty(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let restored = dir.path().join("restored.db");
+    let out = tessera(&["data", "import", repo.to_str().unwrap(), restored.to_str().unwrap()], &[]);
+    ok(&out);
+    assert!(out.stderr.is_empty());
+    assert!(ok(&tessera(&["data", "verify", restored.to_str().unwrap(), repo.to_str().unwrap()], &[]))
+        .contains("identical"));
+    // Unsupported requests are refused clearly.
+    let out = tessera(&["data", "import", repo.to_str().unwrap(), restored.to_str().unwrap()], &[]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--replace"));
+}
