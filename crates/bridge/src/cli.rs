@@ -30,6 +30,10 @@ pub struct ExportArgs {
     /// Only these tables (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub tables: Option<Vec<String>>,
+    /// Partition files by a column's value, or by the year, month or day of
+    /// a date column: COLUMN[:year|month|day].
+    #[arg(long)]
+    pub chunk_by: Option<String>,
     /// Compress chunk files: gzip or zstd (the size limit still bounds the
     /// uncompressed rows, so compressed files stay below it).
     #[arg(long, value_parser = ["gzip", "zstd"])]
@@ -93,6 +97,7 @@ fn run_inner(cmd: Command) -> Result<ExitCode, Error> {
             };
             let opts = ExportOptions {
                 max_chunk_bytes: parse_size(&a.chunk_size)?,
+                chunk_by: a.chunk_by.as_deref().map(ops::ChunkBy::parse).transpose()?,
                 compression,
                 tables: a.tables,
                 branch: a.branch,

@@ -19,6 +19,13 @@ pub fn chunk_path(table: &str, n: usize, compression: Compression) -> String {
     format!("data/{table}/{table}_{n:06}.csv{}", compression.suffix())
 }
 
+/// A partitioned chunk's file: `<t>_<value>_NNNNNN.csv`, the value made
+/// safe for file names.
+pub fn partition_chunk_path(table: &str, value: &str, n: usize, compression: Compression) -> String {
+    let safe: String = value.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+    format!("data/{table}/{table}_{safe}_{n:06}.csv{}", compression.suffix())
+}
+
 /// How chunk files are compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -81,6 +88,9 @@ pub struct Chunking {
     pub algorithm: String,
     #[serde(default)]
     pub compression: Compression,
+    /// `--chunk-by`: the column (and `:year|month|day`) partitions follow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition_by: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -122,6 +132,11 @@ pub struct ChunkMeta {
     /// longer matches `sha256` is a human edit if git has a different blob
     /// for it (it was changed through git), damage otherwise.
     pub git_blob: String,
+    /// For `--chunk-by`: the partition value and the SQL filter selecting it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -184,6 +184,7 @@ impl crate::ops::Source for Mysql {
             primary_key,
             autoincrement,
             autoincrement_seq: None,
+            order_first: None,
             create_sql,
             post_sql: Vec::new(),
             indexes: Vec::new(),
@@ -205,11 +206,12 @@ impl crate::ops::Source for Mysql {
     }
 
     fn scan(&mut self, shape: &Shape, each: &mut dyn FnMut(&[Cell]) -> Result<(), Error>) -> Result<(), Error> {
-        let order: Vec<String> = if shape.primary_key.is_empty() {
-            shape.columns.iter().map(|c| c.name.clone()).collect()
+        let mut order: Vec<String> = shape.order_first.clone().into_iter().collect();
+        if shape.primary_key.is_empty() {
+            order.extend(shape.columns.iter().map(|c| c.name.clone()));
         } else {
-            shape.primary_key.clone()
-        };
+            order.extend(shape.primary_key.iter().cloned());
+        }
         let columns = shape.columns.clone();
         self.rows(&shape.name, &columns, &order, each)
     }

@@ -13,11 +13,65 @@ use crate::{git, sqlite, Error};
 /// Options of [`export`].
 #[derive(Debug, Clone)]
 pub struct ExportOptions {
+    /// `--chunk-by COLUMN[:year|month|day]`.
+    pub chunk_by: Option<ChunkBy>,
     pub max_chunk_bytes: u64,
     pub compression: layout::Compression,
     pub tables: Option<Vec<String>>,
     pub branch: Option<String>,
     pub message: Option<String>,
+}
+
+/// Partitioning of `--chunk-by`: one file (or more, over the size limit)
+/// per value of a column, or of its year, month or day.
+#[derive(Debug, Clone)]
+pub struct ChunkBy {
+    pub column: String,
+    /// How many leading characters of the value's text make the partition
+    /// (4: year, 7: month, 10: day of ISO dates); `None`: the whole value.
+    pub prefix: Option<usize>,
+    pub spec: String,
+}
+
+impl ChunkBy {
+    pub fn parse(spec: &str) -> Result<ChunkBy, Error> {
+        let (column, unit) = match spec.rsplit_once(':') {
+            Some((c, u)) => (c, Some(u)),
+            None => (spec, None),
+        };
+        let prefix = match unit {
+            None => None,
+            Some("year") => Some(4),
+            Some("month") => Some(7),
+            Some("day") => Some(10),
+            Some(other) => {
+                return Err(Error::Unsupported(format!("--chunk-by {spec}: unit {other:?} is not year, month or day")))
+            }
+        };
+        Ok(ChunkBy { column: column.to_string(), prefix, spec: spec.to_string() })
+    }
+
+    fn value(&self, cell: &Cell) -> String {
+        match cell {
+            None => "null".into(),
+            Some(t) => match self.prefix {
+                Some(n) => t.chars().take(n).collect(),
+                None => t.clone(),
+            },
+        }
+    }
+
+    fn filter(&self, value: &str, is_null: bool) -> String {
+        let col = format!("\"{}\"", self.column.replace('"', "\"\""));
+        if is_null {
+            return format!("{col} IS NULL");
+        }
+        let lit = value.replace('\'', "''");
+        match self.prefix {
+            Some(n) => format!("substr(CAST({col} AS TEXT), 1, {n}) = '{lit}'"),
+            None => format!("CAST({col} AS TEXT) = '{lit}'"),
+        }
+    }
 }
 
 /// What an export did.
@@ -112,6 +166,10 @@ struct Chunker<'c> {
     rows: u64,
     record: Vec<u8>,
     compression: layout::Compression,
+    /// `--chunk-by`: the column index, how to partition, and the current
+    /// partition with the number of its files so far.
+    partition: Option<(usize, ChunkBy)>,
+    current: Option<(String, bool, usize)>,
     commit: &'c mut git::CommitWriter,
 }
 
@@ -141,11 +199,21 @@ impl<'c> Chunker<'c> {
             rows: 0,
             record: Vec::new(),
             compression,
+            partition: None,
+            current: None,
             commit,
         }
     }
 
     fn push(&mut self, cells: &[Cell]) -> Result<(), Error> {
+        if let Some((col, by)) = &self.partition {
+            let value = by.value(&cells[*col]);
+            let is_null = cells[*col].is_none();
+            if self.current.as_ref().map(|(v, _, _)| v != &value).unwrap_or(true) {
+                self.flush()?;
+                self.current = Some((value, is_null, 0));
+            }
+        }
         self.record.clear();
         csv::write_record(&mut self.record, cells);
         let key: Vec<Cell> = self.key_idx.iter().map(|i| cells[*i].clone()).collect();
@@ -179,7 +247,14 @@ impl<'c> Chunker<'c> {
         if self.chunk_rows == 0 {
             return Ok(());
         }
-        let file = layout::chunk_path(&self.table, self.chunks.len() + 1, self.compression);
+        let (file, partition, filter) = match (&self.partition, self.current.as_mut()) {
+            (Some((_, by)), Some((value, is_null, n))) => {
+                *n += 1;
+                let file = layout::partition_chunk_path(&self.table, value, *n, self.compression);
+                (file, Some(value.clone()), Some(by.filter(value, *is_null)))
+            }
+            _ => (layout::chunk_path(&self.table, self.chunks.len() + 1, self.compression), None, None),
+        };
         let stored = compress(self.compression, &self.chunk)?;
         self.commit.file(&file, &stored)?;
         self.chunks.push(ChunkMeta {
@@ -191,6 +266,8 @@ impl<'c> Chunker<'c> {
             uncompressed_bytes: self.chunk.len() as u64,
             sha256: hex::encode(Sha256::digest(&stored[..])),
             git_blob: git::blob_id_of(&stored),
+            partition,
+            filter,
         });
         self.chunk.truncate(0);
         self.chunk.extend_from_slice(&self.head);
@@ -237,6 +314,8 @@ pub(crate) struct Shape {
     pub primary_key: Vec<String>,
     pub autoincrement: bool,
     pub autoincrement_seq: Option<i64>,
+    /// A column to order by before the key (for `--chunk-by`).
+    pub order_first: Option<String>,
     pub create_sql: String,
     pub post_sql: Vec<String>,
     pub indexes: Vec<layout::Index>,
@@ -278,6 +357,7 @@ impl Source for SqliteSource {
             primary_key: s.primary_key,
             autoincrement: s.autoincrement,
             autoincrement_seq,
+            order_first: None,
             create_sql: s.create_sql,
             post_sql: Vec::new(),
             indexes: s.indexes,
@@ -290,7 +370,7 @@ impl Source for SqliteSource {
     }
     fn scan(&mut self, shape: &Shape, each: &mut dyn FnMut(&[Cell]) -> Result<(), Error>) -> Result<(), Error> {
         let schema = sqlite::schema(&self.conn, &shape.name)?;
-        sqlite::scan(&self.conn, &schema, &mut |values: Vec<Value>| {
+        sqlite::scan(&self.conn, &schema, shape.order_first.as_deref(), &mut |values: Vec<Value>| {
             let cells: Vec<Cell> = values.iter().zip(&shape.columns).map(|(v, c)| v.to_cell(c.affinity)).collect();
             each(&cells)
         })
@@ -343,7 +423,17 @@ pub fn export(database: &str, repo: &Path, opts: &ExportOptions) -> Result<Expor
     let mut report = ExportReport::default();
     let mut schema_sql = String::new();
     for name in &names {
-        let shape = source.describe(name)?;
+        let mut shape = source.describe(name)?;
+        let partition = match &opts.chunk_by {
+            Some(by) => {
+                let col = shape.columns.iter().position(|c| c.name == by.column).ok_or_else(|| {
+                    Error::Unsupported(format!("--chunk-by: table {name} has no column {:?}", by.column))
+                })?;
+                shape.order_first = Some(by.column.clone());
+                Some((col, by.clone()))
+            }
+            None => None,
+        };
         let previous: Option<TableMeta> =
             if previous_exists { read_json(repo, &rev, &layout::table_meta_path(name))? } else { None };
         let divisor = match &previous {
@@ -368,6 +458,7 @@ pub fn export(database: &str, repo: &Path, opts: &ExportOptions) -> Result<Expor
             opts.compression,
             &mut commit,
         );
+        chunker.partition = partition;
         let bar = progress(name);
         let mut n_rows = 0u64;
         source.scan(&shape, &mut |cells| {
@@ -415,10 +506,11 @@ pub fn export(database: &str, repo: &Path, opts: &ExportOptions) -> Result<Expor
         creator: concat!("tessera ", env!("CARGO_PKG_VERSION")).into(),
         source: Source_ { engine: source.engine().into(), database: redact(database), branch: None, commit: None },
         chunking: Chunking {
-            strategy: "size".into(),
+            strategy: if opts.chunk_by.is_some() { "column".into() } else { "size".into() },
             max_chunk_bytes: opts.max_chunk_bytes,
             algorithm: "key-hash".into(),
             compression: opts.compression,
+            partition_by: opts.chunk_by.as_ref().map(|b| b.spec.clone()),
         },
         tables: names.clone(),
     };
@@ -734,7 +826,7 @@ pub fn verify(database: &str, repo: &Path, branch: Option<&str>) -> Result<Vec<T
         let mut db_hash = ContentHash::default();
         let mut db_rows = 0;
         let mut record = Vec::new();
-        sqlite::scan(&conn, &schema, &mut |values| {
+        sqlite::scan(&conn, &schema, None, &mut |values| {
             record.clear();
             let cells: Vec<Cell> = values.iter().zip(&schema.columns).map(|(v, c)| v.to_cell(c.affinity)).collect();
             csv::write_record(&mut record, &cells);

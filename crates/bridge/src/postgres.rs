@@ -200,6 +200,7 @@ impl crate::ops::Source for Postgres {
             primary_key,
             autoincrement,
             autoincrement_seq: None,
+            order_first: None,
             create_sql,
             post_sql: post,
             indexes,
@@ -218,11 +219,12 @@ impl crate::ops::Source for Postgres {
     }
 
     fn scan(&mut self, shape: &Shape, each: &mut dyn FnMut(&[Cell]) -> Result<(), Error>) -> Result<(), Error> {
-        let order: Vec<String> = if shape.primary_key.is_empty() {
-            shape.columns.iter().map(|c| quote(&c.name)).collect()
+        let mut order: Vec<String> = shape.order_first.as_deref().map(quote).into_iter().collect();
+        if shape.primary_key.is_empty() {
+            order.extend(shape.columns.iter().map(|c| quote(&c.name)));
         } else {
-            shape.primary_key.iter().map(|c| quote(c)).collect()
-        };
+            order.extend(shape.primary_key.iter().map(|c| quote(c)));
+        }
         let cols: Vec<String> = shape.columns.iter().map(|c| quote(&c.name)).collect();
         let sql = format!(
             "COPY (SELECT {} FROM {} ORDER BY {}) TO STDOUT WITH (FORMAT csv)",

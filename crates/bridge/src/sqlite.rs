@@ -148,13 +148,15 @@ fn value(v: ValueRef<'_>) -> Result<Value, Error> {
 pub fn scan(
     conn: &Connection,
     schema: &TableSchema,
+    first: Option<&str>,
     each: &mut dyn FnMut(Vec<Value>) -> Result<(), Error>,
 ) -> Result<(), Error> {
-    let order: Vec<String> = if schema.primary_key.is_empty() {
-        schema.columns.iter().map(|c| quote(&c.name)).collect()
+    let mut order: Vec<String> = first.map(quote).into_iter().collect();
+    if schema.primary_key.is_empty() {
+        order.extend(schema.columns.iter().map(|c| quote(&c.name)));
     } else {
-        schema.primary_key.iter().map(|c| quote(c)).collect()
-    };
+        order.extend(schema.primary_key.iter().map(|c| quote(c)));
+    }
     let cols: Vec<String> = schema.columns.iter().map(|c| quote(&c.name)).collect();
     let sql = format!("SELECT {} FROM {} ORDER BY {}", cols.join(", "), quote(&schema.name), order.join(", "));
     let mut stmt = conn.prepare(&sql).map_err(db)?;

@@ -27,6 +27,7 @@ fn git(dir: &Path, args: &[&str]) -> String {
 fn opts(chunk: u64) -> ExportOptions {
     ExportOptions {
         max_chunk_bytes: chunk,
+        chunk_by: None,
         compression: Default::default(),
         tables: None,
         branch: Some("main".into()),
@@ -606,4 +607,39 @@ fn remote_repositories_are_fetched_and_pushed() {
     let bad = server.repo("/import/data").replacen("http://", "http://u:wrong-token@", 1);
     let err = tessera_bridge::open_target(&format!("{bad}x"), false).map(|_| ()).unwrap_err().to_string();
     assert!(!err.contains("wrong-token"), "{err}");
+}
+
+#[test]
+fn chunk_by_column_partitions_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.db");
+    Connection::open(&src)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE events (id INTEGER PRIMARY KEY, happened TEXT, what TEXT);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000)
+             INSERT INTO events SELECT i, date('2022-11-01', '+' || (i % 500) || ' days'), 'event ' || i FROM n;
+             INSERT INTO events VALUES (5000, NULL, 'undated');",
+        )
+        .unwrap();
+    let repo = dir.path().join("repo");
+    let by = ops::ChunkBy::parse("happened:year").unwrap();
+    ops::export(src.to_str().unwrap(), &repo, &ExportOptions { chunk_by: Some(by), ..opts(16 * 1024) }).unwrap();
+    let files = git(&repo, &["ls-tree", "-r", "--name-only", "main", "data/"]);
+    for year in ["2022", "2023", "2024", "null"] {
+        assert!(files.lines().any(|f| f.starts_with(&format!("data/events/events_{year}_000001"))), "{year}: {files}");
+    }
+    assert!(files.lines().any(|f| f.contains("_2023_000002")), "a year over the size limit is split further: {files}");
+    let meta = git(&repo, &["show", "main:.dolt-metadata/tables/events.json"]);
+    assert!(
+        meta.contains("substr(CAST(\\\"happened\\\" AS TEXT), 1, 4) = '2023'") && meta.contains("IS NULL"),
+        "{meta}"
+    );
+    // Every row of a partition file belongs to it.
+    let year_2022 = git(&repo, &["show", "main:data/events/events_2022_000001.csv"]);
+    assert!(year_2022.lines().skip(1).all(|l| l.contains(",2022-")), "{year_2022}");
+    let out = dir.path().join("out.db");
+    ops::import(&repo, out.to_str().unwrap(), &import_opts()).unwrap();
+    assert_eq!(dump(&out), dump(&src));
+    assert!(matches!(ops::ChunkBy::parse("happened:week"), Err(Error::Unsupported(_))));
 }
