@@ -127,6 +127,11 @@ impl CommitWriter {
             .map_err(|e| Error::Git(e.to_string()))
     }
 
+    /// Puts an existing blob at `path` without sending its content again.
+    pub fn file_ref(&mut self, path: &str, blob: &str) -> Result<(), Error> {
+        self.stdin.write_all(format!("M 100644 {blob} {path}\n").as_bytes()).map_err(|e| Error::Git(e.to_string()))
+    }
+
     pub fn finish(mut self) -> Result<(), Error> {
         self.stdin.write_all(b"\ndone\n").map_err(|e| Error::Git(e.to_string()))?;
         drop(self.stdin);

@@ -170,6 +170,9 @@ struct Chunker<'c> {
     /// partition with the number of its files so far.
     partition: Option<(usize, ChunkBy)>,
     current: Option<(String, bool, usize)>,
+    /// The previous export's chunks (file → SHA-256, blob id): a chunk that
+    /// comes out identical is referenced by its blob instead of re-sent.
+    previous: std::collections::HashMap<String, (String, String)>,
     commit: &'c mut git::CommitWriter,
 }
 
@@ -201,6 +204,7 @@ impl<'c> Chunker<'c> {
             compression,
             partition: None,
             current: None,
+            previous: std::collections::HashMap::new(),
             commit,
         }
     }
@@ -256,7 +260,11 @@ impl<'c> Chunker<'c> {
             _ => (layout::chunk_path(&self.table, self.chunks.len() + 1, self.compression), None, None),
         };
         let stored = compress(self.compression, &self.chunk)?;
-        self.commit.file(&file, &stored)?;
+        let sha256 = hex::encode(Sha256::digest(&stored[..]));
+        match self.previous.get(&file) {
+            Some((old_sha, blob)) if *old_sha == sha256 => self.commit.file_ref(&file, blob)?,
+            _ => self.commit.file(&file, &stored)?,
+        }
         self.chunks.push(ChunkMeta {
             file,
             rows: self.chunk_rows,
@@ -264,7 +272,7 @@ impl<'c> Chunker<'c> {
             last_key: self.last_key.clone(),
             bytes: stored.len() as u64,
             uncompressed_bytes: self.chunk.len() as u64,
-            sha256: hex::encode(Sha256::digest(&stored[..])),
+            sha256,
             git_blob: git::blob_id_of(&stored),
             partition,
             filter,
@@ -459,6 +467,10 @@ pub fn export(database: &str, repo: &Path, opts: &ExportOptions) -> Result<Expor
             &mut commit,
         );
         chunker.partition = partition;
+        if let Some(p) = &previous {
+            chunker.previous =
+                p.chunks.iter().map(|c| (c.file.clone(), (c.sha256.clone(), c.git_blob.clone()))).collect();
+        }
         let bar = progress(name);
         let mut n_rows = 0u64;
         source.scan(&shape, &mut |cells| {
