@@ -123,6 +123,9 @@ fn run_inner(cmd: Command) -> Result<ExitCode, Error> {
             })?;
             let opts = ImportOptions { tables: a.tables, branch: a.branch, replace: a.replace };
             let report = ops::import(&crate::git::open_target(&a.repo, false)?.path, &database, &opts)?;
+            for note in &report.approximations {
+                println!("approximated: {note}");
+            }
             for file in &report.edited_chunks {
                 println!("accepted an edit made in git: {file}");
             }

@@ -18,6 +18,7 @@ pub mod cli;
 pub mod csv;
 mod git;
 pub mod layout;
+mod mapping;
 mod mysql;
 pub mod ops;
 mod postgres;

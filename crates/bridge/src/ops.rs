@@ -564,6 +564,8 @@ pub struct ImportOptions {
 pub struct ImportReport {
     pub tables: Vec<(String, u64)>,
     pub edited_chunks: Vec<String>,
+    /// What a cross-engine import had to approximate, per column.
+    pub approximations: Vec<String>,
 }
 
 pub(crate) fn load_manifest(repo: &Path, rev: &str) -> Result<Manifest, Error> {
@@ -723,8 +725,11 @@ pub fn import(repo: &Path, database: &str, opts: &ImportOptions) -> Result<Impor
         "sqlite"
     };
     if manifest.source.engine != target_engine {
+        if target_engine == "sqlite" {
+            return crate::mapping::import_into_sqlite(repo, &rev, &names, database, opts.replace);
+        }
         return Err(Error::Unsupported(format!(
-            "importing a {} export into {target_engine}: cross-engine type mapping is not implemented yet",
+            "importing a {} export into {target_engine}: only same-engine imports and imports into SQLite are implemented",
             manifest.source.engine
         )));
     }

@@ -398,12 +398,34 @@ INSERT INTO kinds (id, t) VALUES (100, 'explicit id');
         assert!(matches!(ops::import(&repo, &dst.url(), &import_opts()), Err(Error::TargetNotEmpty(_))));
         ops::import(&repo, &dst.url(), &ImportOptions { replace: true, ..import_opts() }).unwrap();
         assert_eq!(snapshot(&dst), snapshot(&src));
-        // Cross-engine import is refused clearly, not approximated silently.
+        // Into SQLite: types mapped by the documented table, approximations reported.
         let sqlite_target = dir.path().join("x.db");
-        assert!(matches!(
-            ops::import(&repo, sqlite_target.to_str().unwrap(), &import_opts()),
-            Err(Error::Unsupported(_))
-        ));
+        let report = ops::import(&repo, sqlite_target.to_str().unwrap(), &import_opts()).unwrap();
+        assert!(
+            report.approximations.iter().any(|n| n.contains("kinds.num") && n.contains("exact TEXT")),
+            "{:?}",
+            report.approximations
+        );
+        assert!(
+            report.approximations.iter().any(|n| n.contains("kinds.ta") && n.contains("array")),
+            "{:?}",
+            report.approximations
+        );
+        let lite = Connection::open(&sqlite_target).unwrap();
+        let (i8v, num, raw, b, f8): (i64, String, Vec<u8>, i64, f64) = lite
+            .query_row("SELECT i8, num, raw, b, f8 FROM kinds WHERE id = 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .unwrap();
+        assert_eq!(
+            (i8v, num.as_str(), raw, b, f8),
+            (i64::MIN, "12345678901234567890.0123456789", vec![0x00, 0xff, 0x5c, 0x78], 1, 0.1)
+        );
+        let nan: Option<f64> = lite.query_row("SELECT f8 FROM kinds WHERE id = 2", [], |r| r.get(0)).unwrap();
+        assert_eq!(nan, None, "SQLite stores NaN as NULL");
+        assert!(report.approximations.iter().any(|n| n.contains("kinds.f8: NaN")), "{:?}", report.approximations);
+        let to_mysql = format!("mysql://root@127.0.0.1:3306/{}", dst.name);
+        assert!(matches!(ops::import(&repo, &to_mysql, &import_opts()), Err(Error::Unsupported(_))));
     }
 
     #[test]
@@ -549,6 +571,14 @@ DELETE FROM kinds WHERE id = 100;
             .iter()
             .any(|d| d.table == "kinds" && !d.same_content));
         assert!(matches!(ops::import(&repo, &dst.url(), &import_opts()), Err(Error::TargetNotEmpty(_))));
+        // Into SQLite: unsigned values beyond i64 stay exact as TEXT.
+        let lite_path = dir.path().join("lite.db");
+        ops::import(&repo, lite_path.to_str().unwrap(), &import_opts()).unwrap();
+        let lite = Connection::open(&lite_path).unwrap();
+        let (bu, e, bin): (String, String, Vec<u8>) = lite
+            .query_row("SELECT bu, e, bin FROM kinds WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap();
+        assert_eq!((bu.as_str(), e.as_str(), bin), ("18446744073709551615", "b", vec![0x00, 0xff, 0x5c, 0x78]));
     }
 
     #[test]
