@@ -250,19 +250,7 @@ pub fn import(
     replace: bool,
 ) -> Result<crate::ops::ImportReport, Error> {
     let mut my = Mysql::connect(database)?;
-    let mut metas: Vec<TableMeta> = Vec::new();
-    let mut existing = Vec::new();
-    for name in names {
-        let meta: TableMeta = crate::ops::read_json(repo, rev, &crate::layout::table_meta_path(name))?
-            .ok_or_else(|| Error::Layout(format!("no metadata for table {name}")))?;
-        if my.table_exists(name)? {
-            if !replace {
-                return Err(Error::TargetNotEmpty(name.clone()));
-            }
-            existing.push(name.clone());
-        }
-        metas.push(meta);
-    }
+    let (metas, existing) = crate::ops::load_metas(repo, rev, names, replace, &mut |name| my.table_exists(name))?;
     let mut report = crate::ops::ImportReport::default();
     // MySQL commits DDL implicitly: create first, load in one transaction,
     // and drop what was created if loading fails.
@@ -361,47 +349,4 @@ async fn insert(
         }
     }
     Err(Error::Database(format!("a batch of {} failed to insert but every row alone succeeded", meta.name)))
-}
-
-/// Compares every table of the export with MySQL.
-pub fn verify(
-    repo: &std::path::Path,
-    rev: &str,
-    manifest: &crate::layout::Manifest,
-    database: &str,
-) -> Result<Vec<crate::ops::TableDiff>, Error> {
-    use crate::ops::{ContentHash, TableDiff};
-    let mut my = Mysql::connect(database)?;
-    let mut out = Vec::new();
-    let mut edited = Vec::new();
-    for name in &manifest.tables {
-        let meta: TableMeta = crate::ops::read_json(repo, rev, &crate::layout::table_meta_path(name))?
-            .ok_or_else(|| Error::Layout(format!("no metadata for table {name}")))?;
-        let mut repo_hash = ContentHash::default();
-        let repo_rows = crate::ops::read_rows(repo, rev, &meta, false, &mut edited, &mut |_, _, _, record| {
-            repo_hash.add(record);
-            Ok(())
-        })?;
-        if !my.table_exists(name)? {
-            out.push(TableDiff { table: name.clone(), database_rows: None, repo_rows, same_content: false });
-            continue;
-        }
-        let mut db_hash = ContentHash::default();
-        let mut db_rows = 0u64;
-        let mut record = Vec::new();
-        my.rows(name, &meta.columns, &[], &mut |cells| {
-            record.clear();
-            crate::csv::write_record(&mut record, cells);
-            db_hash.add(&record);
-            db_rows += 1;
-            Ok(())
-        })?;
-        out.push(TableDiff {
-            table: name.clone(),
-            database_rows: Some(db_rows),
-            repo_rows,
-            same_content: db_hash == repo_hash && db_rows == repo_rows,
-        });
-    }
-    Ok(out)
 }

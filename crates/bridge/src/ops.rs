@@ -568,6 +568,31 @@ pub struct ImportReport {
     pub approximations: Vec<String>,
 }
 
+/// The metadata of `names`, and which of them the target already has
+/// (refused unless `replace`).
+pub(crate) fn load_metas(
+    repo: &Path,
+    rev: &str,
+    names: &[String],
+    replace: bool,
+    exists: &mut dyn FnMut(&str) -> Result<bool, Error>,
+) -> Result<(Vec<TableMeta>, Vec<String>), Error> {
+    let mut metas = Vec::new();
+    let mut existing = Vec::new();
+    for name in names {
+        let meta: TableMeta = read_json(repo, rev, &layout::table_meta_path(name))?
+            .ok_or_else(|| Error::Layout(format!("no metadata for table {name}")))?;
+        if exists(name)? {
+            if !replace {
+                return Err(Error::TargetNotEmpty(name.clone()));
+            }
+            existing.push(name.clone());
+        }
+        metas.push(meta);
+    }
+    Ok((metas, existing))
+}
+
 pub(crate) fn load_manifest(repo: &Path, rev: &str) -> Result<Manifest, Error> {
     let manifest: Manifest = read_json(repo, rev, layout::MANIFEST)?.ok_or_else(|| {
         Error::Layout(format!("{} has no {} on {rev}: not a tessera data export", repo.display(), layout::MANIFEST))
@@ -816,47 +841,38 @@ pub fn verify(database: &str, repo: &Path, branch: Option<&str>) -> Result<Vec<T
     };
     let rev = format!("refs/heads/{branch}");
     let manifest = load_manifest(repo, &rev)?;
-    if is_postgres(database) {
-        return crate::postgres::verify(repo, &rev, &manifest, database);
-    }
-    if is_mysql(database) {
-        return crate::mysql::verify(repo, &rev, &manifest, database);
-    }
-    let conn = sqlite::open(database)?;
-    let present = sqlite::tables(&conn)?;
+    // The database side is read exactly as an export reads it, so both
+    // sides hash the same canonical records.
+    let mut source = open_source(database)?;
+    let present = source.tables()?;
+    let typed = manifest.source.engine == "sqlite";
     let mut out = Vec::new();
     let mut edited = Vec::new();
     for name in &manifest.tables {
         let meta: TableMeta = read_json(repo, &rev, &layout::table_meta_path(name))?
             .ok_or_else(|| Error::Layout(format!("no metadata for table {name}")))?;
         let mut repo_hash = ContentHash::default();
-        let repo_rows =
-            read_rows(repo, &rev, &meta, manifest.source.engine == "sqlite", &mut edited, &mut |_, _, _, record| {
-                repo_hash.add(record);
-                Ok(())
-            })?;
+        let repo_rows = read_rows(repo, &rev, &meta, typed, &mut edited, &mut |_, _, _, record| {
+            repo_hash.add(record);
+            Ok(())
+        })?;
         if !present.contains(name) {
             out.push(TableDiff { table: name.clone(), database_rows: None, repo_rows, same_content: false });
             continue;
         }
-        let schema = sqlite::schema(&conn, name)?;
+        let shape = source.describe(name)?;
         let mut db_hash = ContentHash::default();
         let mut db_rows = 0;
         let mut record = Vec::new();
-        sqlite::scan(&conn, &schema, None, &mut |values| {
+        source.scan(&shape, &mut |cells| {
             record.clear();
-            let cells: Vec<Cell> = values.iter().zip(&schema.columns).map(|(v, c)| v.to_cell(c.affinity)).collect();
-            csv::write_record(&mut record, &cells);
+            csv::write_record(&mut record, cells);
             db_hash.add(&record);
             db_rows += 1;
             Ok(())
         })?;
-        out.push(TableDiff {
-            table: name.clone(),
-            database_rows: Some(db_rows),
-            repo_rows,
-            same_content: db_hash == repo_hash && db_rows == repo_rows,
-        });
+        let same_content = db_hash == repo_hash && db_rows == repo_rows;
+        out.push(TableDiff { table: name.clone(), database_rows: Some(db_rows), repo_rows, same_content });
     }
     Ok(out)
 }

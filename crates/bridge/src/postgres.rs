@@ -293,21 +293,8 @@ pub fn import(
     database: &str,
     replace: bool,
 ) -> Result<crate::ops::ImportReport, Error> {
-    use crate::layout::{self, TableMeta};
     let mut pg = Postgres::connect(database)?;
-    let mut metas = Vec::new();
-    let mut existing = Vec::new();
-    for name in names {
-        let meta: TableMeta = crate::ops::read_json(repo, rev, &layout::table_meta_path(name))?
-            .ok_or_else(|| Error::Layout(format!("no metadata for table {name}")))?;
-        if pg.table_exists(name)? {
-            if !replace {
-                return Err(Error::TargetNotEmpty(name.clone()));
-            }
-            existing.push(name.clone());
-        }
-        metas.push(meta);
-    }
+    let (metas, existing) = crate::ops::load_metas(repo, rev, names, replace, &mut |name| pg.table_exists(name))?;
     let mut report = crate::ops::ImportReport::default();
     let Postgres { rt, conn } = &mut pg;
     rt.block_on(async {
@@ -369,50 +356,4 @@ pub fn import(
         Ok::<_, Error>(())
     })?;
     Ok(report)
-}
-
-/// Compares every table of the export with PostgreSQL.
-pub fn verify(
-    repo: &std::path::Path,
-    rev: &str,
-    manifest: &crate::layout::Manifest,
-    database: &str,
-) -> Result<Vec<crate::ops::TableDiff>, Error> {
-    use crate::layout::{self, TableMeta};
-    use crate::ops::{ContentHash, TableDiff};
-    let mut pg = Postgres::connect(database)?;
-    let mut out = Vec::new();
-    let mut edited = Vec::new();
-    for name in &manifest.tables {
-        let meta: TableMeta = crate::ops::read_json(repo, rev, &layout::table_meta_path(name))?
-            .ok_or_else(|| Error::Layout(format!("no metadata for table {name}")))?;
-        let mut repo_hash = ContentHash::default();
-        let repo_rows = crate::ops::read_rows(repo, rev, &meta, false, &mut edited, &mut |_, _, _, record| {
-            repo_hash.add(record);
-            Ok(())
-        })?;
-        if !pg.table_exists(name)? {
-            out.push(TableDiff { table: name.clone(), database_rows: None, repo_rows, same_content: false });
-            continue;
-        }
-        let cols: Vec<String> = meta.columns.iter().map(|c| quote(&c.name)).collect();
-        let sql = format!("COPY (SELECT {} FROM {}) TO STDOUT WITH (FORMAT csv)", cols.join(", "), quote(name));
-        let mut db_hash = ContentHash::default();
-        let mut db_rows = 0u64;
-        let mut record = Vec::new();
-        copy_out(&mut pg, &sql, &mut |cells| {
-            record.clear();
-            csv::write_record(&mut record, cells);
-            db_hash.add(&record);
-            db_rows += 1;
-            Ok(())
-        })?;
-        out.push(TableDiff {
-            table: name.clone(),
-            database_rows: Some(db_rows),
-            repo_rows,
-            same_content: db_hash == repo_hash && db_rows == repo_rows,
-        });
-    }
-    Ok(out)
 }
