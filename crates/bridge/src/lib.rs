@@ -8,14 +8,16 @@
 //! key), so changing one row rewrites one chunk file, not every chunk after
 //! it. Git objects are written with `git fast-import`, without a work tree.
 //!
-//! This version reads and writes SQLite (rusqlite), PostgreSQL (COPY in CSV
-//! format through sqlx) and MySQL/MariaDB (text casts and batched inserts
-//! through sqlx); doltlite and cross-engine imports are not implemented yet
-//! and are refused with a clear error.
-#![forbid(unsafe_code)]
+//! Engines: SQLite (rusqlite), PostgreSQL (COPY in CSV format through sqlx),
+//! MySQL/MariaDB (text casts and batched inserts through sqlx) and Dolt in
+//! doltlite files (libdoltlite.so loaded at run time). Imports go into the
+//! engine an export came from, or into SQLite from PostgreSQL or MySQL.
+// `unsafe` only in `doltlite`, which calls a C library loaded at run time.
+#![deny(unsafe_code)]
 
 pub mod cli;
 pub mod csv;
+mod doltlite;
 mod git;
 pub mod layout;
 mod mapping;

@@ -400,6 +400,9 @@ fn open_source(database: &str) -> Result<Box<dyn Source>, Error> {
     if is_mysql(database) {
         return Ok(Box::new(crate::mysql::Mysql::connect(database)?));
     }
+    if crate::doltlite::is_doltlite(database) {
+        return Ok(Box::new(crate::doltlite::Doltlite::open(database, false)?));
+    }
     if database.contains("://") && !database.starts_with("sqlite://") {
         return Err(Error::Unsupported(format!("{database}: this version reads SQLite, PostgreSQL and MySQL/MariaDB")));
     }
@@ -744,6 +747,11 @@ pub fn import(repo: &Path, database: &str, opts: &ImportOptions) -> Result<Impor
     }
     let target_engine = if is_postgres(database) {
         "postgres"
+    } else if crate::doltlite::is_doltlite(database)
+        || (manifest.source.engine == "doltlite"
+            && !std::path::Path::new(database.strip_prefix("sqlite://").unwrap_or(database)).exists())
+    {
+        "doltlite"
     } else if is_mysql(database) {
         "mysql"
     } else {
@@ -763,6 +771,9 @@ pub fn import(repo: &Path, database: &str, opts: &ImportOptions) -> Result<Impor
     }
     if target_engine == "mysql" {
         return crate::mysql::import(repo, &rev, &names, database, opts.replace);
+    }
+    if target_engine == "doltlite" {
+        return crate::doltlite::import(repo, &rev, &names, database, opts.replace);
     }
     let mut conn = sqlite::create(database)?;
     let existing = sqlite::tables(&conn)?;
@@ -845,7 +856,7 @@ pub fn verify(database: &str, repo: &Path, branch: Option<&str>) -> Result<Vec<T
     // sides hash the same canonical records.
     let mut source = open_source(database)?;
     let present = source.tables()?;
-    let typed = manifest.source.engine == "sqlite";
+    let typed = matches!(manifest.source.engine.as_str(), "sqlite" | "doltlite");
     let mut out = Vec::new();
     let mut edited = Vec::new();
     for name in &manifest.tables {
