@@ -266,7 +266,18 @@ fn clear_errors() {
     let src = dir.path().join("src.db");
     Connection::open(&src).unwrap().execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY);").unwrap();
     let repo = dir.path().join("repo");
+    // Unreachable servers and wrong credentials: clear, and no password echoed.
+    for url in [
+        "postgres://nobody@127.0.0.1:1/x",
+        "mysql://root:s3cret-pw@127.0.0.1:1/test",
+        "mysql://no_such_user:s3cret-pw@127.0.0.1:3306/test",
+    ] {
+        let err = ops::export(url, &dir.path().join("never"), &opts(1 << 20)).unwrap_err().to_string();
+        assert!(err.contains("cannot connect"), "{url}: {err}");
+        assert!(!err.contains("s3cret-pw"), "{url}: {err}");
+    }
     let missing = dir.path().join("nope.db");
+
     assert!(matches!(ops::export(missing.to_str().unwrap(), &repo, &opts(1 << 20)), Err(Error::Database(_))));
     let only = ExportOptions { tables: Some(vec!["absent".into()]), ..opts(1 << 20) };
     assert!(matches!(ops::export(src.to_str().unwrap(), &repo, &only), Err(Error::UnknownTable(_))));
