@@ -351,12 +351,7 @@ impl crate::ops::Source for Doltlite {
 
     fn scan(&mut self, shape: &Shape, each: &mut dyn FnMut(&[Cell]) -> Result<(), Error>) -> Result<(), Error> {
         let q = crate::sqlite::quote;
-        let mut order: Vec<String> = shape.order_first.as_deref().map(q).into_iter().collect();
-        if shape.primary_key.is_empty() {
-            order.extend(shape.columns.iter().map(|c| q(&c.name)));
-        } else {
-            order.extend(shape.primary_key.iter().map(|c| q(c)));
-        }
+        let order: Vec<String> = shape.order().iter().map(|c| q(c)).collect();
         let cols: Vec<String> = shape.columns.iter().map(|c| q(&c.name)).collect();
         let sql = format!("SELECT {} FROM {} ORDER BY {}", cols.join(", "), q(&shape.name), order.join(", "));
         let columns = shape.columns.clone();

@@ -206,14 +206,8 @@ impl crate::ops::Source for Mysql {
     }
 
     fn scan(&mut self, shape: &Shape, each: &mut dyn FnMut(&[Cell]) -> Result<(), Error>) -> Result<(), Error> {
-        let mut order: Vec<String> = shape.order_first.clone().into_iter().collect();
-        if shape.primary_key.is_empty() {
-            order.extend(shape.columns.iter().map(|c| c.name.clone()));
-        } else {
-            order.extend(shape.primary_key.iter().cloned());
-        }
         let columns = shape.columns.clone();
-        self.rows(&shape.name, &columns, &order, each)
+        self.rows(&shape.name, &columns, &shape.order(), each)
     }
 }
 

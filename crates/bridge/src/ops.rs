@@ -330,6 +330,20 @@ pub(crate) struct Shape {
     pub foreign_keys: Vec<layout::ForeignKey>,
 }
 
+impl Shape {
+    /// The columns rows are read in order of: the `--chunk-by` column if
+    /// any, then the primary key (all columns when there is none).
+    pub fn order(&self) -> Vec<String> {
+        let mut order: Vec<String> = self.order_first.iter().cloned().collect();
+        if self.primary_key.is_empty() {
+            order.extend(self.columns.iter().map(|c| c.name.clone()));
+        } else {
+            order.extend(self.primary_key.iter().cloned());
+        }
+        order
+    }
+}
+
 /// A database tables are exported from.
 pub(crate) trait Source {
     fn engine(&self) -> &'static str;
@@ -378,7 +392,7 @@ impl Source for SqliteSource {
     }
     fn scan(&mut self, shape: &Shape, each: &mut dyn FnMut(&[Cell]) -> Result<(), Error>) -> Result<(), Error> {
         let schema = sqlite::schema(&self.conn, &shape.name)?;
-        sqlite::scan(&self.conn, &schema, shape.order_first.as_deref(), &mut |values: Vec<Value>| {
+        sqlite::scan(&self.conn, &schema, &shape.order(), &mut |values: Vec<Value>| {
             let cells: Vec<Cell> = values.iter().zip(&shape.columns).map(|(v, c)| v.to_cell(c.affinity)).collect();
             each(&cells)
         })

@@ -219,12 +219,7 @@ impl crate::ops::Source for Postgres {
     }
 
     fn scan(&mut self, shape: &Shape, each: &mut dyn FnMut(&[Cell]) -> Result<(), Error>) -> Result<(), Error> {
-        let mut order: Vec<String> = shape.order_first.as_deref().map(quote).into_iter().collect();
-        if shape.primary_key.is_empty() {
-            order.extend(shape.columns.iter().map(|c| quote(&c.name)));
-        } else {
-            order.extend(shape.primary_key.iter().map(|c| quote(c)));
-        }
+        let order: Vec<String> = shape.order().iter().map(|c| quote(c)).collect();
         let cols: Vec<String> = shape.columns.iter().map(|c| quote(&c.name)).collect();
         let sql = format!(
             "COPY (SELECT {} FROM {} ORDER BY {}) TO STDOUT WITH (FORMAT csv)",

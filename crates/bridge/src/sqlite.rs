@@ -148,15 +148,10 @@ fn value(v: ValueRef<'_>) -> Result<Value, Error> {
 pub fn scan(
     conn: &Connection,
     schema: &TableSchema,
-    first: Option<&str>,
+    order: &[String],
     each: &mut dyn FnMut(Vec<Value>) -> Result<(), Error>,
 ) -> Result<(), Error> {
-    let mut order: Vec<String> = first.map(quote).into_iter().collect();
-    if schema.primary_key.is_empty() {
-        order.extend(schema.columns.iter().map(|c| quote(&c.name)));
-    } else {
-        order.extend(schema.primary_key.iter().map(|c| quote(c)));
-    }
+    let order: Vec<String> = order.iter().map(|c| quote(c)).collect();
     let cols: Vec<String> = schema.columns.iter().map(|c| quote(&c.name)).collect();
     let sql = format!("SELECT {} FROM {} ORDER BY {}", cols.join(", "), quote(&schema.name), order.join(", "));
     let mut stmt = conn.prepare(&sql).map_err(db)?;

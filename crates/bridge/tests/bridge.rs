@@ -158,6 +158,27 @@ fn sqlite_round_trip_is_exact() {
     assert_eq!(dump(&out), dump(&src));
 }
 
+/// Exports `src` into a new repository under `dir` (checking it with
+/// `git fsck --strict` and the table count), imports it into `dst`, and
+/// returns the repository.
+fn export_then_import(src: &str, dst: &str, dir: &Path, n_tables: usize) -> std::path::PathBuf {
+    let repo = dir.join("repo");
+    let report = ops::export(src, &repo, &opts(1024)).unwrap();
+    assert_eq!(report.tables.len(), n_tables);
+    git(&repo, &["fsck", "--strict"]);
+    ops::import(&repo, dst, &import_opts()).unwrap();
+    repo
+}
+
+/// A skip outside CI, a failure under CI=true: a backend must not be
+/// silently missing there.
+fn unavailable(what: &str, why: &str) {
+    if std::env::var("CI").map(|v| v == "true").unwrap_or(false) {
+        panic!("{what} is required under CI=true: {why}");
+    }
+    eprintln!("SKIPPED: {what} unavailable: {why}");
+}
+
 fn changed_chunk_files(repo: &Path) -> Vec<String> {
     git(repo, &["diff", "--name-only", "main~1", "main", "--", "data/"]).lines().map(str::to_string).collect()
 }
@@ -325,10 +346,7 @@ mod postgres {
             match psql("postgres", &format!("CREATE DATABASE {name}")) {
                 Ok(_) => Some(PgDb { name }),
                 Err(e) => {
-                    if std::env::var("CI").map(|v| v == "true").unwrap_or(false) {
-                        panic!("PostgreSQL is required under CI=true: {e}");
-                    }
-                    eprintln!("SKIPPED: PostgreSQL unavailable: {e}");
+                    unavailable("PostgreSQL", &e);
                     None
                 }
             }
@@ -381,11 +399,7 @@ INSERT INTO kinds (id, t) VALUES (100, 'explicit id');
         let Some(dst) = PgDb::create() else { return };
         src.sql(FIDELITY);
         let dir = tempfile::tempdir().unwrap();
-        let repo = dir.path().join("repo");
-        let report = ops::export(&src.url(), &repo, &opts(1024)).unwrap();
-        assert_eq!(report.tables.len(), 2);
-        git(&repo, &["fsck", "--strict"]);
-        ops::import(&repo, &dst.url(), &import_opts()).unwrap();
+        let repo = export_then_import(&src.url(), &dst.url(), dir.path(), 2);
         assert_eq!(snapshot(&dst), snapshot(&src));
         // Schema: constraints, indexes and sequence positions came along.
         assert!(dst.sql("SELECT indexdef FROM pg_indexes WHERE indexname = 'kinds_t'").contains("lower(t)"));
@@ -508,10 +522,7 @@ mod mysql {
             match mysql_cli(None, &format!("CREATE DATABASE {name} CHARACTER SET utf8mb4")) {
                 Ok(_) => Some(MyDb { name }),
                 Err(e) => {
-                    if std::env::var("CI").map(|v| v == "true").unwrap_or(false) {
-                        panic!("MariaDB is required under CI=true: {e}");
-                    }
-                    eprintln!("SKIPPED: MariaDB unavailable: {e}");
+                    unavailable("MariaDB", &e);
                     None
                 }
             }
@@ -562,11 +573,7 @@ DELETE FROM kinds WHERE id = 100;
         let Some(dst) = MyDb::create() else { return };
         src.sql(FIDELITY);
         let dir = tempfile::tempdir().unwrap();
-        let repo = dir.path().join("repo");
-        let report = ops::export(&src.url(), &repo, &opts(1024)).unwrap();
-        assert_eq!(report.tables.len(), 2);
-        git(&repo, &["fsck", "--strict"]);
-        ops::import(&repo, &dst.url(), &import_opts()).unwrap();
+        let repo = export_then_import(&src.url(), &dst.url(), dir.path(), 2);
         assert_eq!(snapshot(&dst), snapshot(&src));
         assert!(dst.sql("SHOW CREATE TABLE kinds").contains("fk_parent"));
         assert_eq!(
@@ -692,10 +699,7 @@ fn doltlite_py(script: &str) -> Option<String> {
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr).into_owned();
         if err.contains("No module named 'doltlite'") {
-            if std::env::var("CI").map(|v| v == "true").unwrap_or(false) {
-                panic!("doltlite is required under CI=true: {err}");
-            }
-            eprintln!("SKIPPED: doltlite unavailable");
+            unavailable("doltlite", &err);
             return None;
         }
         panic!("python failed: {err}");
