@@ -68,58 +68,68 @@ impl<'a> Reader<'a> {
 
     /// The next record, `Ok(None)` at the end.
     pub fn next_record(&mut self) -> Result<Option<Vec<Cell>>, Error> {
+        let mut cells = Vec::new();
+        Ok(self.next_into(&mut cells)?.then_some(cells))
+    }
+
+    /// Reads the next record into `cells`, reusing its strings; `false` at
+    /// the end. On error `cells` holds part of the record.
+    pub fn next_into(&mut self, cells: &mut Vec<Cell>) -> Result<bool, Error> {
         if self.pos >= self.data.len() {
-            return Ok(None);
+            return Ok(false);
         }
         let start_line = self.line;
-        let mut cells = Vec::new();
+        let mut n = 0;
         loop {
-            let (cell, end_of_record) = self.field(start_line)?;
-            cells.push(cell);
+            if n == cells.len() {
+                cells.push(None);
+            }
+            let end_of_record = self.field(start_line, &mut cells[n])?;
+            n += 1;
             if end_of_record {
-                return Ok(Some(cells));
+                cells.truncate(n);
+                return Ok(true);
             }
         }
     }
 
-    /// One field; returns it and whether the record ended after it.
-    fn field(&mut self, start_line: usize) -> Result<(Cell, bool), Error> {
+    /// One field into `cell`; returns whether the record ended after it.
+    fn field(&mut self, start_line: usize, cell: &mut Cell) -> Result<bool, Error> {
         let d = self.data;
         if d.get(self.pos) == Some(&b'"') {
             self.pos += 1;
-            let mut text = Vec::new();
+            let mut text = std::mem::take(cell.get_or_insert_with(String::new)).into_bytes();
+            text.clear();
             loop {
-                match d.get(self.pos) {
-                    None => return Err(Error::Unterminated { line: start_line }),
-                    Some(b'"') if d.get(self.pos + 1) == Some(&b'"') => {
-                        text.push(b'"');
-                        self.pos += 2;
-                    }
-                    Some(b'"') => {
-                        self.pos += 1;
-                        break;
-                    }
-                    Some(b) => {
-                        if *b == b'\n' {
-                            self.line += 1;
-                        }
-                        text.push(*b);
-                        self.pos += 1;
-                    }
+                // Copy up to the next quote in one go.
+                let rest = &d[self.pos..];
+                let Some(q) = rest.iter().position(|&b| b == b'"') else {
+                    return Err(Error::Unterminated { line: start_line });
+                };
+                let run = &rest[..q];
+                self.line += run.iter().filter(|&&b| b == b'\n').count();
+                text.extend_from_slice(run);
+                self.pos += q;
+                if d.get(self.pos + 1) == Some(&b'"') {
+                    text.push(b'"');
+                    self.pos += 2;
+                } else {
+                    self.pos += 1;
+                    break;
                 }
             }
-            let text = String::from_utf8(text).map_err(|_| Error::Utf8 { line: start_line })?;
+            *cell = Some(String::from_utf8(text).map_err(|_| Error::Utf8 { line: start_line })?);
             match d.get(self.pos) {
                 Some(b',') => {
                     self.pos += 1;
-                    Ok((Some(text), false))
+                    Ok(false)
                 }
                 Some(b'\n') => {
                     self.pos += 1;
                     self.line += 1;
-                    Ok((Some(text), true))
+                    Ok(true)
                 }
-                None => Ok((Some(text), true)),
+                None => Ok(true),
                 Some(_) => Err(Error::AfterQuote { line: self.line }),
             }
         } else {
@@ -133,22 +143,25 @@ impl<'a> Reader<'a> {
                 }
             }
             let raw = &d[start..self.pos];
-            let cell = if raw.is_empty() {
-                None
+            if raw.is_empty() {
+                *cell = None;
             } else {
-                Some(String::from_utf8(raw.to_vec()).map_err(|_| Error::Utf8 { line: self.line })?)
-            };
+                let text = std::str::from_utf8(raw).map_err(|_| Error::Utf8 { line: self.line })?;
+                let buf = cell.get_or_insert_with(String::new);
+                buf.clear();
+                buf.push_str(text);
+            }
             match d.get(self.pos) {
                 Some(b',') => {
                     self.pos += 1;
-                    Ok((cell, false))
+                    Ok(false)
                 }
                 Some(b'\n') => {
                     self.pos += 1;
                     self.line += 1;
-                    Ok((cell, true))
+                    Ok(true)
                 }
-                _ => Ok((cell, true)),
+                _ => Ok(true),
             }
         }
     }

@@ -1,10 +1,13 @@
-//! Writing and reading the target repository through git itself:
-//! `git fast-import` writes blobs, tree and commit straight into the object
-//! database (no work tree); plumbing commands read them back.
+//! The target repository: new objects go straight into its object store as
+//! one pack per export ([`CommitWriter`], no work tree, no `git
+//! fast-import`); git's plumbing reads them back, moves refs and talks to
+//! remotes.
 
-use std::io::Write;
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::Command;
+
+use tessera_pack::ObjectId;
 
 use crate::Error;
 
@@ -65,81 +68,234 @@ pub fn rev_exists(repo: &Path, rev: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// The id git gives a blob with this content.
-pub fn blob_id_of(data: &[u8]) -> String {
-    use sha1::Digest;
-    let mut h = sha1::Sha1::new();
-    h.update(format!("blob {}\0", data.len()).as_bytes());
-    h.update(data);
-    hex::encode(h.finalize())
+/// Who made a commit: `Name <email> <unix seconds> <+hhmm>`, as git writes it.
+pub fn identity(repo: &Path, which: &str) -> String {
+    let mut c = git(repo);
+    c.args(["var", which]);
+    run(c, "reading the git identity").map(|o| String::from_utf8_lossy(&o).trim().to_string()).unwrap_or_else(|_| {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        format!("tessera <tessera@localhost> {now} +0000")
+    })
 }
 
-/// One commit being streamed into `git fast-import`.
+/// The commit a ref points at, if it exists.
+pub fn resolve(repo: &Path, rev: &str) -> Option<String> {
+    let out = git(repo).args(["rev-parse", "-q", "--verify", &format!("{rev}^{{commit}}")]).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// One commit being written straight into the repository's object store:
+/// chunk blobs are compressed by the caller (on worker threads) and
+/// appended to one new pack; trees and the commit object follow at
+/// [`CommitWriter::finish`], which then moves the branch by compare-and-swap.
 pub struct CommitWriter {
-    child: Child,
-    stdin: ChildStdin,
+    repo: std::path::PathBuf,
+    refname: String,
+    parent: Option<String>,
+    message: String,
+    pub author: Option<String>,
+    pub committer: Option<String>,
+    /// Extra parents after the branch's current commit (history replay).
+    pub extra_parents: Vec<String>,
+    pub pack: tessera_pack::local::PackBuilder,
+    files: BTreeMap<String, ObjectId>,
 }
 
 impl CommitWriter {
-    /// Starts a commit on `branch` that replaces the whole tree.
+    /// Starts a commit on `branch` whose tree holds exactly the files given.
     pub fn start(repo: &Path, branch: &str, message: &str) -> Result<CommitWriter, Error> {
-        let ident = run(
-            {
-                let mut c = git(repo);
-                c.args(["var", "GIT_COMMITTER_IDENT"]);
-                c
-            },
-            "reading the committer identity",
-        )
-        .map(|o| String::from_utf8_lossy(&o).trim().to_string())
-        .unwrap_or_else(|_| {
-            let now =
-                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-            format!("tessera <tessera@localhost> {now} +0000")
-        });
-        // Chunks are zlib-compressed once into the pack; level 1 costs a
-        // fraction of the default level's time for a few percent of size,
-        // and `git gc` recompresses later if the user wants.
-        let mut child = git(repo)
-            .args(["-c", "core.compression=1", "-c", "pack.compression=1", "fast-import", "--quiet", "--depth=0"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| Error::Git(format!("git fast-import: {e}")))?;
-        let mut stdin = child.stdin.take().expect("piped");
+        let mut c = git(repo);
+        c.args(["rev-parse", "--path-format=absolute", "--git-path", "objects/pack"]);
+        let pack_dir = String::from_utf8_lossy(&run(c, "locating the object store")?).trim().to_string();
+        let pack = tessera_pack::local::PackBuilder::create(Path::new(&pack_dir))
+            .map_err(|e| Error::Git(format!("starting a pack in {pack_dir}: {e}")))?;
         let refname = format!("refs/heads/{branch}");
-        let mut head = format!("commit {refname}\ncommitter {ident}\ndata {}\n{message}\n", message.len());
-        if rev_exists(repo, &refname) {
-            head.push_str(&format!("from {refname}^0\n"));
-        }
-        head.push_str("deleteall\n");
-        stdin.write_all(head.as_bytes()).map_err(|e| Error::Git(e.to_string()))?;
-        Ok(CommitWriter { child, stdin })
+        Ok(CommitWriter {
+            repo: repo.to_path_buf(),
+            parent: resolve(repo, &refname),
+            refname,
+            message: message.to_string(),
+            author: None,
+            committer: None,
+            extra_parents: Vec::new(),
+            pack,
+            files: BTreeMap::new(),
+        })
     }
 
+    /// Writes `data` as the file at `path`.
     pub fn file(&mut self, path: &str, data: &[u8]) -> Result<(), Error> {
-        let head = format!("M 100644 inline {path}\ndata {}\n", data.len());
-        self.stdin
-            .write_all(head.as_bytes())
-            .and_then(|_| self.stdin.write_all(data))
-            .and_then(|_| self.stdin.write_all(b"\n"))
-            .map_err(|e| Error::Git(e.to_string()))
-    }
-
-    /// Puts an existing blob at `path` without sending its content again.
-    pub fn file_ref(&mut self, path: &str, blob: &str) -> Result<(), Error> {
-        self.stdin.write_all(format!("M 100644 {blob} {path}\n").as_bytes()).map_err(|e| Error::Git(e.to_string()))
-    }
-
-    pub fn finish(mut self) -> Result<(), Error> {
-        self.stdin.write_all(b"\ndone\n").map_err(|e| Error::Git(e.to_string()))?;
-        drop(self.stdin);
-        let out = self.child.wait_with_output().map_err(|e| Error::Git(e.to_string()))?;
-        if !out.status.success() {
-            return Err(Error::Git(format!("git fast-import: {}", String::from_utf8_lossy(&out.stderr).trim())));
-        }
+        let id =
+            self.pack.add(tessera_pack::Kind::Blob, data).map_err(|e| Error::Git(format!("writing {path}: {e}")))?;
+        self.files.insert(path.to_string(), id);
         Ok(())
+    }
+
+    /// Puts a blob already written (to this pack or the repository) at `path`.
+    pub fn file_ref(&mut self, path: &str, blob: &str) -> Result<(), Error> {
+        let id = ObjectId::from_hex(blob.as_bytes()).map_err(|e| Error::Git(format!("blob id {blob:?}: {e}")))?;
+        self.files.insert(path.to_string(), id);
+        Ok(())
+    }
+
+    /// Writes the trees and the commit, seals the pack and moves the branch
+    /// from the commit it pointed at when this writer started. With
+    /// `skip_unchanged`, a tree equal to the parent's makes no commit and
+    /// returns `None`.
+    pub fn finish(mut self, skip_unchanged: bool) -> Result<Option<String>, Error> {
+        let io = |e: std::io::Error| Error::Git(format!("writing objects: {e}"));
+        let mut root = Dir::default();
+        for (path, id) in std::mem::take(&mut self.files) {
+            root.insert(&path, id);
+        }
+        let tree = root.write(&mut self.pack).map_err(io)?;
+        if skip_unchanged {
+            if let Some(parent) = &self.parent {
+                if tree_of(&self.repo, parent).as_deref() == Some(tree.to_string().as_str()) {
+                    self.pack.abandon().map_err(io)?;
+                    return Ok(None);
+                }
+            }
+        }
+        let author = self.author.clone().unwrap_or_else(|| identity(&self.repo, "GIT_AUTHOR_IDENT"));
+        let committer = self.committer.clone().unwrap_or_else(|| identity(&self.repo, "GIT_COMMITTER_IDENT"));
+        let mut body = format!("tree {tree}\n");
+        for p in self.parent.iter().chain(&self.extra_parents) {
+            body.push_str(&format!("parent {p}\n"));
+        }
+        body.push_str(&format!("author {author}\ncommitter {committer}\n\n{}", self.message));
+        if !body.ends_with('\n') {
+            body.push('\n');
+        }
+        let commit = self.pack.add(tessera_pack::Kind::Commit, body.as_bytes()).map_err(io)?;
+        self.pack.finish().map_err(io)?;
+        let old = self.parent.clone().unwrap_or_else(|| "0".repeat(40));
+        let mut c = git(&self.repo);
+        c.args(["update-ref", "-m", "tessera data export", &self.refname, &commit.to_string(), &old]);
+        run(c, &format!("moving {} (did someone else write to it meanwhile?)", self.refname))?;
+        Ok(Some(commit.to_string()))
+    }
+}
+
+/// The resume journal of exports: `<sha256> <blob id>` lines for chunk
+/// files an export wrote into a sealed pack but did not commit (it was
+/// interrupted). The next export reuses those blobs instead of compressing
+/// the chunks again; a successful export clears it. It lives in the git
+/// directory, so it never travels with the repository.
+pub struct Journal {
+    path: std::path::PathBuf,
+}
+
+impl Journal {
+    pub fn open(repo: &Path) -> Result<Journal, Error> {
+        let mut c = git(repo);
+        c.args(["rev-parse", "--path-format=absolute", "--git-path", "tessera-export-journal"]);
+        let path = String::from_utf8_lossy(&run(c, "locating the git directory")?).trim().to_string();
+        Ok(Journal { path: path.into() })
+    }
+
+    /// The journal's entries whose blobs the repository has.
+    pub fn load(&self, repo: &Path) -> Result<std::collections::HashMap<String, String>, Error> {
+        let Ok(text) = std::fs::read_to_string(&self.path) else { return Ok(Default::default()) };
+        let entries: Vec<(&str, &str)> = text.lines().filter_map(|l| l.split_once(' ')).collect();
+        if entries.is_empty() {
+            return Ok(Default::default());
+        }
+        let ids: String = entries.iter().map(|(_, blob)| format!("{blob}\n")).collect();
+        let present = batch_check(repo, &ids)?;
+        Ok(entries
+            .into_iter()
+            .filter(|(_, blob)| present.contains(*blob))
+            .map(|(sha, blob)| (sha.to_string(), blob.to_string()))
+            .collect())
+    }
+
+    pub fn record(&self, entries: &[(String, String)]) -> Result<(), Error> {
+        use std::io::Write;
+        let lines: String = entries.iter().map(|(sha, blob)| format!("{sha} {blob}\n")).collect();
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .map_err(|e| Error::Git(format!("{}: {e}", self.path.display())))?;
+        f.write_all(lines.as_bytes())
+            .and_then(|_| f.sync_data())
+            .map_err(|e| Error::Git(format!("{}: {e}", self.path.display())))
+    }
+
+    pub fn clear(&self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Which of the object ids (one per line) the repository has.
+fn batch_check(repo: &Path, ids: &str) -> Result<std::collections::HashSet<String>, Error> {
+    use std::io::Write;
+    let mut child = git(repo)
+        .args(["cat-file", "--batch-check=%(objectname)"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::Git(format!("git cat-file: {e}")))?;
+    let mut stdin = child.stdin.take().expect("piped");
+    let input = ids.to_string();
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let out = child.wait_with_output().map_err(|e| Error::Git(format!("git cat-file: {e}")))?;
+    let _ = writer.join();
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.ends_with(" missing"))
+        .map(|l| l.trim().to_string())
+        .collect())
+}
+
+/// The tree id of a commit.
+pub fn tree_of(repo: &Path, commit: &str) -> Option<String> {
+    let out = git(repo).args(["rev-parse", "-q", "--verify", &format!("{commit}^{{tree}}")]).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// A directory of the tree being written.
+#[derive(Default)]
+struct Dir {
+    files: BTreeMap<String, ObjectId>,
+    dirs: BTreeMap<String, Dir>,
+}
+
+impl Dir {
+    fn insert(&mut self, path: &str, id: ObjectId) {
+        match path.split_once('/') {
+            Some((dir, rest)) => self.dirs.entry(dir.to_string()).or_default().insert(rest, id),
+            None => {
+                self.files.insert(path.to_string(), id);
+            }
+        }
+    }
+
+    /// Writes this directory and everything under it; returns the tree id.
+    fn write(&self, pack: &mut tessera_pack::local::PackBuilder) -> std::io::Result<ObjectId> {
+        // git orders a tree's entries by name, a directory's name with a
+        // trailing '/'.
+        let mut entries: Vec<(Vec<u8>, &str, ObjectId)> = Vec::new();
+        for (name, id) in &self.files {
+            entries.push((name.as_bytes().to_vec(), "100644", *id));
+        }
+        for (name, dir) in &self.dirs {
+            let mut key = name.as_bytes().to_vec();
+            key.push(b'/');
+            entries.push((key, "40000", dir.write(pack)?));
+        }
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut body = Vec::new();
+        for (key, mode, id) in entries {
+            let name = key.strip_suffix(b"/").filter(|_| mode == "40000").unwrap_or(&key);
+            body.extend_from_slice(mode.as_bytes());
+            body.push(b' ');
+            body.extend_from_slice(name);
+            body.push(0);
+            body.extend_from_slice(id.as_bytes());
+        }
+        pack.add(tessera_pack::Kind::Tree, &body)
     }
 }
 

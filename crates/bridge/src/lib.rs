@@ -6,7 +6,7 @@
 //! the CSV profile in [`csv`] and [`value`]; the repository layout in
 //! [`layout`]. Chunk boundaries are content-defined (a hash of each row's
 //! key), so changing one row rewrites one chunk file, not every chunk after
-//! it. Git objects are written with `git fast-import`, without a work tree.
+//! it. Git objects are written in-process as a pack, without a work tree.
 //!
 //! Engines: SQLite (rusqlite), PostgreSQL (COPY in CSV format through sqlx),
 //! MySQL/MariaDB (text casts and batched inserts through sqlx) and Dolt in

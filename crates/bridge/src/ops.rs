@@ -102,7 +102,7 @@ fn estimate_divisor(conn: &rusqlite::Connection, schema: &sqlite::TableSchema, t
     Ok((target / avg).max(1))
 }
 
-fn key_hash(cells: &[Cell]) -> u64 {
+fn key_hash<'a>(cells: impl Iterator<Item = &'a Cell>) -> u64 {
     let mut h = Sha256::new();
     for c in cells {
         match c {
@@ -127,6 +127,9 @@ impl ContentHash {
         let d = Sha256::digest(record);
         self.0 = self.0.wrapping_add(u128::from_be_bytes(d[..16].try_into().expect("16 bytes")));
     }
+    pub fn merge(&mut self, other: ContentHash) {
+        self.0 = self.0.wrapping_add(other.0);
+    }
     pub fn hex(&self) -> String {
         format!("{:032x}", self.0)
     }
@@ -150,62 +153,78 @@ pub(crate) fn read_json<T: serde::de::DeserializeOwned>(
     }
 }
 
-/// Cuts a table's rows into chunk files and streams them into the commit.
-struct Chunker<'c> {
+/// A chunk cut by the [`Chunker`], on its way to the worker that hashes,
+/// compresses and stores it.
+struct Job {
+    table: usize,
+    file: String,
+    csv: Vec<u8>,
+    header_len: usize,
+    /// Where each row's record ends in `csv` (the header comes first).
+    ends: Vec<u32>,
+    rows: u64,
+    first_key: Vec<Cell>,
+    last_key: Vec<Cell>,
+    partition: Option<String>,
+    filter: Option<String>,
+}
+
+/// Cuts a table's rows into chunk files and hands them to the store worker.
+struct Chunker<'s> {
     table: String,
+    table_no: usize,
     head: Vec<u8>,
     key_idx: Vec<usize>,
     divisor: u64,
     limit: u64,
-    chunks: Vec<ChunkMeta>,
+    n_chunks: usize,
     chunk: Vec<u8>,
-    chunk_rows: u64,
+    ends: Vec<u32>,
     first_key: Vec<Cell>,
     last_key: Vec<Cell>,
-    hash: ContentHash,
     rows: u64,
+    bytes: u64,
     record: Vec<u8>,
     compression: layout::Compression,
     /// `--chunk-by`: the column index, how to partition, and the current
     /// partition with the number of its files so far.
     partition: Option<(usize, ChunkBy)>,
     current: Option<(String, bool, usize)>,
-    /// The previous export's chunks (file → SHA-256, blob id): a chunk that
-    /// comes out identical is referenced by its blob instead of re-sent.
-    previous: std::collections::HashMap<String, (String, String)>,
-    commit: &'c mut git::CommitWriter,
+    sink: &'s std::sync::mpsc::SyncSender<Job>,
 }
 
-impl<'c> Chunker<'c> {
+impl<'s> Chunker<'s> {
+    #[allow(clippy::too_many_arguments)]
     fn new(
         table: &str,
+        table_no: usize,
         columns: &[layout::Column],
         key_idx: Vec<usize>,
         divisor: u64,
         limit: u64,
         compression: layout::Compression,
-        commit: &'c mut git::CommitWriter,
+        sink: &'s std::sync::mpsc::SyncSender<Job>,
     ) -> Self {
         let head = header(columns);
         Chunker {
             table: table.to_string(),
+            table_no,
             chunk: head.clone(),
             head,
             key_idx,
             divisor,
             limit,
-            chunks: Vec::new(),
-            chunk_rows: 0,
+            n_chunks: 0,
+            ends: Vec::new(),
             first_key: Vec::new(),
             last_key: Vec::new(),
-            hash: ContentHash::default(),
             rows: 0,
+            bytes: 0,
             record: Vec::new(),
             compression,
             partition: None,
             current: None,
-            previous: std::collections::HashMap::new(),
-            commit,
+            sink,
         }
     }
 
@@ -220,9 +239,9 @@ impl<'c> Chunker<'c> {
         }
         self.record.clear();
         csv::write_record(&mut self.record, cells);
-        let key: Vec<Cell> = self.key_idx.iter().map(|i| cells[*i].clone()).collect();
         let limit = self.limit as usize;
         if self.head.len() + self.record.len() > limit {
+            let key: Vec<&Cell> = self.key_idx.iter().map(|i| &cells[*i]).collect();
             return Err(Error::RowTooLarge {
                 table: self.table.clone(),
                 key: format!("{key:?}"),
@@ -232,15 +251,18 @@ impl<'c> Chunker<'c> {
         if self.chunk.len() + self.record.len() > limit {
             self.flush()?;
         }
-        if self.chunk_rows == 0 {
-            self.first_key = key.clone();
+        if self.ends.is_empty() {
+            self.first_key = self.key_idx.iter().map(|i| cells[*i].clone()).collect();
         }
         self.chunk.extend_from_slice(&self.record);
-        self.chunk_rows += 1;
+        self.ends.push(self.chunk.len() as u32);
         self.rows += 1;
-        self.hash.add(&self.record);
-        let cut = key_hash(&key) % self.divisor == 0;
-        self.last_key = key;
+        self.bytes += self.record.len() as u64;
+        let cut = key_hash(self.key_idx.iter().map(|i| &cells[*i])) % self.divisor == 0;
+        self.last_key.resize(self.key_idx.len(), None);
+        for (last, i) in self.last_key.iter_mut().zip(&self.key_idx) {
+            last.clone_from(&cells[*i]);
+        }
         if cut {
             self.flush()?;
         }
@@ -248,50 +270,123 @@ impl<'c> Chunker<'c> {
     }
 
     fn flush(&mut self) -> Result<(), Error> {
-        if self.chunk_rows == 0 {
+        if self.ends.is_empty() {
             return Ok(());
         }
+        self.n_chunks += 1;
         let (file, partition, filter) = match (&self.partition, self.current.as_mut()) {
             (Some((_, by)), Some((value, is_null, n))) => {
                 *n += 1;
                 let file = layout::partition_chunk_path(&self.table, value, *n, self.compression);
                 (file, Some(value.clone()), Some(by.filter(value, *is_null)))
             }
-            _ => (layout::chunk_path(&self.table, self.chunks.len() + 1, self.compression), None, None),
+            _ => (layout::chunk_path(&self.table, self.n_chunks, self.compression), None, None),
         };
-        let stored = compress(self.compression, &self.chunk)?;
-        let sha256 = hex::encode(Sha256::digest(&stored[..]));
-        match self.previous.get(&file) {
-            Some((old_sha, blob)) if *old_sha == sha256 => self.commit.file_ref(&file, blob)?,
-            _ => self.commit.file(&file, &stored)?,
-        }
-        self.chunks.push(ChunkMeta {
+        let mut csv = Vec::with_capacity(self.chunk.capacity());
+        csv.extend_from_slice(&self.head);
+        let job = Job {
+            table: self.table_no,
             file,
-            rows: self.chunk_rows,
+            csv: std::mem::replace(&mut self.chunk, csv),
+            header_len: self.head.len(),
+            rows: self.ends.len() as u64,
+            ends: std::mem::take(&mut self.ends),
             first_key: std::mem::take(&mut self.first_key),
             last_key: self.last_key.clone(),
-            bytes: stored.len() as u64,
-            uncompressed_bytes: self.chunk.len() as u64,
-            sha256,
-            git_blob: git::blob_id_of(&stored),
             partition,
             filter,
-        });
-        self.chunk.truncate(0);
-        self.chunk.extend_from_slice(&self.head);
-        self.chunk_rows = 0;
-        Ok(())
+        };
+        // A closed channel means the worker stopped on an error, which
+        // `export` reports when it joins it.
+        self.sink.send(job).map_err(|_| Error::Git("the chunk writer stopped".into()))
     }
 
-    /// CSV bytes produced so far, for progress.
-    fn bytes_written(&self) -> u64 {
-        self.chunks.iter().map(|c| c.uncompressed_bytes).sum::<u64>() + self.chunk.len() as u64
-    }
-
-    fn finish(mut self) -> Result<(Vec<ChunkMeta>, u64, ContentHash), Error> {
+    fn finish(mut self) -> Result<(u64, usize), Error> {
         self.flush()?;
-        Ok((self.chunks, self.rows, self.hash))
+        Ok((self.rows, self.n_chunks))
     }
+}
+
+/// A chunk as stored: its metadata and content hash.
+struct Stored {
+    table: usize,
+    meta: ChunkMeta,
+    hash: ContentHash,
+}
+
+/// Compressed pack bytes after which the store worker seals its pack and
+/// records what it holds in the resume journal.
+const PACK_ROLL_BYTES: u64 = 256 << 20;
+
+/// What the store worker did: the chunks it stored, the blobs it wrote
+/// that are not yet in a sealed pack, and the error it stopped on.
+#[derive(Default)]
+struct StoreOutcome {
+    stored: Vec<Stored>,
+    unsealed: Vec<(String, String)>,
+    error: Option<Error>,
+}
+
+/// The worker behind the [`Chunker`]s: hashes each chunk's rows, compresses
+/// the file (`--compress`), reuses the blob of an identical chunk already in
+/// the repository, and otherwise deflates it into the export's pack. Runs
+/// on its own thread so reading the database and compressing overlap.
+fn store_chunks(
+    jobs: std::sync::mpsc::Receiver<Job>,
+    pack: &mut tessera_pack::local::PackBuilder,
+    compression: layout::Compression,
+    known: &std::collections::HashMap<String, String>,
+    journal: &git::Journal,
+) -> StoreOutcome {
+    let io = |e: std::io::Error| Error::Git(format!("writing the pack: {e}"));
+    let mut out = StoreOutcome::default();
+    for job in jobs {
+        let step = (|| {
+            let mut hash = ContentHash::default();
+            let mut start = job.header_len;
+            for &end in &job.ends {
+                hash.add(&job.csv[start..end as usize]);
+                start = end as usize;
+            }
+            let stored = compress(compression, &job.csv)?;
+            let sha256 = hex::encode(Sha256::digest(&stored[..]));
+            let git_blob = match known.get(&sha256) {
+                Some(blob) => blob.clone(),
+                None => {
+                    let encoded = tessera_pack::local::Encoded::new(tessera_pack::Kind::Blob, &stored, 2);
+                    let blob = pack.push(encoded).map_err(io)?.to_string();
+                    out.unsealed.push((sha256.clone(), blob.clone()));
+                    blob
+                }
+            };
+            if pack.bytes() > PACK_ROLL_BYTES {
+                pack.roll().map_err(io)?;
+                journal.record(&std::mem::take(&mut out.unsealed))?;
+            }
+            out.stored.push(Stored {
+                table: job.table,
+                meta: ChunkMeta {
+                    file: job.file,
+                    rows: job.rows,
+                    first_key: job.first_key,
+                    last_key: job.last_key,
+                    bytes: stored.len() as u64,
+                    uncompressed_bytes: job.csv.len() as u64,
+                    sha256,
+                    git_blob,
+                    partition: job.partition,
+                    filter: job.filter,
+                },
+                hash,
+            });
+            Ok(())
+        })();
+        if let Err(e) = step {
+            out.error = Some(e);
+            break;
+        }
+    }
+    out
 }
 
 /// A per-table progress line on stderr, drawn only when stderr is a terminal.
@@ -392,10 +487,7 @@ impl Source for SqliteSource {
     }
     fn scan(&mut self, shape: &Shape, each: &mut dyn FnMut(&[Cell]) -> Result<(), Error>) -> Result<(), Error> {
         let schema = sqlite::schema(&self.conn, &shape.name)?;
-        sqlite::scan(&self.conn, &schema, &shape.order(), &mut |values: Vec<Value>| {
-            let cells: Vec<Cell> = values.iter().zip(&shape.columns).map(|(v, c)| v.to_cell(c.affinity)).collect();
-            each(&cells)
-        })
+        sqlite::scan_cells(&self.conn, &schema, &shape.order(), each)
     }
 }
 
@@ -444,63 +536,107 @@ pub fn export(database: &str, repo: &Path, opts: &ExportOptions) -> Result<Expor
     let message =
         opts.message.clone().unwrap_or_else(|| format!("Export {} table(s) from {}", names.len(), redact(database)));
     let mut commit = git::CommitWriter::start(repo, &branch, &message)?;
+    // Blobs this repository already has, by the SHA-256 of the file: the
+    // previous export's chunks, and what an interrupted export sealed.
+    let journal = git::Journal::open(repo)?;
+    let mut known = journal.load(repo)?;
+    let mut previous_metas = BTreeMap::new();
+    if previous_exists {
+        for name in &names {
+            if let Some(p) = read_json::<TableMeta>(repo, &rev, &layout::table_meta_path(name))? {
+                for c in &p.chunks {
+                    known.insert(c.sha256.clone(), c.git_blob.clone());
+                }
+                previous_metas.insert(name.clone(), p);
+            }
+        }
+    }
+    let mut shapes = Vec::new();
+    let (sink, jobs) = std::sync::mpsc::sync_channel::<Job>(1);
+    let compression = opts.compression;
+    let (scanned, outcome) = std::thread::scope(|scope| {
+        let pack = &mut commit.pack;
+        let (known, journal) = (&known, &journal);
+        let worker = scope.spawn(move || store_chunks(jobs, pack, compression, known, journal));
+        let mut scan = || -> Result<Vec<(u64, usize)>, Error> {
+            let mut counts = Vec::new();
+            for (table_no, name) in names.iter().enumerate() {
+                let mut shape = source.describe(name)?;
+                let partition = match &opts.chunk_by {
+                    Some(by) => {
+                        let col = shape.columns.iter().position(|c| c.name == by.column).ok_or_else(|| {
+                            Error::Unsupported(format!("--chunk-by: table {name} has no column {:?}", by.column))
+                        })?;
+                        shape.order_first = Some(by.column.clone());
+                        Some((col, by.clone()))
+                    }
+                    None => None,
+                };
+                let divisor = match previous_metas.get(name) {
+                    Some(p) => p.divisor,
+                    None => source.divisor(&shape, opts.max_chunk_bytes / 2)?,
+                };
+                let key_idx: Vec<usize> = if shape.primary_key.is_empty() {
+                    (0..shape.columns.len()).collect()
+                } else {
+                    shape
+                        .primary_key
+                        .iter()
+                        .map(|k| shape.columns.iter().position(|c| &c.name == k).expect("pk is a column"))
+                        .collect()
+                };
+                let mut chunker = Chunker::new(
+                    name,
+                    table_no,
+                    &shape.columns,
+                    key_idx,
+                    divisor.max(1),
+                    opts.max_chunk_bytes,
+                    opts.compression,
+                    &sink,
+                );
+                chunker.partition = partition;
+                let bar = progress(name);
+                source.scan(&shape, &mut |cells| {
+                    chunker.push(cells)?;
+                    if chunker.rows % 4096 == 0 {
+                        bar.set_position(chunker.bytes);
+                        bar.set_message(rows_message(chunker.rows, &bar));
+                    }
+                    Ok(())
+                })?;
+                counts.push(chunker.finish()?);
+                bar.finish_and_clear();
+                shapes.push((shape, divisor));
+            }
+            Ok(counts)
+        };
+        let scanned = scan();
+        drop(sink);
+        (scanned, worker.join().expect("the chunk writer does not panic"))
+    });
+    let failed = match (scanned, outcome.error) {
+        (_, Some(e)) | (Err(e), None) => Some(e),
+        (Ok(_), None) => None,
+    };
+    if let Some(e) = failed {
+        // Seal what was stored so a re-run skips it, then report.
+        if !outcome.unsealed.is_empty() && commit.pack.roll().is_ok() {
+            journal.record(&outcome.unsealed)?;
+        }
+        return Err(e);
+    }
+    let mut tables: Vec<(Vec<ChunkMeta>, ContentHash)> = vec![(Vec::new(), ContentHash::default()); names.len()];
+    for s in outcome.stored {
+        let t = &mut tables[s.table];
+        commit.file_ref(&s.meta.file, &s.meta.git_blob)?;
+        t.0.push(s.meta);
+        t.1.merge(s.hash);
+    }
     let mut metas = Vec::new();
     let mut report = ExportReport::default();
     let mut schema_sql = String::new();
-    for name in &names {
-        let mut shape = source.describe(name)?;
-        let partition = match &opts.chunk_by {
-            Some(by) => {
-                let col = shape.columns.iter().position(|c| c.name == by.column).ok_or_else(|| {
-                    Error::Unsupported(format!("--chunk-by: table {name} has no column {:?}", by.column))
-                })?;
-                shape.order_first = Some(by.column.clone());
-                Some((col, by.clone()))
-            }
-            None => None,
-        };
-        let previous: Option<TableMeta> =
-            if previous_exists { read_json(repo, &rev, &layout::table_meta_path(name))? } else { None };
-        let divisor = match &previous {
-            Some(p) => p.divisor,
-            None => source.divisor(&shape, opts.max_chunk_bytes / 2)?,
-        };
-        let key_idx: Vec<usize> = if shape.primary_key.is_empty() {
-            (0..shape.columns.len()).collect()
-        } else {
-            shape
-                .primary_key
-                .iter()
-                .map(|k| shape.columns.iter().position(|c| &c.name == k).expect("pk is a column"))
-                .collect()
-        };
-        let mut chunker = Chunker::new(
-            name,
-            &shape.columns,
-            key_idx,
-            divisor.max(1),
-            opts.max_chunk_bytes,
-            opts.compression,
-            &mut commit,
-        );
-        chunker.partition = partition;
-        if let Some(p) = &previous {
-            chunker.previous =
-                p.chunks.iter().map(|c| (c.file.clone(), (c.sha256.clone(), c.git_blob.clone()))).collect();
-        }
-        let bar = progress(name);
-        let mut n_rows = 0u64;
-        source.scan(&shape, &mut |cells| {
-            chunker.push(cells)?;
-            n_rows += 1;
-            if n_rows % 4096 == 0 {
-                bar.set_position(chunker.bytes_written());
-                bar.set_message(rows_message(n_rows, &bar));
-            }
-            Ok(())
-        })?;
-        let (chunks, rows, hash) = chunker.finish()?;
-        bar.finish_and_clear();
+    for ((shape, divisor), (chunks, hash)) in shapes.into_iter().zip(tables) {
         schema_sql.push_str(&format!("{};\n", shape.create_sql.trim_end_matches(';')));
         for idx in shape.indexes.iter().filter_map(|i| i.sql.as_ref()) {
             schema_sql.push_str(&format!("{idx};\n"));
@@ -508,9 +644,10 @@ pub fn export(database: &str, repo: &Path, opts: &ExportOptions) -> Result<Expor
         for stmt in &shape.post_sql {
             schema_sql.push_str(&format!("{stmt};\n"));
         }
-        report.tables.push((name.clone(), rows, chunks.len()));
+        let rows = chunks.iter().map(|c| c.rows).sum();
+        report.tables.push((shape.name.clone(), rows, chunks.len()));
         metas.push(TableMeta {
-            name: name.clone(),
+            name: shape.name.clone(),
             row_identity: if shape.primary_key.is_empty() { "content".into() } else { "primary_key".into() },
             columns: shape.columns,
             primary_key: shape.primary_key,
@@ -552,7 +689,8 @@ pub fn export(database: &str, repo: &Path, opts: &ExportOptions) -> Result<Expor
     commit.file("datapackage.json", &serde_json::to_vec_pretty(&layout::datapackage(&metas)).expect("serializes"))?;
     commit.file("README.md", layout::readme(&manifest, &metas).as_bytes())?;
     commit.file(".gitattributes", layout::GITATTRIBUTES.as_bytes())?;
-    commit.finish()?;
+    commit.finish(false)?;
+    journal.clear();
     Ok(report)
 }
 
@@ -621,17 +759,17 @@ pub(crate) fn load_manifest(repo: &Path, rev: &str) -> Result<Manifest, Error> {
 }
 
 /// Reads every chunk of a table, checking it, and hands each row to `each`.
-fn compress(compression: layout::Compression, data: &[u8]) -> Result<Vec<u8>, Error> {
+fn compress(compression: layout::Compression, data: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, Error> {
     use std::io::Write;
     let io = |e: std::io::Error| Error::Unsupported(format!("compressing a chunk: {e}"));
     match compression {
-        layout::Compression::None => Ok(data.to_vec()),
+        layout::Compression::None => Ok(std::borrow::Cow::Borrowed(data)),
         layout::Compression::Gzip => {
             let mut z = flate2::write::GzEncoder::new(Vec::with_capacity(data.len() / 3), flate2::Compression::new(6));
             z.write_all(data).map_err(io)?;
-            z.finish().map_err(io)
+            z.finish().map(Into::into).map_err(io)
         }
-        layout::Compression::Zstd => zstd::encode_all(data, 3).map_err(io),
+        layout::Compression::Zstd => zstd::encode_all(data, 3).map(Into::into).map_err(io),
     }
 }
 
@@ -704,9 +842,12 @@ pub(crate) fn read_rows(
         }
         let mut rows = 0u64;
         let mut record = Vec::new();
+        let mut cells = Vec::new();
         loop {
             let line = reader.line();
-            let Some(cells) = reader.next_record().map_err(|e| damaged(line, e.to_string()))? else { break };
+            if !reader.next_into(&mut cells).map_err(|e| damaged(line, e.to_string()))? {
+                break;
+            }
             if cells.len() != meta.columns.len() {
                 return Err(damaged(
                     line,

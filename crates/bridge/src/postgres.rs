@@ -237,6 +237,7 @@ pub fn copy_out(pg: &mut Postgres, sql: &str, each: &mut dyn FnMut(&[Cell]) -> R
     rt.block_on(async {
         let mut stream = conn.copy_out_raw(sql).await.map_err(db)?;
         let mut buf: Vec<u8> = Vec::new();
+        let mut cells = Vec::new();
         loop {
             let next = stream.next().await;
             let finished = next.is_none();
@@ -246,8 +247,8 @@ pub fn copy_out(pg: &mut Postgres, sql: &str, each: &mut dyn FnMut(&[Cell]) -> R
             let mut reader = csv::Reader::new(&buf);
             let mut consumed = 0;
             loop {
-                match reader.next_record() {
-                    Ok(Some(cells)) => {
+                match reader.next_into(&mut cells) {
+                    Ok(true) => {
                         let end = reader.position();
                         if !finished && buf.get(end - 1) != Some(&b'\n') {
                             break;
@@ -255,7 +256,7 @@ pub fn copy_out(pg: &mut Postgres, sql: &str, each: &mut dyn FnMut(&[Cell]) -> R
                         consumed = end;
                         each(&cells)?;
                     }
-                    Ok(None) => break,
+                    Ok(false) => break,
                     Err(_) if !finished => break,
                     Err(e) => return Err(Error::Database(format!("reading COPY output: {e}"))),
                 }

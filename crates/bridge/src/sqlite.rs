@@ -131,38 +131,36 @@ pub fn schema(conn: &Connection, table: &str) -> Result<TableSchema, Error> {
     })
 }
 
-fn value(v: ValueRef<'_>) -> Result<Value, Error> {
-    Ok(match v {
-        ValueRef::Null => Value::Null,
-        ValueRef::Integer(i) => Value::Integer(i),
-        ValueRef::Real(f) => Value::Real(f),
-        ValueRef::Text(t) => Value::Text(
-            String::from_utf8(t.to_vec()).map_err(|_| Error::Database("a TEXT value is not valid UTF-8".into()))?,
-        ),
-        ValueRef::Blob(b) => Value::Blob(b.to_vec()),
-    })
-}
-
-/// Streams the table's rows in key order (all columns when there is no
-/// primary key) to `each`.
-pub fn scan(
+/// Streams the table's rows as cells in `order`, reusing one row of cells
+/// (no allocation per value once the strings have grown).
+pub fn scan_cells(
     conn: &Connection,
     schema: &TableSchema,
     order: &[String],
-    each: &mut dyn FnMut(Vec<Value>) -> Result<(), Error>,
+    each: &mut dyn FnMut(&[crate::csv::Cell]) -> Result<(), Error>,
 ) -> Result<(), Error> {
+    use crate::value::{set_cell, ValueRef as V};
     let order: Vec<String> = order.iter().map(|c| quote(c)).collect();
     let cols: Vec<String> = schema.columns.iter().map(|c| quote(&c.name)).collect();
     let sql = format!("SELECT {} FROM {} ORDER BY {}", cols.join(", "), quote(&schema.name), order.join(", "));
     let mut stmt = conn.prepare(&sql).map_err(db)?;
     let mut rows = stmt.query([]).map_err(db)?;
-    let n = schema.columns.len();
+    let mut cells = vec![None; schema.columns.len()];
     while let Some(r) = rows.next().map_err(db)? {
-        let mut values = Vec::with_capacity(n);
-        for i in 0..n {
-            values.push(value(r.get_ref(i).map_err(db)?)?);
+        for (i, (cell, col)) in cells.iter_mut().zip(&schema.columns).enumerate() {
+            let v =
+                match r.get_ref(i).map_err(db)? {
+                    ValueRef::Null => V::Null,
+                    ValueRef::Integer(n) => V::Integer(n),
+                    ValueRef::Real(f) => V::Real(f),
+                    ValueRef::Text(t) => V::Text(std::str::from_utf8(t).map_err(|_| {
+                        Error::Database(format!("a TEXT value of column {} is not valid UTF-8", col.name))
+                    })?),
+                    ValueRef::Blob(b) => V::Blob(b),
+                };
+            set_cell(cell, v, col.affinity);
         }
-        each(values)?;
+        each(&cells)?;
     }
     Ok(())
 }

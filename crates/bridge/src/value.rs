@@ -55,38 +55,87 @@ impl Affinity {
 }
 
 pub fn real_text(f: f64) -> String {
+    let mut s = String::new();
+    write_real(&mut s, f);
+    s
+}
+
+fn write_real(out: &mut String, f: f64) {
+    use std::fmt::Write;
     if f.is_nan() {
-        "NaN".into()
+        out.push_str("NaN");
     } else if f == f64::INFINITY {
-        "Infinity".into()
+        out.push_str("Infinity");
     } else if f == f64::NEG_INFINITY {
-        "-Infinity".into()
+        out.push_str("-Infinity");
     } else {
         // Debug is Rust's shortest round-trip form, and keeps a `.0` or an
         // exponent so a real never reads back as an integer.
-        format!("{f:?}")
+        write!(out, "{f:?}").expect("writing to a String");
     }
 }
 
+/// A value borrowed from the engine's row buffer.
+#[derive(Debug, Clone, Copy)]
+pub enum ValueRef<'a> {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text(&'a str),
+    Blob(&'a [u8]),
+}
+
 impl Value {
-    /// The cell for this value in a column of `affinity`. Text that would
-    /// read back as a number in a column that is not TEXT gets the `\`
-    /// escape, so it stays text.
+    /// The cell for this value in a column of `affinity`.
     pub fn to_cell(&self, affinity: Affinity) -> Cell {
+        let mut cell = None;
+        set_cell(&mut cell, self.as_ref(), affinity);
+        cell
+    }
+
+    pub fn as_ref(&self) -> ValueRef<'_> {
         match self {
-            Value::Text(s)
-                if affinity != Affinity::Text
-                    && !s.is_empty()
-                    && (s.parse::<i64>().is_ok() || parse_real(s).is_some()) =>
-            {
-                Some(format!("\\{s}"))
+            Value::Null => ValueRef::Null,
+            Value::Integer(i) => ValueRef::Integer(*i),
+            Value::Real(f) => ValueRef::Real(*f),
+            Value::Text(s) => ValueRef::Text(s),
+            Value::Blob(b) => ValueRef::Blob(b),
+        }
+    }
+}
+
+/// Writes the cell for `v` in a column of `affinity` into `cell`, reusing
+/// its string when it has one (exports call this once per value). Text
+/// that would read back as a number in a column that is not TEXT gets the
+/// `\` escape, so it stays text.
+pub fn set_cell(cell: &mut Cell, v: ValueRef<'_>, affinity: Affinity) {
+    use std::fmt::Write;
+    let text = match v {
+        ValueRef::Null => {
+            *cell = None;
+            return;
+        }
+        _ => cell.get_or_insert_with(String::new),
+    };
+    text.clear();
+    match v {
+        ValueRef::Null => unreachable!("handled above"),
+        ValueRef::Integer(i) => write!(text, "{i}").expect("writing to a String"),
+        ValueRef::Real(f) => write_real(text, f),
+        ValueRef::Text(s) => {
+            let numeric =
+                affinity != Affinity::Text && !s.is_empty() && (s.parse::<i64>().is_ok() || parse_real(s).is_some());
+            if numeric || s.starts_with('\\') {
+                text.push('\\');
             }
-            Value::Null => None,
-            Value::Integer(i) => Some(i.to_string()),
-            Value::Real(f) => Some(real_text(*f)),
-            Value::Text(s) if s.starts_with('\\') => Some(format!("\\{s}")),
-            Value::Text(s) => Some(s.clone()),
-            Value::Blob(b) => Some(format!("\\x{}", hex::encode(b))),
+            text.push_str(s);
+        }
+        ValueRef::Blob(b) => {
+            text.reserve(2 + b.len() * 2);
+            text.push_str("\\x");
+            for byte in b {
+                write!(text, "{byte:02x}").expect("writing to a String");
+            }
         }
     }
 }

@@ -210,6 +210,67 @@ fn one_row_change_rewrites_at_most_two_chunks() {
     assert!(changed_chunk_files(&repo).is_empty());
 }
 
+/// Object ids per pack of a repository.
+fn pack_contents(repo: &Path) -> Vec<Vec<String>> {
+    let pack_dir = repo.join(".git/objects/pack");
+    let mut packs = Vec::new();
+    for e in std::fs::read_dir(&pack_dir).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_some_and(|x| x == "idx") {
+            let out =
+                Command::new("git").args(["show-index"]).stdin(std::fs::File::open(&path).unwrap()).output().unwrap();
+            packs.push(
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .map(|l| l.split(' ').nth(1).unwrap().to_string())
+                    .collect(),
+            );
+        }
+    }
+    packs
+}
+
+#[test]
+fn an_interrupted_export_resumes_without_rewriting_stored_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.db");
+    let conn = Connection::open(&src).unwrap();
+    conn.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, payload TEXT); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000) INSERT INTO t SELECT i, printf('row %d with some payload text', i) FROM n; INSERT INTO t VALUES (99999, printf('%.100000c', 'x'));").unwrap();
+    let repo = dir.path().join("repo");
+    // The last row does not fit in a 64 KiB chunk: the export stops there,
+    // after storing every chunk before it.
+    let err = ops::export(src.to_str().unwrap(), &repo, &opts(64 * 1024)).unwrap_err();
+    assert!(matches!(&err, Error::RowTooLarge { table, key, .. } if table == "t" && key.contains("99999")), "{err}");
+    assert!(git(&repo, &["branch", "--list", "main"]).is_empty(), "nothing is committed");
+    let sealed: Vec<String> = pack_contents(&repo).concat();
+    assert!(sealed.len() > 10, "chunks stored before the failure: {}", sealed.len());
+    assert!(repo.join(".git/tessera-export-journal").exists());
+    let leftovers: Vec<_> = std::fs::read_dir(repo.join(".git/objects/pack"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    conn.execute("DELETE FROM t WHERE id = 99999", []).unwrap();
+    ops::export(src.to_str().unwrap(), &repo, &opts(64 * 1024)).unwrap();
+    git(&repo, &["fsck", "--strict"]);
+    let packs = pack_contents(&repo);
+    let all: Vec<&String> = packs.iter().flatten().collect();
+    let unique: std::collections::HashSet<&&String> = all.iter().collect();
+    assert_eq!(all.len(), unique.len(), "the second run wrote no chunk the first had stored");
+    let chunk_blobs: Vec<String> = git(&repo, &["ls-tree", "-r", "main", "data/"])
+        .lines()
+        .map(|l| l.split_whitespace().nth(2).unwrap().to_string())
+        .collect();
+    let reused = chunk_blobs.iter().filter(|b| sealed.contains(b)).count();
+    assert!(reused + 1 >= chunk_blobs.len(), "{reused} of {} chunks reused", chunk_blobs.len());
+    assert!(!repo.join(".git/tessera-export-journal").exists(), "a finished export clears its journal");
+    let imported = dir.path().join("out.db");
+    ops::import(&repo, imported.to_str().unwrap(), &import_opts()).unwrap();
+    assert!(ops::verify(imported.to_str().unwrap(), &repo, Some("main")).unwrap().iter().all(|d| d.same_content));
+}
+
 fn commit_edit(repo: &Path, file: &str, edit: impl Fn(&str) -> String) {
     let work = repo.parent().unwrap().join(format!("work-{}", rand_suffix()));
     git(repo.parent().unwrap(), &["clone", "-q", "-b", "main", repo.to_str().unwrap(), work.to_str().unwrap()]);

@@ -6,6 +6,8 @@
 //!   resolving deltas (including thin-pack bases that live elsewhere), and
 //!   reports each object with its location so the caller can index it;
 //! - [`read::PackFile`] decodes one object at a stored location;
+//! - [`local::PackBuilder`] writes new objects straight into a local git
+//!   repository as a pack with its `.idx` (the data bridge's export path);
 //! - [`write::Writer`] streams a new pack, copying stored entries (deltas
 //!   included) verbatim where it can, so serving a clone does not recompress.
 //!
@@ -15,6 +17,7 @@
 pub mod delta;
 pub mod entry;
 pub mod index;
+pub mod local;
 pub mod read;
 pub mod write;
 

@@ -208,7 +208,6 @@ impl PackFile {
     }
 
     /// Decodes the object at `offset`, following delta chains: offset deltas
-
     /// within this file, reference deltas through `resolve_ref`.
     pub fn decode(
         &self,

@@ -93,7 +93,6 @@ impl<W: Write> Writer<W> {
     }
 
     /// Writes an entry whose zlib data is already compressed (copied from a
-
     /// stored pack); `size` is the entry's decompressed size.
     pub fn raw(&mut self, header: &Header, size: u64, compressed: &[u8]) -> Result<u64, Error> {
         let at = self.begin_entry()?;
