@@ -15,6 +15,27 @@ pub enum Command {
     Import(ImportArgs),
     /// Compare a database with a repository (row counts and content hashes).
     Verify(VerifyArgs),
+    /// Sync a database and a repository both ways: a three-way merge of rows
+    /// and cells since the last sync.
+    Sync(SyncArgs),
+}
+
+#[derive(Args)]
+pub struct SyncArgs {
+    pub database: String,
+    pub repo: String,
+    /// Only send database changes to the repository.
+    #[arg(long, conflicts_with = "pull_only")]
+    pub push_only: bool,
+    /// Only apply repository changes to the database.
+    #[arg(long)]
+    pub pull_only: bool,
+    /// A cell changed differently on both sides: fail (report, change nothing),
+    /// ours (the database wins) or theirs (the repository wins).
+    #[arg(long, default_value = "fail", value_parser = ["fail", "ours", "theirs"])]
+    pub on_conflict: String,
+    #[arg(long)]
+    pub branch: Option<String>,
 }
 
 #[derive(Args)]
@@ -131,6 +152,51 @@ fn run_inner(cmd: Command) -> Result<ExitCode, Error> {
             }
             for (table, rows) in report.tables {
                 println!("{table}: {rows} rows");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sync(a) => {
+            use crate::sync::{Direction, OnConflict, SyncOptions};
+            let target = crate::git::open_target(&a.repo, true)?;
+            let repo_id = match &target.remote {
+                Some(url) => crate::git::redact_url(url),
+                None => {
+                    std::fs::canonicalize(&a.repo).map(|p| p.display().to_string()).unwrap_or_else(|_| a.repo.clone())
+                }
+            };
+            let opts = SyncOptions {
+                direction: if a.push_only {
+                    Direction::PushOnly
+                } else if a.pull_only {
+                    Direction::PullOnly
+                } else {
+                    Direction::Both
+                },
+                on_conflict: match a.on_conflict.as_str() {
+                    "ours" => OnConflict::Ours,
+                    "theirs" => OnConflict::Theirs,
+                    _ => OnConflict::Fail,
+                },
+                branch: a.branch,
+                repo_id,
+                export: None,
+            };
+            let report = crate::sync::sync(&a.database, &target, &opts)?;
+            for file in &report.edited_chunks {
+                println!("accepted an edit made in git: {file}");
+            }
+            for t in &report.created {
+                println!("{t}: created from the repository");
+            }
+            for (t, ins, upd, del) in &report.pulled {
+                println!("{t}: pulled {ins} insert(s), {upd} update(s), {del} delete(s)");
+            }
+            if report.resolved > 0 {
+                println!("resolved {} conflicting cell(s) by --on-conflict {}", report.resolved, a.on_conflict);
+            }
+            match &report.pushed {
+                Some(c) => println!("pushed commit {c}"),
+                None => println!("nothing to push"),
             }
             Ok(ExitCode::SUCCESS)
         }

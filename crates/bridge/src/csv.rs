@@ -29,6 +29,14 @@ pub fn write_record(out: &mut Vec<u8>, cells: &[Cell]) {
     out.push(b'\n');
 }
 
+/// One record as text, without its LF (for messages).
+pub fn write_record_string(cells: &[Cell]) -> String {
+    let mut out = Vec::new();
+    write_record(&mut out, cells);
+    out.pop();
+    String::from_utf8(out).expect("cells are UTF-8")
+}
+
 /// Why a chunk did not parse; returned by [`Reader::next_record`].
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum Error {

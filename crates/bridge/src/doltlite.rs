@@ -360,6 +360,60 @@ impl crate::ops::Source for Doltlite {
             each(&cells)
         })
     }
+
+    fn sync_state(&mut self, repo: &str, branch: &str) -> Result<Option<String>, Error> {
+        let exists = self.strings(
+            "SELECT name FROM sqlite_master WHERE name = ?1",
+            &[Value::Text(crate::sync::STATE_TABLE.into())],
+        )?;
+        if exists.is_empty() {
+            return Ok(None);
+        }
+        let sql = format!(
+            "SELECT commit_id FROM {} WHERE repo = ?1 AND branch = ?2",
+            crate::sqlite::quote(crate::sync::STATE_TABLE)
+        );
+        let rows = self.strings(&sql, &[Value::Text(repo.into()), Value::Text(branch.into())])?;
+        Ok(rows.first().and_then(|r| r.first()).map(text))
+    }
+
+    fn apply(&mut self, changes: &[crate::sync::TableChanges], state: Option<(&str, &str, &str)>) -> Result<(), Error> {
+        self.execute("BEGIN", &[])?;
+        let run = || -> Result<(), Error> {
+            for stmt in crate::sync::statements(&crate::sqlite::DIALECT, changes) {
+                let mut params = Vec::with_capacity(stmt.params.len());
+                for (cell, col) in &stmt.params {
+                    params.push(
+                        crate::value::from_cell(cell, col.affinity)
+                            .map_err(|e| Error::Database(format!("column {}: {e}", col.name)))?,
+                    );
+                }
+                self.execute(&stmt.sql, &params)?;
+            }
+            if let Some((repo, branch, commit)) = state {
+                self.execute(&crate::sync::state_ddl(crate::sqlite::quote), &[])?;
+                for (sql, values) in crate::sync::state_statements(&crate::sqlite::DIALECT, repo, branch, commit) {
+                    let values: Vec<Value> =
+                        values.into_iter().map(|v| v.map(Value::Text).unwrap_or(Value::Null)).collect();
+                    self.execute(&sql, &values)?;
+                }
+            }
+            Ok(())
+        };
+        match run() {
+            Ok(()) => {
+                self.execute("COMMIT", &[])?;
+                if !changes.iter().all(|c| c.deletes.is_empty() && c.inserts.is_empty() && c.updates.is_empty()) {
+                    self.execute("SELECT dolt_commit('-A', '-m', 'Sync from git by tessera')", &[])?;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.execute("ROLLBACK", &[]);
+                Err(e)
+            }
+        }
+    }
 }
 
 /// Loads an export into a new or existing doltlite file and records it as

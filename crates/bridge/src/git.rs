@@ -249,6 +249,27 @@ fn batch_check(repo: &Path, ids: &str) -> Result<std::collections::HashSet<Strin
         .collect())
 }
 
+/// `path → blob id` of the files under `prefix` at `rev`.
+pub fn ls_tree(repo: &Path, rev: &str, prefix: &str) -> Result<Vec<(String, String)>, Error> {
+    let mut c = git(repo);
+    c.args(["ls-tree", "-r", "-z", rev, "--", prefix]);
+    let out = run(c, &format!("listing {prefix} at {rev}"))?;
+    Ok(out
+        .split(|b| *b == 0)
+        .filter_map(|entry| {
+            let entry = std::str::from_utf8(entry).ok()?;
+            let (meta, path) = entry.split_once('\t')?;
+            let blob = meta.split(' ').nth(2)?;
+            Some((path.to_string(), blob.to_string()))
+        })
+        .collect())
+}
+
+/// Whether `ancestor` is in the history of `commit`.
+pub fn is_ancestor(repo: &Path, ancestor: &str, commit: &str) -> bool {
+    git(repo).args(["merge-base", "--is-ancestor", ancestor, commit]).status().map(|s| s.success()).unwrap_or(false)
+}
+
 /// The tree id of a commit.
 pub fn tree_of(repo: &Path, commit: &str) -> Option<String> {
     let out = git(repo).args(["rev-parse", "-q", "--verify", &format!("{commit}^{{tree}}")]).output().ok()?;

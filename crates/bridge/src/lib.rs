@@ -25,6 +25,7 @@ mod mysql;
 pub mod ops;
 mod postgres;
 mod sqlite;
+pub mod sync;
 pub mod value;
 
 pub use git::{open_target, push, Target};
@@ -50,4 +51,7 @@ pub enum Error {
     RowTooLarge { table: String, key: String, bytes: u64 },
     #[error("{0}")]
     Unsupported(String),
+    /// `sync --on-conflict fail` found cells changed differently on both sides.
+    #[error("{0}")]
+    Conflicts(String),
 }

@@ -209,6 +209,46 @@ impl crate::ops::Source for Mysql {
         let columns = shape.columns.clone();
         self.rows(&shape.name, &columns, &shape.order(), each)
     }
+
+    fn sync_state(&mut self, repo: &str, branch: &str) -> Result<Option<String>, Error> {
+        if !self.table_exists(crate::sync::STATE_TABLE)? {
+            return Ok(None);
+        }
+        let Mysql { rt, conn } = self;
+        let sql = format!("SELECT commit_id FROM {} WHERE repo = ? AND branch = ?", quote(crate::sync::STATE_TABLE));
+        let row = rt.block_on(sqlx::query(&sql).bind(repo).bind(branch).fetch_optional(&mut *conn)).map_err(db)?;
+        row.map(|r| r.try_get::<String, _>(0).map_err(db)).transpose()
+    }
+
+    fn apply(&mut self, changes: &[crate::sync::TableChanges], state: Option<(&str, &str, &str)>) -> Result<(), Error> {
+        let Mysql { rt, conn } = self;
+        if state.is_some() {
+            // DDL commits implicitly in MySQL: create the state table first.
+            rt.block_on(conn.execute(crate::sync::state_ddl(quote).as_str())).map_err(db)?;
+        }
+        rt.block_on(async {
+            let mut tx = conn.begin().await.map_err(db)?;
+            sqlx::query("SET FOREIGN_KEY_CHECKS = 0").execute(&mut *tx).await.map_err(db)?;
+            for stmt in crate::sync::statements(&DIALECT, changes) {
+                let mut q = sqlx::query(&stmt.sql);
+                for (cell, col) in &stmt.params {
+                    q = bind_cell(q, cell, col).map_err(|r| Error::Database(format!("column {}: {r}", col.name)))?;
+                }
+                q.execute(&mut *tx).await.map_err(|e| Error::Database(format!("{}: {e}", stmt.sql)))?;
+            }
+            if let Some((repo, branch, commit)) = state {
+                for (sql, values) in crate::sync::state_statements(&DIALECT, repo, branch, commit) {
+                    let mut q = sqlx::query(&sql);
+                    for v in &values {
+                        q = q.bind(v.clone());
+                    }
+                    q.execute(&mut *tx).await.map_err(db)?;
+                }
+            }
+            sqlx::query("SET FOREIGN_KEY_CHECKS = 1").execute(&mut *tx).await.map_err(db)?;
+            tx.commit().await.map_err(|e| Error::Database(format!("committing the sync: {e}")))
+        })
+    }
 }
 
 fn is_bit(col: &Column) -> bool {
@@ -232,6 +272,14 @@ fn bind_cell<'q>(
         Some(t) => q.bind(t.clone()),
     })
 }
+
+/// How MySQL spells sync's statements.
+const DIALECT: crate::sync::Dialect = crate::sync::Dialect {
+    quote,
+    param: |_, _| "?".into(),
+    is: "<=>",
+    delete_one: |table, cond| format!("DELETE FROM {table} WHERE {cond} LIMIT 1"),
+};
 
 const BATCH: usize = 200;
 

@@ -78,6 +78,8 @@ impl ChunkBy {
 #[derive(Debug, Default)]
 pub struct ExportReport {
     pub tables: Vec<(String, u64, usize)>,
+    /// The commit written; `None` when nothing changed and none was needed.
+    pub commit: Option<String>,
 }
 
 /// Rows per chunk aimed at when no earlier export fixed the divisor.
@@ -155,13 +157,13 @@ pub(crate) fn read_json<T: serde::de::DeserializeOwned>(
 
 /// A chunk cut by the [`Chunker`], on its way to the worker that hashes,
 /// compresses and stores it.
-struct Job {
+pub(crate) struct Job {
     table: usize,
     file: String,
-    csv: Vec<u8>,
-    header_len: usize,
+    pub csv: Vec<u8>,
+    pub header_len: usize,
     /// Where each row's record ends in `csv` (the header comes first).
-    ends: Vec<u32>,
+    pub ends: Vec<u32>,
     rows: u64,
     first_key: Vec<Cell>,
     last_key: Vec<Cell>,
@@ -170,7 +172,7 @@ struct Job {
 }
 
 /// Cuts a table's rows into chunk files and hands them to the store worker.
-struct Chunker<'s> {
+pub(crate) struct Chunker<'s> {
     table: String,
     table_no: usize,
     head: Vec<u8>,
@@ -195,7 +197,7 @@ struct Chunker<'s> {
 
 impl<'s> Chunker<'s> {
     #[allow(clippy::too_many_arguments)]
-    fn new(
+    pub(crate) fn new(
         table: &str,
         table_no: usize,
         columns: &[layout::Column],
@@ -228,7 +230,7 @@ impl<'s> Chunker<'s> {
         }
     }
 
-    fn push(&mut self, cells: &[Cell]) -> Result<(), Error> {
+    pub(crate) fn push(&mut self, cells: &[Cell]) -> Result<(), Error> {
         if let Some((col, by)) = &self.partition {
             let value = by.value(&cells[*col]);
             let is_null = cells[*col].is_none();
@@ -301,7 +303,7 @@ impl<'s> Chunker<'s> {
         self.sink.send(job).map_err(|_| Error::Git("the chunk writer stopped".into()))
     }
 
-    fn finish(mut self) -> Result<(u64, usize), Error> {
+    pub(crate) fn finish(mut self) -> Result<(u64, usize), Error> {
         self.flush()?;
         Ok((self.rows, self.n_chunks))
     }
@@ -410,6 +412,15 @@ pub(crate) fn rows_message(rows: u64, bar: &indicatif::ProgressBar) -> String {
     format!("{rows} rows, {:.0} rows/s", rows as f64 / secs)
 }
 
+/// Positions of the columns that identify a row: the primary key, or all
+/// columns when there is none.
+pub(crate) fn key_columns(shape: &Shape) -> Vec<usize> {
+    if shape.primary_key.is_empty() {
+        return (0..shape.columns.len()).collect();
+    }
+    shape.primary_key.iter().map(|k| shape.columns.iter().position(|c| &c.name == k).expect("pk is a column")).collect()
+}
+
 /// A table's description without its rows, from whichever engine.
 pub(crate) struct Shape {
     pub name: String,
@@ -448,6 +459,11 @@ pub(crate) trait Source {
     fn divisor(&mut self, shape: &Shape, target_bytes: u64) -> Result<u64, Error>;
     /// The rows in key order (all columns when there is no primary key), as cells.
     fn scan(&mut self, shape: &Shape, each: &mut dyn FnMut(&[Cell]) -> Result<(), Error>) -> Result<(), Error>;
+    /// The commit this database was last synced with (`tessera data sync`).
+    fn sync_state(&mut self, repo: &str, branch: &str) -> Result<Option<String>, Error>;
+    /// Applies row-level changes and records the synced commit, all in one
+    /// transaction.
+    fn apply(&mut self, changes: &[crate::sync::TableChanges], state: Option<(&str, &str, &str)>) -> Result<(), Error>;
 }
 
 struct SqliteSource {
@@ -489,6 +505,14 @@ impl Source for SqliteSource {
         let schema = sqlite::schema(&self.conn, &shape.name)?;
         sqlite::scan_cells(&self.conn, &schema, &shape.order(), each)
     }
+    fn sync_state(&mut self, repo: &str, branch: &str) -> Result<Option<String>, Error> {
+        sqlite::sync_state(&self.conn, repo, branch)
+    }
+    fn apply(&mut self, changes: &[crate::sync::TableChanges], state: Option<(&str, &str, &str)>) -> Result<(), Error> {
+        let tx = self.conn.transaction().map_err(|e| Error::Database(e.to_string()))?;
+        sqlite::apply(&tx, changes, state)?;
+        tx.commit().map_err(|e| Error::Database(format!("committing the sync: {e}")))
+    }
 }
 
 pub(crate) fn is_mysql(database: &str) -> bool {
@@ -499,7 +523,7 @@ pub(crate) fn is_postgres(database: &str) -> bool {
     database.starts_with("postgres://") || database.starts_with("postgresql://")
 }
 
-fn open_source(database: &str) -> Result<Box<dyn Source>, Error> {
+pub(crate) fn open_source(database: &str) -> Result<Box<dyn Source>, Error> {
     if is_postgres(database) {
         return Ok(Box::new(crate::postgres::Postgres::connect(database)?));
     }
@@ -516,6 +540,25 @@ fn open_source(database: &str) -> Result<Box<dyn Source>, Error> {
 }
 
 pub fn export(database: &str, repo: &Path, opts: &ExportOptions) -> Result<ExportReport, Error> {
+    export_inner(database, repo, opts, false)
+}
+
+/// An export that makes no commit when nothing changed; returns the commit.
+pub(crate) fn export_commit(
+    database: &str,
+    repo: &Path,
+    opts: &ExportOptions,
+    skip_unchanged: bool,
+) -> Result<Option<String>, Error> {
+    export_inner(database, repo, opts, skip_unchanged).map(|r| r.commit)
+}
+
+fn export_inner(
+    database: &str,
+    repo: &Path,
+    opts: &ExportOptions,
+    skip_unchanged: bool,
+) -> Result<ExportReport, Error> {
     let mut source = open_source(database)?;
     git::ensure_repo(repo)?;
     let branch = match &opts.branch {
@@ -525,6 +568,7 @@ pub fn export(database: &str, repo: &Path, opts: &ExportOptions) -> Result<Expor
     let rev = format!("refs/heads/{branch}");
     let previous_exists = git::rev_exists(repo, &rev);
     let mut names = source.tables()?;
+    names.retain(|n| n != crate::sync::STATE_TABLE);
     if let Some(only) = &opts.tables {
         for t in only {
             if !names.contains(t) {
@@ -576,15 +620,7 @@ pub fn export(database: &str, repo: &Path, opts: &ExportOptions) -> Result<Expor
                     Some(p) => p.divisor,
                     None => source.divisor(&shape, opts.max_chunk_bytes / 2)?,
                 };
-                let key_idx: Vec<usize> = if shape.primary_key.is_empty() {
-                    (0..shape.columns.len()).collect()
-                } else {
-                    shape
-                        .primary_key
-                        .iter()
-                        .map(|k| shape.columns.iter().position(|c| &c.name == k).expect("pk is a column"))
-                        .collect()
-                };
+                let key_idx = key_columns(&shape);
                 let mut chunker = Chunker::new(
                     name,
                     table_no,
@@ -689,7 +725,7 @@ pub fn export(database: &str, repo: &Path, opts: &ExportOptions) -> Result<Expor
     commit.file("datapackage.json", &serde_json::to_vec_pretty(&layout::datapackage(&metas)).expect("serializes"))?;
     commit.file("README.md", layout::readme(&manifest, &metas).as_bytes())?;
     commit.file(".gitattributes", layout::GITATTRIBUTES.as_bytes())?;
-    commit.finish(false)?;
+    report.commit = commit.finish(skip_unchanged)?;
     journal.clear();
     Ok(report)
 }
@@ -759,7 +795,7 @@ pub(crate) fn load_manifest(repo: &Path, rev: &str) -> Result<Manifest, Error> {
 }
 
 /// Reads every chunk of a table, checking it, and hands each row to `each`.
-fn compress(compression: layout::Compression, data: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, Error> {
+pub(crate) fn compress(compression: layout::Compression, data: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, Error> {
     use std::io::Write;
     let io = |e: std::io::Error| Error::Unsupported(format!("compressing a chunk: {e}"));
     match compression {

@@ -229,7 +229,55 @@ impl crate::ops::Source for Postgres {
         );
         copy_out(self, &sql, each)
     }
+
+    fn sync_state(&mut self, repo: &str, branch: &str) -> Result<Option<String>, Error> {
+        if !self.table_exists(crate::sync::STATE_TABLE)? {
+            return Ok(None);
+        }
+        let Postgres { rt, conn } = self;
+        let sql = format!("SELECT commit_id FROM {} WHERE repo = $1 AND branch = $2", quote(crate::sync::STATE_TABLE));
+        let row = rt.block_on(sqlx::query(&sql).bind(repo).bind(branch).fetch_optional(&mut *conn)).map_err(db)?;
+        row.map(|r| r.try_get::<String, _>(0).map_err(db)).transpose()
+    }
+
+    fn apply(&mut self, changes: &[crate::sync::TableChanges], state: Option<(&str, &str, &str)>) -> Result<(), Error> {
+        let Postgres { rt, conn } = self;
+        rt.block_on(async {
+            use sqlx::Connection;
+            let mut tx = conn.begin().await.map_err(db)?;
+            sqlx::query("SET CONSTRAINTS ALL DEFERRED").execute(&mut *tx).await.map_err(db)?;
+            for stmt in crate::sync::statements(&DIALECT, changes) {
+                let mut q = sqlx::query(&stmt.sql);
+                for (cell, _) in &stmt.params {
+                    q = q.bind(cell.as_deref());
+                }
+                q.execute(&mut *tx).await.map_err(|e| Error::Database(format!("{}: {e}", stmt.sql)))?;
+            }
+            if let Some((repo, branch, commit)) = state {
+                sqlx::query(&crate::sync::state_ddl(quote)).execute(&mut *tx).await.map_err(db)?;
+                for (sql, values) in crate::sync::state_statements(&DIALECT, repo, branch, commit) {
+                    let mut q = sqlx::query(&sql);
+                    for v in &values {
+                        q = q.bind(v.as_deref());
+                    }
+                    q.execute(&mut *tx).await.map_err(db)?;
+                }
+            }
+            tx.commit().await.map_err(|e| Error::Database(format!("committing the sync: {e}")))
+        })
+    }
 }
+
+/// How PostgreSQL spells sync's statements: every value is bound as text
+/// and cast to the column's type, which is how COPY reads it too.
+const DIALECT: crate::sync::Dialect = crate::sync::Dialect {
+    quote,
+    param: |n, col| format!("${n}::text::{}", col.declared_type),
+    is: "IS NOT DISTINCT FROM",
+    delete_one: |table, cond| {
+        format!("DELETE FROM {table} WHERE ctid IN (SELECT ctid FROM {table} WHERE {cond} LIMIT 1)")
+    },
+};
 
 /// Runs a COPY ... TO STDOUT (FORMAT csv) and hands each record's cells to `each`.
 pub fn copy_out(pg: &mut Postgres, sql: &str, each: &mut dyn FnMut(&[Cell]) -> Result<(), Error>) -> Result<(), Error> {

@@ -174,3 +174,55 @@ pub fn to_sql(v: &Value) -> rusqlite::types::Value {
         Value::Blob(b) => rusqlite::types::Value::Blob(b.clone()),
     }
 }
+
+/// How SQLite spells sync's statements.
+pub(crate) const DIALECT: crate::sync::Dialect = crate::sync::Dialect {
+    quote,
+    param: |_, _| "?".into(),
+    is: "IS",
+    delete_one: |table, cond| {
+        format!("DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE {cond} LIMIT 1)")
+    },
+};
+
+/// The commit last synced with `repo`'s `branch`.
+pub(crate) fn sync_state(conn: &Connection, repo: &str, branch: &str) -> Result<Option<String>, Error> {
+    let exists: bool = conn
+        .query_row("SELECT count(*) > 0 FROM sqlite_master WHERE name = ?1", [crate::sync::STATE_TABLE], |r| r.get(0))
+        .map_err(db)?;
+    if !exists {
+        return Ok(None);
+    }
+    let sql = format!("SELECT commit_id FROM {} WHERE repo = ?1 AND branch = ?2", quote(crate::sync::STATE_TABLE));
+    match conn.query_row(&sql, [repo, branch], |r| r.get(0)) {
+        Ok(c) => Ok(Some(c)),
+        Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
+        Err(e) => Err(db(e)),
+    }
+}
+
+/// Applies sync's changes and state inside the caller's transaction.
+pub(crate) fn apply(
+    conn: &Connection,
+    changes: &[crate::sync::TableChanges],
+    state: Option<(&str, &str, &str)>,
+) -> Result<(), Error> {
+    conn.execute_batch("PRAGMA defer_foreign_keys = ON").map_err(db)?;
+    for stmt in crate::sync::statements(&DIALECT, changes) {
+        let mut params = Vec::with_capacity(stmt.params.len());
+        for (cell, col) in &stmt.params {
+            let v = crate::value::from_cell(cell, col.affinity)
+                .map_err(|e| Error::Database(format!("column {}: {e}", col.name)))?;
+            params.push(to_sql(&v));
+        }
+        conn.execute(&stmt.sql, rusqlite::params_from_iter(params))
+            .map_err(|e| Error::Database(format!("{}: {e}", stmt.sql)))?;
+    }
+    if let Some((repo, branch, commit)) = state {
+        conn.execute_batch(&crate::sync::state_ddl(quote)).map_err(db)?;
+        for (sql, values) in crate::sync::state_statements(&DIALECT, repo, branch, commit) {
+            conn.execute(&sql, rusqlite::params_from_iter(values)).map_err(db)?;
+        }
+    }
+    Ok(())
+}

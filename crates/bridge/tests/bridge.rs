@@ -799,3 +799,159 @@ fn doltlite_round_trip_and_commit() {
     assert!(check.contains("(1, 'ann', 0.1, '00FF')") && check.contains("(2, '', None, '')"), "{check}");
     assert!(check.contains("Import from git by tessera"), "the import is one Dolt commit: {check}");
 }
+
+mod sync {
+    use super::*;
+    use tessera_bridge::sync::{self, Direction, OnConflict, SyncOptions};
+    use tessera_bridge::Target;
+
+    fn local(repo: &Path) -> Target {
+        Target { path: repo.to_path_buf(), remote: None }
+    }
+
+    fn sync_opts(direction: Direction, on_conflict: OnConflict) -> SyncOptions {
+        SyncOptions {
+            direction,
+            on_conflict,
+            branch: Some("main".into()),
+            repo_id: "test-repo".into(),
+            export: Some(opts(16 * 1024)),
+        }
+    }
+
+    fn both() -> SyncOptions {
+        sync_opts(Direction::Both, OnConflict::Fail)
+    }
+
+    fn head(repo: &Path) -> String {
+        git(repo, &["rev-parse", "main"]).trim().to_string()
+    }
+
+    fn value(db: &Path, sql: &str) -> Option<String> {
+        Connection::open(db).unwrap().query_row(sql, [], |r| r.get(0)).ok()
+    }
+
+    /// A database with 2000 rows synced into a fresh repository.
+    fn setup(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+        let db = dir.join("db.sqlite");
+        Connection::open(&db).unwrap().execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT, b TEXT); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) INSERT INTO t SELECT i, 'a' || i, 'b' || i FROM n;").unwrap();
+        let repo = dir.join("repo");
+        let report = sync::sync(db.to_str().unwrap(), &local(&repo), &both()).unwrap();
+        assert!(report.pushed.is_some(), "the first sync exports");
+        git(&repo, &["config", "receive.denyCurrentBranch", "ignore"]);
+        (db, repo)
+    }
+
+    /// Edits the chunk holding `needle` in a clone, commits and pushes.
+    fn edit_in_git(repo: &Path, needle: &str, edit: impl Fn(&str) -> String) {
+        let files = git(repo, &["grep", "-l", needle, "main", "--", "data/"]);
+        let file = files.lines().next().unwrap().trim_start_matches("main:").to_string();
+        commit_edit(repo, &file, edit);
+    }
+
+    #[test]
+    fn a_one_row_change_is_one_commit_touching_one_chunk() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, repo) = setup(dir.path());
+        let first = head(&repo);
+        assert!(git(&repo, &["ls-tree", "-r", "--name-only", "main", "data/"]).lines().count() > 5);
+        // No change, no commit.
+        assert_eq!(sync::sync(db.to_str().unwrap(), &local(&repo), &both()).unwrap().pushed, None);
+        assert_eq!(head(&repo), first);
+        Connection::open(&db).unwrap().execute("UPDATE t SET a = 'changed' WHERE id = 1000", []).unwrap();
+        let report = sync::sync(db.to_str().unwrap(), &local(&repo), &both()).unwrap();
+        assert!(report.pushed.is_some());
+        assert_eq!(git(&repo, &["rev-parse", "main~1"]).trim(), first, "one commit");
+        let changed = git(&repo, &["diff", "--name-only", "main~1", "main", "--", "data/"]);
+        assert_eq!(changed.lines().count(), 1, "{changed}");
+        git(&repo, &["fsck", "--strict"]);
+        // The state table is not exported.
+        assert!(!git(&repo, &["ls-tree", "-r", "--name-only", "main"]).contains("_tessera_sync"));
+    }
+
+    #[test]
+    fn edits_and_deletes_made_in_git_are_pulled_as_row_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, repo) = setup(dir.path());
+        edit_in_git(&repo, "a1500,", |t| t.replace("1500,a1500,b1500", "1500,a1500,edited by hand"));
+        edit_in_git(&repo, "a10,", |t| {
+            t.lines().filter(|l| !l.starts_with("10,") && !l.starts_with("11,")).map(|l| format!("{l}\n")).collect()
+        });
+        // A row id remembers it is the same row: count rowids before.
+        let rowid_before = value(&db, "SELECT rowid FROM t WHERE id = 1500");
+        let pulled =
+            sync::sync(db.to_str().unwrap(), &local(&repo), &sync_opts(Direction::PullOnly, OnConflict::Fail)).unwrap();
+        assert_eq!(pulled.pulled, vec![("t".to_string(), 0, 1, 2)]);
+        assert_eq!(pulled.pushed, None);
+        assert_eq!(value(&db, "SELECT b FROM t WHERE id = 1500").as_deref(), Some("edited by hand"));
+        assert_eq!(value(&db, "SELECT a FROM t WHERE id IN (10, 11)"), None, "deleted");
+        let n: i64 = Connection::open(&db).unwrap().query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 1998);
+        assert_eq!(value(&db, "SELECT rowid FROM t WHERE id = 1500"), rowid_before, "updated in place, not reloaded");
+        // The next two-way sync pulls nothing; it refreshes the metadata of
+        // the edited chunks (row counts, checksums) and leaves their data as
+        // the person wrote it.
+        let again = sync::sync(db.to_str().unwrap(), &local(&repo), &both()).unwrap();
+        assert!(again.pulled.is_empty(), "{again:?}");
+        assert!(again.pushed.is_some());
+        assert_eq!(git(&repo, &["diff", "--name-only", "main~1", "main", "--", "data/"]), "");
+        let meta = git(&repo, &["show", "main:.dolt-metadata/tables/t.json"]);
+        assert!(meta.contains("\"rows\": 1998"), "{meta}");
+        // Then nothing at all.
+        let third = sync::sync(db.to_str().unwrap(), &local(&repo), &both()).unwrap();
+        assert!(third.pulled.is_empty() && third.pushed.is_none(), "{third:?}");
+    }
+
+    #[test]
+    fn concurrent_edits_merge_and_conflicts_change_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, repo) = setup(dir.path());
+        // Different rows, and different columns of one row.
+        Connection::open(&db)
+            .unwrap()
+            .execute_batch("UPDATE t SET a = 'db' WHERE id = 100; UPDATE t SET a = 'db-a' WHERE id = 700; INSERT INTO t VALUES (5000, 'new', 'row');")
+            .unwrap();
+        edit_in_git(&repo, "a1800,", |t| t.replace("1800,a1800,b1800", "1800,a1800,git"));
+        edit_in_git(&repo, "a700,", |t| t.replace("700,a700,b700", "700,a700,git-b"));
+        let report = sync::sync(db.to_str().unwrap(), &local(&repo), &both()).unwrap();
+        assert!(report.pushed.is_some());
+        assert_eq!(value(&db, "SELECT a || '/' || b FROM t WHERE id = 700").as_deref(), Some("db-a/git-b"));
+        assert_eq!(value(&db, "SELECT b FROM t WHERE id = 1800").as_deref(), Some("git"));
+        let diffs = ops::verify(db.to_str().unwrap(), &repo, Some("main")).unwrap();
+        assert!(diffs.iter().all(|d| d.same_content), "{diffs:?}");
+
+        // The same cell on both sides: a report, and neither side changes.
+        Connection::open(&db).unwrap().execute("UPDATE t SET b = 'from db' WHERE id = 42", []).unwrap();
+        edit_in_git(&repo, "a42,", |t| t.replace("42,a42,b42", "42,a42,from git"));
+        let before = head(&repo);
+        let err = sync::sync(db.to_str().unwrap(), &local(&repo), &both()).unwrap_err();
+        let text = err.to_string();
+        for part in ["table t", "(\"42\")", "column b", "\"b42\"", "\"from db\"", "\"from git\""] {
+            assert!(text.contains(part), "{part} missing from: {text}");
+        }
+        assert_eq!(head(&repo), before);
+        assert_eq!(value(&db, "SELECT b FROM t WHERE id = 42").as_deref(), Some("from db"));
+        // Resolved in the repository's favour, both sides agree.
+        sync::sync(db.to_str().unwrap(), &local(&repo), &sync_opts(Direction::Both, OnConflict::Theirs)).unwrap();
+        assert_eq!(value(&db, "SELECT b FROM t WHERE id = 42").as_deref(), Some("from git"));
+        assert!(ops::verify(db.to_str().unwrap(), &repo, Some("main")).unwrap().iter().all(|d| d.same_content));
+    }
+
+    #[test]
+    fn push_only_refuses_to_overwrite_repository_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, repo) = setup(dir.path());
+        edit_in_git(&repo, "a5,", |t| t.replace("5,a5,b5", "5,a5,git"));
+        Connection::open(&db).unwrap().execute("UPDATE t SET a = 'db' WHERE id = 6", []).unwrap();
+        let err = sync::sync(db.to_str().unwrap(), &local(&repo), &sync_opts(Direction::PushOnly, OnConflict::Fail))
+            .unwrap_err();
+        assert!(err.to_string().contains("--push-only would overwrite"), "{err}");
+        // Pull-only takes the repository's change and leaves the database's own for later.
+        sync::sync(db.to_str().unwrap(), &local(&repo), &sync_opts(Direction::PullOnly, OnConflict::Fail)).unwrap();
+        assert_eq!(value(&db, "SELECT b FROM t WHERE id = 5").as_deref(), Some("git"));
+        let pushed =
+            sync::sync(db.to_str().unwrap(), &local(&repo), &sync_opts(Direction::PushOnly, OnConflict::Fail)).unwrap();
+        assert!(pushed.pushed.is_some());
+        assert!(ops::verify(db.to_str().unwrap(), &repo, Some("main")).unwrap().iter().all(|d| d.same_content));
+    }
+}

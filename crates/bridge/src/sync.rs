@@ -1,0 +1,698 @@
+//! `tessera data sync`: a three-way merge between a database and a
+//! repository, with the last synced commit as the base.
+//!
+//! The base is not stored row by row: it *is* the last synced commit, whose
+//! chunk files hold every row as it was. The state is one row per
+//! (repository, branch) in the table `_tessera_sync` inside the database,
+//! written in the same transaction as the pulled changes, so the database
+//! and its record of what it has seen can never disagree.
+//!
+//! Finding changes costs one scan of the database, cut into chunks exactly
+//! as an export cuts them: a chunk whose blob id is a file of the base
+//! commit is unchanged (content-defined boundaries make that the common
+//! case), and only the rows of the other chunks are compared. On the
+//! repository side, only files whose blob differs between the base and the
+//! branch head are read. Rows are matched by primary key (by content for
+//! tables without one) and merged cell by cell.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::Path;
+
+use crate::csv::Cell;
+use crate::layout::{self, TableMeta};
+use crate::ops::{self, ExportOptions, Shape, Source};
+use crate::{git, Error};
+
+/// The table, inside the synced database, that records the last synced
+/// commit per repository and branch.
+pub const STATE_TABLE: &str = "_tessera_sync";
+
+/// Which way changes flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Direction {
+    #[default]
+    Both,
+    PushOnly,
+    PullOnly,
+}
+
+/// What to do with a cell changed differently on both sides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnConflict {
+    #[default]
+    Fail,
+    /// The database's value wins.
+    Ours,
+    /// The repository's value wins.
+    Theirs,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SyncOptions {
+    pub direction: Direction,
+    pub on_conflict: OnConflict,
+    pub branch: Option<String>,
+    /// How the state row names the repository (its URL, or its path).
+    pub repo_id: String,
+    /// Export settings for a first sync into an empty repository.
+    pub export: Option<ExportOptions>,
+}
+
+/// What a sync did.
+#[derive(Debug, Default)]
+pub struct SyncReport {
+    /// Per table: rows inserted, updated and deleted in the database.
+    pub pulled: Vec<(String, usize, usize, usize)>,
+    /// The commit written to the repository, if any.
+    pub pushed: Option<String>,
+    /// Conflicting cells resolved by `--on-conflict ours|theirs`.
+    pub resolved: usize,
+    /// Tables created in the database from the repository.
+    pub created: Vec<String>,
+    /// Chunk files changed by hand since the last sync and applied as edits.
+    pub edited_chunks: Vec<String>,
+}
+
+/// A row, as cells in the table's column order.
+pub type Row = Vec<Cell>;
+
+/// The row-level changes to one table, applied in one transaction.
+pub struct TableChanges<'a> {
+    pub table: &'a str,
+    pub columns: &'a [layout::Column],
+    /// Key column positions; empty when rows are identified by content.
+    pub key: Vec<usize>,
+    pub deletes: Vec<Row>,
+    pub inserts: Vec<Row>,
+    /// The new row and which of its columns changed.
+    pub updates: Vec<(Row, Vec<usize>)>,
+}
+
+/// One conflicting cell, for the report.
+#[derive(Debug)]
+pub struct Conflict {
+    pub table: String,
+    pub key: String,
+    pub column: String,
+    pub base: Cell,
+    pub ours: Cell,
+    pub theirs: Cell,
+}
+
+/// The conflict report `--on-conflict fail` prints.
+pub fn conflict_report(conflicts: &[Conflict]) -> String {
+    let show = |c: &Cell| match c {
+        None => "NULL / (absent)".to_string(),
+        Some(t) => format!("{t:?}"),
+    };
+    let mut out = format!("{} conflicting cell(s); nothing was changed on either side:\n", conflicts.len());
+    for c in conflicts {
+        out.push_str(&format!(
+            "  table {} key {} column {}\n    base:   {}\n    ours:   {} (database)\n    theirs: {} (repository)\n",
+            c.table,
+            c.key,
+            c.column,
+            show(&c.base),
+            show(&c.ours),
+            show(&c.theirs)
+        ));
+    }
+    out.push_str("Resolve with --on-conflict ours|theirs, or change one side and sync again.\n");
+    out
+}
+
+/// Rows of one side around the changes, by key: for tables identified by
+/// content the key is the whole row and the value counts its copies.
+#[derive(Default)]
+struct Side {
+    rows: HashMap<Row, Row>,
+    counts: HashMap<Row, usize>,
+}
+
+impl Side {
+    fn add(&mut self, key: &[usize], row: Row) {
+        if key.is_empty() {
+            *self.counts.entry(row).or_default() += 1;
+        } else {
+            self.rows.insert(key.iter().map(|i| row[*i].clone()).collect(), row);
+        }
+    }
+    fn keys(&self) -> impl Iterator<Item = &Row> {
+        self.rows.keys().chain(self.counts.keys())
+    }
+}
+
+/// Base rows with where their file is found: still in the database (an
+/// identical chunk) and still on the branch head (the same blob).
+struct BaseRow {
+    row: Row,
+    in_db: bool,
+    in_head: bool,
+}
+
+fn key_text(key: &Row) -> String {
+    let parts: Vec<String> =
+        key.iter().map(|c| c.as_deref().map(|t| format!("{t:?}")).unwrap_or("NULL".into())).collect();
+    format!("({})", parts.join(", "))
+}
+
+fn parse_record(record: &[u8]) -> Row {
+    crate::csv::Reader::new(record).next_record().ok().flatten().unwrap_or_default()
+}
+
+/// Rows of the given chunk files of `meta` at commit `rev`.
+fn rows_of(
+    repo: &Path,
+    rev: &str,
+    meta: &TableMeta,
+    files: &BTreeSet<String>,
+    edited: &mut Vec<String>,
+    each: &mut dyn FnMut(&str, Row),
+) -> Result<(), Error> {
+    let only =
+        TableMeta { chunks: meta.chunks.iter().filter(|c| files.contains(&c.file)).cloned().collect(), ..meta.clone() };
+    ops::read_rows(repo, rev, &only, false, edited, &mut |file, _, _, record| {
+        each(file, parse_record(record));
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// File path → blob id of the data files of a commit.
+fn data_files(repo: &Path, rev: &str) -> Result<HashMap<String, String>, Error> {
+    Ok(git::ls_tree(repo, rev, "data/")?.into_iter().collect())
+}
+
+/// The database's chunks of a table, cut as an export of `meta` would cut
+/// them: the rows of every chunk whose blob is not among `base_blobs`, and
+/// the set of blobs that are.
+fn database_changes(
+    source: &mut dyn Source,
+    shape: &Shape,
+    meta: &TableMeta,
+    manifest: &layout::Manifest,
+    base_blobs: &HashSet<String>,
+) -> Result<(Vec<Row>, HashSet<String>), Error> {
+    let (sink, jobs) = std::sync::mpsc::sync_channel::<ops::Job>(1);
+    let compression = manifest.chunking.compression;
+    let key_idx = ops::key_columns(shape);
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(move || -> Result<(Vec<Row>, HashSet<String>), Error> {
+            let mut changed = Vec::new();
+            let mut matched = HashSet::new();
+            for job in jobs {
+                let stored = ops::compress(compression, &job.csv)?;
+                let blob = tessera_pack::object_id(tessera_pack::Kind::Blob, &stored).to_string();
+                if base_blobs.contains(&blob) {
+                    matched.insert(blob);
+                    continue;
+                }
+                let mut start = job.header_len;
+                for &end in &job.ends {
+                    changed.push(parse_record(&job.csv[start..end as usize]));
+                    start = end as usize;
+                }
+            }
+            Ok((changed, matched))
+        });
+        let mut chunker = ops::Chunker::new(
+            &shape.name,
+            0,
+            &shape.columns,
+            key_idx,
+            meta.divisor.max(1),
+            manifest.chunking.max_chunk_bytes,
+            compression,
+            &sink,
+        );
+        let scanned = source.scan(shape, &mut |cells| chunker.push(cells)).and_then(|_| chunker.finish().map(|_| ()));
+        drop(sink);
+        let found = reader.join().expect("the chunk reader does not panic");
+        scanned.and(found)
+    })
+}
+
+/// Three-way merge of one cell-level row: `None` rows are absent.
+#[allow(clippy::too_many_arguments)]
+fn merge_row(
+    table: &str,
+    columns: &[layout::Column],
+    key: &Row,
+    base: Option<&Row>,
+    ours: Option<&Row>,
+    theirs: Option<&Row>,
+    on_conflict: OnConflict,
+    conflicts: &mut Vec<Conflict>,
+    resolved: &mut usize,
+) -> Option<Row> {
+    if ours == theirs {
+        return ours.cloned();
+    }
+    if ours == base {
+        return theirs.cloned();
+    }
+    if theirs == base {
+        return ours.cloned();
+    }
+    let mut conflict = |column: &str, b: Cell, o: Cell, t: Cell| -> bool {
+        match on_conflict {
+            OnConflict::Fail => {
+                conflicts.push(Conflict {
+                    table: table.into(),
+                    key: key_text(key),
+                    column: column.into(),
+                    base: b,
+                    ours: o,
+                    theirs: t,
+                });
+                false
+            }
+            OnConflict::Ours => {
+                *resolved += 1;
+                true
+            }
+            OnConflict::Theirs => {
+                *resolved += 1;
+                false
+            }
+        }
+    };
+    match (ours, theirs) {
+        (Some(o), Some(t)) => {
+            let empty = vec![None; columns.len()];
+            let b = base.unwrap_or(&empty);
+            let mut out = Vec::with_capacity(columns.len());
+            for (i, col) in columns.iter().enumerate() {
+                let cell = if o[i] == t[i] || t[i] == b[i] {
+                    o[i].clone()
+                } else if o[i] == b[i] {
+                    t[i].clone()
+                } else if conflict(&col.name, b[i].clone(), o[i].clone(), t[i].clone()) {
+                    o[i].clone()
+                } else {
+                    t[i].clone()
+                };
+                out.push(cell);
+            }
+            Some(out)
+        }
+        // Deleted on one side, changed on the other: a conflict over the
+        // whole row.
+        (o, t) => {
+            let b = base.cloned().unwrap_or_default();
+            let summary = |r: Option<&Row>| r.map(|r| crate::csv::write_record_string(r)).or(Some("(deleted)".into()));
+            let ours_wins = conflict("(row)", Some(crate::csv::write_record_string(&b)), summary(o), summary(t));
+            if ours_wins {
+                o.cloned()
+            } else {
+                t.cloned()
+            }
+        }
+    }
+}
+
+/// The synced state: the commit of the last sync, read from the database.
+fn last_synced(source: &mut dyn Source, repo_id: &str, branch: &str) -> Result<Option<String>, Error> {
+    source.sync_state(repo_id, branch)
+}
+
+/// Syncs `database` with the repository `target` (a local repository, or
+/// the cache of a remote one, which receives the new commit before the
+/// state records it).
+pub fn sync(database: &str, target: &git::Target, opts: &SyncOptions) -> Result<SyncReport, Error> {
+    let repo = target.path.as_path();
+    git::ensure_repo(repo)?;
+    let branch = match &opts.branch {
+        Some(b) => b.clone(),
+        None => git::default_branch(repo)?,
+    };
+    let rev = format!("refs/heads/{branch}");
+    let mut source = ops::open_source(database)?;
+    let mut report = SyncReport::default();
+    let head = git::resolve(repo, &rev);
+    let Some(head) = head else {
+        // An empty repository: the first sync is an export.
+        if opts.direction == Direction::PullOnly {
+            return Err(Error::Unsupported(format!("{} has no branch {branch} to pull from", repo.display())));
+        }
+        drop(source);
+        return first_push(database, target, &branch, opts, report);
+    };
+    let manifest = ops::load_manifest(repo, &head)?;
+    let base = last_synced(source.as_mut(), &opts.repo_id, &branch)?;
+    let present: Vec<String> = source.tables()?.into_iter().filter(|t| t != STATE_TABLE).collect();
+    if base.is_none() && manifest.tables.iter().all(|t| !present.contains(t)) {
+        // A database that has none of the tables: the first sync is an import.
+        if opts.direction == Direction::PushOnly {
+            return Err(Error::Unsupported("the database has none of the repository's tables; nothing to push".into()));
+        }
+        drop(source);
+        let imported = ops::import(
+            repo,
+            database,
+            &ops::ImportOptions { tables: None, branch: Some(branch.clone()), replace: false },
+        )?;
+        report.created = imported.tables.iter().map(|(t, _)| t.clone()).collect();
+        let mut source = ops::open_source(database)?;
+        source.apply(&[], Some((&opts.repo_id, &branch, &head)))?;
+        return Ok(report);
+    }
+    if let Some(b) = &base {
+        if !git::is_ancestor(repo, b, &head) {
+            return Err(Error::Unsupported(format!(
+                "the last synced commit {b} is not in the history of {branch} (was the branch rewritten?); \
+                 export or import to start over"
+            )));
+        }
+    }
+    let base_files = match &base {
+        Some(b) => data_files(repo, b)?,
+        None => HashMap::new(),
+    };
+    let head_files = data_files(repo, &head)?;
+    let head_blobs: HashSet<String> = head_files.values().cloned().collect();
+    let base_blobs: HashSet<String> = base_files.values().cloned().collect();
+
+    let mut plans: Vec<(TableMeta, Vec<usize>, Vec<Row>, Vec<Row>, Vec<(Row, Vec<usize>)>)> = Vec::new();
+    let mut conflicts = Vec::new();
+    let mut theirs_changed_anything = false;
+    for name in &manifest.tables {
+        let meta: TableMeta = ops::read_json(repo, &head, &layout::table_meta_path(name))?
+            .ok_or_else(|| Error::Layout(format!("no metadata for table {name}")))?;
+        if !present.contains(name) {
+            if opts.direction != Direction::PushOnly {
+                report.created.push(name.clone());
+                theirs_changed_anything = true;
+            }
+            continue;
+        }
+        let shape = source.describe(name)?;
+        let db_cols: Vec<&str> = shape.columns.iter().map(|c| c.name.as_str()).collect();
+        let repo_cols: Vec<&str> = meta.columns.iter().map(|c| c.name.as_str()).collect();
+        if db_cols != repo_cols {
+            return Err(Error::Unsupported(format!(
+                "table {name}: the database has columns {db_cols:?}, the repository {repo_cols:?}; \
+                 sync does not apply column changes yet, export or import the table"
+            )));
+        }
+        let base_meta: Option<TableMeta> = match &base {
+            Some(b) => ops::read_json(repo, b, &layout::table_meta_path(name))?,
+            None => None,
+        };
+        let key = ops::key_columns(&shape);
+        // Ours: the database's rows in chunks that are not base files.
+        let (ours_rows, in_db) = database_changes(source.as_mut(), &shape, &meta, &manifest, &base_blobs)?;
+        let mut ours = Side::default();
+        for r in ours_rows {
+            ours.add(&key, r);
+        }
+        // Base: the rows of base files the database or the head no longer has.
+        let mut base_side: HashMap<Row, Vec<BaseRow>> = HashMap::new();
+        if let (Some(b), Some(bm)) = (&base, &base_meta) {
+            let mut wanted = BTreeSet::new();
+            let mut where_: HashMap<String, (bool, bool)> = HashMap::new();
+            for c in &bm.chunks {
+                let blob = base_files.get(&c.file).cloned().unwrap_or_default();
+                let (d, h) = (in_db.contains(&blob), head_blobs.contains(&blob));
+                if !d || !h {
+                    wanted.insert(c.file.clone());
+                    where_.insert(c.file.clone(), (d, h));
+                }
+            }
+            rows_of(repo, b, bm, &wanted, &mut Vec::new(), &mut |file, row| {
+                let (in_db, in_head) = where_[file];
+                let k = if key.is_empty() { row.clone() } else { key.iter().map(|i| row[*i].clone()).collect() };
+                base_side.entry(k).or_default().push(BaseRow { row, in_db, in_head });
+            })?;
+        }
+        // Theirs: rows of head files that are not base files.
+        let mut theirs = Side::default();
+        let wanted: BTreeSet<String> = meta
+            .chunks
+            .iter()
+            .filter(|c| head_files.get(&c.file).map(|b| !base_blobs.contains(b)).unwrap_or(false))
+            .map(|c| c.file.clone())
+            .collect();
+        rows_of(repo, &head, &meta, &wanted, &mut report.edited_chunks, &mut |_, row| theirs.add(&key, row))?;
+        if !wanted.is_empty() || base_side.values().flatten().any(|r| !r.in_head) {
+            theirs_changed_anything = true;
+        }
+
+        let keys: BTreeSet<Row> =
+            ours.keys().chain(theirs.keys()).chain(base_side.keys()).cloned().collect::<BTreeSet<_>>();
+        let (mut deletes, mut inserts, mut updates) = (Vec::new(), Vec::new(), Vec::new());
+        for k in &keys {
+            let b = base_side.get(k);
+            if key.is_empty() {
+                // Identity by content: merge copy counts.
+                let count =
+                    |pred: &dyn Fn(&BaseRow) -> bool| b.map(|v| v.iter().filter(|r| pred(r)).count()).unwrap_or(0);
+                let n_base = b.map(Vec::len).unwrap_or(0) as i64;
+                let n_ours = (ours.counts.get(k).copied().unwrap_or(0) + count(&|r| r.in_db)) as i64;
+                let n_theirs = (theirs.counts.get(k).copied().unwrap_or(0) + count(&|r| r.in_head)) as i64;
+                let merged = (n_base + (n_ours - n_base) + (n_theirs - n_base)).max(0);
+                for _ in merged..n_ours {
+                    deletes.push(k.clone());
+                }
+                for _ in n_ours..merged {
+                    inserts.push(k.clone());
+                }
+                continue;
+            }
+            let base_row = b.and_then(|v| v.first());
+            let o = ours.rows.get(k).or_else(|| base_row.filter(|r| r.in_db).map(|r| &r.row));
+            let t = theirs.rows.get(k).or_else(|| base_row.filter(|r| r.in_head).map(|r| &r.row));
+            let merged = merge_row(
+                name,
+                &meta.columns,
+                k,
+                base_row.map(|r| &r.row),
+                o,
+                t,
+                opts.on_conflict,
+                &mut conflicts,
+                &mut report.resolved,
+            );
+            match (o, merged) {
+                (Some(_), None) => deletes.push(o.cloned().expect("present")),
+                (None, Some(m)) => inserts.push(m),
+                (Some(o), Some(m)) if *o != m => {
+                    let changed = (0..m.len()).filter(|i| o[*i] != m[*i]).collect();
+                    updates.push((m, changed));
+                }
+                _ => {}
+            }
+        }
+        plans.push((meta, key, deletes, inserts, updates));
+    }
+    if !conflicts.is_empty() {
+        return Err(Error::Conflicts(conflict_report(&conflicts)));
+    }
+    if opts.direction == Direction::PushOnly && theirs_changed_anything && opts.on_conflict != OnConflict::Ours {
+        return Err(Error::Unsupported(format!(
+            "{branch} changed since the last sync and --push-only would overwrite those changes: \
+             sync without --push-only (or --pull-only first), or pass --on-conflict ours to overwrite them"
+        )));
+    }
+    if opts.direction != Direction::PushOnly {
+        let changes: Vec<TableChanges> = plans
+            .iter()
+            .map(|(meta, key, d, i, u)| TableChanges {
+                table: &meta.name,
+                columns: &meta.columns,
+                key: key.clone(),
+                deletes: d.clone(),
+                inserts: i.clone(),
+                updates: u.clone(),
+            })
+            .collect();
+        if !report.created.is_empty() {
+            drop(source);
+            ops::import(
+                repo,
+                database,
+                &ops::ImportOptions {
+                    tables: Some(report.created.clone()),
+                    branch: Some(head.clone()),
+                    replace: false,
+                },
+            )?;
+            source = ops::open_source(database)?;
+        }
+        source.apply(&changes, Some((&opts.repo_id, &branch, &head)))?;
+        for (meta, _, d, i, u) in &plans {
+            if !d.is_empty() || !i.is_empty() || !u.is_empty() {
+                report.pulled.push((meta.name.clone(), i.len(), u.len(), d.len()));
+            }
+        }
+    }
+    if opts.direction != Direction::PullOnly {
+        // The database now holds the merge; an export on top of the head
+        // writes only chunks whose rows changed, and nothing if none did.
+        drop(source);
+        let mut export = opts.export.clone().unwrap_or_else(|| ExportOptions {
+            chunk_by: None,
+            max_chunk_bytes: manifest.chunking.max_chunk_bytes,
+            compression: manifest.chunking.compression,
+            tables: None,
+            branch: None,
+            message: None,
+        });
+        export.branch = Some(branch.clone());
+        export.message.get_or_insert_with(|| format!("Sync from {}", ops::redact(database)));
+        let pushed = ops::export_commit(database, repo, &export, true)?;
+        if pushed.is_some() {
+            git::push(target, &branch)?;
+        }
+        let synced = pushed.clone().unwrap_or(head);
+        let mut source = ops::open_source(database)?;
+        source.apply(&[], Some((&opts.repo_id, &branch, &synced)))?;
+        report.pushed = pushed;
+    }
+    Ok(report)
+}
+
+fn first_push(
+    database: &str,
+    target: &git::Target,
+    branch: &str,
+    opts: &SyncOptions,
+    mut report: SyncReport,
+) -> Result<SyncReport, Error> {
+    let mut export = opts.export.clone().unwrap_or_else(|| ExportOptions {
+        chunk_by: None,
+        max_chunk_bytes: 50 << 20,
+        compression: Default::default(),
+        tables: None,
+        branch: None,
+        message: None,
+    });
+    export.branch = Some(branch.to_string());
+    let pushed = ops::export_commit(database, &target.path, &export, false)?;
+    if let Some(c) = &pushed {
+        git::push(target, branch)?;
+        ops::open_source(database)?.apply(&[], Some((&opts.repo_id, branch, c)))?;
+    }
+    report.pushed = pushed;
+    Ok(report)
+}
+
+/// How an engine spells what [`statements`] needs.
+pub(crate) struct Dialect {
+    pub quote: fn(&str) -> String,
+    /// The placeholder for parameter `n` (1-based) bound to a cell of `column`.
+    pub param: fn(usize, &layout::Column) -> String,
+    /// Null-safe equality.
+    pub is: &'static str,
+    /// `DELETE` of one row of `table` matching `condition`.
+    pub delete_one: fn(&str, &str) -> String,
+}
+
+/// One statement and the cells bound to its placeholders, in order.
+pub(crate) struct Stmt<'a> {
+    pub sql: String,
+    pub params: Vec<(&'a Cell, &'a layout::Column)>,
+}
+
+/// A text column, for binding the state table's values.
+pub(crate) fn text_column(name: &str) -> layout::Column {
+    layout::Column {
+        name: name.into(),
+        declared_type: "text".into(),
+        affinity: crate::value::Affinity::Text,
+        not_null: true,
+        default: None,
+        binary: false,
+    }
+}
+
+/// The statements for `changes`, in an order that keeps keys unique: all
+/// deletes, then updates, then inserts.
+pub(crate) fn statements<'a>(d: &Dialect, changes: &'a [TableChanges<'a>]) -> Vec<Stmt<'a>> {
+    let mut out = Vec::new();
+    let condition =
+        |t: &'a TableChanges<'a>, row: &'a Row, first: usize, params: &mut Vec<(&'a Cell, &'a layout::Column)>| {
+            let cols: Vec<usize> = if t.key.is_empty() { (0..t.columns.len()).collect() } else { t.key.clone() };
+            let parts: Vec<String> = cols
+                .iter()
+                .enumerate()
+                .map(|(n, &i)| {
+                    params.push((&row[i], &t.columns[i]));
+                    let op = if row[i].is_none() { d.is } else { "=" };
+                    format!("{} {op} {}", (d.quote)(&t.columns[i].name), (d.param)(first + n, &t.columns[i]))
+                })
+                .collect();
+            parts.join(" AND ")
+        };
+    for t in changes {
+        let table = (d.quote)(t.table);
+        for row in &t.deletes {
+            let mut params = Vec::new();
+            let cond = condition(t, row, 1, &mut params);
+            let sql = if t.key.is_empty() {
+                (d.delete_one)(&table, &cond)
+            } else {
+                format!("DELETE FROM {table} WHERE {cond}")
+            };
+            out.push(Stmt { sql, params });
+        }
+    }
+    for t in changes {
+        let table = (d.quote)(t.table);
+        for (row, changed) in &t.updates {
+            let mut params = Vec::new();
+            let sets: Vec<String> = changed
+                .iter()
+                .enumerate()
+                .map(|(n, &i)| {
+                    params.push((&row[i], &t.columns[i]));
+                    format!("{} = {}", (d.quote)(&t.columns[i].name), (d.param)(n + 1, &t.columns[i]))
+                })
+                .collect();
+            let cond = condition(t, row, changed.len() + 1, &mut params);
+            out.push(Stmt { sql: format!("UPDATE {table} SET {} WHERE {cond}", sets.join(", ")), params });
+        }
+    }
+    for t in changes {
+        let table = (d.quote)(t.table);
+        let cols: Vec<String> = t.columns.iter().map(|c| (d.quote)(&c.name)).collect();
+        let marks: Vec<String> = t.columns.iter().enumerate().map(|(n, c)| (d.param)(n + 1, c)).collect();
+        let sql = format!("INSERT INTO {table} ({}) VALUES ({})", cols.join(", "), marks.join(", "));
+        for row in &t.inserts {
+            out.push(Stmt { sql: sql.clone(), params: row.iter().zip(t.columns).collect() });
+        }
+    }
+    out
+}
+
+/// The state table's DDL, valid in SQLite, PostgreSQL and MySQL.
+pub(crate) fn state_ddl(quote: fn(&str) -> String) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {} (repo VARCHAR(500) NOT NULL, branch VARCHAR(200) NOT NULL, \
+         commit_id VARCHAR(64) NOT NULL, synced_at VARCHAR(40) NOT NULL, PRIMARY KEY (repo, branch))",
+        quote(STATE_TABLE)
+    )
+}
+
+/// Statements that record `(repo, branch) → commit`, with their values.
+pub(crate) fn state_statements(d: &Dialect, repo: &str, branch: &str, commit: &str) -> Vec<(String, Vec<Cell>)> {
+    let t = (d.quote)(STATE_TABLE);
+    let c = text_column("v");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    vec![
+        (
+            format!("DELETE FROM {t} WHERE repo = {} AND branch = {}", (d.param)(1, &c), (d.param)(2, &c)),
+            vec![Some(repo.to_string()), Some(branch.to_string())],
+        ),
+        (
+            format!(
+                "INSERT INTO {t} (repo, branch, commit_id, synced_at) VALUES ({}, {}, {}, {})",
+                (d.param)(1, &c),
+                (d.param)(2, &c),
+                (d.param)(3, &c),
+                (d.param)(4, &c)
+            ),
+            vec![Some(repo.to_string()), Some(branch.to_string()), Some(commit.to_string()), Some(now.to_string())],
+        ),
+    ]
+}
