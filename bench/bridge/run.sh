@@ -40,6 +40,12 @@ sqlite3 "$work/src.db" "UPDATE t SET note = 'changed' WHERE id = $((rows / 2))"
 s=$(now); "$bin" data export "$work/src.db" "$work/repo" > /dev/null; e=$(now)
 t_reexport=$(python3 -c "print($e - $s)")
 changed=$(git -C "$work/repo" diff --name-only HEAD~1 HEAD -- data/ | wc -l)
+# Sync: the first records the state, the timed one follows a one-row change.
+"$bin" data sync "$work/src.db" "$work/repo" > /dev/null
+sqlite3 "$work/src.db" "UPDATE t SET note = 'synced' WHERE id = $((rows / 3))"
+s=$(now); "$bin" data sync "$work/src.db" "$work/repo" > /dev/null; e=$(now)
+t_sync=$(python3 -c "print($e - $s)")
+sync_changed=$(git -C "$work/repo" diff --name-only HEAD~1 HEAD -- data/ | wc -l)
 changed_bytes=$(git -C "$work/repo" diff --name-only HEAD~1 HEAD -- data/ | while read -r f; do git -C "$work/repo" cat-file -s "HEAD:$f"; done | awk '{s += $1} END {print s + 0}')
 n_chunks=$(git -C "$work/repo" ls-tree -r --name-only HEAD data/ | wc -l)
 
@@ -53,6 +59,10 @@ s=$(now); $pg -c "COPY t TO STDOUT WITH (FORMAT csv)" > "$work/pg.csv"; e=$(now)
 t_pg_native_export=$(python3 -c "print($e - $s)")
 s=$(now); "$bin" data export "postgres://postgres@127.0.0.1:5432/$pgdb" "$work/pgrepo" > /dev/null; e=$(now)
 t_pg_export=$(python3 -c "print($e - $s)")
+"$bin" data sync "postgres://postgres@127.0.0.1:5432/$pgdb" "$work/pgrepo" > /dev/null 2>&1
+$pg -c "UPDATE t SET note = 'synced' WHERE id = $((rows / 3))"
+s=$(now); "$bin" data sync "postgres://postgres@127.0.0.1:5432/$pgdb" "$work/pgrepo" > /dev/null 2>&1; e=$(now)
+t_pg_sync=$(python3 -c "print($e - $s)")
 psql -h 127.0.0.1 -U postgres -d "${pgdb}_in" -qc "$pg_ddl"
 s=$(now); psql -h 127.0.0.1 -U postgres -d "${pgdb}_in" -qc "\copy t FROM '$work/pg.csv' WITH (FORMAT csv)"; e=$(now)
 t_pg_native_import=$(python3 -c "print($e - $s)")
@@ -69,5 +79,7 @@ print(f"postgres import: tessera {$t_pg_import:.2f} s vs COPY FROM {$t_pg_native
 print(f"CSV size: $csv_mb MB in $n_chunks chunk files")
 print(f"export: tessera {$t_export:.2f} s vs sqlite3 -csv {$t_native_export:.2f} s, ratio {$t_export / $t_native_export:.2f}  (peak RSS $(peak "$work/export.time"))")
 print(f"import: tessera {$t_import:.2f} s vs sqlite3 .import {$t_native_import:.2f} s, ratio {$t_import / $t_native_import:.2f}  (peak RSS $(peak "$work/import.time"))")
+print(f"sync after one changed row: {$t_sync:.2f} s vs full export {$t_export:.2f} s, ratio {$t_sync / $t_export:.2f} ($sync_changed chunk file(s) changed)")
+print(f"postgres sync after one changed row: {$t_pg_sync:.2f} s vs full export {$t_pg_export:.2f} s, ratio {$t_pg_sync / $t_pg_export:.2f}")
 print(f"after updating one row: re-export {$t_reexport:.2f} s, $changed chunk file(s) changed, $changed_bytes bytes of new blobs")
 PY

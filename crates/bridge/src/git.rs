@@ -80,7 +80,11 @@ pub fn identity(repo: &Path, which: &str) -> String {
 
 /// The commit a ref points at, if it exists.
 pub fn resolve(repo: &Path, rev: &str) -> Option<String> {
-    let out = git(repo).args(["rev-parse", "-q", "--verify", &format!("{rev}^{{commit}}")]).output().ok()?;
+    let out = git(repo)
+        .args(["rev-parse", "-q", "--verify", &format!("{rev}^{{commit}}")])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
@@ -263,11 +267,6 @@ pub fn ls_tree(repo: &Path, rev: &str, prefix: &str) -> Result<Vec<(String, Stri
             Some((path.to_string(), blob.to_string()))
         })
         .collect())
-}
-
-/// Whether `ancestor` is in the history of `commit`.
-pub fn is_ancestor(repo: &Path, ancestor: &str, commit: &str) -> bool {
-    git(repo).args(["merge-base", "--is-ancestor", ancestor, commit]).status().map(|s| s.success()).unwrap_or(false)
 }
 
 /// The tree id of a commit.

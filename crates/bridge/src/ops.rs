@@ -699,12 +699,23 @@ fn export_inner(
             chunks,
         });
     }
+    // The same rows as the previous export keep its timestamp, so an
+    // export of an unchanged database produces the same tree.
+    let unchanged = previous_exists
+        && previous_metas.len() == metas.len()
+        && metas.iter().all(|m| {
+            previous_metas.get(&m.name).is_some_and(|p| {
+                p.chunks.len() == m.chunks.len()
+                    && p.chunks.iter().zip(&m.chunks).all(|(a, b)| a.file == b.file && a.sha256 == b.sha256)
+            })
+        });
+    let previous_created =
+        if unchanged { read_json::<Manifest>(repo, &rev, layout::MANIFEST)?.map(|m| m.created_at) } else { None };
     let manifest = Manifest {
         format_version: layout::FORMAT_VERSION,
-        created_at: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
+        created_at: previous_created.unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+        }),
         creator: concat!("tessera ", env!("CARGO_PKG_VERSION")).into(),
         source: Source_ { engine: source.engine().into(), database: redact(database), branch: None, commit: None },
         chunking: Chunking {

@@ -241,6 +241,7 @@ impl crate::ops::Source for Postgres {
     }
 
     fn apply(&mut self, changes: &[crate::sync::TableChanges], state: Option<(&str, &str, &str)>) -> Result<(), Error> {
+        let create_state = state.is_some() && !self.table_exists(crate::sync::STATE_TABLE)?;
         let Postgres { rt, conn } = self;
         rt.block_on(async {
             use sqlx::Connection;
@@ -254,7 +255,9 @@ impl crate::ops::Source for Postgres {
                 q.execute(&mut *tx).await.map_err(|e| Error::Database(format!("{}: {e}", stmt.sql)))?;
             }
             if let Some((repo, branch, commit)) = state {
-                sqlx::query(&crate::sync::state_ddl(quote)).execute(&mut *tx).await.map_err(db)?;
+                if create_state {
+                    sqlx::query(&crate::sync::state_ddl(quote)).execute(&mut *tx).await.map_err(db)?;
+                }
                 for (sql, values) in crate::sync::state_statements(&DIALECT, repo, branch, commit) {
                     let mut q = sqlx::query(&sql);
                     for v in &values {

@@ -340,6 +340,7 @@ pub fn sync(database: &str, target: &git::Target, opts: &SyncOptions) -> Result<
     };
     let manifest = ops::load_manifest(repo, &head)?;
     let base = last_synced(source.as_mut(), &opts.repo_id, &branch)?;
+    let base = base.filter(|b| git::resolve(repo, b).is_some());
     let present: Vec<String> = source.tables()?.into_iter().filter(|t| t != STATE_TABLE).collect();
     if base.is_none() && manifest.tables.iter().all(|t| !present.contains(t)) {
         // A database that has none of the tables: the first sync is an import.
@@ -357,13 +358,18 @@ pub fn sync(database: &str, target: &git::Target, opts: &SyncOptions) -> Result<
         source.apply(&[], Some((&opts.repo_id, &branch, &head)))?;
         return Ok(report);
     }
-    if let Some(b) = &base {
-        if !git::is_ancestor(repo, b, &head) {
-            return Err(Error::Unsupported(format!(
-                "the last synced commit {b} is not in the history of {branch} (was the branch rewritten?); \
-                 export or import to start over"
-            )));
+    // The base only has to exist, not to be an ancestor of the head (a
+    // rewritten branch still merges against it); a repository that lost it
+    // (recreated) syncs as if for the first time (see above).
+    if base.as_deref() == Some(head.as_str()) && report.created.is_empty() {
+        // Nothing changed in the repository since the last sync: the
+        // database's changes, if any, are one export (which reuses the blobs
+        // of unchanged chunks and makes no commit when nothing changed).
+        if opts.direction == Direction::PullOnly {
+            return Ok(report);
         }
+        drop(source);
+        return push(database, target, &branch, &head, &manifest, opts, report);
     }
     let base_files = match &base {
         Some(b) => data_files(repo, b)?,
@@ -401,7 +407,11 @@ pub fn sync(database: &str, target: &git::Target, opts: &SyncOptions) -> Result<
         };
         let key = ops::key_columns(&shape);
         // Ours: the database's rows in chunks that are not base files.
-        let (ours_rows, in_db) = database_changes(source.as_mut(), &shape, &meta, &manifest, &base_blobs)?;
+        // Without a base (a first sync between a database and a repository
+        // that both have the table), chunks identical on both sides hold
+        // rows that agree, so only the others are compared.
+        let match_blobs = if base.is_some() { &base_blobs } else { &head_blobs };
+        let (ours_rows, in_db) = database_changes(source.as_mut(), &shape, &meta, &manifest, match_blobs)?;
         let mut ours = Side::default();
         for r in ours_rows {
             ours.add(&key, r);
@@ -430,7 +440,15 @@ pub fn sync(database: &str, target: &git::Target, opts: &SyncOptions) -> Result<
         let wanted: BTreeSet<String> = meta
             .chunks
             .iter()
-            .filter(|c| head_files.get(&c.file).map(|b| !base_blobs.contains(b)).unwrap_or(false))
+            .filter(|c| {
+                head_files.get(&c.file).is_some_and(|b| {
+                    if base.is_some() {
+                        !base_blobs.contains(b)
+                    } else {
+                        !in_db.contains(b)
+                    }
+                })
+            })
             .map(|c| c.file.clone())
             .collect();
         rows_of(repo, &head, &meta, &wanted, &mut report.edited_chunks, &mut |_, row| theirs.add(&key, row))?;
@@ -527,28 +545,40 @@ pub fn sync(database: &str, target: &git::Target, opts: &SyncOptions) -> Result<
         }
     }
     if opts.direction != Direction::PullOnly {
-        // The database now holds the merge; an export on top of the head
-        // writes only chunks whose rows changed, and nothing if none did.
         drop(source);
-        let mut export = opts.export.clone().unwrap_or_else(|| ExportOptions {
-            chunk_by: None,
-            max_chunk_bytes: manifest.chunking.max_chunk_bytes,
-            compression: manifest.chunking.compression,
-            tables: None,
-            branch: None,
-            message: None,
-        });
-        export.branch = Some(branch.clone());
-        export.message.get_or_insert_with(|| format!("Sync from {}", ops::redact(database)));
-        let pushed = ops::export_commit(database, repo, &export, true)?;
-        if pushed.is_some() {
-            git::push(target, &branch)?;
-        }
-        let synced = pushed.clone().unwrap_or(head);
-        let mut source = ops::open_source(database)?;
-        source.apply(&[], Some((&opts.repo_id, &branch, &synced)))?;
-        report.pushed = pushed;
+        return push(database, target, &branch, &head, &manifest, opts, report);
     }
+    Ok(report)
+}
+
+/// The database holds the merge: an export on top of the head writes only
+/// chunks whose rows changed, and nothing if none did; the state follows.
+fn push(
+    database: &str,
+    target: &git::Target,
+    branch: &str,
+    head: &str,
+    manifest: &layout::Manifest,
+    opts: &SyncOptions,
+    mut report: SyncReport,
+) -> Result<SyncReport, Error> {
+    let mut export = opts.export.clone().unwrap_or_else(|| ExportOptions {
+        chunk_by: None,
+        max_chunk_bytes: manifest.chunking.max_chunk_bytes,
+        compression: manifest.chunking.compression,
+        tables: None,
+        branch: None,
+        message: None,
+    });
+    export.branch = Some(branch.to_string());
+    export.message.get_or_insert_with(|| format!("Sync from {}", ops::redact(database)));
+    let pushed = ops::export_commit(database, &target.path, &export, true)?;
+    if pushed.is_some() {
+        git::push(target, branch)?;
+    }
+    let synced = pushed.clone().unwrap_or_else(|| head.to_string());
+    ops::open_source(database)?.apply(&[], Some((&opts.repo_id, branch, &synced)))?;
+    report.pushed = pushed;
     Ok(report)
 }
 

@@ -420,6 +420,12 @@ mod postgres {
         }
     }
 
+    pub(super) fn with_sync_table(run: impl Fn(&str, &dyn Fn(&str) -> String)) {
+        let Some(db) = PgDb::create() else { return };
+        db.sql("CREATE TABLE t (id int PRIMARY KEY, a text, b text); INSERT INTO t SELECT i, 'a' || i, 'b' || i FROM generate_series(1, 600) i");
+        run(&db.url(), &|q| db.sql(q));
+    }
+
     impl Drop for PgDb {
         fn drop(&mut self) {
             let _ = psql("postgres", &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
@@ -540,6 +546,11 @@ INSERT INTO kinds (id, t) VALUES (100, 'explicit id');
 }
 
 #[test]
+fn postgres_sync_scenario() {
+    postgres::with_sync_table(|url, sql| sync::server_scenario(url, sql));
+}
+
+#[test]
 fn compressed_chunks_round_trip() {
     for compression in [tessera_bridge::layout::Compression::Gzip, tessera_bridge::layout::Compression::Zstd] {
         let dir = tempfile::tempdir().unwrap();
@@ -594,6 +605,12 @@ mod mysql {
         fn sql(&self, sql: &str) -> String {
             mysql_cli(Some(&self.name), sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
         }
+    }
+
+    pub(super) fn with_sync_table(run: impl Fn(&str, &dyn Fn(&str) -> String)) {
+        let Some(db) = MyDb::create() else { return };
+        db.sql("CREATE TABLE t (id int PRIMARY KEY, a text, b text); INSERT INTO t WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 600) SELECT i, CONCAT('a', i), CONCAT('b', i) FROM n");
+        run(&db.url(), &|q| db.sql(q));
     }
 
     impl Drop for MyDb {
@@ -849,6 +866,46 @@ mod sync {
         commit_edit(repo, &file, edit);
     }
 
+    /// The acceptance scenario on a server database holding `t (id, a, b)`
+    /// with rows 1..=600 as (i, 'a' || i, 'b' || i); `sql` runs a statement
+    /// there and returns its output.
+    pub(super) fn server_scenario(url: &str, sql: &dyn Fn(&str) -> String) {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo");
+        let opts = SyncOptions { export: Some(opts(4 * 1024)), ..both() };
+        sync::sync(url, &local(&repo), &opts).unwrap();
+        git(&repo, &["config", "receive.denyCurrentBranch", "ignore"]);
+        assert!(git(&repo, &["ls-tree", "-r", "--name-only", "main", "data/"]).lines().count() > 3);
+        let first = head(&repo);
+        sql("UPDATE t SET a = 'changed' WHERE id = 300");
+        assert!(sync::sync(url, &local(&repo), &opts).unwrap().pushed.is_some());
+        assert_eq!(git(&repo, &["rev-parse", "main~1"]).trim(), first);
+        assert_eq!(git(&repo, &["diff", "--name-only", "main~1", "main", "--", "data/"]).lines().count(), 1);
+
+        edit_in_git(&repo, "a500,", |t| t.replace("500,a500,b500", "500,a500,by hand"));
+        edit_in_git(&repo, "a20,", |t| t.lines().filter(|l| !l.starts_with("20,")).map(|l| format!("{l}\n")).collect());
+        let pulled =
+            sync::sync(url, &local(&repo), &SyncOptions { direction: Direction::PullOnly, ..opts.clone() }).unwrap();
+        assert_eq!(pulled.pulled, vec![("t".to_string(), 0, 1, 1)]);
+        assert_eq!(sql("SELECT b FROM t WHERE id = 500").trim(), "by hand");
+        assert_eq!(sql("SELECT count(*) FROM t").trim(), "599");
+
+        sql("UPDATE t SET a = 'db' WHERE id = 100");
+        edit_in_git(&repo, "a400,", |t| t.replace("400,a400,b400", "400,a400,git"));
+        sync::sync(url, &local(&repo), &opts).unwrap();
+        assert_eq!(sql("SELECT b FROM t WHERE id = 400").trim(), "git");
+        assert!(ops::verify(url, &repo, Some("main")).unwrap().iter().all(|d| d.same_content));
+
+        sql("UPDATE t SET b = 'db side' WHERE id = 42");
+        edit_in_git(&repo, "a42,", |t| t.replace("42,a42,b42", "42,a42,git side"));
+        let before = head(&repo);
+        let err = sync::sync(url, &local(&repo), &opts).unwrap_err();
+        assert!(matches!(err, Error::Conflicts(_)), "{err}");
+        assert_eq!(head(&repo), before);
+        assert_eq!(sql("SELECT b FROM t WHERE id = 42").trim(), "db side");
+        git(&repo, &["fsck", "--strict"]);
+    }
+
     #[test]
     fn a_one_row_change_is_one_commit_touching_one_chunk() {
         let dir = tempfile::tempdir().unwrap();
@@ -867,6 +924,22 @@ mod sync {
         git(&repo, &["fsck", "--strict"]);
         // The state table is not exported.
         assert!(!git(&repo, &["ls-tree", "-r", "--name-only", "main"]).contains("_tessera_sync"));
+    }
+
+    #[test]
+    fn a_first_sync_with_an_equal_export_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("db.sqlite");
+        Connection::open(&db)
+            .unwrap()
+            .execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT); INSERT INTO t VALUES (1, 'x'), (2, NULL);")
+            .unwrap();
+        let repo = dir.path().join("repo");
+        ops::export(db.to_str().unwrap(), &repo, &opts(16 * 1024)).unwrap();
+        let before = head(&repo);
+        let report = sync::sync(db.to_str().unwrap(), &local(&repo), &both()).unwrap();
+        assert!(report.pulled.is_empty() && report.pushed.is_none(), "{report:?}");
+        assert_eq!(head(&repo), before);
     }
 
     #[test]
@@ -954,4 +1027,32 @@ mod sync {
         assert!(pushed.pushed.is_some());
         assert!(ops::verify(db.to_str().unwrap(), &repo, Some("main")).unwrap().iter().all(|d| d.same_content));
     }
+}
+
+#[test]
+fn mysql_sync_scenario() {
+    mysql::with_sync_table(|url, sql| sync::server_scenario(url, sql));
+}
+
+#[test]
+fn doltlite_sync_scenario() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dolt.db");
+    let run = |sql: &str| {
+        doltlite_py(&format!(
+            "c = sqlite3.connect({path:?})\n\
+             for row in c.execute({sql:?}).fetchall():\n    print(row[0])\n\
+             c.commit()\n",
+            path = path.to_str().unwrap()
+        ))
+    };
+    let seed = "CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT, b TEXT)";
+    if run(seed).is_none() {
+        return;
+    }
+    run("INSERT INTO t WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 600) SELECT i, 'a' || i, 'b' || i FROM n").unwrap();
+    run("SELECT dolt_commit('-A', '-m', 'seed')").unwrap();
+    sync::server_scenario(path.to_str().unwrap(), &|q| run(q).unwrap());
+    let log = run("SELECT message FROM dolt_log").unwrap();
+    assert!(log.contains("Sync from git by tessera"), "pulled changes are a Dolt commit: {log}");
 }
