@@ -127,19 +127,7 @@ impl<'a> Reader<'a> {
                 }
             }
             *cell = Some(String::from_utf8(text).map_err(|_| Error::Utf8 { line: start_line })?);
-            match d.get(self.pos) {
-                Some(b',') => {
-                    self.pos += 1;
-                    Ok(false)
-                }
-                Some(b'\n') => {
-                    self.pos += 1;
-                    self.line += 1;
-                    Ok(true)
-                }
-                None => Ok(true),
-                Some(_) => Err(Error::AfterQuote { line: self.line }),
-            }
+            self.end_of_field().ok_or(Error::AfterQuote { line: self.line })
         } else {
             let start = self.pos;
             loop {
@@ -159,18 +147,27 @@ impl<'a> Reader<'a> {
                 buf.clear();
                 buf.push_str(text);
             }
-            match d.get(self.pos) {
-                Some(b',') => {
-                    self.pos += 1;
-                    Ok(false)
-                }
-                Some(b'\n') => {
-                    self.pos += 1;
-                    self.line += 1;
-                    Ok(true)
-                }
-                _ => Ok(true),
+            // The loop above stopped at a comma, LF or the end.
+            Ok(self.end_of_field().expect("a field ends at a separator"))
+        }
+    }
+
+    /// Steps over the separator after a field: `Some(true)` when the record
+    /// ended (LF or end of data), `Some(false)` at a comma, `None` when
+    /// something else follows.
+    fn end_of_field(&mut self) -> Option<bool> {
+        match self.data.get(self.pos) {
+            Some(b',') => {
+                self.pos += 1;
+                Some(false)
             }
+            Some(b'\n') => {
+                self.pos += 1;
+                self.line += 1;
+                Some(true)
+            }
+            None => Some(true),
+            Some(_) => None,
         }
     }
 }
