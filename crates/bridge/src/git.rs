@@ -51,21 +51,16 @@ pub fn read_file(repo: &Path, rev: &str, file: &str) -> Result<Option<Vec<u8>>, 
     Ok(out.status.success().then_some(out.stdout))
 }
 
-/// The blob id of a file at `rev`.
-pub fn blob_id(repo: &Path, rev: &str, file: &str) -> Result<Option<String>, Error> {
-    let out = git(repo)
-        .args(["rev-parse", "-q", "--verify", &format!("{rev}:{file}")])
-        .output()
-        .map_err(|e| Error::Git(e.to_string()))?;
-    Ok(out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string()))
+/// The object id `spec` names (`rev-parse --verify`), if it exists.
+fn verify(repo: &Path, spec: &str) -> Option<String> {
+    let out =
+        git(repo).args(["rev-parse", "-q", "--verify", spec]).stderr(std::process::Stdio::null()).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-pub fn rev_exists(repo: &Path, rev: &str) -> bool {
-    git(repo)
-        .args(["rev-parse", "-q", "--verify", &format!("{rev}^{{commit}}")])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
+/// The blob id of a file at `rev`.
+pub fn blob_id(repo: &Path, rev: &str, file: &str) -> Result<Option<String>, Error> {
+    Ok(verify(repo, &format!("{rev}:{file}")))
 }
 
 /// Who made a commit: `Name <email> <unix seconds> <+hhmm>`, as git writes it.
@@ -80,12 +75,7 @@ pub fn identity(repo: &Path, which: &str) -> String {
 
 /// The commit a ref points at, if it exists.
 pub fn resolve(repo: &Path, rev: &str) -> Option<String> {
-    let out = git(repo)
-        .args(["rev-parse", "-q", "--verify", &format!("{rev}^{{commit}}")])
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    verify(repo, &format!("{rev}^{{commit}}"))
 }
 
 /// One commit being written straight into the repository's object store:
@@ -271,8 +261,7 @@ pub fn ls_tree(repo: &Path, rev: &str, prefix: &str) -> Result<Vec<(String, Stri
 
 /// The tree id of a commit.
 pub fn tree_of(repo: &Path, commit: &str) -> Option<String> {
-    let out = git(repo).args(["rev-parse", "-q", "--verify", &format!("{commit}^{{tree}}")]).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    verify(repo, &format!("{commit}^{{tree}}"))
 }
 
 /// A directory of the tree being written.

@@ -164,7 +164,6 @@ pub(crate) struct Job {
     pub header_len: usize,
     /// Where each row's record ends in `csv` (the header comes first).
     pub ends: Vec<u32>,
-    rows: u64,
     first_key: Vec<Cell>,
     last_key: Vec<Cell>,
     partition: Option<String>,
@@ -190,7 +189,7 @@ pub(crate) struct Chunker<'s> {
     compression: layout::Compression,
     /// `--chunk-by`: the column index, how to partition, and the current
     /// partition with the number of its files so far.
-    partition: Option<(usize, ChunkBy)>,
+    pub(crate) partition: Option<(usize, ChunkBy)>,
     current: Option<(String, bool, usize)>,
     sink: &'s std::sync::mpsc::SyncSender<Job>,
 }
@@ -291,7 +290,6 @@ impl<'s> Chunker<'s> {
             file,
             csv: std::mem::replace(&mut self.chunk, csv),
             header_len: self.head.len(),
-            rows: self.ends.len() as u64,
             ends: std::mem::take(&mut self.ends),
             first_key: std::mem::take(&mut self.first_key),
             last_key: self.last_key.clone(),
@@ -303,9 +301,8 @@ impl<'s> Chunker<'s> {
         self.sink.send(job).map_err(|_| Error::Git("the chunk writer stopped".into()))
     }
 
-    pub(crate) fn finish(mut self) -> Result<(u64, usize), Error> {
-        self.flush()?;
-        Ok((self.rows, self.n_chunks))
+    pub(crate) fn finish(mut self) -> Result<(), Error> {
+        self.flush()
     }
 }
 
@@ -369,7 +366,7 @@ fn store_chunks(
                 table: job.table,
                 meta: ChunkMeta {
                     file: job.file,
-                    rows: job.rows,
+                    rows: job.ends.len() as u64,
                     first_key: job.first_key,
                     last_key: job.last_key,
                     bytes: stored.len() as u64,
@@ -566,7 +563,7 @@ fn export_inner(
         None => git::default_branch(repo)?,
     };
     let rev = format!("refs/heads/{branch}");
-    let previous_exists = git::rev_exists(repo, &rev);
+    let previous_exists = git::resolve(repo, &rev).is_some();
     let mut names = source.tables()?;
     names.retain(|n| n != crate::sync::STATE_TABLE);
     if let Some(only) = &opts.tables {
@@ -602,8 +599,7 @@ fn export_inner(
         let pack = &mut commit.pack;
         let (known, journal) = (&known, &journal);
         let worker = scope.spawn(move || store_chunks(jobs, pack, compression, known, journal));
-        let mut scan = || -> Result<Vec<(u64, usize)>, Error> {
-            let mut counts = Vec::new();
+        let mut scan = || -> Result<(), Error> {
             for (table_no, name) in names.iter().enumerate() {
                 let mut shape = source.describe(name)?;
                 let partition = match &opts.chunk_by {
@@ -641,11 +637,11 @@ fn export_inner(
                     }
                     Ok(())
                 })?;
-                counts.push(chunker.finish()?);
+                chunker.finish()?;
                 bar.finish_and_clear();
                 shapes.push((shape, divisor));
             }
-            Ok(counts)
+            Ok(())
         };
         let scanned = scan();
         drop(sink);

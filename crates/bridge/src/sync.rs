@@ -189,6 +189,7 @@ fn data_files(repo: &Path, rev: &str) -> Result<HashMap<String, String>, Error> 
 fn database_changes(
     source: &mut dyn Source,
     shape: &Shape,
+    partition: Option<(usize, ops::ChunkBy)>,
     meta: &TableMeta,
     manifest: &layout::Manifest,
     base_blobs: &HashSet<String>,
@@ -225,7 +226,8 @@ fn database_changes(
             compression,
             &sink,
         );
-        let scanned = source.scan(shape, &mut |cells| chunker.push(cells)).and_then(|_| chunker.finish().map(|_| ()));
+        chunker.partition = partition;
+        let scanned = source.scan(shape, &mut |cells| chunker.push(cells)).and_then(|_| chunker.finish());
         drop(sink);
         let found = reader.join().expect("the chunk reader does not panic");
         scanned.and(found)
@@ -311,11 +313,6 @@ fn merge_row(
     }
 }
 
-/// The synced state: the commit of the last sync, read from the database.
-fn last_synced(source: &mut dyn Source, repo_id: &str, branch: &str) -> Result<Option<String>, Error> {
-    source.sync_state(repo_id, branch)
-}
-
 /// Syncs `database` with the repository `target` (a local repository, or
 /// the cache of a remote one, which receives the new commit before the
 /// state records it).
@@ -339,7 +336,7 @@ pub fn sync(database: &str, target: &git::Target, opts: &SyncOptions) -> Result<
         return first_push(database, target, &branch, opts, report);
     };
     let manifest = ops::load_manifest(repo, &head)?;
-    let base = last_synced(source.as_mut(), &opts.repo_id, &branch)?;
+    let base = source.sync_state(&opts.repo_id, &branch)?;
     let base = base.filter(|b| git::resolve(repo, b).is_some());
     let present: Vec<String> = source.tables()?.into_iter().filter(|t| t != STATE_TABLE).collect();
     if base.is_none() && manifest.tables.iter().all(|t| !present.contains(t)) {
@@ -361,7 +358,7 @@ pub fn sync(database: &str, target: &git::Target, opts: &SyncOptions) -> Result<
     // The base only has to exist, not to be an ancestor of the head (a
     // rewritten branch still merges against it); a repository that lost it
     // (recreated) syncs as if for the first time (see above).
-    if base.as_deref() == Some(head.as_str()) && report.created.is_empty() {
+    if base.as_deref() == Some(head.as_str()) {
         // Nothing changed in the repository since the last sync: the
         // database's changes, if any, are one export (which reuses the blobs
         // of unchanged chunks and makes no commit when nothing changed).
@@ -392,7 +389,19 @@ pub fn sync(database: &str, target: &git::Target, opts: &SyncOptions) -> Result<
             }
             continue;
         }
-        let shape = source.describe(name)?;
+        let mut shape = source.describe(name)?;
+        // Cut as the export did: by partition first when it used --chunk-by.
+        let partition = match &manifest.chunking.partition_by {
+            Some(spec) => {
+                let by = ops::ChunkBy::parse(spec)?;
+                let col = shape.columns.iter().position(|c| c.name == by.column).ok_or_else(|| {
+                    Error::Unsupported(format!("table {name} has no column {:?} to partition by", by.column))
+                })?;
+                shape.order_first = Some(by.column.clone());
+                Some((col, by))
+            }
+            None => None,
+        };
         let db_cols: Vec<&str> = shape.columns.iter().map(|c| c.name.as_str()).collect();
         let repo_cols: Vec<&str> = meta.columns.iter().map(|c| c.name.as_str()).collect();
         if db_cols != repo_cols {
@@ -411,7 +420,7 @@ pub fn sync(database: &str, target: &git::Target, opts: &SyncOptions) -> Result<
         // that both have the table), chunks identical on both sides hold
         // rows that agree, so only the others are compared.
         let match_blobs = if base.is_some() { &base_blobs } else { &head_blobs };
-        let (ours_rows, in_db) = database_changes(source.as_mut(), &shape, &meta, &manifest, match_blobs)?;
+        let (ours_rows, in_db) = database_changes(source.as_mut(), &shape, partition, &meta, &manifest, match_blobs)?;
         let mut ours = Side::default();
         for r in ours_rows {
             ours.add(&key, r);
@@ -562,16 +571,7 @@ fn push(
     opts: &SyncOptions,
     mut report: SyncReport,
 ) -> Result<SyncReport, Error> {
-    let mut export = opts.export.clone().unwrap_or_else(|| ExportOptions {
-        chunk_by: None,
-        max_chunk_bytes: manifest.chunking.max_chunk_bytes,
-        compression: manifest.chunking.compression,
-        tables: None,
-        branch: None,
-        message: None,
-    });
-    export.branch = Some(branch.to_string());
-    export.message.get_or_insert_with(|| format!("Sync from {}", ops::redact(database)));
+    let export = export_options(opts, branch, database, Some(&manifest.chunking))?;
     let pushed = ops::export_commit(database, &target.path, &export, true)?;
     if pushed.is_some() {
         git::push(target, branch)?;
@@ -582,6 +582,28 @@ fn push(
     Ok(report)
 }
 
+/// The export a sync makes: the caller's settings, else the repository's
+/// chunking (or the defaults, into an empty repository).
+fn export_options(
+    opts: &SyncOptions,
+    branch: &str,
+    database: &str,
+    chunking: Option<&layout::Chunking>,
+) -> Result<ExportOptions, Error> {
+    let chunk_by = chunking.and_then(|c| c.partition_by.as_deref()).map(ops::ChunkBy::parse).transpose()?;
+    let mut export = opts.export.clone().unwrap_or_else(|| ExportOptions {
+        chunk_by,
+        max_chunk_bytes: chunking.map(|c| c.max_chunk_bytes).unwrap_or(50 << 20),
+        compression: chunking.map(|c| c.compression).unwrap_or_default(),
+        tables: None,
+        branch: None,
+        message: None,
+    });
+    export.branch = Some(branch.to_string());
+    export.message.get_or_insert_with(|| format!("Sync from {}", ops::redact(database)));
+    Ok(export)
+}
+
 fn first_push(
     database: &str,
     target: &git::Target,
@@ -589,15 +611,7 @@ fn first_push(
     opts: &SyncOptions,
     mut report: SyncReport,
 ) -> Result<SyncReport, Error> {
-    let mut export = opts.export.clone().unwrap_or_else(|| ExportOptions {
-        chunk_by: None,
-        max_chunk_bytes: 50 << 20,
-        compression: Default::default(),
-        tables: None,
-        branch: None,
-        message: None,
-    });
-    export.branch = Some(branch.to_string());
+    let export = export_options(opts, branch, database, None)?;
     let pushed = ops::export_commit(database, &target.path, &export, false)?;
     if let Some(c) = &pushed {
         git::push(target, branch)?;

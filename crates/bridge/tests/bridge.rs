@@ -943,6 +943,32 @@ mod sync {
     }
 
     #[test]
+    fn sync_keeps_the_partitions_of_a_chunk_by_export() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("db.sqlite");
+        Connection::open(&db).unwrap().execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, day TEXT, v TEXT); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300) INSERT INTO t SELECT i, date('2026-01-01', '+' || (i / 4) || ' days'), 'v' || i FROM n;").unwrap();
+        let repo = dir.path().join("repo");
+        let by_month = ExportOptions { chunk_by: Some(ops::ChunkBy::parse("day:month").unwrap()), ..opts(1 << 20) };
+        ops::export(db.to_str().unwrap(), &repo, &by_month).unwrap();
+        git(&repo, &["config", "receive.denyCurrentBranch", "ignore"]);
+        let files = git(&repo, &["ls-tree", "-r", "--name-only", "main", "data/"]);
+        assert!(files.contains("t_2026-02_000001.csv"), "{files}");
+        let defaults = SyncOptions { export: None, ..both() };
+        sync::sync(db.to_str().unwrap(), &local(&repo), &defaults).unwrap();
+        // A change on each side: the repository's is pulled, the database's
+        // pushed, and the files stay partitioned by month.
+        Connection::open(&db).unwrap().execute("UPDATE t SET v = 'db' WHERE id = 10", []).unwrap();
+        edit_in_git(&repo, "v200", |t| t.replace(",v200\n", ",git\n"));
+        let report = sync::sync(db.to_str().unwrap(), &local(&repo), &defaults).unwrap();
+        assert_eq!(report.pulled, vec![("t".to_string(), 0, 1, 0)]);
+        assert_eq!(value(&db, "SELECT v FROM t WHERE id = 200").as_deref(), Some("git"));
+        assert_eq!(git(&repo, &["ls-tree", "-r", "--name-only", "main", "data/"]), files);
+        let changed = git(&repo, &["diff", "--name-only", "main~1", "main", "--", "data/"]);
+        assert_eq!(changed.trim(), "data/t/t_2026-01_000001.csv");
+        assert!(ops::verify(db.to_str().unwrap(), &repo, Some("main")).unwrap().iter().all(|d| d.same_content));
+    }
+
+    #[test]
     fn edits_and_deletes_made_in_git_are_pulled_as_row_changes() {
         let dir = tempfile::tempdir().unwrap();
         let (db, repo) = setup(dir.path());
