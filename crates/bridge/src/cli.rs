@@ -64,6 +64,11 @@ pub struct ExportArgs {
     pub branch: Option<String>,
     #[arg(long)]
     pub message: Option<String>,
+    /// Dolt databases: replay every commit of every branch as git commits
+    /// (author, date and message kept; branches named after Dolt's). A later
+    /// run adds only new Dolt commits.
+    #[arg(long)]
+    pub history: bool,
 }
 
 #[derive(Args)]
@@ -78,6 +83,10 @@ pub struct ImportArgs {
     /// Overwrite tables that already exist in the target.
     #[arg(long)]
     pub replace: bool,
+    /// Recreate the commits and branches of an `export --history` in a new
+    /// doltlite file, one Dolt commit per git commit.
+    #[arg(long)]
+    pub history: bool,
 }
 
 #[derive(Args)]
@@ -125,6 +134,18 @@ fn run_inner(cmd: Command) -> Result<ExitCode, Error> {
                 message: a.message,
             };
             let target = crate::git::open_target(&a.repo, true)?;
+            if a.history {
+                let report = crate::history::export_history(&a.database, &target.path, &opts)?;
+                for (branch, _) in &report.branches {
+                    crate::git::push(&target, branch)?;
+                }
+                println!(
+                    "{} new commit(s); branches: {}",
+                    report.written,
+                    report.branches.iter().map(|(b, _)| b.as_str()).collect::<Vec<_>>().join(", ")
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             let report = ops::export(&a.database, &target.path, &opts)?;
             if target.remote.is_some() {
                 let branch = match &opts.branch {
@@ -142,6 +163,15 @@ fn run_inner(cmd: Command) -> Result<ExitCode, Error> {
             let database = a.database.ok_or_else(|| {
                 Error::Unsupported("name the target database: tessera data import <repo> <database>".into())
             })?;
+            if a.history {
+                let report = crate::history::import_history(&crate::git::open_target(&a.repo, false)?.path, &database)?;
+                println!(
+                    "{} Dolt commit(s); branches: {}",
+                    report.written,
+                    report.branches.iter().map(|(b, _)| b.as_str()).collect::<Vec<_>>().join(", ")
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             let opts = ImportOptions { tables: a.tables, branch: a.branch, replace: a.replace };
             let report = ops::import(&crate::git::open_target(&a.repo, false)?.path, &database, &opts)?;
             for note in &report.approximations {

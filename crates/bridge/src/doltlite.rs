@@ -128,6 +128,9 @@ pub fn is_doltlite(path: &str) -> bool {
 pub struct Doltlite {
     api: Api,
     db: Db,
+    /// Read tables as of this Dolt commit (`dolt_at_<table>`) instead of the
+    /// working set.
+    pub at: Option<String>,
 }
 
 impl Drop for Doltlite {
@@ -146,7 +149,7 @@ impl Doltlite {
         let flags = SQLITE_OPEN_READWRITE | if create { SQLITE_OPEN_CREATE } else { 0 };
         // SAFETY: valid C string and out-pointer; see SQLite's sqlite3_open_v2.
         let rc = unsafe { (api.open_v2)(c_path.as_ptr(), &mut db, flags, std::ptr::null()) };
-        let me = Doltlite { api, db };
+        let me = Doltlite { api, db, at: None };
         if rc != SQLITE_OK {
             return Err(Error::Database(format!("opening {path}: {}", me.error())));
         }
@@ -258,7 +261,7 @@ impl Doltlite {
         self.query(sql, params, &mut |_| Ok(()))
     }
 
-    fn strings(&self, sql: &str, params: &[Value]) -> Result<Vec<Vec<Value>>, Error> {
+    pub(crate) fn strings(&self, sql: &str, params: &[Value]) -> Result<Vec<Vec<Value>>, Error> {
         let mut out = Vec::new();
         self.query(sql, params, &mut |row| {
             out.push(row);
@@ -268,7 +271,7 @@ impl Doltlite {
     }
 }
 
-fn text(v: &Value) -> String {
+pub(crate) fn text(v: &Value) -> String {
     match v {
         Value::Text(t) => t.clone(),
         Value::Integer(i) => i.to_string(),
@@ -353,9 +356,15 @@ impl crate::ops::Source for Doltlite {
         let q = crate::sqlite::quote;
         let order: Vec<String> = shape.order().iter().map(|c| q(c)).collect();
         let cols: Vec<String> = shape.columns.iter().map(|c| q(&c.name)).collect();
-        let sql = format!("SELECT {} FROM {} ORDER BY {}", cols.join(", "), q(&shape.name), order.join(", "));
+        let (from, params) = match &self.at {
+            Some(commit) => {
+                (format!("{}(?1)", q(&format!("dolt_at_{}", shape.name))), vec![Value::Text(commit.clone())])
+            }
+            None => (q(&shape.name), Vec::new()),
+        };
+        let sql = format!("SELECT {} FROM {from} ORDER BY {}", cols.join(", "), order.join(", "));
         let columns = shape.columns.clone();
-        self.query(&sql, &[], &mut |values| {
+        self.query(&sql, &params, &mut |values| {
             let cells: Vec<Cell> = values.iter().zip(&columns).map(|(v, c)| v.to_cell(c.affinity)).collect();
             each(&cells)
         })

@@ -87,10 +87,6 @@ pub struct CommitWriter {
     refname: String,
     parent: Option<String>,
     message: String,
-    pub author: Option<String>,
-    pub committer: Option<String>,
-    /// Extra parents after the branch's current commit (history replay).
-    pub extra_parents: Vec<String>,
     pub pack: tessera_pack::local::PackBuilder,
     files: BTreeMap<String, ObjectId>,
 }
@@ -98,20 +94,26 @@ pub struct CommitWriter {
 impl CommitWriter {
     /// Starts a commit on `branch` whose tree holds exactly the files given.
     pub fn start(repo: &Path, branch: &str, message: &str) -> Result<CommitWriter, Error> {
+        let mut w = CommitWriter::detached(repo)?;
+        w.refname = format!("refs/heads/{branch}");
+        w.parent = resolve(repo, &w.refname);
+        w.message = message.to_string();
+        Ok(w)
+    }
+
+    /// A writer for commits that no branch follows yet
+    /// ([`CommitWriter::commit_detached`]).
+    pub fn detached(repo: &Path) -> Result<CommitWriter, Error> {
         let mut c = git(repo);
         c.args(["rev-parse", "--path-format=absolute", "--git-path", "objects/pack"]);
         let pack_dir = String::from_utf8_lossy(&run(c, "locating the object store")?).trim().to_string();
         let pack = tessera_pack::local::PackBuilder::create(Path::new(&pack_dir))
             .map_err(|e| Error::Git(format!("starting a pack in {pack_dir}: {e}")))?;
-        let refname = format!("refs/heads/{branch}");
         Ok(CommitWriter {
             repo: repo.to_path_buf(),
-            parent: resolve(repo, &refname),
-            refname,
-            message: message.to_string(),
-            author: None,
-            committer: None,
-            extra_parents: Vec::new(),
+            refname: String::new(),
+            parent: None,
+            message: String::new(),
             pack,
             files: BTreeMap::new(),
         })
@@ -138,11 +140,7 @@ impl CommitWriter {
     /// returns `None`.
     pub fn finish(mut self, skip_unchanged: bool) -> Result<Option<String>, Error> {
         let io = |e: std::io::Error| Error::Git(format!("writing objects: {e}"));
-        let mut root = Dir::default();
-        for (path, id) in std::mem::take(&mut self.files) {
-            root.insert(&path, id);
-        }
-        let tree = root.write(&mut self.pack).map_err(io)?;
+        let tree = self.write_tree()?;
         if skip_unchanged {
             if let Some(parent) = &self.parent {
                 if tree_of(&self.repo, parent).as_deref() == Some(tree.to_string().as_str()) {
@@ -151,23 +149,68 @@ impl CommitWriter {
                 }
             }
         }
-        let author = self.author.clone().unwrap_or_else(|| identity(&self.repo, "GIT_AUTHOR_IDENT"));
-        let committer = self.committer.clone().unwrap_or_else(|| identity(&self.repo, "GIT_COMMITTER_IDENT"));
-        let mut body = format!("tree {tree}\n");
-        for p in self.parent.iter().chain(&self.extra_parents) {
-            body.push_str(&format!("parent {p}\n"));
-        }
-        body.push_str(&format!("author {author}\ncommitter {committer}\n\n{}", self.message));
-        if !body.ends_with('\n') {
-            body.push('\n');
-        }
-        let commit = self.pack.add(tessera_pack::Kind::Commit, body.as_bytes()).map_err(io)?;
+        let parents: Vec<String> = self.parent.iter().cloned().collect();
+        let message = std::mem::take(&mut self.message);
+        let commit = self.write_commit(tree, &parents, &message, None, None)?;
         self.pack.finish().map_err(io)?;
         let old = self.parent.clone().unwrap_or_else(|| "0".repeat(40));
         let mut c = git(&self.repo);
         c.args(["update-ref", "-m", "tessera data export", &self.refname, &commit.to_string(), &old]);
         run(c, &format!("moving {} (did someone else write to it meanwhile?)", self.refname))?;
         Ok(Some(commit.to_string()))
+    }
+
+    /// Writes the tree of the files given so far (and forgets them, for the
+    /// next commit).
+    fn write_tree(&mut self) -> Result<ObjectId, Error> {
+        let mut root = Dir::default();
+        for (path, id) in std::mem::take(&mut self.files) {
+            root.insert(&path, id);
+        }
+        root.write(&mut self.pack).map_err(|e| Error::Git(format!("writing trees: {e}")))
+    }
+
+    fn write_commit(
+        &mut self,
+        tree: ObjectId,
+        parents: &[String],
+        message: &str,
+        author: Option<String>,
+        committer: Option<String>,
+    ) -> Result<ObjectId, Error> {
+        let author = author.unwrap_or_else(|| identity(&self.repo, "GIT_AUTHOR_IDENT"));
+        let committer = committer.unwrap_or_else(|| identity(&self.repo, "GIT_COMMITTER_IDENT"));
+        let mut body = format!("tree {tree}\n");
+        for p in parents {
+            body.push_str(&format!("parent {p}\n"));
+        }
+        body.push_str(&format!("author {author}\ncommitter {committer}\n\n{message}"));
+        if !body.ends_with('\n') {
+            body.push('\n');
+        }
+        self.pack
+            .add(tessera_pack::Kind::Commit, body.as_bytes())
+            .map_err(|e| Error::Git(format!("writing a commit: {e}")))
+    }
+
+    /// Writes a commit of the files given so far with explicit parents and
+    /// identities, without moving any branch (history replay); the files
+    /// start empty again for the next one. [`CommitWriter::seal`] makes
+    /// every such commit readable.
+    pub fn commit_detached(
+        &mut self,
+        parents: &[String],
+        message: &str,
+        author: &str,
+        committer: &str,
+    ) -> Result<String, Error> {
+        let tree = self.write_tree()?;
+        self.write_commit(tree, parents, message, Some(author.into()), Some(committer.into())).map(|c| c.to_string())
+    }
+
+    /// Seals the pack of detached commits.
+    pub fn seal(self) -> Result<(), Error> {
+        self.pack.finish().map(|_| ()).map_err(|e| Error::Git(format!("writing objects: {e}")))
     }
 }
 
@@ -257,6 +300,68 @@ pub fn ls_tree(repo: &Path, rev: &str, prefix: &str) -> Result<Vec<(String, Stri
             Some((path.to_string(), blob.to_string()))
         })
         .collect())
+}
+
+/// `(commit, value)` for every commit reachable from a branch whose
+/// message has the trailer `key`.
+pub fn trailers(repo: &Path, key: &str) -> Result<Vec<(String, String)>, Error> {
+    let mut c = git(repo);
+    c.args(["log", "--branches", &format!("--format=%H %(trailers:key={key},valueonly=true,separator=%x2C)")]);
+    let out = run(c, "reading commit trailers")?;
+    Ok(String::from_utf8_lossy(&out)
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(_, v)| !v.trim().is_empty())
+        .map(|(c, v)| (c.to_string(), v.trim().to_string()))
+        .collect())
+}
+
+/// `(commit, parents)` of every commit reachable from a branch, parents first.
+pub fn commits_parents_first(repo: &Path) -> Result<Vec<(String, Vec<String>)>, Error> {
+    let mut c = git(repo);
+    c.args(["rev-list", "--topo-order", "--reverse", "--parents", "--branches"]);
+    let out = run(c, "listing commits")?;
+    Ok(String::from_utf8_lossy(&out)
+        .lines()
+        .filter_map(|l| {
+            let mut ids = l.split(' ').map(str::to_string);
+            Some((ids.next()?, ids.collect()))
+        })
+        .collect())
+}
+
+/// Author name, email, time (unix seconds) and message of a commit.
+pub fn commit_info(repo: &Path, commit: &str) -> Result<(String, String, i64, String), Error> {
+    let mut c = git(repo);
+    c.args(["show", "-s", "--format=%an%x00%ae%x00%at%x00%B", commit]);
+    let out = String::from_utf8_lossy(&run(c, "reading a commit")?).into_owned();
+    let mut parts = out.splitn(4, '\0');
+    let (name, email, at, message) = (parts.next(), parts.next(), parts.next(), parts.next());
+    Ok((
+        name.unwrap_or_default().to_string(),
+        email.unwrap_or_default().to_string(),
+        at.and_then(|t| t.trim().parse().ok()).unwrap_or(0),
+        message.unwrap_or_default().to_string(),
+    ))
+}
+
+/// Local branches and the commits they point at.
+pub fn branches(repo: &Path) -> Result<Vec<(String, String)>, Error> {
+    let mut c = git(repo);
+    c.args(["for-each-ref", "--format=%(refname:short) %(objectname)", "refs/heads"]);
+    let out = run(c, "listing branches")?;
+    Ok(String::from_utf8_lossy(&out)
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(b, c)| (b.to_string(), c.to_string()))
+        .collect())
+}
+
+/// Points `branch` at `commit`.
+pub fn set_branch(repo: &Path, branch: &str, commit: &str) -> Result<(), Error> {
+    let mut c = git(repo);
+    c.args(["update-ref", "-m", "tessera data export --history", &format!("refs/heads/{branch}"), commit]);
+    run(c, &format!("moving {branch}")).map(|_| ())
 }
 
 /// The tree id of a commit.

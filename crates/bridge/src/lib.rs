@@ -19,6 +19,7 @@ pub mod cli;
 pub mod csv;
 mod doltlite;
 mod git;
+pub mod history;
 pub mod layout;
 mod mapping;
 mod mysql;

@@ -592,12 +592,54 @@ fn export_inner(
             }
         }
     }
+    let (metas, schema_sql) =
+        write_tables(source.as_mut(), &names, &mut commit, opts, &previous_metas, &mut known, &journal)?;
+    let mut report = ExportReport::default();
+    for m in &metas {
+        report.tables.push((m.name.clone(), m.rows, m.chunks.len()));
+    }
+    // The same rows as the previous export keep its timestamp, so an
+    // export of an unchanged database produces the same tree.
+    let unchanged = previous_exists
+        && previous_metas.len() == metas.len()
+        && metas.iter().all(|m| {
+            previous_metas.get(&m.name).is_some_and(|p| {
+                p.chunks.len() == m.chunks.len()
+                    && p.chunks.iter().zip(&m.chunks).all(|(a, b)| a.file == b.file && a.sha256 == b.sha256)
+            })
+        });
+    let previous_created =
+        if unchanged { read_json::<Manifest>(repo, &rev, layout::MANIFEST)?.map(|m| m.created_at) } else { None };
+    let created_at = previous_created.unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    });
+    let source = Source_ { engine: source.engine().into(), database: redact(database), branch: None, commit: None };
+    let manifest = manifest(source, opts, &names, created_at);
+    write_metadata(&mut commit, &manifest, &metas, &schema_sql)?;
+    report.commit = commit.finish(skip_unchanged)?;
+    journal.clear();
+    Ok(report)
+}
+
+/// Cuts the tables `names` of `source` into chunk files of `commit` (the
+/// database is read here while a worker thread compresses into the pack),
+/// and returns their metadata and the schema text. `known` maps SHA-256s of
+/// files the repository has to their blobs; it gains the new ones.
+pub(crate) fn write_tables(
+    source: &mut dyn Source,
+    names: &[String],
+    commit: &mut git::CommitWriter,
+    opts: &ExportOptions,
+    previous: &BTreeMap<String, TableMeta>,
+    known: &mut std::collections::HashMap<String, String>,
+    journal: &git::Journal,
+) -> Result<(Vec<TableMeta>, String), Error> {
     let mut shapes = Vec::new();
     let (sink, jobs) = std::sync::mpsc::sync_channel::<Job>(1);
     let compression = opts.compression;
     let (scanned, outcome) = std::thread::scope(|scope| {
         let pack = &mut commit.pack;
-        let (known, journal) = (&known, &journal);
+        let (known, journal) = (&*known, journal);
         let worker = scope.spawn(move || store_chunks(jobs, pack, compression, known, journal));
         let mut scan = || -> Result<(), Error> {
             for (table_no, name) in names.iter().enumerate() {
@@ -612,7 +654,7 @@ fn export_inner(
                     }
                     None => None,
                 };
-                let divisor = match previous_metas.get(name) {
+                let divisor = match previous.get(name) {
                     Some(p) => p.divisor,
                     None => source.divisor(&shape, opts.max_chunk_bytes / 2)?,
                 };
@@ -666,7 +708,6 @@ fn export_inner(
         t.1.merge(s.hash);
     }
     let mut metas = Vec::new();
-    let mut report = ExportReport::default();
     let mut schema_sql = String::new();
     for ((shape, divisor), (chunks, hash)) in shapes.into_iter().zip(tables) {
         schema_sql.push_str(&format!("{};\n", shape.create_sql.trim_end_matches(';')));
@@ -677,7 +718,9 @@ fn export_inner(
             schema_sql.push_str(&format!("{stmt};\n"));
         }
         let rows = chunks.iter().map(|c| c.rows).sum();
-        report.tables.push((shape.name.clone(), rows, chunks.len()));
+        for c in &chunks {
+            known.insert(c.sha256.clone(), c.git_blob.clone());
+        }
         metas.push(TableMeta {
             name: shape.name.clone(),
             row_identity: if shape.primary_key.is_empty() { "content".into() } else { "primary_key".into() },
@@ -695,25 +738,16 @@ fn export_inner(
             chunks,
         });
     }
-    // The same rows as the previous export keep its timestamp, so an
-    // export of an unchanged database produces the same tree.
-    let unchanged = previous_exists
-        && previous_metas.len() == metas.len()
-        && metas.iter().all(|m| {
-            previous_metas.get(&m.name).is_some_and(|p| {
-                p.chunks.len() == m.chunks.len()
-                    && p.chunks.iter().zip(&m.chunks).all(|(a, b)| a.file == b.file && a.sha256 == b.sha256)
-            })
-        });
-    let previous_created =
-        if unchanged { read_json::<Manifest>(repo, &rev, layout::MANIFEST)?.map(|m| m.created_at) } else { None };
-    let manifest = Manifest {
+    Ok((metas, schema_sql))
+}
+
+/// The manifest of an export made with `opts`.
+pub(crate) fn manifest(source: Source_, opts: &ExportOptions, names: &[String], created_at: u64) -> Manifest {
+    Manifest {
         format_version: layout::FORMAT_VERSION,
-        created_at: previous_created.unwrap_or_else(|| {
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-        }),
+        created_at,
         creator: concat!("tessera ", env!("CARGO_PKG_VERSION")).into(),
-        source: Source_ { engine: source.engine().into(), database: redact(database), branch: None, commit: None },
+        source,
         chunking: Chunking {
             strategy: if opts.chunk_by.is_some() { "column".into() } else { "size".into() },
             max_chunk_bytes: opts.max_chunk_bytes,
@@ -721,20 +755,27 @@ fn export_inner(
             compression: opts.compression,
             partition_by: opts.chunk_by.as_ref().map(|b| b.spec.clone()),
         },
-        tables: names.clone(),
-    };
-    for meta in &metas {
+        tables: names.to_vec(),
+    }
+}
+
+/// Writes everything but the chunks: per-table metadata, the manifest, the
+/// schema, the Data Package descriptor, the README and `.gitattributes`.
+pub(crate) fn write_metadata(
+    commit: &mut git::CommitWriter,
+    manifest: &Manifest,
+    metas: &[TableMeta],
+    schema_sql: &str,
+) -> Result<(), Error> {
+    for meta in metas {
         let json = serde_json::to_vec_pretty(meta).expect("metadata serializes");
         commit.file(&layout::table_meta_path(&meta.name), &json)?;
     }
-    commit.file(layout::MANIFEST, &serde_json::to_vec_pretty(&manifest).expect("manifest serializes"))?;
+    commit.file(layout::MANIFEST, &serde_json::to_vec_pretty(manifest).expect("manifest serializes"))?;
     commit.file(layout::SCHEMA, schema_sql.as_bytes())?;
-    commit.file("datapackage.json", &serde_json::to_vec_pretty(&layout::datapackage(&metas)).expect("serializes"))?;
-    commit.file("README.md", layout::readme(&manifest, &metas).as_bytes())?;
-    commit.file(".gitattributes", layout::GITATTRIBUTES.as_bytes())?;
-    report.commit = commit.finish(skip_unchanged)?;
-    journal.clear();
-    Ok(report)
+    commit.file("datapackage.json", &serde_json::to_vec_pretty(&layout::datapackage(metas)).expect("serializes"))?;
+    commit.file("README.md", layout::readme(manifest, metas).as_bytes())?;
+    commit.file(".gitattributes", layout::GITATTRIBUTES.as_bytes())
 }
 
 /// A database URL without its password, for metadata and messages.

@@ -1082,3 +1082,104 @@ fn doltlite_sync_scenario() {
     let log = run("SELECT message FROM dolt_log").unwrap();
     assert!(log.contains("Sync from git by tessera"), "pulled changes are a Dolt commit: {log}");
 }
+
+/// `(message, committer, email, date)` of `dolt_log(branch)` per branch,
+/// sorted; the date of Dolt's own first commit is the file's creation, so
+/// it is left out.
+fn dolt_history(path: &Path) -> Option<String> {
+    doltlite_py(&format!(
+        "c = sqlite3.connect({path:?})\n\
+         for (b,) in sorted(c.execute('SELECT name FROM dolt_branches').fetchall()):\n    \
+             rows = sorted(c.execute(\"SELECT message, committer, email, CASE WHEN commit_hash IN (SELECT commit_hash FROM dolt_commit_ancestors WHERE parent_hash IS NULL) THEN '' ELSE date END FROM dolt_log(?)\", (b,)).fetchall())\n    \
+             print(b, len(rows), rows)\n",
+        path = path.to_str().unwrap()
+    ))
+}
+
+#[test]
+fn dolt_history_round_trips_through_git() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("dolt.db");
+    // 20 commits: Dolt's first, a seed, 7 more on main, 6 on feature (from
+    // main's 4th), 5 on fix (from main's 6th); one changed row each.
+    let script = format!(
+        "c = sqlite3.connect({src:?})\n\
+         n = [0]\n\
+         def commit(msg, who):\n    \
+             c.commit()\n    n[0] += 1\n    \
+             return c.execute(\"SELECT dolt_commit('-A', '-m', ?, '--author', ?, '--date', ?)\", (msg, who, '2024-01-01T00:%02d:00Z' % n[0])).fetchone()[0]\n\
+         c.execute('CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)')\n\
+         c.execute(\"INSERT INTO t WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000) SELECT i, 'value ' || i FROM n\")\n\
+         commit('seed', 'Ann <ann@example.com>')\n\
+         marks = []\n\
+         for i in range(7):\n    \
+             c.execute('UPDATE t SET v = ? WHERE id = ?', ('main %d' % i, 100 + i * 400))\n    \
+             marks.append(commit('main change %d' % i, 'Bob <bob@example.com>' if i % 2 else 'Ann <ann@example.com>'))\n\
+         c.execute('SELECT dolt_branch(?, ?)', ('feature', marks[3]))\n\
+         c.execute('SELECT dolt_branch(?, ?)', ('fix', marks[5]))\n\
+         for b, k in (('feature', 6), ('fix', 5)):\n    \
+             c.execute('SELECT dolt_checkout(?)', (b,))\n    \
+             for i in range(k):\n        \
+                 c.execute('UPDATE t SET v = ? WHERE id = ?', ('%s %d' % (b, i), 250 + i * 500))\n        \
+                 commit('%s change %d' % (b, i), 'Cy <cy@example.com>')\n\
+         c.execute(\"SELECT dolt_checkout('main')\")\n\
+         print(len(set(h for b in ('main', 'feature', 'fix') for (h,) in c.execute('SELECT commit_hash FROM dolt_log(?)', (b,)))))\n",
+        src = src.to_str().unwrap()
+    );
+    let Some(count) = doltlite_py(&script) else { return };
+    assert_eq!(count.trim(), "20");
+    let repo = dir.path().join("repo");
+    let report = tessera_bridge::history::export_history(src.to_str().unwrap(), &repo, &opts(16 * 1024)).unwrap();
+    assert_eq!(report.written, 20);
+    git(&repo, &["fsck", "--strict"]);
+    let original = dolt_history(&src).unwrap();
+    for (branch, commits) in [("main", 9), ("feature", 12), ("fix", 13)] {
+        assert_eq!(git(&repo, &["rev-list", "--count", branch]).trim(), commits.to_string(), "{branch}");
+        assert!(original.contains(&format!("{branch} {commits} ")), "{original}");
+    }
+    let log = git(&repo, &["log", "--format=%s|%an|%ae|%at", "-3", "fix"]);
+    assert!(log.starts_with("fix change 4|Cy|cy@example.com|1704068340\n"), "{log}");
+    // One changed row, one changed chunk file.
+    for branch in ["main", "feature", "fix"] {
+        let changed = git(&repo, &["diff", "--name-only", &format!("{branch}~1"), branch, "--", "data/"]);
+        assert_eq!(changed.lines().count(), 1, "{branch}: {changed}");
+    }
+    let manifest = git(&repo, &["show", "feature:.dolt-metadata/manifest.json"]);
+    let trailer = git(&repo, &["log", "-1", "--format=%(trailers:key=Dolt-Commit,valueonly=true)", "feature"]);
+    assert!(manifest.contains(&format!("\"commit\": \"{}\"", trailer.trim())), "{manifest}");
+
+    // Again: nothing new. One more Dolt commit: one more git commit.
+    let again = tessera_bridge::history::export_history(src.to_str().unwrap(), &repo, &opts(16 * 1024)).unwrap();
+    assert_eq!(again.written, 0);
+    doltlite_py(&format!(
+        "c = sqlite3.connect({src:?})\n\
+         c.execute(\"UPDATE t SET v = 'late' WHERE id = 7\")\n\
+         c.commit()\n\
+         c.execute(\"SELECT dolt_commit('-A', '-m', 'late change', '--author', 'Dee <dee@example.com>')\")\n",
+        src = src.to_str().unwrap()
+    ))
+    .unwrap();
+    let later = tessera_bridge::history::export_history(src.to_str().unwrap(), &repo, &opts(16 * 1024)).unwrap();
+    assert_eq!(later.written, 1);
+    assert_eq!(git(&repo, &["log", "-1", "--format=%s", "main"]).trim(), "late change");
+
+    // Back into a new doltlite file: the same log per branch, and the data.
+    let restored = dir.path().join("restored.db");
+    let imported = tessera_bridge::history::import_history(&repo, restored.to_str().unwrap()).unwrap();
+    assert_eq!(imported.written, 20, "Dolt's first commit is the new file's own");
+    let original = dolt_history(&src).unwrap();
+    assert_eq!(dolt_history(&restored).unwrap(), original);
+    let values = |p: &Path, branch: &str| {
+        doltlite_py(&format!(
+            "c = sqlite3.connect({p:?})\n\
+             print(c.execute(\"SELECT count(*), group_concat(v, '|') FROM dolt_at_t(?) WHERE v NOT LIKE 'value %'\", ({branch:?},)).fetchall())\n",
+            p = p.to_str().unwrap()
+        ))
+        .unwrap()
+    };
+    for branch in ["main", "feature", "fix"] {
+        assert_eq!(values(&restored, branch), values(&src, branch), "{branch}");
+    }
+    let err = tessera_bridge::history::import_history(&repo, restored.to_str().unwrap()).unwrap_err();
+    assert!(err.to_string().contains("new doltlite file"), "{err}");
+}

@@ -1,0 +1,405 @@
+//! Dolt history as git history, and back: `export --history` replays every
+//! Dolt commit reachable from a branch as a git commit (author, date and
+//! message kept, git branches named after the Dolt branches), and
+//! `import --history` replays such a repository into a new doltlite file,
+//! one `dolt_commit` per git commit.
+//!
+//! Each git commit carries a `Dolt-Commit: <hash>` trailer and its manifest
+//! names the Dolt commit (`source.commit`): that is the mapping, and a later
+//! export skips every Dolt commit it already finds there. Chunks are cut as
+//! a plain export cuts them, per commit, from `dolt_at_<table>(commit)`; a
+//! chunk whose content an earlier commit already stored is referenced by its
+//! blob, so a commit that changed one row adds one chunk file.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+
+use crate::doltlite::{self, text, Doltlite};
+use crate::layout::{self, TableMeta};
+use crate::ops::{self, ExportOptions, Source};
+use crate::value::Value;
+use crate::{git, Error};
+
+/// The trailer naming a git commit's Dolt commit.
+pub const TRAILER: &str = "Dolt-Commit";
+
+/// The working branch `import --history` replays commits on.
+const REPLAY_BRANCH: &str = "_tessera_replay";
+
+/// What a history export or import did.
+#[derive(Debug, Default)]
+pub struct HistoryReport {
+    /// Commits written (git commits on export, Dolt commits on import).
+    pub written: usize,
+    /// Branches and the commits they point at afterwards.
+    pub branches: Vec<(String, String)>,
+}
+
+struct DoltCommit {
+    committer: String,
+    email: String,
+    /// Seconds since the epoch, UTC.
+    time: i64,
+    message: String,
+    parents: Vec<String>,
+    /// The first branch (by name) whose history has this commit.
+    branch: String,
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// `YYYY-MM-DD HH:MM:SS` (UTC, as Dolt reports commit dates) in seconds.
+fn unix_seconds(date: &str) -> Result<i64, Error> {
+    let bad = || Error::Database(format!("unexpected Dolt commit date {date:?}"));
+    let num = |s: Option<&str>| s.and_then(|s| s.parse::<i64>().ok()).ok_or_else(bad);
+    let (day, time) = date.trim().split_once([' ', 'T']).ok_or_else(bad)?;
+    let mut d = day.split('-');
+    let (y, m, dd) = (num(d.next())?, num(d.next())?, num(d.next())?);
+    let mut t = time.trim_end_matches('Z').split(':');
+    let (h, mi) = (num(t.next())?, num(t.next())?);
+    let s = num(t.next().map(|s| s.split('.').next().unwrap_or(s)))?;
+    Ok(days_from_civil(y, m, dd) * 86_400 + h * 3_600 + mi * 60 + s)
+}
+
+/// Seconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ`.
+fn iso_date(secs: i64) -> String {
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Inverse of days_from_civil.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3_600, rem % 3_600 / 60, rem % 60)
+}
+
+fn one_text(db: &Doltlite, sql: &str, params: &[Value]) -> Result<Option<String>, Error> {
+    Ok(db.strings(sql, params)?.first().and_then(|r| r.first()).map(text))
+}
+
+/// The commits reachable from each branch, with their parents.
+fn dolt_graph(db: &Doltlite) -> Result<(Vec<(String, String)>, HashMap<String, DoltCommit>), Error> {
+    let branches: Vec<(String, String)> = db
+        .strings("SELECT name, hash FROM dolt_branches ORDER BY name", &[])?
+        .iter()
+        .map(|r| (text(&r[0]), text(&r[1])))
+        .filter(|(name, _)| name != REPLAY_BRANCH)
+        .collect();
+    let mut commits = HashMap::new();
+    for (branch, _) in &branches {
+        let log = db.strings(
+            "SELECT commit_hash, committer, email, date, message FROM dolt_log(?1)",
+            &[Value::Text(branch.clone())],
+        )?;
+        for r in log {
+            let hash = text(&r[0]);
+            if commits.contains_key(&hash) {
+                continue;
+            }
+            commits.insert(
+                hash,
+                DoltCommit {
+                    committer: text(&r[1]),
+                    email: text(&r[2]),
+                    time: unix_seconds(&text(&r[3]))?,
+                    message: text(&r[4]),
+                    parents: Vec::new(),
+                    branch: branch.clone(),
+                },
+            );
+        }
+    }
+    let edges = db.strings(
+        "SELECT commit_hash, parent_hash FROM dolt_commit_ancestors WHERE parent_hash IS NOT NULL \
+         ORDER BY commit_hash, parent_index",
+        &[],
+    )?;
+    for r in edges {
+        if let Some(c) = commits.get_mut(&text(&r[0])) {
+            c.parents.push(text(&r[1]));
+        }
+    }
+    Ok((branches, commits))
+}
+
+/// Commits in an order where parents come before children.
+fn parents_first(heads: &[String], commits: &HashMap<String, DoltCommit>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut done = HashSet::new();
+    for head in heads {
+        // Iterative post-order: (commit, parents pushed yet?).
+        let mut stack = vec![(head.clone(), false)];
+        while let Some((c, expanded)) = stack.pop() {
+            if done.contains(&c) || !commits.contains_key(&c) {
+                continue;
+            }
+            if expanded {
+                done.insert(c.clone());
+                out.push(c);
+                continue;
+            }
+            stack.push((c.clone(), true));
+            for p in commits[&c].parents.iter().rev() {
+                stack.push((p.clone(), false));
+            }
+        }
+    }
+    out
+}
+
+/// Whether `table` exists as of `commit`.
+fn exists_at(db: &Doltlite, table: &str, commit: &str) -> Result<bool, Error> {
+    let sql = format!("SELECT 1 FROM {}(?1) LIMIT 1", crate::sqlite::quote(&format!("dolt_at_{table}")));
+    match db.strings(&sql, &[Value::Text(commit.into())]) {
+        Ok(_) => Ok(true),
+        Err(e) if e.to_string().contains("table not found") => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// `export --history`: every Dolt commit not yet in the repository becomes a
+/// git commit; git branches follow the Dolt branches.
+pub fn export_history(database: &str, repo: &Path, opts: &ExportOptions) -> Result<HistoryReport, Error> {
+    if !doltlite::is_doltlite(database) {
+        return Err(Error::Unsupported(format!(
+            "--history replays Dolt commits: {} is not a Dolt database (a doltlite file)",
+            ops::redact(database)
+        )));
+    }
+    git::ensure_repo(repo)?;
+    let mut db = Doltlite::open(database, false)?;
+    let (branches, commits) = dolt_graph(&db)?;
+    let heads: Vec<String> = branches.iter().map(|(_, h)| h.clone()).collect();
+    let mut mapped: HashMap<String, String> =
+        git::trailers(repo, TRAILER)?.into_iter().map(|(git_commit, dolt)| (dolt, git_commit)).collect();
+    let mut names = db.tables()?;
+    names.retain(|n| n != crate::sync::STATE_TABLE);
+    if let Some(only) = &opts.tables {
+        names.retain(|n| only.contains(n));
+    }
+    let journal = git::Journal::open(repo)?;
+    let mut known = journal.load(repo)?;
+    let mut writer = git::CommitWriter::detached(repo)?;
+    // Metadata of the commits written or found, for chunk reuse and a
+    // stable divisor per table.
+    let mut metas_of: HashMap<String, BTreeMap<String, TableMeta>> = HashMap::new();
+    let mut report = HistoryReport::default();
+    for hash in parents_first(&heads, &commits) {
+        if mapped.contains_key(&hash) {
+            continue;
+        }
+        let c = &commits[&hash];
+        let parents: Vec<String> = c.parents.iter().filter_map(|p| mapped.get(p).cloned()).collect();
+        let previous = match parents.first() {
+            Some(p) => match metas_of.get(p) {
+                Some(m) => m.clone(),
+                None => {
+                    let mut m = BTreeMap::new();
+                    for name in &names {
+                        if let Some(meta) = ops::read_json::<TableMeta>(repo, p, &layout::table_meta_path(name))? {
+                            m.insert(name.clone(), meta);
+                        }
+                    }
+                    m
+                }
+            },
+            None => BTreeMap::new(),
+        };
+        for meta in previous.values() {
+            for chunk in &meta.chunks {
+                known.entry(chunk.sha256.clone()).or_insert_with(|| chunk.git_blob.clone());
+            }
+        }
+        let mut present = Vec::new();
+        for name in &names {
+            if exists_at(&db, name, &hash)? {
+                present.push(name.clone());
+            }
+        }
+        db.at = Some(hash.clone());
+        let written = ops::write_tables(&mut db, &present, &mut writer, opts, &previous, &mut known, &journal);
+        db.at = None;
+        let (metas, schema_sql) = written?;
+        let source = layout::Source {
+            engine: "doltlite".into(),
+            database: ops::redact(database),
+            branch: Some(c.branch.clone()),
+            commit: Some(hash.clone()),
+        };
+        let manifest = ops::manifest(source, opts, &present, c.time.max(0) as u64);
+        ops::write_metadata(&mut writer, &manifest, &metas, &schema_sql)?;
+        let ident = format!("{} <{}> {} +0000", c.committer, c.email, c.time);
+        let message = format!("{}\n\n{TRAILER}: {hash}\n", c.message.trim_end());
+        let id = writer.commit_detached(&parents, &message, &ident, &ident)?;
+        metas_of.insert(id.clone(), metas.into_iter().map(|m| (m.name.clone(), m)).collect());
+        mapped.insert(hash, id);
+        report.written += 1;
+    }
+    writer.seal()?;
+    journal.clear();
+    for (branch, head) in &branches {
+        let commit = mapped
+            .get(head)
+            .ok_or_else(|| Error::Database(format!("branch {branch}: commit {head} is not in the history read")))?;
+        git::set_branch(repo, branch, commit)?;
+        report.branches.push((branch.clone(), commit.clone()));
+    }
+    Ok(report)
+}
+
+/// A commit message without the `Dolt-Commit` trailer export added.
+fn strip_trailer(message: &str) -> String {
+    let kept: Vec<&str> = message.trim_end().lines().filter(|l| !l.starts_with(&format!("{TRAILER}: "))).collect();
+    kept.join("\n").trim_end().to_string()
+}
+
+/// Same tree id for a path in two commits (both missing counts as same).
+fn same_path(repo: &Path, a: &str, b: &str, path: &str) -> Result<bool, Error> {
+    Ok(git::blob_id(repo, a, path)? == git::blob_id(repo, b, path)?)
+}
+
+/// `import --history`: replays every commit reachable from a branch into a
+/// new doltlite file, one `dolt_commit` each (author, date and message
+/// kept), and creates the branches.
+pub fn import_history(repo: &Path, database: &str) -> Result<HistoryReport, Error> {
+    let path = database.strip_prefix("sqlite://").unwrap_or(database);
+    if Path::new(path).exists() {
+        return Err(Error::Unsupported(format!("import --history makes a new doltlite file, and {path} exists")));
+    }
+    let db = Doltlite::open(path, true)?;
+    let run = |sql: &str, params: &[Value]| db.execute(sql, params);
+    let init = one_text(&db, "SELECT commit_hash FROM dolt_log ORDER BY date LIMIT 1", &[])?
+        .ok_or_else(|| Error::Database(format!("{path} has no initial Dolt commit")))?;
+    let home = one_text(&db, "SELECT active_branch()", &[])?.unwrap_or_else(|| "main".into());
+    let mut mapped: HashMap<String, String> = HashMap::new();
+    let mut report = HistoryReport::default();
+    let mut edited = Vec::new();
+    for (commit, parents) in git::commits_parents_first(repo)? {
+        let manifest = ops::load_manifest(repo, &commit)?;
+        if parents.is_empty() && manifest.tables.is_empty() {
+            // Dolt's own first commit: the new file has one already.
+            mapped.insert(commit, init.clone());
+            continue;
+        }
+        let base_git = parents.first().cloned();
+        let base = base_git.as_ref().and_then(|p| mapped.get(p).cloned()).unwrap_or_else(|| init.clone());
+        run("SELECT dolt_checkout(?1)", &[Value::Text(home.clone())])?;
+        run("SELECT dolt_branch('-f', ?1, ?2)", &[Value::Text(REPLAY_BRANCH.into()), Value::Text(base)])?;
+        run("SELECT dolt_checkout(?1)", &[Value::Text(REPLAY_BRANCH.into())])?;
+        let before: Vec<String> = match &base_git {
+            Some(p) => ops::load_manifest(repo, p)?.tables,
+            None => Vec::new(),
+        };
+        run("BEGIN", &[])?;
+        let mut load = || -> Result<(), Error> {
+            for gone in before.iter().filter(|t| !manifest.tables.contains(t)) {
+                run(&format!("DROP TABLE {}", crate::sqlite::quote(gone)), &[])?;
+            }
+            for name in &manifest.tables {
+                let unchanged = match &base_git {
+                    Some(p) if before.contains(name) => {
+                        same_path(repo, p, &commit, &format!("data/{name}"))?
+                            && same_path(repo, p, &commit, &layout::table_meta_path(name))?
+                    }
+                    _ => false,
+                };
+                if unchanged {
+                    continue;
+                }
+                let meta: TableMeta = ops::read_json(repo, &commit, &layout::table_meta_path(name))?
+                    .ok_or_else(|| Error::Layout(format!("{commit}: no metadata for table {name}")))?;
+                run(&format!("DROP TABLE IF EXISTS {}", crate::sqlite::quote(name)), &[])?;
+                run(&meta.create_sql, &[])?;
+                let cols: Vec<String> = meta.columns.iter().map(|c| crate::sqlite::quote(&c.name)).collect();
+                let sql = format!(
+                    "INSERT INTO {} ({}) VALUES ({})",
+                    crate::sqlite::quote(name),
+                    cols.join(", "),
+                    vec!["?"; cols.len()].join(", ")
+                );
+                ops::read_rows(repo, &commit, &meta, true, &mut edited, &mut |file, line, values, _| {
+                    db.execute(&sql, &values).map_err(|e| Error::Damaged {
+                        file: file.to_string(),
+                        line,
+                        reason: e.to_string(),
+                    })
+                })?;
+                for idx in meta.indexes.iter().filter_map(|i| i.sql.as_ref()) {
+                    run(idx, &[])?;
+                }
+            }
+            Ok(())
+        };
+        if let Err(e) = load() {
+            let _ = run("ROLLBACK", &[]);
+            return Err(e);
+        }
+        run("COMMIT", &[])?;
+        let (name, email, time, message) = git::commit_info(repo, &commit)?;
+        let hash = one_text(
+            &db,
+            "SELECT dolt_commit('-A', '--allow-empty', '-m', ?1, '--author', ?2, '--date', ?3)",
+            &[
+                Value::Text(strip_trailer(&message)),
+                Value::Text(format!("{name} <{email}>")),
+                Value::Text(iso_date(time)),
+            ],
+        )?
+        .ok_or_else(|| Error::Database("dolt_commit returned no hash".into()))?;
+        mapped.insert(commit, hash);
+        report.written += 1;
+    }
+    // Branches, then back to the home branch without the replay branch.
+    let git_branches = git::branches(repo)?;
+    if report.written > 0 {
+        run("SELECT dolt_checkout(?1)", &[Value::Text(REPLAY_BRANCH.into())])?;
+    }
+    for (branch, head) in &git_branches {
+        let Some(hash) = mapped.get(head) else { continue };
+        run("SELECT dolt_branch('-f', ?1, ?2)", &[Value::Text(branch.clone()), Value::Text(hash.clone())])?;
+        report.branches.push((branch.clone(), hash.clone()));
+    }
+    let target = match git::default_branch(repo) {
+        Ok(b) if git_branches.iter().any(|(name, _)| *name == b) => b,
+        _ => home,
+    };
+    run("SELECT dolt_checkout(?1)", &[Value::Text(target)])?;
+    if report.written > 0 {
+        run("SELECT dolt_branch('-D', ?1)", &[Value::Text(REPLAY_BRANCH.into())])?;
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_convert_both_ways() {
+        assert_eq!(unix_seconds("1970-01-01 00:00:00").unwrap(), 0);
+        assert_eq!(unix_seconds("2020-01-02 03:04:05").unwrap(), 1_577_934_245);
+        assert_eq!(unix_seconds("2000-02-29T23:59:59Z").unwrap(), 951_868_799);
+        for t in [0, 951_868_799, 1_577_934_245, 4_102_444_800] {
+            assert_eq!(unix_seconds(&iso_date(t)).unwrap(), t);
+        }
+        assert!(unix_seconds("yesterday").is_err());
+    }
+
+    #[test]
+    fn the_trailer_is_stripped_on_import() {
+        assert_eq!(strip_trailer("fix a row\n\nDolt-Commit: abc\n"), "fix a row");
+        assert_eq!(strip_trailer("title\n\nbody line\n\nDolt-Commit: abc"), "title\n\nbody line");
+    }
+}
