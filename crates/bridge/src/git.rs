@@ -460,16 +460,24 @@ pub fn open_target(repo: &str, may_create: bool) -> Result<Target, Error> {
     let path = cache_root().join("repos").join(format!("{key}.git"));
     let shown = redact_url(&url);
     if path.join("HEAD").exists() {
-        let mut cmd = git(&path);
-        cmd.args(["fetch", "--quiet", "--prune", &url, "+refs/heads/*:refs/heads/*"]);
-        run(cmd, &format!("fetching {shown}"))?;
+        run_remote(&url, &format!("fetching {shown}"), &|| {
+            let mut cmd = remote_git(&url, Some(&path));
+            cmd.args(["fetch", "--quiet", "--prune", &url, "+refs/heads/*:refs/heads/*"]);
+            cmd
+        })?;
     } else {
         std::fs::create_dir_all(path.parent().expect("cache path has a parent"))
             .map_err(|e| Error::Git(format!("creating the cache: {e}")))?;
-        let mut cmd = Command::new("git");
-        cmd.args(["clone", "--bare", "--quiet", &url]).arg(&path);
-        if let Err(e) = run(cmd, &format!("cloning {shown}")) {
-            if !may_create {
+        let cloned = run_remote_classified(&url, &format!("cloning {shown}"), &|| {
+            let _ = std::fs::remove_dir_all(&path);
+            let mut cmd = remote_git(&url, None);
+            cmd.args(["clone", "--bare", "--quiet", &url]).arg(&path);
+            cmd
+        });
+        if let Err((failure, e)) = cloned {
+            // Only a remote that answered (it has no such repository yet)
+            // may start empty; a network or credential failure is reported.
+            if !may_create || failure != Failure::Other {
                 return Err(e);
             }
             let _ = std::fs::remove_dir_all(&path);
@@ -481,11 +489,209 @@ pub fn open_target(repo: &str, may_create: bool) -> Result<Target, Error> {
     Ok(Target { path, remote: Some(url) })
 }
 
+/// A git command that talks to `url`: never prompts without a terminal,
+/// and sends the token in `TESSERA_GIT_TOKEN` (as the password of
+/// `TESSERA_GIT_USER`, default `tessera`) to http(s) URLs that carry no
+/// credentials of their own; otherwise git's credential helper applies.
+fn remote_git(url: &str, repo: Option<&Path>) -> Command {
+    use std::io::IsTerminal;
+    let mut cmd = Command::new("git");
+    if let Some(token) = env_token(url) {
+        use base64::Engine;
+        let user = std::env::var("TESSERA_GIT_USER").unwrap_or_else(|_| "tessera".into());
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{token}"));
+        cmd.arg("-c").arg(format!("http.extraHeader=Authorization: Basic {basic}"));
+    }
+    if let Some(repo) = repo {
+        cmd.arg("-C").arg(repo);
+    }
+    if !std::io::stdin().is_terminal() {
+        cmd.env("GIT_TERMINAL_PROMPT", "0");
+    }
+    cmd
+}
+
+/// The token from the environment, for an http(s) URL without credentials.
+fn env_token(url: &str) -> Option<String> {
+    let http = url.starts_with("http://") || url.starts_with("https://");
+    let has_userinfo =
+        url.split_once("://").map(|(_, rest)| rest.split('/').next().unwrap_or("").contains('@')).unwrap_or(false);
+    if !http || has_userinfo {
+        return None;
+    }
+    std::env::var("TESSERA_GIT_TOKEN").ok().filter(|t| !t.is_empty())
+}
+
+/// Which credential a command against `url` used, for error messages.
+fn credential_tried(url: &str) -> String {
+    if url.starts_with("ssh://") || url.starts_with("git@") {
+        return "your SSH agent and keys".into();
+    }
+    if let Some((_, rest)) = url.split_once("://") {
+        let host = rest.split('/').next().unwrap_or("");
+        if let Some((userinfo, _)) = host.rsplit_once('@') {
+            let user = userinfo.split(':').next().unwrap_or("");
+            return format!("the credentials in the URL (user {user:?})");
+        }
+    }
+    if env_token(url).is_some() {
+        return "the token in TESSERA_GIT_TOKEN".into();
+    }
+    if url.starts_with("http") {
+        let helper = Command::new("git")
+            .args(["config", "--get", "credential.helper"])
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .filter(|h| !h.is_empty());
+        return match helper {
+            Some(h) => format!("git's credential helper ({h})"),
+            None => "no credential (set TESSERA_GIT_TOKEN or a git credential helper)".into(),
+        };
+    }
+    "none".into()
+}
+
+/// How a failed remote git command failed.
+#[derive(Debug, PartialEq, Eq)]
+enum Failure {
+    Auth,
+    Transient,
+    Other,
+}
+
+fn classify(stderr: &str) -> Failure {
+    let e = stderr.to_ascii_lowercase();
+    let any = |needles: &[&str]| needles.iter().any(|n| e.contains(n));
+    if any(&[
+        "authentication failed",
+        "could not read username",
+        "could not read password",
+        "terminal prompts disabled",
+        "invalid username or password",
+        "permission denied (publickey",
+        "permission denied, please try again",
+        "error: 401",
+        "error: 403",
+        " 401 ",
+        " 403 ",
+    ]) {
+        Failure::Auth
+    } else if any(&[
+        "could not resolve host",
+        "connection refused",
+        "connection reset",
+        "connection timed out",
+        "operation timed out",
+        "failed to connect",
+        "the remote end hung up unexpectedly",
+        "rpc failed",
+        "early eof",
+        "temporary failure",
+        "error: 500",
+        "error: 502",
+        "error: 503",
+        "error: 504",
+    ]) {
+        Failure::Transient
+    } else {
+        Failure::Other
+    }
+}
+
+/// Runs a git command against `url`, retrying transient network failures
+/// with exponential backoff and jitter (`TESSERA_GIT_RETRIES` attempts in
+/// all, default 4, from `TESSERA_GIT_RETRY_MS`, default 500 ms); an
+/// authentication failure stops at once and names the credential tried.
+fn run_remote(url: &str, what: &str, command: &dyn Fn() -> Command) -> Result<Vec<u8>, Error> {
+    run_remote_classified(url, what, command).map_err(|(_, e)| e)
+}
+
+/// [`run_remote`], telling how it failed.
+fn run_remote_classified(url: &str, what: &str, command: &dyn Fn() -> Command) -> Result<Vec<u8>, (Failure, Error)> {
+    let attempts: u32 = std::env::var("TESSERA_GIT_RETRIES").ok().and_then(|v| v.parse().ok()).unwrap_or(4).max(1);
+    let base: u64 = std::env::var("TESSERA_GIT_RETRY_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(500);
+    let shown = redact_url(url);
+    let mut attempt = 1;
+    loop {
+        let out = command().output().map_err(|e| (Failure::Other, Error::Git(format!("{what}: {e}"))))?;
+        if out.status.success() {
+            return Ok(out.stdout);
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr).trim().replace(url, &shown);
+        match classify(&stderr) {
+            Failure::Auth => {
+                let tried = credential_tried(url);
+                return Err((
+                    Failure::Auth,
+                    Error::Git(format!("{what}: authentication failed using {tried}: {stderr}")),
+                ));
+            }
+            Failure::Transient if attempt < attempts => {
+                let jitter = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| u64::from(d.subsec_nanos()) % (base + 1))
+                    .unwrap_or(0);
+                let delay = base * (1 << (attempt - 1)).min(64) + jitter;
+                tracing::warn!(
+                    "{what} failed ({}); attempt {attempt} of {attempts}, retrying in {delay} ms",
+                    stderr.lines().last().unwrap_or("")
+                );
+                std::thread::sleep(std::time::Duration::from_millis(delay));
+                attempt += 1;
+            }
+            Failure::Transient => {
+                let e = Error::Git(format!("{what}: gave up after {attempts} attempts: {stderr}"));
+                return Err((Failure::Transient, e));
+            }
+            Failure::Other => return Err((Failure::Other, Error::Git(format!("{what}: {stderr}")))),
+        }
+    }
+}
+
 /// Sends `branch` back to the remote the target was fetched from.
 pub fn push(target: &Target, branch: &str) -> Result<(), Error> {
     let Some(url) = &target.remote else { return Ok(()) };
     let spec = format!("refs/heads/{branch}:refs/heads/{branch}");
-    let mut cmd = git(&target.path);
-    cmd.args(["push", "--quiet", url, &spec]);
-    run(cmd, &format!("pushing to {}", redact_url(url))).map(|_| ())
+    run_remote(url, &format!("pushing to {}", redact_url(url)), &|| {
+        let mut cmd = remote_git(url, Some(&target.path));
+        cmd.args(["push", "--quiet", url, &spec]);
+        cmd
+    })
+    .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_are_told_apart() {
+        for auth in [
+            "fatal: Authentication failed for 'https://example.com/x.git/'",
+            "fatal: could not read Username for 'https://github.com': terminal prompts disabled",
+            "git@github.com: Permission denied (publickey).",
+            "remote: Invalid username or password.",
+        ] {
+            assert_eq!(classify(auth), Failure::Auth, "{auth}");
+        }
+        for transient in [
+            "fatal: unable to access 'https://x/': Could not resolve host: x",
+            "fatal: unable to access 'http://127.0.0.1:1/x/': Failed to connect to 127.0.0.1 port 1",
+            "error: RPC failed; HTTP 502 curl 22 The requested URL returned error: 502",
+            "fatal: the remote end hung up unexpectedly",
+            "fatal: early EOF",
+        ] {
+            assert_eq!(classify(transient), Failure::Transient, "{transient}");
+        }
+        assert_eq!(classify("fatal: repository 'https://x/y.git/' not found"), Failure::Other);
+        assert_eq!(classify("! [rejected] main -> main (fetch first)"), Failure::Other);
+    }
+
+    #[test]
+    fn the_credential_tried_is_named_without_its_secret() {
+        let named = credential_tried("https://alice:hunter2@example.com/x.git");
+        assert!(named.contains("alice") && !named.contains("hunter2"), "{named}");
+        assert_eq!(credential_tried("ssh://git@example.com/x.git"), "your SSH agent and keys");
+    }
 }

@@ -1,6 +1,6 @@
 //! The `tessera` command itself: tokens, schema, merge requests, conversion.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use tessera_testkit::{commit_all, git, new_repo, write, Backend, TestServer};
@@ -171,4 +171,89 @@ fn data_commands_print_no_progress_when_not_a_terminal() {
     // Unsupported requests are refused clearly.
     let out = tessera(&["data", "import", repo.to_str().unwrap(), restored.to_str().unwrap()], &[]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--replace"));
+}
+
+/// A SQLite database with `t (id, v)` holding rows 1..=n.
+fn sqlite_table(db: &Path, n: u32) {
+    let sql = format!("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {n}) INSERT INTO t SELECT i, 'row ' || i FROM n;");
+    assert!(Command::new("sqlite3").arg(db).arg(sql).status().expect("sqlite3 runs").success());
+}
+
+fn sqlite_exec(db: &Path, sql: &str) {
+    assert!(Command::new("sqlite3").arg(db).arg(sql).status().expect("sqlite3 runs").success());
+}
+
+/// Sync against a git host that wants a token, given in TESSERA_GIT_TOKEN:
+/// the first sync exports, a one-row change is one commit touching one
+/// chunk, and `bare` (the host's repository on disk) is the oracle.
+fn sync_through_host(url: &str, token: &str, bare: &dyn Fn() -> PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db.sqlite");
+    sqlite_table(&db, 5000);
+    let cache = dir.path().join("cache");
+    let env = [("TESSERA_GIT_TOKEN", token), ("TESSERA_CACHE_DIR", cache.to_str().unwrap())];
+    let args = ["data", "sync", db.to_str().unwrap(), url];
+    assert!(ok(&tessera(&args, &env)).contains("pushed commit"));
+    sqlite_exec(&db, "UPDATE t SET v = 'changed' WHERE id = 2500");
+    let pushed = ok(&tessera(&args, &env));
+    let head = pushed.trim().rsplit(' ').next().unwrap().to_string();
+    let repo = bare();
+    assert_eq!(git(&repo, &["rev-parse", "main"]).trim(), head, "the host has the new commit");
+    assert_eq!(git(&repo, &["rev-list", "--count", "main"]).trim(), "2");
+    assert_eq!(git(&repo, &["diff", "--name-only", "main~1", "main", "--", "data/"]).lines().count(), 1);
+    assert!(ok(&tessera(&args, &env)).contains("nothing to push"));
+    tessera_testkit::fsck(&repo);
+    // A wrong token: no retry, and the error names the credential.
+    sqlite_exec(&db, "UPDATE t SET v = 'again' WHERE id = 1");
+    let wrong = [("TESSERA_GIT_TOKEN", "wrong"), ("TESSERA_CACHE_DIR", cache.to_str().unwrap())];
+    let out = tessera(&args, &wrong);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("authentication failed using the token in TESSERA_GIT_TOKEN"),
+        "{err}"
+    );
+    assert!(!err.contains("retrying"), "{err}");
+    assert_eq!(git(&repo, &["rev-parse", "main"]).trim(), head);
+}
+
+#[test]
+fn data_sync_against_c_git_http_backend_with_a_token() {
+    let root = tempfile::tempdir().unwrap();
+    git(root.path(), &["init", "-q", "--bare", "-b", "main", "data.git"]);
+    let host = tessera_testkit::HttpBackend::start(root.path(), "s3cret");
+    let bare = root.path().join("data.git");
+    sync_through_host(&format!("{}/data.git", host.url), "s3cret", &|| bare.clone());
+}
+
+#[test]
+fn data_sync_against_a_running_tessera_server() {
+    let server = TestServer::start(Backend::Sqlite).expect("sqlite");
+    let url = server.repo("/import/data");
+    let clone_dir = tempfile::tempdir().unwrap();
+    let mirror = clone_dir.path().join("mirror.git");
+    let fetch_url = server.push_url("/import/data");
+    sync_through_host(&url, &server.token, &|| {
+        let _ = std::fs::remove_dir_all(&mirror);
+        git(clone_dir.path(), &["clone", "-q", "--mirror", &fetch_url, mirror.to_str().unwrap()]);
+        mirror.clone()
+    });
+}
+
+#[test]
+fn transient_network_failures_are_retried_then_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db.sqlite");
+    sqlite_table(&db, 10);
+    let cache = dir.path().join("cache");
+    let env = [
+        ("TESSERA_GIT_RETRIES", "3"),
+        ("TESSERA_GIT_RETRY_MS", "10"),
+        ("TESSERA_CACHE_DIR", cache.to_str().unwrap()),
+        ("RUST_LOG", "warn"),
+    ];
+    let out = tessera(&["data", "export", db.to_str().unwrap(), "http://127.0.0.1:1/nowhere.git"], &env);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("gave up after 3 attempts"), "{err}");
+    assert_eq!(err.matches("retrying in").count(), 2, "{err}");
 }

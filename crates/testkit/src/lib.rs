@@ -5,6 +5,9 @@
 //! A backend that cannot be reached skips the test with a message, except
 //! under `CI=true`, where it fails: CI must never pass by skipping.
 
+mod http_backend;
+pub use http_backend::HttpBackend;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
