@@ -649,16 +649,151 @@ fn run_remote_classified(url: &str, what: &str, command: &dyn Fn() -> Command) -
     }
 }
 
-/// Sends `branch` back to the remote the target was fetched from.
+/// Git hosts refuse pushes over 2 GB; a push bigger than this is split.
+const PUSH_LIMIT: u64 = 1900 << 20;
+
+/// Sends `branch` back to the remote the target was fetched from. When the
+/// objects the remote lacks add up to more than the push limit
+/// (`TESSERA_PUSH_LIMIT` bytes, default 1.9 GiB), the new blobs go first in
+/// several commits that each stage a share of them under
+/// `.tessera-staging/` on top of the remote's tree (every such commit is
+/// still a valid export of the old data: import reads only files the
+/// metadata lists), each pushed on its own; then the real commit, re-parented
+/// on the last of them, which only moves them into place.
 pub fn push(target: &Target, branch: &str) -> Result<(), Error> {
     let Some(url) = &target.remote else { return Ok(()) };
-    let spec = format!("refs/heads/{branch}:refs/heads/{branch}");
-    run_remote(url, &format!("pushing to {}", redact_url(url)), &|| {
-        let mut cmd = remote_git(url, Some(&target.path));
-        cmd.args(["push", "--quiet", url, &spec]);
+    let limit = std::env::var("TESSERA_PUSH_LIMIT").ok().and_then(|v| v.parse().ok()).unwrap_or(PUSH_LIMIT);
+    let refname = format!("refs/heads/{branch}");
+    let head = resolve(&target.path, &refname).ok_or_else(|| Error::Git(format!("no branch {branch} to push")))?;
+    let remote_head = remote_branch(url, &target.path, branch)?.filter(|c| resolve(&target.path, c).is_some());
+    let blobs = new_blobs(&target.path, &head, remote_head.as_deref())?;
+    let total: u64 = blobs.iter().map(|(_, size)| size).sum();
+    let pushes = if total > limit {
+        staged_commits(target, &head, remote_head.as_deref(), &blobs, limit)?
+    } else {
+        vec![head.clone()]
+    };
+    let shown = redact_url(url);
+    let n = pushes.len();
+    for (i, commit) in pushes.iter().enumerate() {
+        let spec = format!("{commit}:{refname}");
+        let what =
+            if n > 1 { format!("pushing part {} of {n} to {shown}", i + 1) } else { format!("pushing to {shown}") };
+        run_remote(url, &what, &|| {
+            let mut cmd = remote_git(url, Some(&target.path));
+            cmd.args(["push", "--quiet", url, &spec]);
+            cmd
+        })?;
+    }
+    if let Some(last) = pushes.last().filter(|c| **c != head) {
+        set_branch(&target.path, branch, last)?;
+    }
+    Ok(())
+}
+
+/// The commit `branch` points at on the remote, if any.
+fn remote_branch(url: &str, repo: &Path, branch: &str) -> Result<Option<String>, Error> {
+    let out = run_remote(url, &format!("asking {} for {branch}", redact_url(url)), &|| {
+        let mut cmd = remote_git(url, Some(repo));
+        cmd.args(["ls-remote", url, &format!("refs/heads/{branch}")]);
         cmd
-    })
-    .map(|_| ())
+    })?;
+    Ok(String::from_utf8_lossy(&out).split_whitespace().next().map(str::to_string))
+}
+
+/// Blobs reachable from `head` but not from `base`, with their sizes.
+fn new_blobs(repo: &Path, head: &str, base: Option<&str>) -> Result<Vec<(String, u64)>, Error> {
+    use std::io::Write;
+    let mut c = git(repo);
+    c.args(["rev-list", "--objects", head]);
+    if let Some(b) = base {
+        c.args(["--not", b]);
+    }
+    let listed = run(c, "listing objects to push")?;
+    let ids: String = String::from_utf8_lossy(&listed)
+        .lines()
+        .filter_map(|l| l.split(' ').next())
+        .map(|id| format!("{id}\n"))
+        .collect();
+    let mut child = git(repo)
+        .args(["cat-file", "--batch-check=%(objectname) %(objecttype) %(objectsize)"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::Git(format!("git cat-file: {e}")))?;
+    let mut stdin = child.stdin.take().expect("piped");
+    let writer = std::thread::spawn(move || stdin.write_all(ids.as_bytes()));
+    let out = child.wait_with_output().map_err(|e| Error::Git(format!("git cat-file: {e}")))?;
+    let _ = writer.join();
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split(' ');
+            let (id, kind, size) = (f.next()?, f.next()?, f.next()?.parse().ok()?);
+            (kind == "blob").then(|| (id.to_string(), size))
+        })
+        .collect())
+}
+
+/// The staging commits of a split push and the re-parented final commit.
+fn staged_commits(
+    target: &Target,
+    head: &str,
+    base: Option<&str>,
+    blobs: &[(String, u64)],
+    limit: u64,
+) -> Result<Vec<String>, Error> {
+    let repo = &target.path;
+    let mut batches: Vec<Vec<&str>> = vec![Vec::new()];
+    let mut size = 0;
+    for (id, bytes) in blobs {
+        if *bytes > limit {
+            return Err(Error::Git(format!("a file of {bytes} bytes is over the push limit of {limit} bytes")));
+        }
+        if size + bytes > limit {
+            batches.push(Vec::new());
+            size = 0;
+        }
+        size += bytes;
+        batches.last_mut().expect("one batch").push(id);
+    }
+    let base_files = match base {
+        Some(b) => ls_tree(repo, b, ".")?,
+        None => Vec::new(),
+    };
+    let ident = identity(repo, "GIT_COMMITTER_IDENT");
+    let mut writer = CommitWriter::detached(repo)?;
+    let mut parents: Vec<String> = base.iter().map(|b| b.to_string()).collect();
+    let mut staged = Vec::new();
+    let mut out = Vec::new();
+    let n = batches.len();
+    for (k, batch) in batches.iter().enumerate() {
+        staged.extend(batch.iter().copied());
+        for (path, blob) in &base_files {
+            writer.file_ref(path, blob)?;
+        }
+        for blob in &staged {
+            writer.file_ref(&format!(".tessera-staging/{blob}"), blob)?;
+        }
+        let message = format!("Staging part {} of {n} of a large export (moved into place by the next commits)", k + 1);
+        let commit = writer.commit_detached(&parents, &message, &ident, &ident)?;
+        parents = vec![commit.clone()];
+        out.push(commit);
+    }
+    // The real commit, on top of the staging ones: same tree, message and
+    // identities.
+    let mut c = git(repo);
+    c.args(["cat-file", "commit", head]);
+    let raw = String::from_utf8_lossy(&run(c, "reading the export commit")?).into_owned();
+    let (headers, message) = raw.split_once("\n\n").unwrap_or((&raw, ""));
+    let field = |key: &str| headers.lines().find_map(|l| l.strip_prefix(key)).unwrap_or("").to_string();
+    for (path, blob) in ls_tree(repo, head, ".")? {
+        writer.file_ref(&path, &blob)?;
+    }
+    let last = writer.commit_detached(&parents, message, &field("author "), &field("committer "))?;
+    writer.seal()?;
+    out.push(last);
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -257,3 +257,38 @@ fn transient_network_failures_are_retried_then_reported() {
     assert!(err.contains("gave up after 3 attempts"), "{err}");
     assert_eq!(err.matches("retrying in").count(), 2, "{err}");
 }
+
+#[test]
+fn pushes_over_the_limit_are_split_into_several() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db.sqlite");
+    sqlite_table(&db, 60_000);
+    let bare = dir.path().join("remote.git");
+    git(dir.path(), &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()]);
+    let url = format!("file://{}", bare.display());
+    let cache = dir.path().join("cache");
+    // About 1.3 MB of CSV in 64 KB chunks, pushed 300 KB at a time.
+    let env = [("TESSERA_PUSH_LIMIT", "300000"), ("TESSERA_CACHE_DIR", cache.to_str().unwrap())];
+    ok(&tessera(&["data", "export", db.to_str().unwrap(), &url, "--chunk-size", "64KB"], &env));
+    let commits = git(&bare, &["rev-list", "--reverse", "main"]);
+    let commits: Vec<&str> = commits.lines().collect();
+    assert!(commits.len() >= 4, "{commits:?}");
+    for c in &commits[1..commits.len() - 1] {
+        // Each staging commit adds at most the limit in blobs.
+        let objects = git(&bare, &["rev-list", "--objects", c, &format!("^{c}~1")]);
+        let ids: Vec<&str> = objects.lines().filter_map(|l| l.split(' ').next()).collect();
+        let sizes: u64 = ids
+            .iter()
+            .filter(|id| git(&bare, &["cat-file", "-t", id]).trim() == "blob")
+            .map(|id| git(&bare, &["cat-file", "-s", id]).trim().parse::<u64>().unwrap())
+            .sum();
+        assert!(sizes <= 300_000, "{c}: {sizes} bytes");
+    }
+    let files = git(&bare, &["ls-tree", "-r", "--name-only", "main"]);
+    assert!(!files.contains(".tessera-staging"), "{files}");
+    assert!(git(&bare, &["ls-tree", "-r", "--name-only", "main~1"]).contains(".tessera-staging/"));
+    tessera_testkit::fsck(&bare);
+    let restored = dir.path().join("restored.db");
+    ok(&tessera(&["data", "import", &url, restored.to_str().unwrap()], &env));
+    assert!(ok(&tessera(&["data", "verify", restored.to_str().unwrap(), &url], &env)).contains("identical"));
+}
