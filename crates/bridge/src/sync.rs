@@ -77,15 +77,28 @@ pub struct SyncReport {
 pub type Row = Vec<Cell>;
 
 /// The row-level changes to one table, applied in one transaction.
-pub struct TableChanges<'a> {
-    pub table: &'a str,
-    pub columns: &'a [layout::Column],
+pub struct TableChanges {
+    pub table: String,
+    /// The columns rows are given in (the repository's).
+    pub columns: Vec<layout::Column>,
     /// Key column positions; empty when rows are identified by content.
     pub key: Vec<usize>,
+    /// Column changes, run before the rows change.
+    pub ddl: Vec<ColumnChange>,
     pub deletes: Vec<Row>,
     pub inserts: Vec<Row>,
     /// The new row and which of its columns changed.
     pub updates: Vec<(Row, Vec<usize>)>,
+}
+
+/// A column change made in git, applied to the database by sync.
+#[derive(Debug, Clone)]
+pub enum ColumnChange {
+    Rename(String, String),
+    Drop(String),
+    /// Name and declared type. Added columns are nullable, without default:
+    /// the rows' values follow as updates.
+    Add(String, String),
 }
 
 /// One conflicting cell, for the report.
@@ -313,6 +326,82 @@ fn merge_row(
     }
 }
 
+/// How a table's database columns become the repository's: the column
+/// changes made in git since the base (as ALTERs), and where each
+/// repository column is found in a database row and in a base row.
+struct ColumnPlan {
+    ddl: Vec<ColumnChange>,
+    from_db: Vec<Option<usize>>,
+    from_base: Vec<Option<usize>>,
+}
+
+fn column_plan(
+    table: &str,
+    db: &[layout::Column],
+    head: &[layout::Column],
+    base: Option<&[layout::Column]>,
+) -> Result<ColumnPlan, Error> {
+    let names = |cols: &[layout::Column]| cols.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
+    let (db_names, head_names) = (names(db), names(head));
+    let base_names = base.map(names).unwrap_or_else(|| db_names.clone());
+    let position = |list: &[String], name: &str| list.iter().position(|n| n == name);
+    // Dropped in git: in the database and the base, not in the head. Added
+    // in git: in the head only. A drop and an add at the same position with
+    // the same type are a rename.
+    let dropped: Vec<usize> = (0..db.len())
+        .filter(|&i| position(&head_names, &db_names[i]).is_none() && position(&base_names, &db_names[i]).is_some())
+        .collect();
+    let added: Vec<usize> = (0..head.len())
+        .filter(|&i| position(&db_names, &head_names[i]).is_none() && position(&base_names, &head_names[i]).is_none())
+        .collect();
+    let db_side: Vec<&String> = db_names
+        .iter()
+        .filter(|n| position(&head_names, n).is_none() && position(&base_names, n).is_none())
+        .chain(head_names.iter().filter(|n| position(&db_names, n).is_none() && position(&base_names, n).is_some()))
+        .collect();
+    if !db_side.is_empty() {
+        return Err(Error::Unsupported(format!(
+            "table {table}: the database changed columns ({}) while the repository changed too; \
+             push the database's change first (sync --push-only --on-conflict ours) or pull first",
+            db_side.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+        )));
+    }
+    let renames: Vec<(usize, usize)> = dropped
+        .iter()
+        .filter_map(|&d| {
+            added.iter().find(|&&a| a == d && head[a].declared_type == db[d].declared_type).map(|&a| (d, a))
+        })
+        .collect();
+    let mut ddl = Vec::new();
+    for &(d, a) in &renames {
+        ddl.push(ColumnChange::Rename(db_names[d].clone(), head_names[a].clone()));
+    }
+    for &d in dropped.iter().filter(|d| !renames.iter().any(|(r, _)| r == *d)) {
+        ddl.push(ColumnChange::Drop(db_names[d].clone()));
+    }
+    for &a in added.iter().filter(|a| !renames.iter().any(|(_, r)| r == *a)) {
+        ddl.push(ColumnChange::Add(head_names[a].clone(), head[a].declared_type.clone()));
+    }
+    let source_name = |i: usize| -> String {
+        renames
+            .iter()
+            .find(|(_, a)| *a == i)
+            .map(|(d, _)| db_names[*d].clone())
+            .unwrap_or_else(|| head_names[i].clone())
+    };
+    let from_db = (0..head.len()).map(|i| position(&db_names, &source_name(i))).collect();
+    let from_base = (0..head.len()).map(|i| position(&base_names, &source_name(i))).collect();
+    Ok(ColumnPlan { ddl, from_db, from_base })
+}
+
+/// A row rearranged into the repository's columns (absent ones NULL).
+fn project(row: Row, map: &[Option<usize>]) -> Row {
+    if row.len() == map.len() && map.iter().enumerate().all(|(i, m)| *m == Some(i)) {
+        return row;
+    }
+    map.iter().map(|m| m.and_then(|i| row.get(i).cloned().flatten())).collect()
+}
+
 /// Syncs `database` with the repository `target` (a local repository, or
 /// the cache of a remote one, which receives the new commit before the
 /// state records it).
@@ -324,9 +413,20 @@ pub fn sync(database: &str, target: &git::Target, opts: &SyncOptions) -> Result<
         None => git::default_branch(repo)?,
     };
     let rev = format!("refs/heads/{branch}");
-    let mut source = ops::open_source(database)?;
     let mut report = SyncReport::default();
     let head = git::resolve(repo, &rev);
+    let is_file = !database.contains("://") || database.starts_with("sqlite://");
+    if is_file && !Path::new(database.strip_prefix("sqlite://").unwrap_or(database)).exists() {
+        // No database yet: the first sync creates it from the repository.
+        let Some(head) = head else {
+            return Err(Error::Database(format!("{database} does not exist and {branch} has nothing to import")));
+        };
+        if opts.direction == Direction::PushOnly {
+            return Err(Error::Database(format!("{database} does not exist: nothing to push")));
+        }
+        return first_pull(database, repo, &branch, &head, opts, report);
+    }
+    let mut source = ops::open_source(database)?;
     let Some(head) = head else {
         // An empty repository: the first sync is an export.
         if opts.direction == Direction::PullOnly {
@@ -345,15 +445,7 @@ pub fn sync(database: &str, target: &git::Target, opts: &SyncOptions) -> Result<
             return Err(Error::Unsupported("the database has none of the repository's tables; nothing to push".into()));
         }
         drop(source);
-        let imported = ops::import(
-            repo,
-            database,
-            &ops::ImportOptions { tables: None, branch: Some(branch.clone()), replace: false },
-        )?;
-        report.created = imported.tables.iter().map(|(t, _)| t.clone()).collect();
-        let mut source = ops::open_source(database)?;
-        source.apply(&[], Some((&opts.repo_id, &branch, &head)))?;
-        return Ok(report);
+        return first_pull(database, repo, &branch, &head, opts, report);
     }
     // The base only has to exist, not to be an ancestor of the head (a
     // rewritten branch still merges against it); a repository that lost it
@@ -376,7 +468,7 @@ pub fn sync(database: &str, target: &git::Target, opts: &SyncOptions) -> Result<
     let head_blobs: HashSet<String> = head_files.values().cloned().collect();
     let base_blobs: HashSet<String> = base_files.values().cloned().collect();
 
-    let mut plans: Vec<(TableMeta, Vec<usize>, Vec<Row>, Vec<Row>, Vec<(Row, Vec<usize>)>)> = Vec::new();
+    let mut plans: Vec<TableChanges> = Vec::new();
     let mut conflicts = Vec::new();
     let mut theirs_changed_anything = false;
     for name in &manifest.tables {
@@ -402,19 +494,24 @@ pub fn sync(database: &str, target: &git::Target, opts: &SyncOptions) -> Result<
             }
             None => None,
         };
-        let db_cols: Vec<&str> = shape.columns.iter().map(|c| c.name.as_str()).collect();
-        let repo_cols: Vec<&str> = meta.columns.iter().map(|c| c.name.as_str()).collect();
-        if db_cols != repo_cols {
-            return Err(Error::Unsupported(format!(
-                "table {name}: the database has columns {db_cols:?}, the repository {repo_cols:?}; \
-                 sync does not apply column changes yet, export or import the table"
-            )));
-        }
         let base_meta: Option<TableMeta> = match &base {
             Some(b) => ops::read_json(repo, b, &layout::table_meta_path(name))?,
             None => None,
         };
-        let key = ops::key_columns(&shape);
+        // Rows are merged in the repository's columns; column changes made
+        // in git since the base become ALTERs run before the row changes.
+        let plan = column_plan(name, &shape.columns, &meta.columns, base_meta.as_ref().map(|m| m.columns.as_slice()))?;
+        if !plan.ddl.is_empty() {
+            theirs_changed_anything = true;
+        }
+        let key: Vec<usize> = if meta.primary_key.is_empty() {
+            Vec::new()
+        } else {
+            meta.primary_key
+                .iter()
+                .map(|k| meta.columns.iter().position(|c| &c.name == k).expect("the key is a column"))
+                .collect()
+        };
         // Ours: the database's rows in chunks that are not base files.
         // Without a base (a first sync between a database and a repository
         // that both have the table), chunks identical on both sides hold
@@ -423,7 +520,7 @@ pub fn sync(database: &str, target: &git::Target, opts: &SyncOptions) -> Result<
         let (ours_rows, in_db) = database_changes(source.as_mut(), &shape, partition, &meta, &manifest, match_blobs)?;
         let mut ours = Side::default();
         for r in ours_rows {
-            ours.add(&key, r);
+            ours.add(&key, project(r, &plan.from_db));
         }
         // Base: the rows of base files the database or the head no longer has.
         let mut base_side: HashMap<Row, Vec<BaseRow>> = HashMap::new();
@@ -439,6 +536,7 @@ pub fn sync(database: &str, target: &git::Target, opts: &SyncOptions) -> Result<
                 }
             }
             rows_of(repo, b, bm, &wanted, &mut Vec::new(), &mut |file, row| {
+                let row = project(row, &plan.from_base);
                 let (in_db, in_head) = where_[file];
                 let k = if key.is_empty() { row.clone() } else { key.iter().map(|i| row[*i].clone()).collect() };
                 base_side.entry(k).or_default().push(BaseRow { row, in_db, in_head });
@@ -510,7 +608,15 @@ pub fn sync(database: &str, target: &git::Target, opts: &SyncOptions) -> Result<
                 _ => {}
             }
         }
-        plans.push((meta, key, deletes, inserts, updates));
+        plans.push(TableChanges {
+            table: meta.name,
+            columns: meta.columns,
+            key,
+            ddl: plan.ddl,
+            deletes,
+            inserts,
+            updates,
+        });
     }
     if !conflicts.is_empty() {
         return Err(Error::Conflicts(conflict_report(&conflicts)));
@@ -522,17 +628,6 @@ pub fn sync(database: &str, target: &git::Target, opts: &SyncOptions) -> Result<
         )));
     }
     if opts.direction != Direction::PushOnly {
-        let changes: Vec<TableChanges> = plans
-            .iter()
-            .map(|(meta, key, d, i, u)| TableChanges {
-                table: &meta.name,
-                columns: &meta.columns,
-                key: key.clone(),
-                deletes: d.clone(),
-                inserts: i.clone(),
-                updates: u.clone(),
-            })
-            .collect();
         if !report.created.is_empty() {
             drop(source);
             ops::import(
@@ -546,10 +641,10 @@ pub fn sync(database: &str, target: &git::Target, opts: &SyncOptions) -> Result<
             )?;
             source = ops::open_source(database)?;
         }
-        source.apply(&changes, Some((&opts.repo_id, &branch, &head)))?;
-        for (meta, _, d, i, u) in &plans {
-            if !d.is_empty() || !i.is_empty() || !u.is_empty() {
-                report.pulled.push((meta.name.clone(), i.len(), u.len(), d.len()));
+        source.apply(&plans, Some((&opts.repo_id, &branch, &head)))?;
+        for t in &plans {
+            if !t.deletes.is_empty() || !t.inserts.is_empty() || !t.updates.is_empty() {
+                report.pulled.push((t.table.clone(), t.inserts.len(), t.updates.len(), t.deletes.len()));
             }
         }
     }
@@ -604,6 +699,24 @@ fn export_options(
     Ok(export)
 }
 
+/// The first sync into a database without the repository's tables: an
+/// import, then the state.
+fn first_pull(
+    database: &str,
+    repo: &Path,
+    branch: &str,
+    head: &str,
+    opts: &SyncOptions,
+    mut report: SyncReport,
+) -> Result<SyncReport, Error> {
+    let import = ops::ImportOptions { tables: None, branch: Some(branch.to_string()), replace: false };
+    let imported = ops::import(repo, database, &import)?;
+    report.created = imported.tables.iter().map(|(t, _)| t.clone()).collect();
+    report.edited_chunks = imported.edited_chunks;
+    ops::open_source(database)?.apply(&[], Some((&opts.repo_id, branch, head)))?;
+    Ok(report)
+}
+
 fn first_push(
     database: &str,
     target: &git::Target,
@@ -652,10 +765,23 @@ pub(crate) fn text_column(name: &str) -> layout::Column {
 
 /// The statements for `changes`, in an order that keeps keys unique: all
 /// deletes, then updates, then inserts.
-pub(crate) fn statements<'a>(d: &Dialect, changes: &'a [TableChanges<'a>]) -> Vec<Stmt<'a>> {
-    let mut out = Vec::new();
+pub(crate) fn statements<'a>(d: &Dialect, changes: &'a [TableChanges]) -> Vec<Stmt<'a>> {
+    let mut out: Vec<Stmt<'a>> = Vec::new();
+    for t in changes {
+        let table = (d.quote)(&t.table);
+        for change in &t.ddl {
+            let sql = match change {
+                ColumnChange::Rename(from, to) => {
+                    format!("ALTER TABLE {table} RENAME COLUMN {} TO {}", (d.quote)(from), (d.quote)(to))
+                }
+                ColumnChange::Drop(name) => format!("ALTER TABLE {table} DROP COLUMN {}", (d.quote)(name)),
+                ColumnChange::Add(name, ty) => format!("ALTER TABLE {table} ADD COLUMN {} {ty}", (d.quote)(name)),
+            };
+            out.push(Stmt { sql: sql.trim_end().to_string(), params: Vec::new() });
+        }
+    }
     let condition =
-        |t: &'a TableChanges<'a>, row: &'a Row, first: usize, params: &mut Vec<(&'a Cell, &'a layout::Column)>| {
+        |t: &'a TableChanges, row: &'a Row, first: usize, params: &mut Vec<(&'a Cell, &'a layout::Column)>| {
             let cols: Vec<usize> = if t.key.is_empty() { (0..t.columns.len()).collect() } else { t.key.clone() };
             let parts: Vec<String> = cols
                 .iter()
@@ -669,7 +795,7 @@ pub(crate) fn statements<'a>(d: &Dialect, changes: &'a [TableChanges<'a>]) -> Ve
             parts.join(" AND ")
         };
     for t in changes {
-        let table = (d.quote)(t.table);
+        let table = (d.quote)(&t.table);
         for row in &t.deletes {
             let mut params = Vec::new();
             let cond = condition(t, row, 1, &mut params);
@@ -682,7 +808,7 @@ pub(crate) fn statements<'a>(d: &Dialect, changes: &'a [TableChanges<'a>]) -> Ve
         }
     }
     for t in changes {
-        let table = (d.quote)(t.table);
+        let table = (d.quote)(&t.table);
         for (row, changed) in &t.updates {
             let mut params = Vec::new();
             let sets: Vec<String> = changed
@@ -698,12 +824,12 @@ pub(crate) fn statements<'a>(d: &Dialect, changes: &'a [TableChanges<'a>]) -> Ve
         }
     }
     for t in changes {
-        let table = (d.quote)(t.table);
+        let table = (d.quote)(&t.table);
         let cols: Vec<String> = t.columns.iter().map(|c| (d.quote)(&c.name)).collect();
         let marks: Vec<String> = t.columns.iter().enumerate().map(|(n, c)| (d.param)(n + 1, c)).collect();
         let sql = format!("INSERT INTO {table} ({}) VALUES ({})", cols.join(", "), marks.join(", "));
         for row in &t.inserts {
-            out.push(Stmt { sql: sql.clone(), params: row.iter().zip(t.columns).collect() });
+            out.push(Stmt { sql: sql.clone(), params: row.iter().zip(&t.columns).collect() });
         }
     }
     out

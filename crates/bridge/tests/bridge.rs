@@ -969,6 +969,45 @@ mod sync {
     }
 
     #[test]
+    fn column_changes_travel_between_two_databases() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, repo) = setup(dir.path());
+        let b = dir.path().join("b.sqlite");
+        let opts_b = SyncOptions { repo_id: "b".into(), ..both() };
+        // B starts from the repository (an import), then A changes columns.
+        let first = sync::sync(b.to_str().unwrap(), &local(&repo), &opts_b).unwrap();
+        assert_eq!(first.created, ["t"]);
+        Connection::open(&a)
+            .unwrap()
+            .execute_batch("ALTER TABLE t ADD COLUMN c INTEGER; UPDATE t SET c = id * 10 WHERE id % 100 = 0; ALTER TABLE t RENAME COLUMN a TO alpha; ALTER TABLE t DROP COLUMN b;")
+            .unwrap();
+        assert!(sync::sync(a.to_str().unwrap(), &local(&repo), &both()).unwrap().pushed.is_some());
+        // B also changed a row meanwhile; both arrive.
+        Connection::open(&b).unwrap().execute("UPDATE t SET a = 'from b' WHERE id = 7", []).unwrap();
+        let report = sync::sync(b.to_str().unwrap(), &local(&repo), &opts_b).unwrap();
+        assert!(report.pushed.is_some(), "{report:?}");
+        let cols: Vec<String> = Connection::open(&b)
+            .unwrap()
+            .prepare("SELECT name FROM pragma_table_info('t') ORDER BY cid")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(cols, ["id", "alpha", "c"]);
+        assert_eq!(value(&b, "SELECT alpha FROM t WHERE id = 7").as_deref(), Some("from b"));
+        let c: i64 =
+            Connection::open(&b).unwrap().query_row("SELECT c FROM t WHERE id = 300", [], |r| r.get(0)).unwrap();
+        assert_eq!(c, 3000);
+        // A pulls B's row; then both equal the repository.
+        sync::sync(a.to_str().unwrap(), &local(&repo), &both()).unwrap();
+        assert_eq!(value(&a, "SELECT alpha FROM t WHERE id = 7").as_deref(), Some("from b"));
+        for db in [&a, &b] {
+            assert!(ops::verify(db.to_str().unwrap(), &repo, Some("main")).unwrap().iter().all(|d| d.same_content));
+        }
+    }
+
+    #[test]
     fn edits_and_deletes_made_in_git_are_pulled_as_row_changes() {
         let dir = tempfile::tempdir().unwrap();
         let (db, repo) = setup(dir.path());
