@@ -693,12 +693,18 @@ pub fn push(target: &Target, branch: &str) -> Result<(), Error> {
 
 /// The commit `branch` points at on the remote, if any.
 fn remote_branch(url: &str, repo: &Path, branch: &str) -> Result<Option<String>, Error> {
-    let out = run_remote(url, &format!("asking {} for {branch}", redact_url(url)), &|| {
+    let listed = run_remote_classified(url, &format!("asking {} for {branch}", redact_url(url)), &|| {
         let mut cmd = remote_git(url, Some(repo));
         cmd.args(["ls-remote", url, &format!("refs/heads/{branch}")]);
         cmd
-    })?;
-    Ok(String::from_utf8_lossy(&out).split_whitespace().next().map(str::to_string))
+    });
+    match listed {
+        Ok(out) => Ok(String::from_utf8_lossy(&out).split_whitespace().next().map(str::to_string)),
+        // No such repository yet (hosts like tessera create it on the first
+        // push): the push itself says whether it may.
+        Err((Failure::Other, _)) => Ok(None),
+        Err((_, e)) => Err(e),
+    }
 }
 
 /// Blobs reachable from `head` but not from `base`, with their sizes.
