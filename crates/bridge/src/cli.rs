@@ -224,6 +224,9 @@ fn run_inner(cmd: Command) -> Result<ExitCode, Error> {
             if report.resolved > 0 {
                 println!("resolved {} conflicting cell(s) by --on-conflict {}", report.resolved, a.on_conflict);
             }
+            if report.via_dolt_diff {
+                println!("found the database's changes with Dolt's diff");
+            }
             match &report.pushed {
                 Some(c) => println!("pushed commit {c}"),
                 None => println!("nothing to push"),

@@ -131,6 +131,9 @@ pub struct Doltlite {
     /// Read tables as of this Dolt commit (`dolt_at_<table>`) instead of the
     /// working set.
     pub at: Option<String>,
+    /// Read only rows whose (single) key column is at least the first value
+    /// and below the second, when set.
+    pub range: Option<(Option<Value>, Option<Value>)>,
 }
 
 impl Drop for Doltlite {
@@ -149,7 +152,7 @@ impl Doltlite {
         let flags = SQLITE_OPEN_READWRITE | if create { SQLITE_OPEN_CREATE } else { 0 };
         // SAFETY: valid C string and out-pointer; see SQLite's sqlite3_open_v2.
         let rc = unsafe { (api.open_v2)(c_path.as_ptr(), &mut db, flags, std::ptr::null()) };
-        let me = Doltlite { api, db, at: None };
+        let me = Doltlite { api, db, at: None, range: None };
         if rc != SQLITE_OK {
             return Err(Error::Database(format!("opening {path}: {}", me.error())));
         }
@@ -279,6 +282,50 @@ pub(crate) fn text(v: &Value) -> String {
     }
 }
 
+impl Doltlite {
+    /// Records the Dolt commit the synced data is, when the working set of
+    /// the user's tables is clean: the next sync then finds what changed
+    /// with `dolt_diff_<table>` instead of reading every row.
+    fn record_source_rev(&self, repo: &str, branch: &str) -> Result<(), Error> {
+        let dirty = self.strings(
+            "SELECT table_name FROM dolt_status WHERE table_name <> ?1",
+            &[Value::Text(crate::sync::STATE_TABLE.into())],
+        )?;
+        let rev = if dirty.is_empty() {
+            self.strings("SELECT dolt_hashof('HEAD')", &[])?.first().and_then(|r| r.first()).map(text)
+        } else {
+            None
+        };
+        let table = crate::sqlite::quote(crate::sync::STATE_TABLE);
+        // State tables from before this column existed get it now.
+        if !self.has_source_rev()? {
+            self.execute(&format!("ALTER TABLE {table} ADD COLUMN source_rev VARCHAR(64)"), &[])?;
+        }
+        let sql = format!("UPDATE {table} SET source_rev = ?1 WHERE repo = ?2 AND branch = ?3");
+        let rev = rev.map(Value::Text).unwrap_or(Value::Null);
+        self.execute(&sql, &[rev, Value::Text(repo.into()), Value::Text(branch.into())])
+    }
+
+    fn has_source_rev(&self) -> Result<bool, Error> {
+        let table = crate::sqlite::quote(crate::sync::STATE_TABLE);
+        let columns = self.strings(&format!("PRAGMA table_info({table})"), &[])?;
+        Ok(columns.iter().any(|c| c.get(1).map(text).as_deref() == Some("source_rev")))
+    }
+
+    /// The Dolt commit recorded by the last sync with `repo`'s `branch`.
+    pub(crate) fn synced_source_rev(&self, repo: &str, branch: &str) -> Result<Option<String>, Error> {
+        if !self.has_source_rev()? {
+            return Ok(None);
+        }
+        let sql = format!(
+            "SELECT source_rev FROM {} WHERE repo = ?1 AND branch = ?2",
+            crate::sqlite::quote(crate::sync::STATE_TABLE)
+        );
+        let rows = self.strings(&sql, &[Value::Text(repo.into()), Value::Text(branch.into())])?;
+        Ok(rows.first().and_then(|r| r.first()).filter(|v| !matches!(v, Value::Null)).map(text))
+    }
+}
+
 impl crate::ops::Source for Doltlite {
     fn engine(&self) -> &'static str {
         "doltlite"
@@ -348,8 +395,23 @@ impl crate::ops::Source for Doltlite {
         })
     }
 
-    fn divisor(&mut self, _shape: &Shape, target_bytes: u64) -> Result<u64, Error> {
-        Ok((target_bytes / 64).max(1))
+    fn divisor(&mut self, shape: &Shape, target_bytes: u64) -> Result<u64, Error> {
+        // The average record of a sample of rows, as the chunks will hold it.
+        let q = crate::sqlite::quote;
+        let cols: Vec<String> = shape.columns.iter().map(|c| q(&c.name)).collect();
+        let sql = format!("SELECT {} FROM {} LIMIT 1000", cols.join(", "), q(&shape.name));
+        let (mut bytes, mut rows) = (0u64, 0u64);
+        let mut record = Vec::new();
+        self.query(&sql, &[], &mut |values| {
+            let cells: Vec<Cell> = values.iter().zip(&shape.columns).map(|(v, c)| v.to_cell(c.affinity)).collect();
+            record.clear();
+            crate::csv::write_record(&mut record, &cells);
+            bytes += record.len() as u64;
+            rows += 1;
+            Ok(())
+        })?;
+        let average = if rows == 0 { 64 } else { (bytes / rows).max(1) };
+        Ok((target_bytes / average).max(1))
     }
 
     fn scan(&mut self, shape: &Shape, each: &mut dyn FnMut(&[Cell]) -> Result<(), Error>) -> Result<(), Error> {
@@ -362,7 +424,20 @@ impl crate::ops::Source for Doltlite {
             }
             None => (q(&shape.name), Vec::new()),
         };
-        let sql = format!("SELECT {} FROM {from} ORDER BY {}", cols.join(", "), order.join(", "));
+        let (from, mut params) = (from, params);
+        let mut conditions = Vec::new();
+        if let (Some((low, high)), [key]) = (&self.range, shape.primary_key.as_slice()) {
+            if let Some(v) = low {
+                params.push(v.clone());
+                conditions.push(format!("{} >= ?{}", q(key), params.len()));
+            }
+            if let Some(v) = high {
+                params.push(v.clone());
+                conditions.push(format!("{} < ?{}", q(key), params.len()));
+            }
+        }
+        let filter = if conditions.is_empty() { String::new() } else { format!(" WHERE {}", conditions.join(" AND ")) };
+        let sql = format!("SELECT {} FROM {from}{filter} ORDER BY {}", cols.join(", "), order.join(", "));
         let columns = shape.columns.clone();
         self.query(&sql, &params, &mut |values| {
             let cells: Vec<Cell> = values.iter().zip(&columns).map(|(v, c)| v.to_cell(c.affinity)).collect();
@@ -414,6 +489,11 @@ impl crate::ops::Source for Doltlite {
                 self.execute("COMMIT", &[])?;
                 if !changes.iter().all(|c| c.deletes.is_empty() && c.inserts.is_empty() && c.updates.is_empty()) {
                     self.execute("SELECT dolt_commit('-A', '-m', 'Sync from git by tessera')", &[])?;
+                }
+                // Only the state written after a push (no rows to apply)
+                // marks the data as synced up to the Dolt commit.
+                if let (Some((repo, branch, _)), true) = (state, changes.is_empty()) {
+                    self.record_source_rev(repo, branch)?;
                 }
                 Ok(())
             }

@@ -137,6 +137,10 @@ pub struct ChunkMeta {
     pub partition: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<String>,
+    /// The order-independent hash of this chunk's rows (the table's
+    /// `content_hash` is their sum), so a partial re-export can update it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_hash: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -20,6 +20,7 @@ pub mod csv;
 mod doltlite;
 mod git;
 pub mod history;
+mod incremental;
 pub mod layout;
 mod mapping;
 mod mysql;

@@ -135,6 +135,12 @@ impl ContentHash {
     pub fn hex(&self) -> String {
         format!("{:032x}", self.0)
     }
+    pub fn from_hex(hex: &str) -> Option<ContentHash> {
+        u128::from_str_radix(hex, 16).ok().map(ContentHash)
+    }
+    pub fn remove(&mut self, other: ContentHash) {
+        self.0 = self.0.wrapping_sub(other.0);
+    }
 }
 
 fn header(schema_cols: &[layout::Column]) -> Vec<u8> {
@@ -304,13 +310,18 @@ impl<'s> Chunker<'s> {
     pub(crate) fn finish(mut self) -> Result<(), Error> {
         self.flush()
     }
+
+    /// Whether rows were pushed since the last cut.
+    pub(crate) fn pending(&self) -> bool {
+        !self.ends.is_empty()
+    }
 }
 
 /// A chunk as stored: its metadata and content hash.
-struct Stored {
-    table: usize,
-    meta: ChunkMeta,
-    hash: ContentHash,
+pub(crate) struct Stored {
+    pub table: usize,
+    pub meta: ChunkMeta,
+    pub hash: ContentHash,
 }
 
 /// Compressed pack bytes after which the store worker seals its pack and
@@ -320,17 +331,17 @@ const PACK_ROLL_BYTES: u64 = 256 << 20;
 /// What the store worker did: the chunks it stored, the blobs it wrote
 /// that are not yet in a sealed pack, and the error it stopped on.
 #[derive(Default)]
-struct StoreOutcome {
-    stored: Vec<Stored>,
-    unsealed: Vec<(String, String)>,
-    error: Option<Error>,
+pub(crate) struct StoreOutcome {
+    pub stored: Vec<Stored>,
+    pub unsealed: Vec<(String, String)>,
+    pub error: Option<Error>,
 }
 
 /// The worker behind the [`Chunker`]s: hashes each chunk's rows, compresses
 /// the file (`--compress`), reuses the blob of an identical chunk already in
 /// the repository, and otherwise deflates it into the export's pack. Runs
 /// on its own thread so reading the database and compressing overlap.
-fn store_chunks(
+pub(crate) fn store_chunks(
     jobs: std::sync::mpsc::Receiver<Job>,
     pack: &mut tessera_pack::local::PackBuilder,
     compression: layout::Compression,
@@ -375,6 +386,7 @@ fn store_chunks(
                     git_blob,
                     partition: job.partition,
                     filter: job.filter,
+                    content_hash: Some(hash.hex()),
                 },
                 hash,
             });

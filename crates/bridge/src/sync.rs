@@ -71,6 +71,8 @@ pub struct SyncReport {
     pub created: Vec<String>,
     /// Chunk files changed by hand since the last sync and applied as edits.
     pub edited_chunks: Vec<String>,
+    /// The push re-read only the chunks Dolt's diff pointed at.
+    pub via_dolt_diff: bool,
 }
 
 /// A row, as cells in the table's column order.
@@ -458,7 +460,7 @@ pub fn sync(database: &str, target: &git::Target, opts: &SyncOptions) -> Result<
             return Ok(report);
         }
         drop(source);
-        return push(database, target, &branch, &head, &manifest, opts, report);
+        return push(database, target, &branch, &head, &manifest, opts, report, true);
     }
     let base_files = match &base {
         Some(b) => data_files(repo, b)?,
@@ -650,7 +652,7 @@ pub fn sync(database: &str, target: &git::Target, opts: &SyncOptions) -> Result<
     }
     if opts.direction != Direction::PullOnly {
         drop(source);
-        return push(database, target, &branch, &head, &manifest, opts, report);
+        return push(database, target, &branch, &head, &manifest, opts, report, false);
     }
     Ok(report)
 }
@@ -665,9 +667,22 @@ fn push(
     manifest: &layout::Manifest,
     opts: &SyncOptions,
     mut report: SyncReport,
+    repo_unchanged: bool,
 ) -> Result<SyncReport, Error> {
     let export = export_options(opts, branch, database, Some(&manifest.chunking))?;
-    let pushed = ops::export_commit(database, &target.path, &export, true)?;
+    // On Dolt, when only the database moved, Dolt's own diff says which
+    // chunks to rewrite.
+    let shortcut = if repo_unchanged {
+        let message = export.message.clone().unwrap_or_default();
+        crate::incremental::export_changes(database, &target.path, branch, head, &opts.repo_id, manifest, &message)?
+    } else {
+        None
+    };
+    report.via_dolt_diff = shortcut.is_some();
+    let pushed = match shortcut {
+        Some(pushed) => pushed,
+        None => ops::export_commit(database, &target.path, &export, true)?,
+    };
     if pushed.is_some() {
         git::push(target, branch)?;
     }
@@ -839,7 +854,8 @@ pub(crate) fn statements<'a>(d: &Dialect, changes: &'a [TableChanges]) -> Vec<St
 pub(crate) fn state_ddl(quote: fn(&str) -> String) -> String {
     format!(
         "CREATE TABLE IF NOT EXISTS {} (repo VARCHAR(500) NOT NULL, branch VARCHAR(200) NOT NULL, \
-         commit_id VARCHAR(64) NOT NULL, synced_at VARCHAR(40) NOT NULL, PRIMARY KEY (repo, branch))",
+         commit_id VARCHAR(64) NOT NULL, synced_at VARCHAR(40) NOT NULL, source_rev VARCHAR(64), \
+         PRIMARY KEY (repo, branch))",
         quote(STATE_TABLE)
     )
 }
