@@ -180,6 +180,9 @@ fn run_inner(cmd: Command) -> Result<ExitCode, Error> {
             for file in &report.edited_chunks {
                 println!("accepted an edit made in git: {file}");
             }
+            for (table, chunks) in &report.resumed {
+                println!("{table}: resumed an interrupted import after {chunks} chunk(s) already loaded");
+            }
             for (table, rows) in report.tables {
                 println!("{table}: {rows} rows");
             }

@@ -313,12 +313,12 @@ pub fn import(
             let row_marks = format!("({})", vec!["?"; cols.len()].join(", "));
             let mut total = 0u64;
             for chunk in &meta.chunks {
-                let one = TableMeta { chunks: vec![chunk.clone()], ..meta.clone() };
                 let mut rows: Vec<(String, usize, Vec<Cell>)> = Vec::new();
-                crate::ops::read_rows(
+                crate::ops::read_chunks(
                     repo,
                     rev,
-                    &one,
+                    meta,
+                    std::slice::from_ref(chunk),
                     false,
                     &mut report.edited_chunks,
                     &mut |file, line, _, record| {

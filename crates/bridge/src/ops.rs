@@ -817,6 +817,8 @@ pub struct ImportReport {
     pub edited_chunks: Vec<String>,
     /// What a cross-engine import had to approximate, per column.
     pub approximations: Vec<String>,
+    /// Tables whose first chunks an interrupted import had loaded, and how many.
+    pub resumed: Vec<(String, usize)>,
 }
 
 /// The metadata of `names`, and which of them the target already has
@@ -925,8 +927,22 @@ pub(crate) fn read_rows(
     edited: &mut Vec<String>,
     each: &mut dyn FnMut(&str, usize, Vec<Value>, &[u8]) -> Result<(), Error>,
 ) -> Result<u64, Error> {
+    read_chunks(repo, rev, meta, &meta.chunks, typed, edited, each)
+}
+
+/// [`read_rows`] of some of the table's chunks.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn read_chunks(
+    repo: &Path,
+    rev: &str,
+    meta: &TableMeta,
+    chunks: &[ChunkMeta],
+    typed: bool,
+    edited: &mut Vec<String>,
+    each: &mut dyn FnMut(&str, usize, Vec<Value>, &[u8]) -> Result<(), Error>,
+) -> Result<u64, Error> {
     let mut total = 0;
-    for chunk in &meta.chunks {
+    for chunk in chunks {
         let (data, intact) = load_chunk(repo, rev, chunk, edited)?;
         let data = decompress(&chunk.file, data)?;
         let mut reader = csv::Reader::new(&data);
@@ -1026,9 +1042,25 @@ pub fn import(repo: &Path, database: &str, opts: &ImportOptions) -> Result<Impor
     if target_engine == "doltlite" {
         return crate::doltlite::import(repo, &rev, &names, database, opts.replace);
     }
+    import_sqlite(repo, &rev, &names, database, opts)
+}
+
+/// Chunks an interrupted import committed: `(table, position, blob)`;
+/// position -1 marks a table the import created.
+const IMPORT_PROGRESS: &str = "_tessera_import";
+
+/// Imports into SQLite in one transaction: used when the import replaces
+/// tables that exist, so a failure leaves the old ones as they were.
+fn import_sqlite_at_once(
+    repo: &Path,
+    rev: &str,
+    names: &[String],
+    database: &str,
+    opts: &ImportOptions,
+) -> Result<ImportReport, Error> {
     let mut conn = sqlite::create(database)?;
     let existing = sqlite::tables(&conn)?;
-    for n in &names {
+    for n in names {
         if existing.contains(n) && !opts.replace {
             return Err(Error::TargetNotEmpty(n.clone()));
         }
@@ -1038,8 +1070,8 @@ pub fn import(repo: &Path, database: &str, opts: &ImportOptions) -> Result<Impor
     let mut report = ImportReport::default();
     // All tables first, so foreign keys (checked at commit) find their targets.
     let mut metas = Vec::new();
-    for name in &names {
-        let meta: TableMeta = read_json(repo, &rev, &layout::table_meta_path(name))?
+    for name in names {
+        let meta: TableMeta = read_json(repo, rev, &layout::table_meta_path(name))?
             .ok_or_else(|| Error::Layout(format!("no metadata for table {name}")))?;
         if existing.contains(name) {
             tx.execute_batch(&format!("DROP TABLE {}", sqlite::quote(name)))
@@ -1056,7 +1088,7 @@ pub fn import(repo: &Path, database: &str, opts: &ImportOptions) -> Result<Impor
         let mut stmt = tx.prepare(&sql).map_err(|e| Error::Database(e.to_string()))?;
         let bar = progress(name);
         let mut bytes = 0u64;
-        let rows = read_rows(repo, &rev, meta, true, &mut report.edited_chunks, &mut |file, line, values, record| {
+        let rows = read_rows(repo, rev, meta, true, &mut report.edited_chunks, &mut |file, line, values, record| {
             bytes += record.len() as u64;
             if line % 4096 == 0 {
                 bar.set_position(bytes);
@@ -1085,6 +1117,203 @@ pub fn import(repo: &Path, database: &str, opts: &ImportOptions) -> Result<Impor
     }
     tx.commit().map_err(|e| Error::Database(format!("committing the import: {e}")))?;
     Ok(report)
+}
+
+/// Imports into SQLite, resumably, when no table is replaced: one
+/// transaction per chunk, each recording `(table, position, blob id)` in
+/// `_tessera_import`. A re-run after an interruption keeps the chunks whose
+/// position and blob still match and loads the rest; indexes, sequence
+/// positions and the foreign-key check come in one final transaction, which
+/// also drops the progress table. Damage (a chunk that does not parse or
+/// fit, or a broken foreign key) drops what the import created: nothing is
+/// left half-imported.
+fn import_sqlite(
+    repo: &Path,
+    rev: &str,
+    names: &[String],
+    database: &str,
+    opts: &ImportOptions,
+) -> Result<ImportReport, Error> {
+    let db = |e: rusqlite::Error| Error::Database(e.to_string());
+    let mut conn = sqlite::create(database)?;
+    let existing = sqlite::tables(&conn)?;
+    let progress_table = sqlite::quote(IMPORT_PROGRESS);
+    let mut ours: std::collections::HashSet<String> = std::collections::HashSet::new();
+    if existing.iter().any(|t| t == IMPORT_PROGRESS) {
+        let mut stmt = conn.prepare(&format!("SELECT DISTINCT tbl FROM {progress_table}")).map_err(db)?;
+        ours = stmt.query_map([], |r| r.get(0)).map_err(db)?.collect::<Result<_, _>>().map_err(db)?;
+    }
+    if names.iter().any(|n| existing.contains(n) && !ours.contains(n)) {
+        if !opts.replace {
+            let taken = names.iter().find(|n| existing.contains(n) && !ours.contains(*n)).expect("found");
+            return Err(Error::TargetNotEmpty(taken.clone()));
+        }
+        drop(conn);
+        return import_sqlite_at_once(repo, rev, names, database, opts);
+    }
+    let mut metas = Vec::new();
+    for name in names {
+        let meta: TableMeta = read_json(repo, rev, &layout::table_meta_path(name))?
+            .ok_or_else(|| Error::Layout(format!("no metadata for table {name}")))?;
+        metas.push(meta);
+    }
+    // Foreign keys are checked once everything is in place.
+    conn.execute_batch("PRAGMA foreign_keys = OFF").map_err(db)?;
+    conn.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS {progress_table} (tbl TEXT NOT NULL, position INTEGER NOT NULL, blob TEXT NOT NULL, \
+         PRIMARY KEY (tbl, position))"
+    ))
+    .map_err(db)?;
+    let mut report = ImportReport::default();
+    let loaded = (|| -> Result<(), Error> {
+        for meta in &metas {
+            let resumable = ours.contains(&meta.name) && existing.contains(&meta.name);
+            let rows = load_table_resumably(&mut conn, repo, rev, meta, resumable, &mut report)?;
+            report.tables.push((meta.name.clone(), rows));
+        }
+        Ok(())
+    })();
+    if let Err(e) = loaded {
+        if matches!(e, Error::Damaged { .. }) {
+            drop_created(&conn, &metas);
+        }
+        return Err(e);
+    }
+    let tx = conn.transaction().map_err(db)?;
+    for meta in &metas {
+        let name = &meta.name;
+        for idx in meta.indexes.iter().filter_map(|i| i.sql.as_ref()) {
+            tx.execute_batch(idx).map_err(|e| Error::Database(format!("index on {name}: {e}")))?;
+        }
+        if let Some(seq) = meta.autoincrement_seq {
+            tx.execute("DELETE FROM sqlite_sequence WHERE name = ?1", [name]).map_err(db)?;
+            tx.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (?1, ?2)", rusqlite::params![name, seq])
+                .map_err(db)?;
+        }
+    }
+    let violations: Vec<(String, i64)> = {
+        let mut stmt = tx.prepare("PRAGMA foreign_key_check").map_err(db)?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1).unwrap_or(0)))).map_err(db)?;
+        rows.collect::<Result<_, _>>().map_err(db)?
+    };
+    if let Some((table, rowid)) = violations.first() {
+        drop(tx);
+        drop_created(&conn, &metas);
+        return Err(Error::Damaged {
+            file: format!("data/{table}/"),
+            line: 0,
+            reason: format!("{} row(s) break a foreign key, e.g. rowid {rowid} of {table}", violations.len()),
+        });
+    }
+    tx.execute_batch(&format!("DROP TABLE {progress_table}")).map_err(db)?;
+    tx.commit().map_err(|e| Error::Database(format!("committing the import: {e}")))?;
+    conn.execute_batch("PRAGMA foreign_keys = ON").map_err(db)?;
+    Ok(report)
+}
+
+/// Removes what a failed import created.
+fn drop_created(conn: &rusqlite::Connection, metas: &[TableMeta]) {
+    for meta in metas {
+        let _ = conn.execute_batch(&format!("DROP TABLE IF EXISTS {}", sqlite::quote(&meta.name)));
+    }
+    let _ = conn.execute_batch(&format!("DROP TABLE IF EXISTS {}", sqlite::quote(IMPORT_PROGRESS)));
+}
+
+/// Loads one table's chunks, skipping the chunks a previous run committed
+/// from the same files; returns the table's row count.
+fn load_table_resumably(
+    conn: &mut rusqlite::Connection,
+    repo: &Path,
+    rev: &str,
+    meta: &TableMeta,
+    resumable: bool,
+    report: &mut ImportReport,
+) -> Result<u64, Error> {
+    let db = |e: rusqlite::Error| Error::Database(e.to_string());
+    let name = &meta.name;
+    let blobs: std::collections::HashMap<String, String> =
+        git::ls_tree(repo, rev, &format!("data/{name}/"))?.into_iter().collect();
+    let blob_at = |i: usize| blobs.get(&meta.chunks[i].file).cloned().unwrap_or_default();
+    // The prefix of chunks a previous run loaded from these very files.
+    let mut done = 0;
+    if resumable {
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT position, blob FROM {} WHERE tbl = ?1 AND position >= 0 ORDER BY position",
+                sqlite::quote(IMPORT_PROGRESS)
+            ))
+            .map_err(db)?;
+        let recorded: Vec<(usize, String)> = stmt
+            .query_map([name], |r| Ok((r.get::<_, i64>(0)? as usize, r.get::<_, String>(1)?)))
+            .map_err(db)?
+            .collect::<Result<_, _>>()
+            .map_err(db)?;
+        while done < meta.chunks.len() && recorded.get(done).is_some_and(|(p, b)| *p == done && *b == blob_at(done)) {
+            done += 1;
+        }
+        if done < recorded.len() || (done == 0 && !recorded.is_empty()) {
+            // The files changed since: start this table over.
+            done = 0;
+        }
+    }
+    if done == 0 {
+        // A table of a previous, different run is ours to start over.
+        let tx = conn.transaction().map_err(db)?;
+        tx.execute_batch(&format!("DROP TABLE IF EXISTS {}", sqlite::quote(name))).map_err(db)?;
+        tx.execute(&format!("DELETE FROM {} WHERE tbl = ?1", sqlite::quote(IMPORT_PROGRESS)), [name]).map_err(db)?;
+        tx.execute_batch(&meta.create_sql).map_err(|e| Error::Database(format!("creating {name}: {e}")))?;
+        tx.execute(
+            &format!("INSERT INTO {} (tbl, position, blob) VALUES (?1, -1, '')", sqlite::quote(IMPORT_PROGRESS)),
+            [name],
+        )
+        .map_err(db)?;
+        tx.commit().map_err(db)?;
+    } else {
+        report.resumed.push((name.clone(), done));
+    }
+    let cols: Vec<String> = meta.columns.iter().map(|c| sqlite::quote(&c.name)).collect();
+    let marks: Vec<&str> = vec!["?"; cols.len()];
+    let sql = format!("INSERT INTO {} ({}) VALUES ({})", sqlite::quote(name), cols.join(", "), marks.join(", "));
+    let bar = progress(name);
+    let mut bytes = 0u64;
+    let mut rows: u64 = meta.chunks[..done].iter().map(|c| c.rows).sum();
+    for i in done..meta.chunks.len() {
+        let tx = conn.transaction().map_err(db)?;
+        {
+            let mut stmt = tx.prepare_cached(&sql).map_err(db)?;
+            let one = &meta.chunks[i..=i];
+            rows += read_chunks(
+                repo,
+                rev,
+                meta,
+                one,
+                true,
+                &mut report.edited_chunks,
+                &mut |file, line, values, record| {
+                    bytes += record.len() as u64;
+                    if line % 4096 == 0 {
+                        bar.set_position(bytes);
+                        bar.set_message(format!("line {line} of {file}"));
+                    }
+                    let params: Vec<rusqlite::types::Value> = values.iter().map(sqlite::to_sql).collect();
+                    stmt.execute(rusqlite::params_from_iter(params)).map_err(|e| Error::Damaged {
+                        file: file.to_string(),
+                        line,
+                        reason: e.to_string(),
+                    })?;
+                    Ok(())
+                },
+            )?;
+        }
+        tx.execute(
+            &format!("INSERT INTO {} (tbl, position, blob) VALUES (?1, ?2, ?3)", sqlite::quote(IMPORT_PROGRESS)),
+            rusqlite::params![name, i as i64, blob_at(i)],
+        )
+        .map_err(db)?;
+        tx.commit().map_err(db)?;
+    }
+    bar.finish_and_clear();
+    Ok(rows)
 }
 
 /// One table's comparison.

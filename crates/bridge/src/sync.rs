@@ -184,9 +184,8 @@ fn rows_of(
     edited: &mut Vec<String>,
     each: &mut dyn FnMut(&str, Row),
 ) -> Result<(), Error> {
-    let only =
-        TableMeta { chunks: meta.chunks.iter().filter(|c| files.contains(&c.file)).cloned().collect(), ..meta.clone() };
-    ops::read_rows(repo, rev, &only, false, edited, &mut |file, _, _, record| {
+    let only: Vec<layout::ChunkMeta> = meta.chunks.iter().filter(|c| files.contains(&c.file)).cloned().collect();
+    ops::read_chunks(repo, rev, meta, &only, false, edited, &mut |file, _, _, record| {
         each(file, parse_record(record));
         Ok(())
     })?;

@@ -292,3 +292,46 @@ fn pushes_over_the_limit_are_split_into_several() {
     ok(&tessera(&["data", "import", &url, restored.to_str().unwrap()], &env));
     assert!(ok(&tessera(&["data", "verify", restored.to_str().unwrap(), &url], &env)).contains("identical"));
 }
+
+#[test]
+fn a_killed_import_resumes_where_it_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("src.db");
+    sqlite_table(&db, 200_000);
+    let repo = dir.path().join("repo");
+    ok(&tessera(&["data", "export", db.to_str().unwrap(), repo.to_str().unwrap(), "--chunk-size", "16KB"], &[]));
+    let out = dir.path().join("out.db");
+    let loaded = || -> u64 {
+        Command::new("sqlite3")
+            .arg(&out)
+            .arg("SELECT count(*) FROM _tessera_import WHERE position >= 0")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["data", "import", repo.to_str().unwrap(), out.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while loaded() < 20 && started.elapsed() < std::time::Duration::from_secs(60) {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    assert!(!child.wait().unwrap().success(), "killed before it finished");
+    let before = loaded();
+    assert!(before >= 20, "{before} chunks loaded before the kill");
+    let resumed = ok(&tessera(&["data", "import", repo.to_str().unwrap(), out.to_str().unwrap()], &[]));
+    assert!(resumed.contains("resumed an interrupted import after"), "{resumed}");
+    let n: u64 = resumed.split("after ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    assert!(n >= before, "{n} < {before}");
+    assert!(ok(&tessera(&["data", "verify", out.to_str().unwrap(), repo.to_str().unwrap()], &[])).contains("identical"));
+    let leftover = Command::new("sqlite3")
+        .arg(&out)
+        .arg("SELECT name FROM sqlite_master WHERE name LIKE '_tessera%'")
+        .output()
+        .unwrap();
+    assert!(leftover.stdout.is_empty(), "{}", String::from_utf8_lossy(&leftover.stdout));
+}
