@@ -239,7 +239,11 @@ impl Journal {
             return Ok(Default::default());
         }
         let ids: String = entries.iter().map(|(_, blob)| format!("{blob}\n")).collect();
-        let present = batch_check(repo, &ids)?;
+        let present: std::collections::HashSet<String> = batch_check(repo, "%(objectname)", ids)?
+            .lines()
+            .filter(|l| !l.ends_with(" missing"))
+            .map(|l| l.trim().to_string())
+            .collect();
         Ok(entries
             .into_iter()
             .filter(|(_, blob)| present.contains(*blob))
@@ -265,25 +269,21 @@ impl Journal {
     }
 }
 
-/// Which of the object ids (one per line) the repository has.
-fn batch_check(repo: &Path, ids: &str) -> Result<std::collections::HashSet<String>, Error> {
+/// `git cat-file --batch-check=<format>` of object ids (one per line).
+fn batch_check(repo: &Path, format: &str, ids: String) -> Result<String, Error> {
     use std::io::Write;
     let mut child = git(repo)
-        .args(["cat-file", "--batch-check=%(objectname)"])
+        .arg("cat-file")
+        .arg(format!("--batch-check={format}"))
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .map_err(|e| Error::Git(format!("git cat-file: {e}")))?;
     let mut stdin = child.stdin.take().expect("piped");
-    let input = ids.to_string();
-    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let writer = std::thread::spawn(move || stdin.write_all(ids.as_bytes()));
     let out = child.wait_with_output().map_err(|e| Error::Git(format!("git cat-file: {e}")))?;
     let _ = writer.join();
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.ends_with(" missing"))
-        .map(|l| l.trim().to_string())
-        .collect())
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// `path → blob id` of the files under `prefix` at `rev`.
@@ -709,7 +709,6 @@ fn remote_branch(url: &str, repo: &Path, branch: &str) -> Result<Option<String>,
 
 /// Blobs reachable from `head` but not from `base`, with their sizes.
 fn new_blobs(repo: &Path, head: &str, base: Option<&str>) -> Result<Vec<(String, u64)>, Error> {
-    use std::io::Write;
     let mut c = git(repo);
     c.args(["rev-list", "--objects", head]);
     if let Some(b) = base {
@@ -721,17 +720,7 @@ fn new_blobs(repo: &Path, head: &str, base: Option<&str>) -> Result<Vec<(String,
         .filter_map(|l| l.split(' ').next())
         .map(|id| format!("{id}\n"))
         .collect();
-    let mut child = git(repo)
-        .args(["cat-file", "--batch-check=%(objectname) %(objecttype) %(objectsize)"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| Error::Git(format!("git cat-file: {e}")))?;
-    let mut stdin = child.stdin.take().expect("piped");
-    let writer = std::thread::spawn(move || stdin.write_all(ids.as_bytes()));
-    let out = child.wait_with_output().map_err(|e| Error::Git(format!("git cat-file: {e}")))?;
-    let _ = writer.join();
-    Ok(String::from_utf8_lossy(&out.stdout)
+    Ok(batch_check(repo, "%(objectname) %(objecttype) %(objectsize)", ids)?
         .lines()
         .filter_map(|l| {
             let mut f = l.split(' ');

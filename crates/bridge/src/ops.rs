@@ -1088,20 +1088,8 @@ fn import_sqlite_at_once(
         let mut stmt = tx.prepare(&sql).map_err(|e| Error::Database(e.to_string()))?;
         let bar = progress(name);
         let mut bytes = 0u64;
-        let rows = read_rows(repo, rev, meta, true, &mut report.edited_chunks, &mut |file, line, values, record| {
-            bytes += record.len() as u64;
-            if line % 4096 == 0 {
-                bar.set_position(bytes);
-                bar.set_message(format!("line {line} of {file}"));
-            }
-            let params: Vec<rusqlite::types::Value> = values.iter().map(sqlite::to_sql).collect();
-            stmt.execute(rusqlite::params_from_iter(params)).map_err(|e| Error::Damaged {
-                file: file.to_string(),
-                line,
-                reason: e.to_string(),
-            })?;
-            Ok(())
-        })?;
+        let rows =
+            insert_chunks(&mut stmt, repo, rev, meta, &meta.chunks, &mut report.edited_chunks, &bar, &mut bytes)?;
         bar.finish_and_clear();
         drop(stmt);
         for idx in meta.indexes.iter().filter_map(|i| i.sql.as_ref()) {
@@ -1211,6 +1199,35 @@ fn import_sqlite(
     Ok(report)
 }
 
+/// Inserts the rows of `chunks` with `stmt`, naming file and line when
+/// SQLite refuses one; returns how many.
+#[allow(clippy::too_many_arguments)]
+fn insert_chunks(
+    stmt: &mut rusqlite::Statement<'_>,
+    repo: &Path,
+    rev: &str,
+    meta: &TableMeta,
+    chunks: &[ChunkMeta],
+    edited: &mut Vec<String>,
+    bar: &indicatif::ProgressBar,
+    bytes: &mut u64,
+) -> Result<u64, Error> {
+    read_chunks(repo, rev, meta, chunks, true, edited, &mut |file, line, values, record| {
+        *bytes += record.len() as u64;
+        if line % 4096 == 0 {
+            bar.set_position(*bytes);
+            bar.set_message(format!("line {line} of {file}"));
+        }
+        let params: Vec<rusqlite::types::Value> = values.iter().map(sqlite::to_sql).collect();
+        stmt.execute(rusqlite::params_from_iter(params)).map_err(|e| Error::Damaged {
+            file: file.to_string(),
+            line,
+            reason: e.to_string(),
+        })?;
+        Ok(())
+    })
+}
+
 /// Removes what a failed import created.
 fn drop_created(conn: &rusqlite::Connection, metas: &[TableMeta]) {
     for meta in metas {
@@ -1282,28 +1299,7 @@ fn load_table_resumably(
         {
             let mut stmt = tx.prepare_cached(&sql).map_err(db)?;
             let one = &meta.chunks[i..=i];
-            rows += read_chunks(
-                repo,
-                rev,
-                meta,
-                one,
-                true,
-                &mut report.edited_chunks,
-                &mut |file, line, values, record| {
-                    bytes += record.len() as u64;
-                    if line % 4096 == 0 {
-                        bar.set_position(bytes);
-                        bar.set_message(format!("line {line} of {file}"));
-                    }
-                    let params: Vec<rusqlite::types::Value> = values.iter().map(sqlite::to_sql).collect();
-                    stmt.execute(rusqlite::params_from_iter(params)).map_err(|e| Error::Damaged {
-                        file: file.to_string(),
-                        line,
-                        reason: e.to_string(),
-                    })?;
-                    Ok(())
-                },
-            )?;
+            rows += insert_chunks(&mut stmt, repo, rev, meta, one, &mut report.edited_chunks, &bar, &mut bytes)?;
         }
         tx.execute(
             &format!("INSERT INTO {} (tbl, position, blob) VALUES (?1, ?2, ?3)", sqlite::quote(IMPORT_PROGRESS)),
