@@ -1092,15 +1092,7 @@ fn import_sqlite_at_once(
             insert_chunks(&mut stmt, repo, rev, meta, &meta.chunks, &mut report.edited_chunks, &bar, &mut bytes)?;
         bar.finish_and_clear();
         drop(stmt);
-        for idx in meta.indexes.iter().filter_map(|i| i.sql.as_ref()) {
-            tx.execute_batch(idx).map_err(|e| Error::Database(format!("index on {name}: {e}")))?;
-        }
-        if let Some(seq) = meta.autoincrement_seq {
-            tx.execute("DELETE FROM sqlite_sequence WHERE name = ?1", [name])
-                .map_err(|e| Error::Database(e.to_string()))?;
-            tx.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (?1, ?2)", rusqlite::params![name, seq])
-                .map_err(|e| Error::Database(e.to_string()))?;
-        }
+        finish_table(&tx, meta)?;
         report.tables.push((name.clone(), rows));
     }
     tx.commit().map_err(|e| Error::Database(format!("committing the import: {e}")))?;
@@ -1169,15 +1161,7 @@ fn import_sqlite(
     }
     let tx = conn.transaction().map_err(db)?;
     for meta in &metas {
-        let name = &meta.name;
-        for idx in meta.indexes.iter().filter_map(|i| i.sql.as_ref()) {
-            tx.execute_batch(idx).map_err(|e| Error::Database(format!("index on {name}: {e}")))?;
-        }
-        if let Some(seq) = meta.autoincrement_seq {
-            tx.execute("DELETE FROM sqlite_sequence WHERE name = ?1", [name]).map_err(db)?;
-            tx.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (?1, ?2)", rusqlite::params![name, seq])
-                .map_err(db)?;
-        }
+        finish_table(&tx, meta)?;
     }
     let violations: Vec<(String, i64)> = {
         let mut stmt = tx.prepare("PRAGMA foreign_key_check").map_err(db)?;
@@ -1197,6 +1181,21 @@ fn import_sqlite(
     tx.commit().map_err(|e| Error::Database(format!("committing the import: {e}")))?;
     conn.execute_batch("PRAGMA foreign_keys = ON").map_err(db)?;
     Ok(report)
+}
+
+/// What follows a table's rows: its indexes and its AUTOINCREMENT position.
+fn finish_table(conn: &rusqlite::Connection, meta: &TableMeta) -> Result<(), Error> {
+    let name = &meta.name;
+    for idx in meta.indexes.iter().filter_map(|i| i.sql.as_ref()) {
+        conn.execute_batch(idx).map_err(|e| Error::Database(format!("index on {name}: {e}")))?;
+    }
+    if let Some(seq) = meta.autoincrement_seq {
+        let db = |e: rusqlite::Error| Error::Database(e.to_string());
+        conn.execute("DELETE FROM sqlite_sequence WHERE name = ?1", [name]).map_err(db)?;
+        conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (?1, ?2)", rusqlite::params![name, seq])
+            .map_err(db)?;
+    }
+    Ok(())
 }
 
 /// Inserts the rows of `chunks` with `stmt`, naming file and line when
