@@ -6,7 +6,7 @@ use sqlx::postgres::PgConnection;
 use sqlx::{Connection, Row};
 
 use crate::csv::{self, Cell};
-use crate::layout::{Column, ForeignKey, Index};
+use crate::layout::{Column, ForeignKey, Index, TableMeta};
 use crate::ops::Shape;
 use crate::value::Affinity;
 use crate::Error;
@@ -333,7 +333,198 @@ fn copy_error_line(message: &str) -> usize {
 /// Loads the tables `names` of the export at `rev` into PostgreSQL, all in
 /// one transaction: tables, then rows with COPY (the chunk files are
 /// already in COPY's CSV format), then foreign keys, indexes and sequences.
+/// Chunks an interrupted import committed: `(table, position, blob)`;
+/// position -1 marks a table the import created.
+const IMPORT_PROGRESS: &str = "_tessera_import";
+
+/// Loads an export into PostgreSQL, resumably when no table is replaced:
+/// one transaction per chunk (COPY plus a row in `_tessera_import`), so a
+/// re-run after an interruption keeps the chunks whose position and blob
+/// still match; foreign keys, indexes and sequence positions come in one
+/// final transaction. Damage drops what the import created. Replacing
+/// existing tables is one transaction, so a failure keeps the old ones.
 pub fn import(
+    repo: &std::path::Path,
+    rev: &str,
+    names: &[String],
+    database: &str,
+    replace: bool,
+) -> Result<crate::ops::ImportReport, Error> {
+    let mut pg = Postgres::connect(database)?;
+    let ours: std::collections::HashSet<String> = if pg.table_exists(IMPORT_PROGRESS)? {
+        let Postgres { rt, conn } = &mut pg;
+        let rows = rt
+            .block_on(
+                sqlx::query(&format!("SELECT DISTINCT tbl FROM {}", quote(IMPORT_PROGRESS))).fetch_all(&mut *conn),
+            )
+            .map_err(db)?;
+        rows.iter().map(|r| r.try_get::<String, _>(0).map_err(db)).collect::<Result<_, _>>()?
+    } else {
+        Default::default()
+    };
+    let mut taken = Vec::new();
+    for name in names {
+        if pg.table_exists(name)? && !ours.contains(name) {
+            taken.push(name.clone());
+        }
+    }
+    if !taken.is_empty() {
+        if !replace {
+            return Err(Error::TargetNotEmpty(taken[0].clone()));
+        }
+        drop(pg);
+        return import_at_once(repo, rev, names, database, replace);
+    }
+    let mut metas = Vec::new();
+    for name in names {
+        let meta: TableMeta = crate::ops::read_json(repo, rev, &crate::layout::table_meta_path(name))?
+            .ok_or_else(|| Error::Layout(format!("no metadata for table {name}")))?;
+        metas.push(meta);
+    }
+    let mut report = crate::ops::ImportReport::default();
+    let progress = quote(IMPORT_PROGRESS);
+    let Postgres { rt, conn } = &mut pg;
+    let loaded = rt.block_on(async {
+        sqlx::raw_sql(&format!(
+            "CREATE TABLE IF NOT EXISTS {progress} (tbl text NOT NULL, position bigint NOT NULL, blob text NOT NULL, \
+             PRIMARY KEY (tbl, position))"
+        ))
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+        for meta in &metas {
+            let name = &meta.name;
+            let blobs: std::collections::HashMap<String, String> =
+                crate::git::ls_tree(repo, rev, &format!("data/{name}/"))?.into_iter().collect();
+            let blob_at = |i: usize| blobs.get(&meta.chunks[i].file).cloned().unwrap_or_default();
+            let recorded: Vec<(i64, String)> = sqlx::query_as(&format!(
+                "SELECT position, blob FROM {progress} WHERE tbl = $1 AND position >= 0 ORDER BY position"
+            ))
+            .bind(name)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db)?;
+            let mut done = 0;
+            if ours.contains(name) {
+                while done < meta.chunks.len()
+                    && recorded.get(done).is_some_and(|(p, b)| *p == done as i64 && *b == blob_at(done))
+                {
+                    done += 1;
+                }
+                if done < recorded.len() {
+                    done = 0;
+                }
+            }
+            if done == 0 {
+                let mut tx = conn.begin().await.map_err(db)?;
+                sqlx::raw_sql(&format!("DROP TABLE IF EXISTS {} CASCADE", quote(name)))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                sqlx::query(&format!("DELETE FROM {progress} WHERE tbl = $1"))
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                sqlx::raw_sql(&meta.create_sql)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| Error::Database(format!("creating {name}: {e}")))?;
+                sqlx::query(&format!("INSERT INTO {progress} (tbl, position, blob) VALUES ($1, -1, '')"))
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                tx.commit().await.map_err(db)?;
+            } else {
+                report.resumed.push((name.clone(), done));
+            }
+            let mut total: u64 = meta.chunks[..done].iter().map(|c| c.rows).sum();
+            for i in done..meta.chunks.len() {
+                let mut tx = conn.begin().await.map_err(db)?;
+                total += copy_chunk(&mut tx, repo, rev, meta, &meta.chunks[i], &mut report.edited_chunks).await?;
+                sqlx::query(&format!("INSERT INTO {progress} (tbl, position, blob) VALUES ($1, $2, $3)"))
+                    .bind(name)
+                    .bind(i as i64)
+                    .bind(blob_at(i))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                tx.commit().await.map_err(db)?;
+            }
+            report.tables.push((name.clone(), total));
+        }
+        let mut tx = conn.begin().await.map_err(db)?;
+        for meta in &metas {
+            for stmt in &meta.post_sql {
+                sqlx::raw_sql(stmt).execute(&mut *tx).await.map_err(|e| Error::Damaged {
+                    file: format!("data/{}/", meta.name),
+                    line: 0,
+                    reason: e.to_string(),
+                })?;
+            }
+        }
+        sqlx::raw_sql(&format!("DROP TABLE {progress}")).execute(&mut *tx).await.map_err(db)?;
+        tx.commit().await.map_err(|e| Error::Database(format!("committing the import: {e}")))
+    });
+    if let Err(e) = loaded {
+        if matches!(e, Error::Damaged { .. }) {
+            let _ = rt.block_on(async {
+                for meta in &metas {
+                    let _ = sqlx::raw_sql(&format!("DROP TABLE IF EXISTS {} CASCADE", quote(&meta.name)))
+                        .execute(&mut *conn)
+                        .await;
+                }
+                sqlx::raw_sql(&format!("DROP TABLE IF EXISTS {progress}")).execute(&mut *conn).await
+            });
+        }
+        return Err(e);
+    }
+    Ok(report)
+}
+
+/// COPYs one chunk file into its table inside `tx`; returns its rows.
+async fn copy_chunk(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    repo: &std::path::Path,
+    rev: &str,
+    meta: &TableMeta,
+    chunk: &crate::layout::ChunkMeta,
+    edited: &mut Vec<String>,
+) -> Result<u64, Error> {
+    let cols: Vec<String> = meta.columns.iter().map(|c| quote(&c.name)).collect();
+    let sql = format!("COPY {} ({}) FROM STDIN WITH (FORMAT csv, HEADER true)", quote(&meta.name), cols.join(", "));
+    let (data, intact) = crate::ops::load_chunk(repo, rev, chunk, edited)?;
+    let data = crate::ops::decompress(&chunk.file, data)?;
+    let damaged = |e: sqlx::Error| {
+        // COPY names the line in the error's context ("COPY t, line 4"),
+        // counting the header as line 1 as the file does.
+        let context = e
+            .as_database_error()
+            .and_then(|d| d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>())
+            .and_then(|p| p.r#where().map(str::to_string))
+            .unwrap_or_default();
+        let reason = match e.as_database_error() {
+            Some(d) => d.message().to_string(),
+            None => e.to_string(),
+        };
+        Error::Damaged { file: chunk.file.clone(), line: copy_error_line(&context), reason }
+    };
+    let mut copy = tx.copy_in_raw(&sql).await.map_err(db)?;
+    copy.send(data).await.map_err(damaged)?;
+    let rows = copy.finish().await.map_err(damaged)?;
+    if intact && rows != chunk.rows {
+        return Err(Error::Damaged {
+            file: chunk.file.clone(),
+            line: 0,
+            reason: format!("{rows} rows, the metadata of the same commit says {}", chunk.rows),
+        });
+    }
+    Ok(rows)
+}
+
+/// Loads an export into PostgreSQL in one transaction (replacing tables).
+fn import_at_once(
     repo: &std::path::Path,
     rev: &str,
     names: &[String],
@@ -356,38 +547,9 @@ pub fn import(
                 .map_err(|e| Error::Database(format!("creating {}: {e}", meta.name)))?;
         }
         for meta in &metas {
-            let cols: Vec<String> = meta.columns.iter().map(|c| quote(&c.name)).collect();
-            let sql =
-                format!("COPY {} ({}) FROM STDIN WITH (FORMAT csv, HEADER true)", quote(&meta.name), cols.join(", "));
             let mut total = 0;
             for chunk in &meta.chunks {
-                let (data, intact) = crate::ops::load_chunk(repo, rev, chunk, &mut report.edited_chunks)?;
-                let data = crate::ops::decompress(&chunk.file, data)?;
-                let damaged = |e: sqlx::Error| {
-                    // COPY names the line in the error's context ("COPY t,
-                    // line 4"), counting the header as line 1 as the file does.
-                    let context = e
-                        .as_database_error()
-                        .and_then(|d| d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>())
-                        .and_then(|p| p.r#where().map(str::to_string))
-                        .unwrap_or_default();
-                    let reason = match e.as_database_error() {
-                        Some(d) => d.message().to_string(),
-                        None => e.to_string(),
-                    };
-                    Error::Damaged { file: chunk.file.clone(), line: copy_error_line(&context), reason }
-                };
-                let mut copy = tx.copy_in_raw(&sql).await.map_err(db)?;
-                copy.send(data).await.map_err(damaged)?;
-                let rows = copy.finish().await.map_err(damaged)?;
-                if intact && rows != chunk.rows {
-                    return Err(Error::Damaged {
-                        file: chunk.file.clone(),
-                        line: 0,
-                        reason: format!("{rows} rows, the metadata of the same commit says {}", chunk.rows),
-                    });
-                }
-                total += rows;
+                total += copy_chunk(&mut tx, repo, rev, meta, chunk, &mut report.edited_chunks).await?;
             }
             report.tables.push((meta.name.clone(), total));
         }

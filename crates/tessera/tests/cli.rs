@@ -335,3 +335,67 @@ fn a_killed_import_resumes_where_it_stopped() {
         .unwrap();
     assert!(leftover.stdout.is_empty(), "{}", String::from_utf8_lossy(&leftover.stdout));
 }
+
+fn psql(db: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", db, "-v", "ON_ERROR_STOP=1", "-qAt", "-c", sql])
+        .output()
+        .expect("psql runs");
+    assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_killed_postgres_import_resumes_where_it_stopped() {
+    let name = format!("cli_resume_{}", std::process::id());
+    if Command::new("psql")
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qc", "SELECT 1"])
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap_or(true)
+    {
+        tessera_testkit::unavailable("PostgreSQL", "psql cannot reach 127.0.0.1:5432");
+        return;
+    }
+    psql("postgres", &format!("DROP DATABASE IF EXISTS {name}"));
+    psql("postgres", &format!("CREATE DATABASE {name}"));
+    psql("postgres", &format!("DROP DATABASE IF EXISTS {name}_in"));
+    psql("postgres", &format!("CREATE DATABASE {name}_in"));
+    psql(&name, "CREATE TABLE t (id bigint PRIMARY KEY, v text NOT NULL); INSERT INTO t SELECT i, 'row ' || i FROM generate_series(1, 200000) i");
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    let src = format!("postgres://postgres@127.0.0.1:5432/{name}");
+    let dst = format!("postgres://postgres@127.0.0.1:5432/{name}_in");
+    ok(&tessera(&["data", "export", &src, repo.to_str().unwrap(), "--chunk-size", "16KB"], &[]));
+    let loaded = || -> u64 {
+        Command::new("psql")
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", &format!("{name}_in"), "-qAt", "-c"])
+            .arg("SELECT count(*) FROM _tessera_import WHERE position >= 0")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["data", "import", repo.to_str().unwrap(), &dst])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while loaded() < 20 && started.elapsed() < std::time::Duration::from_secs(60) {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    assert!(!child.wait().unwrap().success(), "killed before it finished");
+    let before = loaded();
+    assert!(before >= 20, "{before} chunks loaded before the kill");
+    let resumed = ok(&tessera(&["data", "import", repo.to_str().unwrap(), &dst], &[]));
+    assert!(resumed.contains("resumed an interrupted import after"), "{resumed}");
+    assert!(ok(&tessera(&["data", "verify", &dst, repo.to_str().unwrap()], &[])).contains("identical"));
+    assert_eq!(
+        psql(&format!("{name}_in"), "SELECT count(*) FROM pg_tables WHERE tablename LIKE '\\_tessera%'").trim(),
+        "0"
+    );
+    psql("postgres", &format!("DROP DATABASE {name} WITH (FORCE)"));
+    psql("postgres", &format!("DROP DATABASE {name}_in WITH (FORCE)"));
+}
