@@ -417,10 +417,13 @@ pub fn import(
             }
             if done == 0 {
                 let mut tx = conn.begin().await.map_err(db)?;
-                sqlx::raw_sql(&format!("DROP TABLE IF EXISTS {} CASCADE", quote(name)))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
+                // A table a previous, different run of this import created.
+                if ours.contains(name) {
+                    sqlx::raw_sql(&format!("DROP TABLE IF EXISTS {} CASCADE", quote(name)))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db)?;
+                }
                 sqlx::query(&format!("DELETE FROM {progress} WHERE tbl = $1"))
                     .bind(name)
                     .execute(&mut *tx)
