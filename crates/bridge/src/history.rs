@@ -229,7 +229,11 @@ pub fn export_history(database: &str, repo: &Path, opts: &ExportOptions) -> Resu
             }
         }
         db.at = Some(hash.clone());
-        let written = ops::write_tables(&mut db, &present, &mut writer, opts, &previous, &mut known, &journal);
+        let scheme = match parents.first() {
+            Some(p) => ops::row_hash_at(repo, p)?,
+            None => layout::RowHash::NEWEST,
+        };
+        let written = ops::write_tables(&mut db, &present, &mut writer, opts, &previous, scheme, &mut known, &journal);
         db.at = None;
         let (metas, schema_sql) = written?;
         let source = layout::Source {
@@ -238,7 +242,7 @@ pub fn export_history(database: &str, repo: &Path, opts: &ExportOptions) -> Resu
             branch: Some(c.branch.clone()),
             commit: Some(hash.clone()),
         };
-        let manifest = ops::manifest(source, opts, &present, c.time.max(0) as u64);
+        let manifest = ops::manifest(source, opts, scheme, &present, c.time.max(0) as u64);
         ops::write_metadata(&mut writer, &manifest, &metas, &schema_sql)?;
         let ident = format!("{} <{}> {} +0000", c.committer, c.email, c.time);
         let message = format!("{}\n\n{TRAILER}: {hash}\n", c.message.trim_end());

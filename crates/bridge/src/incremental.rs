@@ -108,7 +108,8 @@ fn recut(
     let mut spans: Vec<(usize, usize)> = Vec::new();
     let (scanned, outcome) = std::thread::scope(|scope| {
         let pack = &mut commit.pack;
-        let worker = scope.spawn(move || ops::store_chunks(jobs, pack, compression, known, journal));
+        let scheme = manifest.chunking.algorithm;
+        let worker = scope.spawn(move || ops::store_chunks(jobs, pack, compression, scheme, known, journal));
         let mut run = || -> Result<(), Error> {
             let mut next = 0;
             for &start in affected {
@@ -122,6 +123,7 @@ fn recut(
                     ops::key_columns(shape),
                     meta.divisor.max(1),
                     manifest.chunking.max_chunk_bytes,
+                    scheme,
                     compression,
                     &sink,
                 );

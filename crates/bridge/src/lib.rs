@@ -53,6 +53,10 @@ pub enum Error {
     RowTooLarge { table: String, key: String, bytes: u64 },
     #[error("{0}")]
     Unsupported(String),
+    /// A scan that bet on storage order found rows out of key order; the
+    /// export that allowed the bet scans the table again in key order.
+    #[error("rows arrived out of key order")]
+    NotInKeyOrder,
     /// `sync --on-conflict fail` found cells changed differently on both sides.
     #[error("{0}")]
     Conflicts(String),

@@ -6,7 +6,7 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use crate::csv::{self, Cell};
-use crate::layout::{self, ChunkMeta, Chunking, Manifest, Source as Source_, TableMeta};
+use crate::layout::{self, ChunkMeta, Chunking, Manifest, RowHash, Source as Source_, TableMeta};
 use crate::value::{self, Value};
 use crate::{git, sqlite, Error};
 
@@ -104,30 +104,14 @@ fn estimate_divisor(conn: &rusqlite::Connection, schema: &sqlite::TableSchema, t
     Ok((target / avg).max(1))
 }
 
-fn key_hash<'a>(cells: impl Iterator<Item = &'a Cell>) -> u64 {
-    let mut h = Sha256::new();
-    for c in cells {
-        match c {
-            None => h.update([0u8]),
-            Some(t) => {
-                h.update([1u8]);
-                h.update((t.len() as u64).to_be_bytes());
-                h.update(t.as_bytes());
-            }
-        }
-    }
-    u64::from_be_bytes(h.finalize()[..8].try_into().expect("8 bytes"))
-}
-
 /// Order-independent hash of a set of rows: the wrapping sum of each
-/// encoded row's SHA-256 prefix.
+/// encoded row's [`RowHash::row`].
 #[derive(Default, Clone, Copy, PartialEq, Eq, Debug)]
 pub struct ContentHash(u128);
 
 impl ContentHash {
-    pub fn add(&mut self, record: &[u8]) {
-        let d = Sha256::digest(record);
-        self.0 = self.0.wrapping_add(u128::from_be_bytes(d[..16].try_into().expect("16 bytes")));
+    pub fn add(&mut self, scheme: RowHash, record: &[u8]) {
+        self.0 = self.0.wrapping_add(scheme.row(record));
     }
     pub fn merge(&mut self, other: ContentHash) {
         self.0 = self.0.wrapping_add(other.0);
@@ -176,6 +160,25 @@ pub(crate) struct Job {
     filter: Option<String>,
 }
 
+/// Chunk buffers given back by whoever consumed a [`Job`]: a chunk is tens
+/// of megabytes, and a fresh one costs a page fault per 4 KiB.
+static SPARE_BUFFERS: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+
+/// Gives a consumed chunk's buffer back for the next chunk.
+pub(crate) fn recycle(buffer: Vec<u8>) {
+    let mut spare = SPARE_BUFFERS.lock().unwrap_or_else(|e| e.into_inner());
+    if spare.is_empty() {
+        spare.push(buffer);
+    }
+}
+
+fn spare_buffer(capacity: usize) -> Vec<u8> {
+    let spare = SPARE_BUFFERS.lock().unwrap_or_else(|e| e.into_inner()).pop();
+    let mut buffer = spare.unwrap_or_else(|| Vec::with_capacity(capacity));
+    buffer.clear();
+    buffer
+}
+
 /// Cuts a table's rows into chunk files and hands them to the store worker.
 pub(crate) struct Chunker<'s> {
     table: String,
@@ -192,6 +195,9 @@ pub(crate) struct Chunker<'s> {
     rows: u64,
     bytes: u64,
     record: Vec<u8>,
+    /// The key cells of the current row as [`RowHash::key`] hashes them.
+    key: Vec<u8>,
+    scheme: RowHash,
     compression: layout::Compression,
     /// `--chunk-by`: the column index, how to partition, and the current
     /// partition with the number of its files so far.
@@ -209,6 +215,7 @@ impl<'s> Chunker<'s> {
         key_idx: Vec<usize>,
         divisor: u64,
         limit: u64,
+        scheme: RowHash,
         compression: layout::Compression,
         sink: &'s std::sync::mpsc::SyncSender<Job>,
     ) -> Self {
@@ -228,6 +235,8 @@ impl<'s> Chunker<'s> {
             rows: 0,
             bytes: 0,
             record: Vec::new(),
+            key: Vec::new(),
+            scheme,
             compression,
             partition: None,
             current: None,
@@ -236,6 +245,26 @@ impl<'s> Chunker<'s> {
     }
 
     pub(crate) fn push(&mut self, cells: &[Cell]) -> Result<(), Error> {
+        let mut record = std::mem::take(&mut self.record);
+        record.clear();
+        csv::write_record(&mut record, cells);
+        let pushed = self.push_record(cells, &record);
+        self.record = record;
+        pushed
+    }
+
+    /// Which of `n` columns [`push_record`](Self::push_record) reads.
+    pub(crate) fn wanted(&self, n: usize) -> Vec<bool> {
+        let mut wanted = vec![false; n];
+        for &i in self.key_idx.iter().chain(self.partition.as_ref().map(|(col, _)| col)) {
+            wanted[i] = true;
+        }
+        wanted
+    }
+
+    /// [`push`](Self::push) of a row already written as `record`; `cells`
+    /// needs only the key columns and the `--chunk-by` column.
+    pub(crate) fn push_record(&mut self, cells: &[Cell], record: &[u8]) -> Result<(), Error> {
         if let Some((col, by)) = &self.partition {
             let value = by.value(&cells[*col]);
             let is_null = cells[*col].is_none();
@@ -244,28 +273,28 @@ impl<'s> Chunker<'s> {
                 self.current = Some((value, is_null, 0));
             }
         }
-        self.record.clear();
-        csv::write_record(&mut self.record, cells);
         let limit = self.limit as usize;
-        if self.head.len() + self.record.len() > limit {
+        if self.head.len() + record.len() > limit {
             let key: Vec<&Cell> = self.key_idx.iter().map(|i| &cells[*i]).collect();
             return Err(Error::RowTooLarge {
                 table: self.table.clone(),
                 key: format!("{key:?}"),
-                bytes: self.record.len() as u64,
+                bytes: record.len() as u64,
             });
         }
-        if self.chunk.len() + self.record.len() > limit {
+        if self.chunk.len() + record.len() > limit {
             self.flush()?;
         }
         if self.ends.is_empty() {
             self.first_key = self.key_idx.iter().map(|i| cells[*i].clone()).collect();
         }
-        self.chunk.extend_from_slice(&self.record);
+        self.chunk.extend_from_slice(record);
         self.ends.push(self.chunk.len() as u32);
         self.rows += 1;
-        self.bytes += self.record.len() as u64;
-        let cut = key_hash(self.key_idx.iter().map(|i| &cells[*i])) % self.divisor == 0;
+        self.bytes += record.len() as u64;
+        self.key.clear();
+        layout::encode_key(&mut self.key, self.key_idx.iter().map(|i| &cells[*i]));
+        let cut = self.scheme.key(&self.key).is_multiple_of(self.divisor);
         self.last_key.resize(self.key_idx.len(), None);
         for (last, i) in self.last_key.iter_mut().zip(&self.key_idx) {
             last.clone_from(&cells[*i]);
@@ -289,7 +318,7 @@ impl<'s> Chunker<'s> {
             }
             _ => (layout::chunk_path(&self.table, self.n_chunks, self.compression), None, None),
         };
-        let mut csv = Vec::with_capacity(self.chunk.capacity());
+        let mut csv = spare_buffer(self.chunk.capacity());
         csv.extend_from_slice(&self.head);
         let job = Job {
             table: self.table_no,
@@ -345,30 +374,50 @@ pub(crate) fn store_chunks(
     jobs: std::sync::mpsc::Receiver<Job>,
     pack: &mut tessera_pack::local::PackBuilder,
     compression: layout::Compression,
+    scheme: RowHash,
     known: &std::collections::HashMap<String, String>,
     journal: &git::Journal,
 ) -> StoreOutcome {
     let io = |e: std::io::Error| Error::Git(format!("writing the pack: {e}"));
     let mut out = StoreOutcome::default();
+    // Blobs the repository has, and blobs of this run: an identical chunk
+    // (unchanged since the last export, in another table, or a table
+    // scanned again) is not compressed again.
+    let mut have: std::collections::HashSet<String> = known.values().cloned().collect();
     for job in jobs {
         let step = (|| {
-            let mut hash = ContentHash::default();
-            let mut start = job.header_len;
-            for &end in &job.ends {
-                hash.add(&job.csv[start..end as usize]);
-                start = end as usize;
-            }
             let stored = compress(compression, &job.csv)?;
-            let sha256 = hex::encode(Sha256::digest(&stored[..]));
-            let git_blob = match known.get(&sha256) {
-                Some(blob) => blob.clone(),
-                None => {
-                    let encoded = tessera_pack::local::Encoded::new(tessera_pack::Kind::Blob, &stored, 2);
-                    let blob = pack.push(encoded).map_err(io)?.to_string();
-                    out.unsealed.push((sha256.clone(), blob.clone()));
-                    blob
-                }
+            // Deflating (with the SHA-1 that names the blob) is the longest
+            // step; it runs beside the row hashes and the SHA-256.
+            let deflate = || {
+                let id = tessera_pack::object_id(tessera_pack::Kind::Blob, &stored);
+                let new = !have.contains(&id.to_string());
+                (id, new.then(|| tessera_pack::local::Encoded::with_id(tessera_pack::Kind::Blob, &stored, 2, id)))
             };
+            let hashes = || {
+                let mut hash = ContentHash::default();
+                let mut start = job.header_len;
+                for &end in &job.ends {
+                    hash.add(scheme, &job.csv[start..end as usize]);
+                    start = end as usize;
+                }
+                (hash, hex::encode(Sha256::digest(&stored[..])))
+            };
+            let ((id, encoded), (hash, sha256)) = if stored.len() < 1 << 20 {
+                (deflate(), hashes())
+            } else {
+                std::thread::scope(|s| {
+                    let side = s.spawn(deflate);
+                    let hashes = hashes();
+                    (side.join().expect("deflating does not panic"), hashes)
+                })
+            };
+            let git_blob = id.to_string();
+            if let Some(encoded) = encoded {
+                pack.push(encoded).map_err(io)?;
+                out.unsealed.push((sha256.clone(), git_blob.clone()));
+                have.insert(git_blob.clone());
+            }
             if pack.bytes() > PACK_ROLL_BYTES {
                 pack.roll().map_err(io)?;
                 journal.record(&std::mem::take(&mut out.unsealed))?;
@@ -390,6 +439,8 @@ pub(crate) fn store_chunks(
                 },
                 hash,
             });
+            drop(stored);
+            recycle(job.csv);
             Ok(())
         })();
         if let Err(e) = step {
@@ -468,6 +519,30 @@ pub(crate) trait Source {
     fn divisor(&mut self, shape: &Shape, target_bytes: u64) -> Result<u64, Error>;
     /// The rows in key order (all columns when there is no primary key), as cells.
     fn scan(&mut self, shape: &Shape, each: &mut dyn FnMut(&[Cell]) -> Result<(), Error>) -> Result<(), Error>;
+    /// [`scan`](Self::scan) that also hands over each row's CSV record.
+    /// Only the cells `wanted` marks need be filled; a source whose own
+    /// output is already in the CSV profile passes its records through.
+    fn scan_records(
+        &mut self,
+        shape: &Shape,
+        wanted: &[bool],
+        each: &mut dyn FnMut(&[Cell], &[u8]) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let _ = wanted;
+        let mut record = Vec::new();
+        self.scan(shape, &mut |cells| {
+            record.clear();
+            csv::write_record(&mut record, cells);
+            each(cells, &record)
+        })
+    }
+    /// Allows [`scan_records`](Self::scan_records) to read rows in storage
+    /// order where that may already be key order, failing with
+    /// [`Error::NotInKeyOrder`] as soon as it is not (the next scan of that
+    /// table is ordered). Only an export, which can start a table again, turns it on.
+    fn storage_order(&mut self, on: bool) {
+        let _ = on;
+    }
     /// The commit this database was last synced with (`tessera data sync`).
     fn sync_state(&mut self, repo: &str, branch: &str) -> Result<Option<String>, Error>;
     /// Applies row-level changes and records the synced commit, all in one
@@ -604,8 +679,9 @@ fn export_inner(
             }
         }
     }
+    let scheme = row_hash_at(repo, &rev)?;
     let (metas, schema_sql) =
-        write_tables(source.as_mut(), &names, &mut commit, opts, &previous_metas, &mut known, &journal)?;
+        write_tables(source.as_mut(), &names, &mut commit, opts, &previous_metas, scheme, &mut known, &journal)?;
     let mut report = ExportReport::default();
     for m in &metas {
         report.tables.push((m.name.clone(), m.rows, m.chunks.len()));
@@ -626,7 +702,7 @@ fn export_inner(
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
     });
     let source = Source_ { engine: source.engine().into(), database: redact(database), branch: None, commit: None };
-    let manifest = manifest(source, opts, &names, created_at);
+    let manifest = manifest(source, opts, scheme, &names, created_at);
     write_metadata(&mut commit, &manifest, &metas, &schema_sql)?;
     report.commit = commit.finish(skip_unchanged)?;
     journal.clear();
@@ -643,6 +719,7 @@ pub(crate) fn write_tables(
     commit: &mut git::CommitWriter,
     opts: &ExportOptions,
     previous: &BTreeMap<String, TableMeta>,
+    scheme: RowHash,
     known: &mut std::collections::HashMap<String, String>,
     journal: &git::Journal,
 ) -> Result<(Vec<TableMeta>, String), Error> {
@@ -652,9 +729,14 @@ pub(crate) fn write_tables(
     let (scanned, outcome) = std::thread::scope(|scope| {
         let pack = &mut commit.pack;
         let (known, journal) = (&*known, journal);
-        let worker = scope.spawn(move || store_chunks(jobs, pack, compression, known, journal));
+        let worker = scope.spawn(move || store_chunks(jobs, pack, compression, scheme, known, journal));
+        // Each scan of a table stores under a slot of its own, so a scan
+        // started again (storage order was not key order) leaves nothing
+        // behind but blobs the next one mostly reuses.
+        let mut slots = 0;
+        source.storage_order(true);
         let mut scan = || -> Result<(), Error> {
-            for (table_no, name) in names.iter().enumerate() {
+            for name in names {
                 let mut shape = source.describe(name)?;
                 let partition = match &opts.chunk_by {
                     Some(by) => {
@@ -670,34 +752,47 @@ pub(crate) fn write_tables(
                     Some(p) => p.divisor,
                     None => source.divisor(&shape, opts.max_chunk_bytes / 2)?,
                 };
-                let key_idx = key_columns(&shape);
-                let mut chunker = Chunker::new(
-                    name,
-                    table_no,
-                    &shape.columns,
-                    key_idx,
-                    divisor.max(1),
-                    opts.max_chunk_bytes,
-                    opts.compression,
-                    &sink,
-                );
-                chunker.partition = partition;
                 let bar = progress(name);
-                source.scan(&shape, &mut |cells| {
-                    chunker.push(cells)?;
-                    if chunker.rows % 4096 == 0 {
-                        bar.set_position(chunker.bytes);
-                        bar.set_message(rows_message(chunker.rows, &bar));
+                let slot = loop {
+                    let slot = slots;
+                    slots += 1;
+                    let mut chunker = Chunker::new(
+                        name,
+                        slot,
+                        &shape.columns,
+                        key_columns(&shape),
+                        divisor.max(1),
+                        opts.max_chunk_bytes,
+                        scheme,
+                        opts.compression,
+                        &sink,
+                    );
+                    chunker.partition = partition.clone();
+                    let wanted = chunker.wanted(shape.columns.len());
+                    let scanned = source.scan_records(&shape, &wanted, &mut |cells, record| {
+                        chunker.push_record(cells, record)?;
+                        if chunker.rows % 4096 == 0 {
+                            bar.set_position(chunker.bytes);
+                            bar.set_message(rows_message(chunker.rows, &bar));
+                        }
+                        Ok(())
+                    });
+                    match scanned {
+                        Err(Error::NotInKeyOrder) => bar.set_position(0),
+                        Err(e) => return Err(e),
+                        Ok(()) => {
+                            chunker.finish()?;
+                            break slot;
+                        }
                     }
-                    Ok(())
-                })?;
-                chunker.finish()?;
+                };
                 bar.finish_and_clear();
-                shapes.push((shape, divisor));
+                shapes.push((slot, shape, divisor));
             }
             Ok(())
         };
         let scanned = scan();
+        source.storage_order(false);
         drop(sink);
         (scanned, worker.join().expect("the chunk writer does not panic"))
     });
@@ -712,16 +807,20 @@ pub(crate) fn write_tables(
         }
         return Err(e);
     }
-    let mut tables: Vec<(Vec<ChunkMeta>, ContentHash)> = vec![(Vec::new(), ContentHash::default()); names.len()];
+    let n_slots = shapes.iter().map(|(slot, _, _)| slot + 1).max().unwrap_or(0);
+    let mut tables: Vec<(Vec<ChunkMeta>, ContentHash)> = vec![(Vec::new(), ContentHash::default()); n_slots];
     for s in outcome.stored {
         let t = &mut tables[s.table];
-        commit.file_ref(&s.meta.file, &s.meta.git_blob)?;
         t.0.push(s.meta);
         t.1.merge(s.hash);
     }
     let mut metas = Vec::new();
     let mut schema_sql = String::new();
-    for ((shape, divisor), (chunks, hash)) in shapes.into_iter().zip(tables) {
+    for (slot, shape, divisor) in shapes {
+        let (chunks, hash) = std::mem::take(&mut tables[slot]);
+        for c in &chunks {
+            commit.file_ref(&c.file, &c.git_blob)?;
+        }
         schema_sql.push_str(&format!("{};\n", shape.create_sql.trim_end_matches(';')));
         for idx in shape.indexes.iter().filter_map(|i| i.sql.as_ref()) {
             schema_sql.push_str(&format!("{idx};\n"));
@@ -754,7 +853,13 @@ pub(crate) fn write_tables(
 }
 
 /// The manifest of an export made with `opts`.
-pub(crate) fn manifest(source: Source_, opts: &ExportOptions, names: &[String], created_at: u64) -> Manifest {
+pub(crate) fn manifest(
+    source: Source_,
+    opts: &ExportOptions,
+    scheme: RowHash,
+    names: &[String],
+    created_at: u64,
+) -> Manifest {
     Manifest {
         format_version: layout::FORMAT_VERSION,
         created_at,
@@ -763,7 +868,7 @@ pub(crate) fn manifest(source: Source_, opts: &ExportOptions, names: &[String], 
         chunking: Chunking {
             strategy: if opts.chunk_by.is_some() { "column".into() } else { "size".into() },
             max_chunk_bytes: opts.max_chunk_bytes,
-            algorithm: "key-hash".into(),
+            algorithm: scheme,
             compression: opts.compression,
             partition_by: opts.chunk_by.as_ref().map(|b| b.spec.clone()),
         },
@@ -844,6 +949,11 @@ pub(crate) fn load_metas(
         metas.push(meta);
     }
     Ok((metas, existing))
+}
+
+/// The row hash of the export at `rev`, or what a new repository gets.
+pub(crate) fn row_hash_at(repo: &Path, rev: &str) -> Result<RowHash, Error> {
+    Ok(read_json::<Manifest>(repo, rev, layout::MANIFEST)?.map_or(RowHash::NEWEST, |m| m.chunking.algorithm))
 }
 
 pub(crate) fn load_manifest(repo: &Path, rev: &str) -> Result<Manifest, Error> {
@@ -1339,7 +1449,7 @@ pub fn verify(database: &str, repo: &Path, branch: Option<&str>) -> Result<Vec<T
             .ok_or_else(|| Error::Layout(format!("no metadata for table {name}")))?;
         let mut repo_hash = ContentHash::default();
         let repo_rows = read_rows(repo, &rev, &meta, typed, &mut edited, &mut |_, _, _, record| {
-            repo_hash.add(record);
+            repo_hash.add(RowHash::NEWEST, record);
             Ok(())
         })?;
         if !present.contains(name) {
@@ -1349,11 +1459,8 @@ pub fn verify(database: &str, repo: &Path, branch: Option<&str>) -> Result<Vec<T
         let shape = source.describe(name)?;
         let mut db_hash = ContentHash::default();
         let mut db_rows = 0;
-        let mut record = Vec::new();
-        source.scan(&shape, &mut |cells| {
-            record.clear();
-            csv::write_record(&mut record, cells);
-            db_hash.add(&record);
+        source.scan_records(&shape, &[], &mut |_, record| {
+            db_hash.add(RowHash::NEWEST, record);
             db_rows += 1;
             Ok(())
         })?;

@@ -227,6 +227,8 @@ fn database_changes(
                     changed.push(parse_record(&job.csv[start..end as usize]));
                     start = end as usize;
                 }
+                drop(stored);
+                ops::recycle(job.csv);
             }
             Ok((changed, matched))
         });
@@ -237,11 +239,15 @@ fn database_changes(
             key_idx,
             meta.divisor.max(1),
             manifest.chunking.max_chunk_bytes,
+            manifest.chunking.algorithm,
             compression,
             &sink,
         );
         chunker.partition = partition;
-        let scanned = source.scan(shape, &mut |cells| chunker.push(cells)).and_then(|_| chunker.finish());
+        let wanted = chunker.wanted(shape.columns.len());
+        let scanned = source
+            .scan_records(shape, &wanted, &mut |cells, record| chunker.push_record(cells, record))
+            .and_then(|_| chunker.finish());
         drop(sink);
         let found = reader.join().expect("the chunk reader does not panic");
         scanned.and(found)

@@ -185,6 +185,16 @@ fn changed_chunk_files(repo: &Path) -> Vec<String> {
 
 #[test]
 fn one_row_change_rewrites_at_most_two_chunks() {
+    one_row_changes(false);
+}
+
+/// A repository first exported with SHA-256 chunk boundaries keeps them.
+#[test]
+fn a_repository_keeps_the_row_hash_it_was_made_with() {
+    one_row_changes(true);
+}
+
+fn one_row_changes(legacy: bool) {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src.db");
     let conn = Connection::open(&src).unwrap();
@@ -193,6 +203,16 @@ fn one_row_change_rewrites_at_most_two_chunks() {
     let report = ops::export(src.to_str().unwrap(), &repo, &opts(64 * 1024)).unwrap();
     let n_chunks = report.tables[0].2;
     assert!(n_chunks > 10, "{n_chunks} chunks");
+    let manifest = || git(&repo, &["show", "main:.dolt-metadata/manifest.json"]);
+    assert!(manifest().contains("\"algorithm\": \"key-hash-xxh3\""), "{}", manifest());
+    if legacy {
+        git(&repo, &["config", "receive.denyCurrentBranch", "ignore"]);
+        commit_edit(&repo, ".dolt-metadata/manifest.json", |m| m.replace("key-hash-xxh3", "key-hash"));
+        // The first export after cuts every chunk again, by SHA-256.
+        ops::export(src.to_str().unwrap(), &repo, &opts(64 * 1024)).unwrap();
+        assert!(changed_chunk_files(&repo).len() > 2);
+        assert!(manifest().contains("\"algorithm\": \"key-hash\""), "{}", manifest());
+    }
     for (label, sql) in [
         ("update", "UPDATE t SET payload = 'changed' WHERE id = 20000"),
         ("insert", "INSERT INTO t VALUES (20001, 'inserted in the middle')"),
@@ -208,6 +228,8 @@ fn one_row_change_rewrites_at_most_two_chunks() {
     // No change, no new chunk content.
     ops::export(src.to_str().unwrap(), &repo, &opts(64 * 1024)).unwrap();
     assert!(changed_chunk_files(&repo).is_empty());
+    assert_eq!(manifest().contains("\"key-hash\""), legacy);
+    assert!(ops::verify(src.to_str().unwrap(), &repo, Some("main")).unwrap().iter().all(|d| d.same_content));
 }
 
 /// Object ids per pack of a repository.
@@ -518,6 +540,47 @@ INSERT INTO kinds (id, t) VALUES (100, 'explicit id');
         assert!(report.approximations.iter().any(|n| n.contains("kinds.f8: NaN")), "{:?}", report.approximations);
         let to_mysql = format!("mysql://root@127.0.0.1:3306/{}", dst.name);
         assert!(matches!(ops::import(&repo, &to_mysql, &import_opts()), Err(Error::Unsupported(_))));
+    }
+
+    /// Export reads insert-only tables in storage order and checks the key
+    /// as rows arrive: a lost bet starts the table again in key order on a
+    /// fresh connection, and COPY's own quoting of a lone `\.` is written
+    /// the profile's way.
+    #[test]
+    fn postgres_storage_order_is_checked_not_trusted() {
+        let Some(src) = PgDb::create() else { return };
+        let Some(dst) = PgDb::create() else { return };
+        src.sql(
+            "CREATE TABLE a (id int PRIMARY KEY, v text); \
+             INSERT INTO a SELECT i, 'row ' || i FROM generate_series(2, 3000) i; INSERT INTO a VALUES (1, 'last in');
+             CREATE TABLE b (id bigint PRIMARY KEY, v text); INSERT INTO b SELECT i, 'b' || i FROM generate_series(1, 500) i;
+             CREATE TABLE c (v text); INSERT INTO c VALUES ('\\.'), ('x'), (''), (NULL);",
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo");
+        ops::export(&src.url(), &repo, &opts(16 << 10)).unwrap();
+        git(&repo, &["fsck", "--strict"]);
+        let first = git(&repo, &["show", "main:data/a/a_000001.csv"]);
+        assert!(first.starts_with("id,v\n1,last in\n2,row 2\n"), "{}", &first[..40]);
+        let files = git(&repo, &["ls-tree", "-r", "--name-only", "main", "data/a"]);
+        let mut ids = Vec::new();
+        for f in files.lines() {
+            for line in git(&repo, &["show", &format!("main:{f}")]).lines().skip(1) {
+                ids.push(line.split(',').next().unwrap().parse::<i64>().unwrap());
+            }
+        }
+        assert_eq!(ids, (1..=3000).collect::<Vec<_>>(), "every row once, in key order");
+        let c = git(&repo, &["show", "main:data/c/c_000001.csv"]);
+        assert_eq!(c, "v\n\"\"\n\\.\nx\n\n", "ordered by content (NULL last, as PostgreSQL sorts), \\. unquoted");
+        assert!(ops::verify(&src.url(), &repo, Some("main")).unwrap().iter().all(|d| d.same_content));
+        ops::import(&repo, &dst.url(), &import_opts()).unwrap();
+        assert_eq!(dst.sql("SELECT v FROM a WHERE id = 1").trim(), "last in");
+        assert_eq!(dst.sql("SELECT count(*) FROM c WHERE v = '\\.'").trim(), "1");
+        // An unchanged database exports to the same tree, whichever order
+        // the rows were read in.
+        let tree = git(&repo, &["rev-parse", "main^{tree}"]);
+        ops::export(&src.url(), &repo, &opts(16 << 10)).unwrap();
+        assert_eq!(git(&repo, &["rev-parse", "main^{tree}"]), tree);
     }
 
     #[test]

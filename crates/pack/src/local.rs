@@ -31,7 +31,13 @@ pub struct Encoded {
 impl Encoded {
     /// Hashes and compresses `data` at zlib `level` (0–9).
     pub fn new(kind: Kind, data: &[u8], level: u32) -> Encoded {
-        let id = crate::object_id(kind, data);
+        Encoded::with_id(kind, data, level, crate::object_id(kind, data))
+    }
+
+    /// [`new`](Self::new) for a caller that already has the object id of
+    /// `data` (from [`object_id`](crate::object_id)); a wrong id makes a
+    /// corrupt pack.
+    pub fn with_id(kind: Kind, data: &[u8], level: u32, id: ObjectId) -> Encoded {
         let mut bytes = Vec::with_capacity(data.len() / 3 + 64);
         entry::encode(&mut bytes, &Header::Whole(kind), data.len() as u64);
         let mut z = ZlibEncoder::new(bytes, Compression::new(level));
