@@ -10,7 +10,7 @@ use sqlx::{Connection, Executor, Row};
 
 use crate::csv::Cell;
 use crate::layout::{Column, TableMeta};
-use crate::ops::Shape;
+use crate::ops::{Shape, IMPORT_PROGRESS};
 use crate::value::Affinity;
 use crate::Error;
 
@@ -284,6 +284,13 @@ const DIALECT: crate::sync::Dialect = crate::sync::Dialect {
 const BATCH: usize = 200;
 
 /// Loads the export's tables into MySQL in one transaction.
+/// Imports tables into MySQL chunk by chunk, each chunk in a transaction
+/// of its own that also records it in `_tessera_import`, so an
+/// interrupted import picks up after the last chunk it committed. MySQL
+/// commits DDL implicitly, so a table is recorded as the import's before it
+/// is created: a re-run then knows it may drop and create it again.
+/// `--replace` of tables the import did not create loads in one
+/// transaction instead ([`import_at_once`]).
 pub fn import(
     repo: &std::path::Path,
     rev: &str,
@@ -292,10 +299,156 @@ pub fn import(
     replace: bool,
 ) -> Result<crate::ops::ImportReport, Error> {
     let mut my = Mysql::connect(database)?;
+    let ours: std::collections::HashSet<String> = if my.table_exists(IMPORT_PROGRESS)? {
+        let Mysql { rt, conn } = &mut my;
+        let sql = format!("SELECT DISTINCT tbl FROM {}", quote(IMPORT_PROGRESS));
+        let rows = rt.block_on(sqlx::query(&sql).fetch_all(&mut *conn)).map_err(db)?;
+        rows.iter().map(|r| r.try_get::<String, _>(0).map_err(db)).collect::<Result<_, _>>()?
+    } else {
+        Default::default()
+    };
+    let mut taken = Vec::new();
+    for name in names {
+        if my.table_exists(name)? && !ours.contains(name) {
+            taken.push(name.clone());
+        }
+    }
+    if !taken.is_empty() {
+        if !replace {
+            return Err(Error::TargetNotEmpty(taken[0].clone()));
+        }
+        return import_at_once(my, repo, rev, names, replace);
+    }
+    let (metas, _) = crate::ops::load_metas(repo, rev, names, false, &mut |_| Ok(false))?;
+    let mut report = crate::ops::ImportReport::default();
+    let progress = quote(IMPORT_PROGRESS);
+    let Mysql { rt, conn } = &mut my;
+    let exec = |conn: &mut MySqlConnection, sql: &str| rt.block_on(conn.execute(sql)).map(|_| ()).map_err(db);
+    exec(conn, "SET FOREIGN_KEY_CHECKS = 0")?;
+    let mut load = || -> Result<(), Error> {
+        exec(
+            conn,
+            &format!(
+                "CREATE TABLE IF NOT EXISTS {progress} (tbl VARCHAR(255) NOT NULL, position BIGINT NOT NULL, \
+                 `blob` VARCHAR(64) NOT NULL, PRIMARY KEY (tbl, position)) ENGINE = InnoDB"
+            ),
+        )?;
+        for meta in &metas {
+            let name = &meta.name;
+            let blobs: std::collections::HashMap<String, String> =
+                crate::git::ls_tree(repo, rev, &format!("data/{name}/"))?.into_iter().collect();
+            let blob_at = |i: usize| blobs.get(&meta.chunks[i].file).cloned().unwrap_or_default();
+            let sql =
+                format!("SELECT position, `blob` FROM {progress} WHERE tbl = ? AND position >= 0 ORDER BY position");
+            let recorded: Vec<(i64, String)> =
+                rt.block_on(sqlx::query_as(&sql).bind(name).fetch_all(&mut *conn)).map_err(db)?;
+            let mut done = 0;
+            if ours.contains(name) {
+                while done < meta.chunks.len()
+                    && recorded.get(done).is_some_and(|(p, b)| *p == done as i64 && *b == blob_at(done))
+                {
+                    done += 1;
+                }
+                if done < recorded.len() {
+                    done = 0;
+                }
+            }
+            if done == 0 {
+                let forget = format!("DELETE FROM {progress} WHERE tbl = ?");
+                let claim = format!("INSERT INTO {progress} (tbl, position, `blob`) VALUES (?, -1, '')");
+                rt.block_on(async {
+                    let mut tx = conn.begin().await?;
+                    sqlx::query(&forget).bind(name).execute(&mut *tx).await?;
+                    sqlx::query(&claim).bind(name).execute(&mut *tx).await?;
+                    tx.commit().await
+                })
+                .map_err(db)?;
+                // Ours (recorded above) or absent: `taken` holds the others.
+                exec(conn, &format!("DROP TABLE IF EXISTS {}", quote(name)))?;
+                rt.block_on(conn.execute(meta.create_sql.as_str()))
+                    .map_err(|e| Error::Database(format!("creating {name}: {e}")))?;
+            } else {
+                report.resumed.push((name.clone(), done));
+            }
+            let mut total: u64 = meta.chunks[..done].iter().map(|c| c.rows).sum();
+            for i in done..meta.chunks.len() {
+                let mut tx = rt.block_on(conn.begin()).map_err(db)?;
+                total += load_chunk(rt, &mut tx, repo, rev, meta, i, &mut report.edited_chunks)?;
+                let mark = format!("INSERT INTO {progress} (tbl, position, `blob`) VALUES (?, ?, ?)");
+                rt.block_on(sqlx::query(&mark).bind(name).bind(i as i64).bind(blob_at(i)).execute(&mut *tx))
+                    .map_err(db)?;
+                rt.block_on(tx.commit()).map_err(|e| Error::Database(format!("committing a chunk of {name}: {e}")))?;
+            }
+            report.tables.push((name.clone(), total));
+        }
+        for meta in &metas {
+            for stmt in &meta.post_sql {
+                exec(conn, stmt)?;
+            }
+        }
+        exec(conn, &format!("DROP TABLE {progress}"))
+    };
+    let loaded = load();
+    if let Err(e) = loaded {
+        // Damage leaves nothing behind; an interruption of another kind
+        // leaves the committed chunks for a re-run.
+        if matches!(e, Error::Damaged { .. }) {
+            for meta in &metas {
+                let _ = exec(conn, &format!("DROP TABLE IF EXISTS {}", quote(&meta.name)));
+            }
+            let _ = exec(conn, &format!("DROP TABLE IF EXISTS {progress}"));
+        }
+        return Err(e);
+    }
+    exec(conn, "SET FOREIGN_KEY_CHECKS = 1")?;
+    Ok(report)
+}
+
+/// Reads chunk `i` of `meta` and inserts its rows inside `tx`; returns how
+/// many. Memory holds one chunk's rows at most.
+fn load_chunk(
+    rt: &tokio::runtime::Runtime,
+    tx: &mut sqlx::Transaction<'_, sqlx::MySql>,
+    repo: &std::path::Path,
+    rev: &str,
+    meta: &TableMeta,
+    i: usize,
+    edited: &mut Vec<String>,
+) -> Result<u64, Error> {
+    let cols: Vec<String> = meta.columns.iter().map(|c| quote(&c.name)).collect();
+    let row_marks = format!("({})", vec!["?"; cols.len()].join(", "));
+    let mut rows: Vec<(String, usize, Vec<Cell>)> = Vec::new();
+    crate::ops::read_chunks(
+        repo,
+        rev,
+        meta,
+        std::slice::from_ref(&meta.chunks[i]),
+        false,
+        edited,
+        &mut |file, line, _, record| {
+            let cells = crate::csv::Reader::new(record).next_record().ok().flatten().unwrap_or_default();
+            rows.push((file.to_string(), line, cells));
+            Ok(())
+        },
+    )?;
+    for batch in rows.chunks(BATCH) {
+        rt.block_on(insert(tx, meta, &cols, &row_marks, batch))?;
+    }
+    Ok(rows.len() as u64)
+}
+
+/// Replaces existing tables in one transaction, so they survive a failed
+/// import. MySQL commits DDL implicitly: the tables are dropped and created
+/// first, loaded in one transaction, and dropped again if loading fails.
+fn import_at_once(
+    mut my: Mysql,
+    repo: &std::path::Path,
+    rev: &str,
+    names: &[String],
+    replace: bool,
+) -> Result<crate::ops::ImportReport, Error> {
     let (metas, existing) = crate::ops::load_metas(repo, rev, names, replace, &mut |name| my.table_exists(name))?;
     let mut report = crate::ops::ImportReport::default();
-    // MySQL commits DDL implicitly: create first, load in one transaction,
-    // and drop what was created if loading fails.
     let Mysql { rt, conn } = &mut my;
     rt.block_on(conn.execute("SET FOREIGN_KEY_CHECKS = 0")).map_err(db)?;
     for name in &existing {
@@ -305,32 +458,12 @@ pub fn import(
         rt.block_on(conn.execute(meta.create_sql.as_str()))
             .map_err(|e| Error::Database(format!("creating {}: {e}", meta.name)))?;
     }
-    // Chunk by chunk, so memory holds one chunk's rows at most.
     let mut tx = rt.block_on(conn.begin()).map_err(db)?;
     let mut load = || -> Result<(), Error> {
         for meta in &metas {
-            let cols: Vec<String> = meta.columns.iter().map(|c| quote(&c.name)).collect();
-            let row_marks = format!("({})", vec!["?"; cols.len()].join(", "));
             let mut total = 0u64;
-            for chunk in &meta.chunks {
-                let mut rows: Vec<(String, usize, Vec<Cell>)> = Vec::new();
-                crate::ops::read_chunks(
-                    repo,
-                    rev,
-                    meta,
-                    std::slice::from_ref(chunk),
-                    false,
-                    &mut report.edited_chunks,
-                    &mut |file, line, _, record| {
-                        let cells = crate::csv::Reader::new(record).next_record().ok().flatten().unwrap_or_default();
-                        rows.push((file.to_string(), line, cells));
-                        Ok(())
-                    },
-                )?;
-                for batch in rows.chunks(BATCH) {
-                    rt.block_on(insert(&mut tx, meta, &cols, &row_marks, batch))?;
-                }
-                total += rows.len() as u64;
+            for i in 0..meta.chunks.len() {
+                total += load_chunk(rt, &mut tx, repo, rev, meta, i, &mut report.edited_chunks)?;
             }
             report.tables.push((meta.name.clone(), total));
         }
@@ -348,7 +481,6 @@ pub fn import(
     Ok(report)
 }
 
-/// Inserts a batch; on failure, finds the row to blame one by one.
 async fn insert(
     tx: &mut sqlx::Transaction<'_, sqlx::MySql>,
     meta: &TableMeta,

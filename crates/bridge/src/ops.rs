@@ -1157,7 +1157,7 @@ pub fn import(repo: &Path, database: &str, opts: &ImportOptions) -> Result<Impor
 
 /// Chunks an interrupted import committed: `(table, position, blob)`;
 /// position -1 marks a table the import created.
-const IMPORT_PROGRESS: &str = "_tessera_import";
+pub(crate) const IMPORT_PROGRESS: &str = "_tessera_import";
 
 /// Imports into SQLite in one transaction: used when the import replaces
 /// tables that exist, so a failure leaves the old ones as they were.

@@ -431,7 +431,7 @@ fn copy_error_line(message: &str) -> usize {
 /// already in COPY's CSV format), then foreign keys, indexes and sequences.
 /// Chunks an interrupted import committed: `(table, position, blob)`;
 /// position -1 marks a table the import created.
-const IMPORT_PROGRESS: &str = "_tessera_import";
+use crate::ops::IMPORT_PROGRESS;
 
 /// Loads an export into PostgreSQL, resumably when no table is replaced:
 /// one transaction per chunk (COPY plus a row in `_tessera_import`), so a

@@ -293,6 +293,40 @@ fn pushes_over_the_limit_are_split_into_several() {
     assert!(ok(&tessera(&["data", "verify", restored.to_str().unwrap(), &url], &env)).contains("identical"));
 }
 
+/// Starts `tessera data import REPO TARGET`, kills it with SIGKILL once 20
+/// chunks are committed, and checks that a re-run keeps them, ends
+/// identical to the repository, and leaves no `_tessera_*` table.
+/// `query` runs SQL on the target (`None` when it fails); `leftovers`
+/// lists the target's tables named `_tessera%`.
+fn kill_then_resume(repo: &Path, target: &str, query: &dyn Fn(&str) -> Option<String>, leftovers: &str) {
+    let repo = repo.to_str().unwrap();
+    let loaded = || -> u64 {
+        query("SELECT count(*) FROM _tessera_import WHERE position >= 0")
+            .and_then(|o| o.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["data", "import", repo, target])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while loaded() < 20 && started.elapsed() < std::time::Duration::from_secs(60) {
+        assert!(child.try_wait().unwrap().is_none(), "the import ended before 20 chunks were loaded");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    assert!(!child.wait().unwrap().success(), "killed before it finished");
+    let before = loaded();
+    assert!(before >= 20, "{before} chunks loaded before the kill");
+    let resumed = ok(&tessera(&["data", "import", repo, target], &[]));
+    assert!(resumed.contains("resumed an interrupted import after"), "{resumed}");
+    let n: u64 = resumed.split("after ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    assert!(n >= before, "{n} < {before}");
+    assert!(ok(&tessera(&["data", "verify", target, repo], &[])).contains("identical"));
+    assert_eq!(query(leftovers).unwrap_or_default().trim(), "", "no progress table left");
+}
+
 #[test]
 fn a_killed_import_resumes_where_it_stopped() {
     let dir = tempfile::tempdir().unwrap();
@@ -301,39 +335,16 @@ fn a_killed_import_resumes_where_it_stopped() {
     let repo = dir.path().join("repo");
     ok(&tessera(&["data", "export", db.to_str().unwrap(), repo.to_str().unwrap(), "--chunk-size", "16KB"], &[]));
     let out = dir.path().join("out.db");
-    let loaded = || -> u64 {
-        Command::new("sqlite3")
-            .arg(&out)
-            .arg("SELECT count(*) FROM _tessera_import WHERE position >= 0")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-            .unwrap_or(0)
+    let query = |sql: &str| -> Option<String> {
+        let o = Command::new("sqlite3").arg(&out).arg(sql).output().ok()?;
+        o.status.success().then(|| String::from_utf8_lossy(&o.stdout).into_owned())
     };
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args(["data", "import", repo.to_str().unwrap(), out.to_str().unwrap()])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = std::time::Instant::now();
-    while loaded() < 20 && started.elapsed() < std::time::Duration::from_secs(60) {
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    child.kill().unwrap();
-    assert!(!child.wait().unwrap().success(), "killed before it finished");
-    let before = loaded();
-    assert!(before >= 20, "{before} chunks loaded before the kill");
-    let resumed = ok(&tessera(&["data", "import", repo.to_str().unwrap(), out.to_str().unwrap()], &[]));
-    assert!(resumed.contains("resumed an interrupted import after"), "{resumed}");
-    let n: u64 = resumed.split("after ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
-    assert!(n >= before, "{n} < {before}");
-    assert!(ok(&tessera(&["data", "verify", out.to_str().unwrap(), repo.to_str().unwrap()], &[])).contains("identical"));
-    let leftover = Command::new("sqlite3")
-        .arg(&out)
-        .arg("SELECT name FROM sqlite_master WHERE name LIKE '_tessera%'")
-        .output()
-        .unwrap();
-    assert!(leftover.stdout.is_empty(), "{}", String::from_utf8_lossy(&leftover.stdout));
+    kill_then_resume(
+        &repo,
+        out.to_str().unwrap(),
+        &query,
+        "SELECT name FROM sqlite_master WHERE name LIKE '_tessera%'",
+    );
 }
 
 fn psql(db: &str, sql: &str) -> String {
@@ -367,35 +378,62 @@ fn a_killed_postgres_import_resumes_where_it_stopped() {
     let src = format!("postgres://postgres@127.0.0.1:5432/{name}");
     let dst = format!("postgres://postgres@127.0.0.1:5432/{name}_in");
     ok(&tessera(&["data", "export", &src, repo.to_str().unwrap(), "--chunk-size", "16KB"], &[]));
-    let loaded = || -> u64 {
-        Command::new("psql")
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", &format!("{name}_in"), "-qAt", "-c"])
-            .arg("SELECT count(*) FROM _tessera_import WHERE position >= 0")
+    let query = |sql: &str| -> Option<String> {
+        let o = Command::new("psql")
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", &format!("{name}_in"), "-qAt", "-c", sql])
             .output()
-            .ok()
-            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-            .unwrap_or(0)
+            .ok()?;
+        o.status.success().then(|| String::from_utf8_lossy(&o.stdout).into_owned())
     };
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args(["data", "import", repo.to_str().unwrap(), &dst])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = std::time::Instant::now();
-    while loaded() < 20 && started.elapsed() < std::time::Duration::from_secs(60) {
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    child.kill().unwrap();
-    assert!(!child.wait().unwrap().success(), "killed before it finished");
-    let before = loaded();
-    assert!(before >= 20, "{before} chunks loaded before the kill");
-    let resumed = ok(&tessera(&["data", "import", repo.to_str().unwrap(), &dst], &[]));
-    assert!(resumed.contains("resumed an interrupted import after"), "{resumed}");
-    assert!(ok(&tessera(&["data", "verify", &dst, repo.to_str().unwrap()], &[])).contains("identical"));
-    assert_eq!(
-        psql(&format!("{name}_in"), "SELECT count(*) FROM pg_tables WHERE tablename LIKE '\\_tessera%'").trim(),
-        "0"
-    );
+    kill_then_resume(&repo, &dst, &query, "SELECT tablename FROM pg_tables WHERE tablename LIKE '\\_tessera%'");
     psql("postgres", &format!("DROP DATABASE {name} WITH (FORCE)"));
     psql("postgres", &format!("DROP DATABASE {name}_in WITH (FORCE)"));
+}
+
+/// Runs SQL with the `mysql` client as root on 127.0.0.1:3306.
+fn mysql(db: Option<&str>, sql: &str) -> Option<String> {
+    let mut cmd = Command::new("mysql");
+    cmd.args(["-h", "127.0.0.1", "-P", "3306", "-u", "root", "-N", "-B", "-e", sql]);
+    if let Some(db) = db {
+        cmd.arg(db);
+    }
+    let o = cmd.output().ok()?;
+    o.status.success().then(|| String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+#[test]
+fn a_killed_mysql_import_resumes_where_it_stopped() {
+    let name = format!("cli_resume_{}", std::process::id());
+    if mysql(None, "SELECT 1").is_none() {
+        tessera_testkit::unavailable("MariaDB", "mysql cannot reach 127.0.0.1:3306");
+        return;
+    }
+    for db in [name.clone(), format!("{name}_in")] {
+        mysql(None, &format!("DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}")).expect("database created");
+    }
+    mysql(
+        Some(&name),
+        "CREATE TABLE t (id BIGINT PRIMARY KEY, v TEXT NOT NULL); \
+         CREATE TEMPORARY TABLE d (i INT); INSERT INTO d VALUES (0), (1), (2), (3), (4), (5), (6), (7), (8), (9); \
+         CREATE TEMPORARY TABLE d2 AS SELECT * FROM d; CREATE TEMPORARY TABLE d3 AS SELECT * FROM d; \
+         CREATE TEMPORARY TABLE d4 AS SELECT * FROM d; CREATE TEMPORARY TABLE d5 AS SELECT * FROM d; \
+         INSERT INTO t SELECT n, CONCAT('row ', n) FROM (SELECT 1 + a.i + 10 * b.i + 100 * c.i + 1000 * e.i \
+         + 10000 * f.i AS n FROM d a, d2 b, d3 c, d4 e, d5 f) x; \
+         INSERT INTO t SELECT id + 100000, CONCAT('row ', id + 100000) FROM t",
+    )
+    .expect("source table filled");
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    let src = format!("mysql://root@127.0.0.1:3306/{name}");
+    let dst = format!("mysql://root@127.0.0.1:3306/{name}_in");
+    ok(&tessera(&["data", "export", &src, repo.to_str().unwrap(), "--chunk-size", "16KB"], &[]));
+    let target = format!("{name}_in");
+    let query = |sql: &str| mysql(Some(&target), sql);
+    kill_then_resume(
+        &repo,
+        &dst,
+        &query,
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name LIKE '\\_tessera%'",
+    );
+    mysql(None, &format!("DROP DATABASE {name}; DROP DATABASE {name}_in"));
 }
