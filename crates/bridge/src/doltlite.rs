@@ -156,6 +156,9 @@ impl Doltlite {
         if rc != SQLITE_OK {
             return Err(Error::Database(format!("opening {path}: {}", me.error())));
         }
+        // Wait for another connection's lock (a reader, or Dolt's own
+        // tools) instead of failing a commit at once.
+        me.execute("PRAGMA busy_timeout = 10000", &[])?;
         Ok(me)
     }
 
@@ -506,7 +509,11 @@ impl crate::ops::Source for Doltlite {
 }
 
 /// Loads an export into a new or existing doltlite file and records it as
-/// one Dolt commit.
+/// one Dolt commit. Each chunk is a transaction of its own in the working
+/// set that also records it in `_tessera_import`, so an interrupted import
+/// picks up after the last chunk it committed; the progress table is gone
+/// before the Dolt commit, so history never shows it. `--replace` of
+/// tables the import did not create loads in one transaction instead.
 pub fn import(
     repo: &Path,
     rev: &str,
@@ -514,11 +521,137 @@ pub fn import(
     database: &str,
     replace: bool,
 ) -> Result<crate::ops::ImportReport, Error> {
+    use crate::ops::IMPORT_PROGRESS;
+    use crate::sqlite::quote;
     let path = database.strip_prefix("sqlite://").unwrap_or(database);
     let fresh = !Path::new(path).exists();
-    let db = Doltlite::open(path, true)?;
-    let existing: Vec<String> =
-        if fresh { Vec::new() } else { crate::ops::Source::tables(&mut Doltlite::open(path, false)?)? };
+    let mut db = Doltlite::open(path, true)?;
+    let existing: Vec<String> = if fresh { Vec::new() } else { crate::ops::Source::tables(&mut db)? };
+    let ours: std::collections::HashSet<String> = if existing.iter().any(|t| t == IMPORT_PROGRESS) {
+        let rows = db.strings(&format!("SELECT DISTINCT tbl FROM {}", quote(IMPORT_PROGRESS)), &[])?;
+        rows.iter().filter_map(|r| r.first().map(text)).collect()
+    } else {
+        Default::default()
+    };
+    if names.iter().any(|n| existing.contains(n) && !ours.contains(n)) {
+        return import_at_once(&db, repo, rev, names, &existing, replace);
+    }
+    let (metas, _) = crate::ops::load_metas(repo, rev, names, false, &mut |_| Ok(false))?;
+    let progress = quote(IMPORT_PROGRESS);
+    let mut report = crate::ops::ImportReport::default();
+    // One transaction of the working set: `f`, then COMMIT, or ROLLBACK.
+    let transaction = |f: &mut dyn FnMut() -> Result<(), Error>| -> Result<(), Error> {
+        db.execute("BEGIN", &[])?;
+        match f() {
+            Ok(()) => db.execute("COMMIT", &[]),
+            Err(e) => {
+                let _ = db.execute("ROLLBACK", &[]);
+                Err(e)
+            }
+        }
+    };
+    let loaded = (|| -> Result<(), Error> {
+        db.execute(
+            &format!(
+                "CREATE TABLE IF NOT EXISTS {progress} (tbl TEXT NOT NULL, position INTEGER NOT NULL, \
+                 blob TEXT NOT NULL, PRIMARY KEY (tbl, position))"
+            ),
+            &[],
+        )?;
+        for meta in &metas {
+            let name = &meta.name;
+            let blobs = crate::ops::chunk_blobs(repo, rev, meta)?;
+            let mut done = 0;
+            if ours.contains(name) && existing.contains(name) {
+                let sql =
+                    format!("SELECT position, blob FROM {progress} WHERE tbl = ? AND position >= 0 ORDER BY position");
+                let recorded: Vec<(i64, String)> = db
+                    .strings(&sql, &[Value::Text(name.clone())])?
+                    .iter()
+                    .map(|r| (text(&r[0]).parse().unwrap_or(-1), text(&r[1])))
+                    .collect();
+                done = crate::ops::resume_point(&blobs, &recorded);
+            }
+            if done == 0 {
+                transaction(&mut || {
+                    db.execute(&format!("DROP TABLE IF EXISTS {}", quote(name)), &[])?;
+                    db.execute(&format!("DELETE FROM {progress} WHERE tbl = ?"), &[Value::Text(name.clone())])?;
+                    db.execute(&meta.create_sql, &[])?;
+                    let claim = format!("INSERT INTO {progress} (tbl, position, blob) VALUES (?, -1, '')");
+                    db.execute(&claim, &[Value::Text(name.clone())])
+                })?;
+            } else {
+                report.resumed.push((name.clone(), done));
+            }
+            let mut rows: u64 = meta.chunks[..done].iter().map(|c| c.rows).sum();
+            for i in done..meta.chunks.len() {
+                transaction(&mut || {
+                    rows += insert_rows(&db, repo, rev, meta, &meta.chunks[i..=i], &mut report.edited_chunks)?;
+                    let mark = format!("INSERT INTO {progress} (tbl, position, blob) VALUES (?, ?, ?)");
+                    db.execute(
+                        &mark,
+                        &[Value::Text(name.clone()), Value::Integer(i as i64), Value::Text(blobs[i].clone())],
+                    )
+                })?;
+            }
+            report.tables.push((name.clone(), rows));
+        }
+        transaction(&mut || {
+            for meta in &metas {
+                for idx in meta.indexes.iter().filter_map(|i| i.sql.as_ref()) {
+                    db.execute(idx, &[])?;
+                }
+            }
+            db.execute(&format!("DROP TABLE {progress}"), &[])
+        })
+    })();
+    if let Err(e) = loaded {
+        // Damage leaves nothing behind; an interruption of another kind
+        // leaves the committed chunks for a re-run.
+        if matches!(e, Error::Damaged { .. }) {
+            for meta in &metas {
+                let _ = db.execute(&format!("DROP TABLE IF EXISTS {}", quote(&meta.name)), &[]);
+            }
+            let _ = db.execute(&format!("DROP TABLE IF EXISTS {progress}"), &[]);
+        }
+        return Err(e);
+    }
+    db.execute("SELECT dolt_commit('-A', '-m', 'Import from git by tessera')", &[])?;
+    Ok(report)
+}
+
+/// Inserts the rows of `chunks` into `meta`'s table, naming file and line
+/// when one is refused; returns how many.
+fn insert_rows(
+    db: &Doltlite,
+    repo: &Path,
+    rev: &str,
+    meta: &crate::layout::TableMeta,
+    chunks: &[crate::layout::ChunkMeta],
+    edited: &mut Vec<String>,
+) -> Result<u64, Error> {
+    let cols: Vec<String> = meta.columns.iter().map(|c| crate::sqlite::quote(&c.name)).collect();
+    let sql = format!(
+        "INSERT INTO {} ({}) VALUES ({})",
+        crate::sqlite::quote(&meta.name),
+        cols.join(", "),
+        vec!["?"; cols.len()].join(", ")
+    );
+    crate::ops::read_chunks(repo, rev, meta, chunks, true, edited, &mut |file, line, values, _| {
+        db.execute(&sql, &values).map_err(|e| Error::Damaged { file: file.to_string(), line, reason: e.to_string() })
+    })
+}
+
+/// Replaces existing tables (`--replace`) in one transaction, so they
+/// survive a failed import, then makes one Dolt commit.
+fn import_at_once(
+    db: &Doltlite,
+    repo: &Path,
+    rev: &str,
+    names: &[String],
+    existing: &[String],
+    replace: bool,
+) -> Result<crate::ops::ImportReport, Error> {
     let (metas, present) =
         crate::ops::load_metas(repo, rev, names, replace, &mut |n| Ok(existing.iter().any(|e| e == n)))?;
     let mut report = crate::ops::ImportReport::default();
@@ -531,27 +664,7 @@ pub fn import(
             db.execute(&meta.create_sql, &[])?;
         }
         for meta in &metas {
-            let cols: Vec<String> = meta.columns.iter().map(|c| crate::sqlite::quote(&c.name)).collect();
-            let sql = format!(
-                "INSERT INTO {} ({}) VALUES ({})",
-                crate::sqlite::quote(&meta.name),
-                cols.join(", "),
-                vec!["?"; cols.len()].join(", ")
-            );
-            let rows = crate::ops::read_rows(
-                repo,
-                rev,
-                meta,
-                true,
-                &mut report.edited_chunks,
-                &mut |file, line, values, _| {
-                    db.execute(&sql, &values).map_err(|e| Error::Damaged {
-                        file: file.to_string(),
-                        line,
-                        reason: e.to_string(),
-                    })
-                },
-            )?;
+            let rows = insert_rows(db, repo, rev, meta, &meta.chunks, &mut report.edited_chunks)?;
             for idx in meta.indexes.iter().filter_map(|i| i.sql.as_ref()) {
                 db.execute(idx, &[])?;
             }

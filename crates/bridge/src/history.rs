@@ -185,7 +185,7 @@ pub fn export_history(database: &str, repo: &Path, opts: &ExportOptions) -> Resu
     let mut mapped: HashMap<String, String> =
         git::trailers(repo, TRAILER)?.into_iter().map(|(git_commit, dolt)| (dolt, git_commit)).collect();
     let mut names = db.tables()?;
-    names.retain(|n| n != crate::sync::STATE_TABLE);
+    names.retain(|n| !ops::internal_table(n));
     if let Some(only) = &opts.tables {
         names.retain(|n| only.contains(n));
     }

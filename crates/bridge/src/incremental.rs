@@ -184,7 +184,7 @@ pub(crate) fn export_changes(
     let Some(pos) = log.iter().position(|h| *h == rev) else { return Ok(None) };
     let newer = &log[..pos];
     let mut names = db.tables()?;
-    names.retain(|n| n != crate::sync::STATE_TABLE);
+    names.retain(|n| !ops::internal_table(n));
     let listed: BTreeSet<&String> = manifest.tables.iter().collect();
     if names.iter().collect::<BTreeSet<_>>() != listed {
         return Ok(None);

@@ -335,24 +335,12 @@ pub fn import(
         )?;
         for meta in &metas {
             let name = &meta.name;
-            let blobs: std::collections::HashMap<String, String> =
-                crate::git::ls_tree(repo, rev, &format!("data/{name}/"))?.into_iter().collect();
-            let blob_at = |i: usize| blobs.get(&meta.chunks[i].file).cloned().unwrap_or_default();
+            let blobs = crate::ops::chunk_blobs(repo, rev, meta)?;
             let sql =
                 format!("SELECT position, `blob` FROM {progress} WHERE tbl = ? AND position >= 0 ORDER BY position");
             let recorded: Vec<(i64, String)> =
                 rt.block_on(sqlx::query_as(&sql).bind(name).fetch_all(&mut *conn)).map_err(db)?;
-            let mut done = 0;
-            if ours.contains(name) {
-                while done < meta.chunks.len()
-                    && recorded.get(done).is_some_and(|(p, b)| *p == done as i64 && *b == blob_at(done))
-                {
-                    done += 1;
-                }
-                if done < recorded.len() {
-                    done = 0;
-                }
-            }
+            let done = if ours.contains(name) { crate::ops::resume_point(&blobs, &recorded) } else { 0 };
             if done == 0 {
                 let forget = format!("DELETE FROM {progress} WHERE tbl = ?");
                 let claim = format!("INSERT INTO {progress} (tbl, position, `blob`) VALUES (?, -1, '')");
@@ -375,7 +363,7 @@ pub fn import(
                 let mut tx = rt.block_on(conn.begin()).map_err(db)?;
                 total += load_chunk(rt, &mut tx, repo, rev, meta, i, &mut report.edited_chunks)?;
                 let mark = format!("INSERT INTO {progress} (tbl, position, `blob`) VALUES (?, ?, ?)");
-                rt.block_on(sqlx::query(&mark).bind(name).bind(i as i64).bind(blob_at(i)).execute(&mut *tx))
+                rt.block_on(sqlx::query(&mark).bind(name).bind(i as i64).bind(&blobs[i]).execute(&mut *tx))
                     .map_err(db)?;
                 rt.block_on(tx.commit()).map_err(|e| Error::Database(format!("committing a chunk of {name}: {e}")))?;
             }

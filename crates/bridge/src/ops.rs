@@ -652,7 +652,7 @@ fn export_inner(
     let rev = format!("refs/heads/{branch}");
     let previous_exists = git::resolve(repo, &rev).is_some();
     let mut names = source.tables()?;
-    names.retain(|n| n != crate::sync::STATE_TABLE);
+    names.retain(|n| !internal_table(n));
     if let Some(only) = &opts.tables {
         for t in only {
             if !names.contains(t) {
@@ -1159,6 +1159,32 @@ pub fn import(repo: &Path, database: &str, opts: &ImportOptions) -> Result<Impor
 /// position -1 marks a table the import created.
 pub(crate) const IMPORT_PROGRESS: &str = "_tessera_import";
 
+/// Tables tessera keeps in a database for itself, never exported.
+pub(crate) fn internal_table(name: &str) -> bool {
+    name == crate::sync::STATE_TABLE || name == IMPORT_PROGRESS
+}
+
+/// The git blob of each chunk file of `meta` at `rev`, in chunk order: what
+/// an import records per chunk, so a re-run knows the file is the same.
+pub(crate) fn chunk_blobs(repo: &Path, rev: &str, meta: &TableMeta) -> Result<Vec<String>, Error> {
+    let blobs: std::collections::HashMap<String, String> =
+        git::ls_tree(repo, rev, &format!("data/{}/", meta.name))?.into_iter().collect();
+    Ok(meta.chunks.iter().map(|c| blobs.get(&c.file).cloned().unwrap_or_default()).collect())
+}
+
+/// How many leading chunks an earlier run of this import loaded from these
+/// very files: its `(position, blob)` records must match `blobs` one by
+/// one. A record beyond that prefix means the files changed since, and the
+/// table starts over (0).
+pub(crate) fn resume_point(blobs: &[String], recorded: &[(i64, String)]) -> usize {
+    let done = blobs.iter().zip(recorded).enumerate().take_while(|(i, (b, (p, r)))| *p == *i as i64 && r == *b).count();
+    if done < recorded.len() {
+        0
+    } else {
+        done
+    }
+}
+
 /// Imports into SQLite in one transaction: used when the import replaces
 /// tables that exist, so a failure leaves the old ones as they were.
 fn import_sqlite_at_once(
@@ -1357,10 +1383,7 @@ fn load_table_resumably(
 ) -> Result<u64, Error> {
     let db = |e: rusqlite::Error| Error::Database(e.to_string());
     let name = &meta.name;
-    let blobs: std::collections::HashMap<String, String> =
-        git::ls_tree(repo, rev, &format!("data/{name}/"))?.into_iter().collect();
-    let blob_at = |i: usize| blobs.get(&meta.chunks[i].file).cloned().unwrap_or_default();
-    // The prefix of chunks a previous run loaded from these very files.
+    let blobs = chunk_blobs(repo, rev, meta)?;
     let mut done = 0;
     if resumable {
         let mut stmt = conn
@@ -1369,18 +1392,12 @@ fn load_table_resumably(
                 sqlite::quote(IMPORT_PROGRESS)
             ))
             .map_err(db)?;
-        let recorded: Vec<(usize, String)> = stmt
-            .query_map([name], |r| Ok((r.get::<_, i64>(0)? as usize, r.get::<_, String>(1)?)))
+        let recorded: Vec<(i64, String)> = stmt
+            .query_map([name], |r| Ok((r.get(0)?, r.get(1)?)))
             .map_err(db)?
             .collect::<Result<_, _>>()
             .map_err(db)?;
-        while done < meta.chunks.len() && recorded.get(done).is_some_and(|(p, b)| *p == done && *b == blob_at(done)) {
-            done += 1;
-        }
-        if done < recorded.len() || (done == 0 && !recorded.is_empty()) {
-            // The files changed since: start this table over.
-            done = 0;
-        }
+        done = resume_point(&blobs, &recorded);
     }
     if done == 0 {
         // A table of a previous, different run is ours to start over.
@@ -1412,7 +1429,7 @@ fn load_table_resumably(
         }
         tx.execute(
             &format!("INSERT INTO {} (tbl, position, blob) VALUES (?1, ?2, ?3)", sqlite::quote(IMPORT_PROGRESS)),
-            rusqlite::params![name, i as i64, blob_at(i)],
+            rusqlite::params![name, i as i64, blobs[i]],
         )
         .map_err(db)?;
         tx.commit().map_err(db)?;

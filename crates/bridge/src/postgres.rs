@@ -490,9 +490,7 @@ pub fn import(
         .map_err(db)?;
         for meta in &metas {
             let name = &meta.name;
-            let blobs: std::collections::HashMap<String, String> =
-                crate::git::ls_tree(repo, rev, &format!("data/{name}/"))?.into_iter().collect();
-            let blob_at = |i: usize| blobs.get(&meta.chunks[i].file).cloned().unwrap_or_default();
+            let blobs = crate::ops::chunk_blobs(repo, rev, meta)?;
             let recorded: Vec<(i64, String)> = sqlx::query_as(&format!(
                 "SELECT position, blob FROM {progress} WHERE tbl = $1 AND position >= 0 ORDER BY position"
             ))
@@ -500,17 +498,7 @@ pub fn import(
             .fetch_all(&mut *conn)
             .await
             .map_err(db)?;
-            let mut done = 0;
-            if ours.contains(name) {
-                while done < meta.chunks.len()
-                    && recorded.get(done).is_some_and(|(p, b)| *p == done as i64 && *b == blob_at(done))
-                {
-                    done += 1;
-                }
-                if done < recorded.len() {
-                    done = 0;
-                }
-            }
+            let done = if ours.contains(name) { crate::ops::resume_point(&blobs, &recorded) } else { 0 };
             if done == 0 {
                 let mut tx = conn.begin().await.map_err(db)?;
                 // A table a previous, different run of this import created.
@@ -545,7 +533,7 @@ pub fn import(
                 sqlx::query(&format!("INSERT INTO {progress} (tbl, position, blob) VALUES ($1, $2, $3)"))
                     .bind(name)
                     .bind(i as i64)
-                    .bind(blob_at(i))
+                    .bind(&blobs[i])
                     .execute(&mut *tx)
                     .await
                     .map_err(db)?;

@@ -1241,10 +1241,11 @@ fn dolt_history_round_trips_through_git() {
     }
     let log = git(&repo, &["log", "--format=%s|%an|%ae|%at", "-3", "fix"]);
     assert!(log.starts_with("fix change 4|Cy|cy@example.com|1704068340\n"), "{log}");
-    // One changed row, one changed chunk file.
+    // One changed row, one changed chunk file (two when the row's new
+    // length moves a size cut after it).
     for branch in ["main", "feature", "fix"] {
         let changed = git(&repo, &["diff", "--name-only", &format!("{branch}~1"), branch, "--", "data/"]);
-        assert_eq!(changed.lines().count(), 1, "{branch}: {changed}");
+        assert!((1..=2).contains(&changed.lines().count()), "{branch}: {changed}");
     }
     let manifest = git(&repo, &["show", "feature:.dolt-metadata/manifest.json"]);
     let trailer = git(&repo, &["log", "-1", "--format=%(trailers:key=Dolt-Commit,valueonly=true)", "feature"]);

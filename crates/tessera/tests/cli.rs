@@ -390,6 +390,51 @@ fn a_killed_postgres_import_resumes_where_it_stopped() {
     psql("postgres", &format!("DROP DATABASE {name}_in WITH (FORCE)"));
 }
 
+#[test]
+fn a_killed_doltlite_import_resumes_and_makes_one_dolt_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.db");
+    let out = dir.path().join("out.db");
+    // Runs a Python script with the doltlite module; `None` when it fails.
+    let python = |script: &str| -> Option<String> {
+        let o =
+            Command::new("python3").arg("-c").arg(format!("import os, doltlite, sqlite3\n{script}")).output().ok()?;
+        o.status.success().then(|| String::from_utf8_lossy(&o.stdout).into_owned())
+    };
+    if python("").is_none() {
+        tessera_testkit::unavailable("doltlite", "python3 cannot import doltlite (pip install doltlite)");
+        return;
+    }
+    python(&format!(
+        "c = sqlite3.connect({src:?})\n\
+         c.execute('CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)')\n\
+         c.executemany('INSERT INTO t VALUES (?, ?)', ((i, 'row %d' % i) for i in range(1, 600001)))\n\
+         c.commit()\n\
+         c.execute(\"SELECT dolt_commit('-A', '-m', 'seed')\")\n",
+        src = src.to_str().unwrap()
+    ))
+    .expect("source filled");
+    let repo = dir.path().join("repo");
+    ok(&tessera(&["data", "export", src.to_str().unwrap(), repo.to_str().unwrap(), "--chunk-size", "16KB"], &[]));
+    // Reads only a file that exists: connecting would create an empty one.
+    let query = |sql: &str| {
+        python(&format!(
+            "p = {out:?}\nassert os.path.exists(p)\nfor r in sqlite3.connect(p).execute({sql:?}).fetchall(): print(*r)",
+            out = out.to_str().unwrap()
+        ))
+    };
+    kill_then_resume(
+        &repo,
+        out.to_str().unwrap(),
+        &query,
+        "SELECT name FROM sqlite_master WHERE name LIKE '_tessera%'",
+    );
+    let log = query("SELECT message FROM dolt_log").unwrap();
+    assert_eq!(log.matches("Import from git by tessera").count(), 1, "{log}");
+    let status = query("SELECT count(*) FROM dolt_status").unwrap();
+    assert_eq!(status.trim(), "0", "the import is committed, progress table included in nothing");
+}
+
 /// Runs SQL with the `mysql` client as root on 127.0.0.1:3306.
 fn mysql(db: Option<&str>, sql: &str) -> Option<String> {
     let mut cmd = Command::new("mysql");
