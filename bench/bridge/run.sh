@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Data bridge on SQLite against SQLite's own CSV tools, same table, same run:
+# Data bridge against each engine's own CSV tools, same table, same run
+# (SQLite, PostgreSQL, MySQL/MariaDB, plus Dolt sync). On SQLite:
 #   export: `tessera data export` (chunking, hashing, metadata and the git
 #           commit included) vs `sqlite3 -csv db 'SELECT * FROM t'`;
 #   import: `tessera data import` vs `sqlite3 .import --csv` into a table
@@ -72,6 +73,29 @@ t_pg_import=$(python3 -c "print($e - $s)")
 "$bin" data verify "postgres://postgres@127.0.0.1:5432/${pgdb}_in" "$work/pgrepo" > /dev/null
 psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE $pgdb" -c "DROP DATABASE ${pgdb}_in"
 
+# MySQL/MariaDB: the same rows, tessera vs the server's own CSV writer and
+# reader (SELECT ... INTO OUTFILE, LOAD DATA INFILE; files on this machine).
+mydb="bridge_bench_$$"
+my="mysql -h 127.0.0.1 -P 3306 -u root --local-infile=1"
+my_ddl="CREATE TABLE t (id BIGINT PRIMARY KEY, name TEXT NOT NULL, email TEXT, score DOUBLE, created DATETIME, note TEXT) ENGINE = InnoDB"
+my_csv="/tmp/tessera-bench-$$.csv"   # written by the server's user, so not under $work
+$my -e "DROP DATABASE IF EXISTS $mydb; CREATE DATABASE $mydb; DROP DATABASE IF EXISTS ${mydb}_in; CREATE DATABASE ${mydb}_in"
+$my "$mydb" -e "$my_ddl; LOAD DATA LOCAL INFILE '$work/native.csv' INTO TABLE t FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' (id, name, email, score, created, @note) SET note = NULLIF(@note, '')"
+rm -f "$my_csv"
+s=$(now); $my "$mydb" -e "SELECT * FROM t INTO OUTFILE '$my_csv' FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"'"; e=$(now)
+t_my_native_export=$(python3 -c "print($e - $s)")
+s=$(now); "$bin" data export "mysql://root@127.0.0.1:3306/$mydb" "$work/myrepo" > /dev/null; e=$(now)
+t_my_export=$(python3 -c "print($e - $s)")
+$my "${mydb}_in" -e "$my_ddl"
+s=$(now); $my "${mydb}_in" -e "LOAD DATA INFILE '$my_csv' INTO TABLE t FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"'"; e=$(now)
+t_my_native_import=$(python3 -c "print($e - $s)")
+$my "${mydb}_in" -e "DROP TABLE t"
+s=$(now); /usr/bin/time -v "$bin" data import "$work/myrepo" "mysql://root@127.0.0.1:3306/${mydb}_in" 2> "$work/myimport.time" > /dev/null; e=$(now)
+t_my_import=$(python3 -c "print($e - $s)")
+"$bin" data verify "mysql://root@127.0.0.1:3306/${mydb}_in" "$work/myrepo" > /dev/null
+$my -e "DROP DATABASE $mydb; DROP DATABASE ${mydb}_in"
+rm -f "$my_csv"
+
 # Dolt (doltlite): the same rows; sync after a one-row Dolt commit finds it
 # with Dolt's own diff and re-reads one chunk.
 python3 -c "import doltlite" 2>/dev/null || pip install -q doltlite
@@ -101,6 +125,8 @@ grep -q "Dolt's diff" "$work/dolt-sync.out" || echo "warning: the Dolt sync did 
 python3 - <<PY
 print(f"postgres export: tessera {$t_pg_export:.2f} s vs COPY TO {$t_pg_native_export:.2f} s, ratio {$t_pg_export / $t_pg_native_export:.2f}")
 print(f"postgres import: tessera {$t_pg_import:.2f} s vs COPY FROM {$t_pg_native_import:.2f} s, ratio {$t_pg_import / $t_pg_native_import:.2f}")
+print(f"mysql export: tessera {$t_my_export:.2f} s vs SELECT INTO OUTFILE {$t_my_native_export:.2f} s, ratio {$t_my_export / $t_my_native_export:.2f}")
+print(f"mysql import: tessera {$t_my_import:.2f} s vs LOAD DATA INFILE {$t_my_native_import:.2f} s, ratio {$t_my_import / $t_my_native_import:.2f}  (peak RSS $(peak "$work/myimport.time"))")
 
 print(f"CSV size: $csv_mb MB in $n_chunks chunk files")
 print(f"export: tessera {$t_export:.2f} s vs sqlite3 -csv {$t_native_export:.2f} s, ratio {$t_export / $t_native_export:.2f}  (peak RSS $(peak "$work/export.time"))")

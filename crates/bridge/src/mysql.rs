@@ -6,7 +6,7 @@
 
 use futures::TryStreamExt;
 use sqlx::mysql::MySqlConnection;
-use sqlx::{Connection, Executor, Row};
+use sqlx::{ConnectOptions, Connection, Executor, Row};
 
 use crate::csv::Cell;
 use crate::layout::{Column, TableMeta};
@@ -41,6 +41,13 @@ fn select_expr(col: &Column) -> String {
         format!("CAST({q} + 0 AS CHAR)")
     } else if col.declared_type.starts_with("float") {
         format!("CAST(CAST({q} AS DOUBLE) AS CHAR)")
+    } else if ["char", "varchar", "tinytext", "text", "mediumtext", "longtext"]
+        .iter()
+        .any(|t| col.declared_type == *t || col.declared_type.starts_with(&format!("{t}(")))
+    {
+        // Already text, sent in the session's utf8mb4: a CAST would only
+        // cost the server a copy per value.
+        q
     } else {
         format!("CAST({q} AS CHAR)")
     }
@@ -54,7 +61,7 @@ impl Mysql {
             .build()
             .map_err(|e| Error::Database(e.to_string()))?;
         let mut conn = rt
-            .block_on(MySqlConnection::connect(&url))
+            .block_on(async { crate::ops::quiet(url.parse::<sqlx::mysql::MySqlConnectOptions>()?).connect().await })
             .map_err(|e| Error::Database(format!("cannot connect to {}: {e}", crate::ops::redact(&url))))?;
         rt.block_on(conn.execute(
             "SET time_zone = '+00:00', NAMES utf8mb4, SESSION sql_mode = CONCAT(@@sql_mode, ',NO_AUTO_VALUE_ON_ZERO')",
@@ -259,7 +266,7 @@ fn is_bit(col: &Column) -> bool {
 /// converts text to the column's type exactly).
 fn bind_cell<'q>(
     q: sqlx::query::Query<'q, sqlx::MySql, sqlx::mysql::MySqlArguments>,
-    cell: &Cell,
+    cell: &'q Cell,
     col: &Column,
 ) -> Result<sqlx::query::Query<'q, sqlx::MySql, sqlx::mysql::MySqlArguments>, String> {
     Ok(match cell {
@@ -269,7 +276,7 @@ fn bind_cell<'q>(
             let hexdigits = t.strip_prefix("\\x").ok_or_else(|| format!("{t:?} is not \\x hex"))?;
             q.bind(hex::decode(hexdigits).map_err(|_| format!("{t:?} is not valid hex"))?)
         }
-        Some(t) => q.bind(t.clone()),
+        Some(t) => q.bind(t.as_str()),
     })
 }
 
@@ -280,8 +287,6 @@ const DIALECT: crate::sync::Dialect = crate::sync::Dialect {
     is: "<=>",
     delete_one: |table, cond| format!("DELETE FROM {table} WHERE {cond} LIMIT 1"),
 };
-
-const BATCH: usize = 200;
 
 /// Loads the export's tables into MySQL in one transaction.
 /// Imports tables into MySQL chunk by chunk, each chunk in a transaction
@@ -405,7 +410,12 @@ fn load_chunk(
 ) -> Result<u64, Error> {
     let cols: Vec<String> = meta.columns.iter().map(|c| quote(&c.name)).collect();
     let row_marks = format!("({})", vec!["?"; cols.len()].join(", "));
-    let mut rows: Vec<(String, usize, Vec<Cell>)> = Vec::new();
+    let file = &meta.chunks[i].file;
+    // As many rows per INSERT as placeholders allow (65535), up to a
+    // bound that keeps statements a few MB.
+    let per_insert = (60_000 / cols.len().max(1)).clamp(1, 2_000);
+    let mut batch: Vec<(usize, Vec<Cell>)> = Vec::with_capacity(per_insert);
+    let mut rows = 0u64;
     crate::ops::read_chunks(
         repo,
         rev,
@@ -413,16 +423,22 @@ fn load_chunk(
         std::slice::from_ref(&meta.chunks[i]),
         false,
         edited,
-        &mut |file, line, _, record| {
+        &mut |_, line, _, record| {
             let cells = crate::csv::Reader::new(record).next_record().ok().flatten().unwrap_or_default();
-            rows.push((file.to_string(), line, cells));
+            batch.push((line, cells));
+            if batch.len() == per_insert {
+                rt.block_on(insert(tx, meta, file, &cols, &row_marks, &batch))?;
+                rows += batch.len() as u64;
+                batch.clear();
+            }
             Ok(())
         },
     )?;
-    for batch in rows.chunks(BATCH) {
-        rt.block_on(insert(tx, meta, &cols, &row_marks, batch))?;
+    if !batch.is_empty() {
+        rt.block_on(insert(tx, meta, file, &cols, &row_marks, &batch))?;
+        rows += batch.len() as u64;
     }
-    Ok(rows.len() as u64)
+    Ok(rows)
 }
 
 /// Replaces existing tables in one transaction, so they survive a failed
@@ -472,9 +488,10 @@ fn import_at_once(
 async fn insert(
     tx: &mut sqlx::Transaction<'_, sqlx::MySql>,
     meta: &TableMeta,
+    file: &str,
     cols: &[String],
     row_marks: &str,
-    batch: &[(String, usize, Vec<Cell>)],
+    batch: &[(usize, Vec<Cell>)],
 ) -> Result<(), Error> {
     let damaged = |file: &str, line: usize, reason: String| Error::Damaged { file: file.to_string(), line, reason };
     let sql = format!(
@@ -484,7 +501,7 @@ async fn insert(
         vec![row_marks; batch.len()].join(", ")
     );
     let mut q = sqlx::query(&sql);
-    for (file, line, cells) in batch {
+    for (line, cells) in batch {
         if cells.len() != meta.columns.len() {
             return Err(damaged(
                 file,
@@ -500,7 +517,7 @@ async fn insert(
         return Ok(());
     }
     let one = format!("INSERT INTO {} ({}) VALUES {row_marks}", quote(&meta.name), cols.join(", "));
-    for (file, line, cells) in batch {
+    for (line, cells) in batch {
         let mut q = sqlx::query(&one);
         for (cell, col) in cells.iter().zip(&meta.columns) {
             q = bind_cell(q, cell, col).map_err(|r| damaged(file, *line, r))?;

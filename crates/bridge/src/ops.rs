@@ -599,6 +599,12 @@ impl Source for SqliteSource {
     }
 }
 
+/// Connection options without sqlx's slow-statement warnings: a bulk
+/// COPY or SELECT of a whole table is slow by design.
+pub(crate) fn quiet<O: sqlx::ConnectOptions>(options: O) -> O {
+    options.log_slow_statements(log::LevelFilter::Off, std::time::Duration::ZERO)
+}
+
 pub(crate) fn is_mysql(database: &str) -> bool {
     database.starts_with("mysql://") || database.starts_with("mariadb://")
 }

@@ -3,7 +3,7 @@
 
 use futures::StreamExt;
 use sqlx::postgres::PgConnection;
-use sqlx::{Connection, Row};
+use sqlx::{ConnectOptions, Connection, Row};
 
 use crate::csv::{self, Cell};
 use crate::layout::{Column, ForeignKey, Index, TableMeta};
@@ -19,6 +19,8 @@ pub struct Postgres {
     storage_order: bool,
     /// Tables whose storage order turned out not to be key order.
     unordered: std::collections::HashSet<String>,
+    /// How to connect again (see [`Source::scan_records`](crate::ops::Source::scan_records)).
+    options: sqlx::postgres::PgConnectOptions,
     url: String,
 }
 
@@ -36,10 +38,11 @@ impl Postgres {
             .enable_all()
             .build()
             .map_err(|e| Error::Database(e.to_string()))?;
-        let conn = rt
-            .block_on(PgConnection::connect(url))
-            .map_err(|e| Error::Database(format!("cannot connect to {}: {e}", crate::ops::redact(url))))?;
-        Ok(Postgres { rt, conn, storage_order: false, unordered: Default::default(), url: url.to_string() })
+        let unreachable =
+            |e: sqlx::Error| Error::Database(format!("cannot connect to {}: {e}", crate::ops::redact(url)));
+        let options = crate::ops::quiet(url.parse::<sqlx::postgres::PgConnectOptions>().map_err(unreachable)?);
+        let conn = rt.block_on(options.connect()).map_err(unreachable)?;
+        Ok(Postgres { rt, conn, storage_order: false, unordered: Default::default(), options, url: url.to_string() })
     }
 
     pub fn table_exists(&mut self, table: &str) -> Result<bool, Error> {
@@ -283,9 +286,9 @@ impl crate::ops::Source for Postgres {
                 self.unordered.insert(shape.name.clone());
                 // The connection is still inside the abandoned COPY; a new
                 // one is cheaper than reading the rest of the table.
-                let Postgres { rt, conn, url, .. } = self;
+                let Postgres { rt, conn, options, url, .. } = self;
                 *conn = rt
-                    .block_on(PgConnection::connect(url))
+                    .block_on(options.connect())
                     .map_err(|e| Error::Database(format!("cannot connect to {}: {e}", crate::ops::redact(url))))?;
             }
             return scanned;
