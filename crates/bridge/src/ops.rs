@@ -160,23 +160,13 @@ pub(crate) struct Job {
     filter: Option<String>,
 }
 
-/// Chunk buffers given back by whoever consumed a [`Job`]: a chunk is tens
-/// of megabytes, and a fresh one costs a page fault per 4 KiB.
-static SPARE_BUFFERS: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
-
-/// Gives a consumed chunk's buffer back for the next chunk.
-pub(crate) fn recycle(buffer: Vec<u8>) {
-    let mut spare = SPARE_BUFFERS.lock().unwrap_or_else(|e| e.into_inner());
-    if spare.is_empty() {
-        spare.push(buffer);
-    }
-}
-
-fn spare_buffer(capacity: usize) -> Vec<u8> {
-    let spare = SPARE_BUFFERS.lock().unwrap_or_else(|e| e.into_inner()).pop();
-    let mut buffer = spare.unwrap_or_else(|| Vec::with_capacity(capacity));
-    buffer.clear();
-    buffer
+/// A buffer for a chunk of at most `limit` bytes, reserved whole (up to
+/// 256 MiB) so that filling it never copies it to a larger one; pages
+/// count only once written. (Buffers are not pooled: a spare one would keep
+/// its pages, a fourth chunk in memory beside the one being cut, the one
+/// queued and the one being stored.)
+fn chunk_buffer(limit: u64) -> Vec<u8> {
+    Vec::with_capacity(limit.min(256 << 20) as usize + 1)
 }
 
 /// Cuts a table's rows into chunk files and hands them to the store worker.
@@ -220,10 +210,12 @@ impl<'s> Chunker<'s> {
         sink: &'s std::sync::mpsc::SyncSender<Job>,
     ) -> Self {
         let head = header(columns);
+        let mut chunk = chunk_buffer(limit);
+        chunk.extend_from_slice(&head);
         Chunker {
             table: table.to_string(),
             table_no,
-            chunk: head.clone(),
+            chunk,
             head,
             key_idx,
             divisor,
@@ -318,12 +310,10 @@ impl<'s> Chunker<'s> {
             }
             _ => (layout::chunk_path(&self.table, self.n_chunks, self.compression), None, None),
         };
-        let mut csv = spare_buffer(self.chunk.capacity());
-        csv.extend_from_slice(&self.head);
         let job = Job {
             table: self.table_no,
             file,
-            csv: std::mem::replace(&mut self.chunk, csv),
+            csv: std::mem::take(&mut self.chunk),
             header_len: self.head.len(),
             ends: std::mem::take(&mut self.ends),
             first_key: std::mem::take(&mut self.first_key),
@@ -333,7 +323,10 @@ impl<'s> Chunker<'s> {
         };
         // A closed channel means the worker stopped on an error, which
         // `export` reports when it joins it.
-        self.sink.send(job).map_err(|_| Error::Git("the chunk writer stopped".into()))
+        self.sink.send(job).map_err(|_| Error::Git("the chunk writer stopped".into()))?;
+        self.chunk = chunk_buffer(self.limit);
+        self.chunk.extend_from_slice(&self.head);
+        Ok(())
     }
 
     pub(crate) fn finish(mut self) -> Result<(), Error> {
@@ -439,8 +432,6 @@ pub(crate) fn store_chunks(
                 },
                 hash,
             });
-            drop(stored);
-            recycle(job.csv);
             Ok(())
         })();
         if let Err(e) = step {

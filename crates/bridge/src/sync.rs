@@ -227,8 +227,6 @@ fn database_changes(
                     changed.push(parse_record(&job.csv[start..end as usize]));
                     start = end as usize;
                 }
-                drop(stored);
-                ops::recycle(job.csv);
             }
             Ok((changed, matched))
         });
