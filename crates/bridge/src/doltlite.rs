@@ -670,7 +670,7 @@ fn import_at_once(
             }
             report.tables.push((meta.name.clone(), rows));
         }
-        Ok(())
+        db.execute(&crate::ops::forget_interrupted_imports(crate::sqlite::quote), &[])
     })();
     match result {
         Ok(()) => {

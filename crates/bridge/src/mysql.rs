@@ -481,6 +481,7 @@ fn import_at_once(
         }
         return Err(e);
     }
+    rt.block_on(conn.execute(crate::ops::forget_interrupted_imports(quote).as_str())).map_err(db)?;
     rt.block_on(conn.execute("SET FOREIGN_KEY_CHECKS = 1")).map_err(db)?;
     Ok(report)
 }

@@ -1228,8 +1228,17 @@ fn import_sqlite_at_once(
         finish_table(&tx, meta)?;
         report.tables.push((name.clone(), rows));
     }
+    tx.execute_batch(&forget_interrupted_imports(sqlite::quote)).map_err(|e| Error::Database(e.to_string()))?;
     tx.commit().map_err(|e| Error::Database(format!("committing the import: {e}")))?;
     Ok(report)
+}
+
+/// What an import that replaces tables in one transaction runs last: the
+/// progress of an interrupted import is dropped, so no table counts as one
+/// an import created (and may drop) any more. Resuming that import then
+/// stops at its tables with "already exists" instead of replacing them.
+pub(crate) fn forget_interrupted_imports(quote: fn(&str) -> String) -> String {
+    format!("DROP TABLE IF EXISTS {}", quote(IMPORT_PROGRESS))
 }
 
 /// Imports into SQLite, resumably, when no table is replaced: one

@@ -678,6 +678,7 @@ fn import_at_once(
                     .map_err(|e| Error::Database(format!("{}: {e}", meta.name)))?;
             }
         }
+        sqlx::raw_sql(&crate::ops::forget_interrupted_imports(quote)).execute(&mut *tx).await.map_err(db)?;
         tx.commit().await.map_err(|e| Error::Database(format!("committing the import: {e}")))?;
         Ok::<_, Error>(())
     })?;

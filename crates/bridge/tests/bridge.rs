@@ -309,6 +309,38 @@ fn rand_suffix() -> u32 {
     N.fetch_add(1, Ordering::Relaxed)
 }
 
+/// An import that replaces tables drops an interrupted import's progress:
+/// the tables that import created are no longer its to drop and load again,
+/// so a later import without `--replace` refuses them.
+#[test]
+fn a_replacing_import_forgets_an_interrupted_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.db");
+    Connection::open(&src)
+        .unwrap()
+        .execute_batch("CREATE TABLE a (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO a VALUES (1, 'x'); CREATE TABLE b (id INTEGER PRIMARY KEY); INSERT INTO b VALUES (7);")
+        .unwrap();
+    let repo = dir.path().join("repo");
+    ops::export(src.to_str().unwrap(), &repo, &opts(1 << 20)).unwrap();
+    let dst = dir.path().join("dst.db");
+    // `a` is the user's own; `b` was created by an import that stopped.
+    Connection::open(&dst)
+        .unwrap()
+        .execute_batch("CREATE TABLE a (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO a VALUES (2, 'mine'); CREATE TABLE b (id INTEGER PRIMARY KEY); CREATE TABLE _tessera_import (tbl TEXT NOT NULL, position INTEGER NOT NULL, blob TEXT NOT NULL, PRIMARY KEY (tbl, position)); INSERT INTO _tessera_import VALUES ('b', -1, '');")
+        .unwrap();
+    let dst = dst.to_str().unwrap();
+    assert!(matches!(ops::import(&repo, dst, &import_opts()), Err(Error::TargetNotEmpty(t)) if t == "a"));
+    ops::import(&repo, dst, &ImportOptions { replace: true, ..import_opts() }).unwrap();
+    assert!(ops::verify(dst, &repo, Some("main")).unwrap().iter().all(|d| d.same_content));
+    let progress: i64 = Connection::open(dst)
+        .unwrap()
+        .query_row("SELECT count(*) FROM sqlite_master WHERE name = '_tessera_import'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(progress, 0);
+    let only_b = ImportOptions { tables: Some(vec!["b".into()]), ..import_opts() };
+    assert!(matches!(ops::import(&repo, dst, &only_b), Err(Error::TargetNotEmpty(t)) if t == "b"));
+}
+
 #[test]
 fn edits_in_git_are_accepted_and_damage_is_refused() {
     let dir = tempfile::tempdir().unwrap();
