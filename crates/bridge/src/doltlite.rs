@@ -533,7 +533,8 @@ pub fn import(
     } else {
         Default::default()
     };
-    if names.iter().any(|n| existing.contains(n) && !ours.contains(n)) {
+    if crate::ops::first_taken(names, &ours, &mut |n| Ok(existing.iter().any(|e| e == n)))?.is_some() {
+        // Without --replace, this names the table.
         return import_at_once(&db, repo, rev, names, &existing, replace);
     }
     let (metas, _) = crate::ops::load_metas(repo, rev, names, false, &mut |_| Ok(false))?;

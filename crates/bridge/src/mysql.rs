@@ -312,15 +312,9 @@ pub fn import(
     } else {
         Default::default()
     };
-    let mut taken = Vec::new();
-    for name in names {
-        if my.table_exists(name)? && !ours.contains(name) {
-            taken.push(name.clone());
-        }
-    }
-    if !taken.is_empty() {
+    if let Some(taken) = crate::ops::first_taken(names, &ours, &mut |n| my.table_exists(n))? {
         if !replace {
-            return Err(Error::TargetNotEmpty(taken[0].clone()));
+            return Err(Error::TargetNotEmpty(taken));
         }
         return import_at_once(my, repo, rev, names, replace);
     }
@@ -356,7 +350,7 @@ pub fn import(
                     tx.commit().await
                 })
                 .map_err(db)?;
-                // Ours (recorded above) or absent: `taken` holds the others.
+                // Ours (recorded above) or absent: `first_taken` found the others.
                 exec(conn, &format!("DROP TABLE IF EXISTS {}", quote(name)))?;
                 rt.block_on(conn.execute(meta.create_sql.as_str()))
                     .map_err(|e| Error::Database(format!("creating {name}: {e}")))?;

@@ -1156,6 +1156,21 @@ pub fn import(repo: &Path, database: &str, opts: &ImportOptions) -> Result<Impor
 /// position -1 marks a table the import created.
 pub(crate) const IMPORT_PROGRESS: &str = "_tessera_import";
 
+/// The first of `names` that exists in the target (`exists`) and is not
+/// one an interrupted import created (`ours`): loading it needs `--replace`.
+pub(crate) fn first_taken(
+    names: &[String],
+    ours: &std::collections::HashSet<String>,
+    exists: &mut dyn FnMut(&str) -> Result<bool, Error>,
+) -> Result<Option<String>, Error> {
+    for name in names {
+        if !ours.contains(name) && exists(name)? {
+            return Ok(Some(name.clone()));
+        }
+    }
+    Ok(None)
+}
+
 /// Tables tessera keeps in a database for itself, never exported.
 pub(crate) fn internal_table(name: &str) -> bool {
     name == crate::sync::STATE_TABLE || name == IMPORT_PROGRESS
@@ -1265,10 +1280,9 @@ fn import_sqlite(
         let mut stmt = conn.prepare(&format!("SELECT DISTINCT tbl FROM {progress_table}")).map_err(db)?;
         ours = stmt.query_map([], |r| r.get(0)).map_err(db)?.collect::<Result<_, _>>().map_err(db)?;
     }
-    if names.iter().any(|n| existing.contains(n) && !ours.contains(n)) {
+    if let Some(taken) = first_taken(names, &ours, &mut |n| Ok(existing.iter().any(|e| e == n)))? {
         if !opts.replace {
-            let taken = names.iter().find(|n| existing.contains(n) && !ours.contains(*n)).expect("found");
-            return Err(Error::TargetNotEmpty(taken.clone()));
+            return Err(Error::TargetNotEmpty(taken));
         }
         drop(conn);
         return import_sqlite_at_once(repo, rev, names, database, opts);

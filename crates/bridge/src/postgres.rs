@@ -461,15 +461,9 @@ pub fn import(
     } else {
         Default::default()
     };
-    let mut taken = Vec::new();
-    for name in names {
-        if pg.table_exists(name)? && !ours.contains(name) {
-            taken.push(name.clone());
-        }
-    }
-    if !taken.is_empty() {
+    if let Some(taken) = crate::ops::first_taken(names, &ours, &mut |n| pg.table_exists(n))? {
         if !replace {
-            return Err(Error::TargetNotEmpty(taken[0].clone()));
+            return Err(Error::TargetNotEmpty(taken));
         }
         drop(pg);
         return import_at_once(repo, rev, names, database, replace);
