@@ -537,7 +537,7 @@ pub fn import(
         // Without --replace, this names the table.
         return import_at_once(&db, repo, rev, names, &existing, replace);
     }
-    let (metas, _) = crate::ops::load_metas(repo, rev, names, false, &mut |_| Ok(false))?;
+    let metas = crate::ops::table_metas(repo, rev, names)?;
     let progress = quote(IMPORT_PROGRESS);
     let mut report = crate::ops::ImportReport::default();
     // One transaction of the working set: `f`, then COMMIT, or ROLLBACK.

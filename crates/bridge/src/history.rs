@@ -192,9 +192,11 @@ pub fn export_history(database: &str, repo: &Path, opts: &ExportOptions) -> Resu
     let journal = git::Journal::open(repo)?;
     let mut known = journal.load(repo)?;
     let mut writer = git::CommitWriter::detached(repo)?;
-    // Metadata of the commits written or found, for chunk reuse and a
-    // stable divisor per table.
-    let mut metas_of: HashMap<String, BTreeMap<String, TableMeta>> = HashMap::new();
+    // Row hash and metadata of the commits written or found, for chunk
+    // reuse and a stable divisor and hash per table. Commits written by
+    // this run sit in an unsealed pack git cannot read yet, so they are
+    // only ever found here.
+    let mut metas_of: HashMap<String, (layout::RowHash, BTreeMap<String, TableMeta>)> = HashMap::new();
     let mut report = HistoryReport::default();
     for hash in parents_first(&heads, &commits) {
         if mapped.contains_key(&hash) {
@@ -202,9 +204,9 @@ pub fn export_history(database: &str, repo: &Path, opts: &ExportOptions) -> Resu
         }
         let c = &commits[&hash];
         let parents: Vec<String> = c.parents.iter().filter_map(|p| mapped.get(p).cloned()).collect();
-        let previous = match parents.first() {
+        let (scheme, previous) = match parents.first() {
             Some(p) => match metas_of.get(p) {
-                Some(m) => m.clone(),
+                Some(found) => found.clone(),
                 None => {
                     let mut m = BTreeMap::new();
                     for name in &names {
@@ -212,10 +214,10 @@ pub fn export_history(database: &str, repo: &Path, opts: &ExportOptions) -> Resu
                             m.insert(name.clone(), meta);
                         }
                     }
-                    m
+                    (ops::row_hash_at(repo, p)?, m)
                 }
             },
-            None => BTreeMap::new(),
+            None => (layout::RowHash::NEWEST, BTreeMap::new()),
         };
         for meta in previous.values() {
             for chunk in &meta.chunks {
@@ -229,10 +231,6 @@ pub fn export_history(database: &str, repo: &Path, opts: &ExportOptions) -> Resu
             }
         }
         db.at = Some(hash.clone());
-        let scheme = match parents.first() {
-            Some(p) => ops::row_hash_at(repo, p)?,
-            None => layout::RowHash::NEWEST,
-        };
         let written = ops::write_tables(&mut db, &present, &mut writer, opts, &previous, scheme, &mut known, &journal);
         db.at = None;
         let (metas, schema_sql) = written?;
@@ -247,7 +245,7 @@ pub fn export_history(database: &str, repo: &Path, opts: &ExportOptions) -> Resu
         let ident = format!("{} <{}> {} +0000", c.committer, c.email, c.time);
         let message = format!("{}\n\n{TRAILER}: {hash}\n", c.message.trim_end());
         let id = writer.commit_detached(&parents, &message, &ident, &ident)?;
-        metas_of.insert(id.clone(), metas.into_iter().map(|m| (m.name.clone(), m)).collect());
+        metas_of.insert(id.clone(), (scheme, metas.into_iter().map(|m| (m.name.clone(), m)).collect()));
         mapped.insert(hash, id);
         report.written += 1;
     }

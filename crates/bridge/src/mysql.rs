@@ -318,7 +318,7 @@ pub fn import(
         }
         return import_at_once(my, repo, rev, names, replace);
     }
-    let (metas, _) = crate::ops::load_metas(repo, rev, names, false, &mut |_| Ok(false))?;
+    let metas = crate::ops::table_metas(repo, rev, names)?;
     let mut report = crate::ops::ImportReport::default();
     let progress = quote(IMPORT_PROGRESS);
     let Mysql { rt, conn } = &mut my;

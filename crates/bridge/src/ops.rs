@@ -676,7 +676,8 @@ fn export_inner(
             }
         }
     }
-    let scheme = row_hash_at(repo, &rev)?;
+    let previous_manifest = if previous_exists { read_json::<Manifest>(repo, &rev, layout::MANIFEST)? } else { None };
+    let scheme = previous_manifest.as_ref().map_or(RowHash::NEWEST, |m| m.chunking.algorithm);
     let (metas, schema_sql) =
         write_tables(source.as_mut(), &names, &mut commit, opts, &previous_metas, scheme, &mut known, &journal)?;
     let mut report = ExportReport::default();
@@ -693,8 +694,7 @@ fn export_inner(
                     && p.chunks.iter().zip(&m.chunks).all(|(a, b)| a.file == b.file && a.sha256 == b.sha256)
             })
         });
-    let previous_created =
-        if unchanged { read_json::<Manifest>(repo, &rev, layout::MANIFEST)?.map(|m| m.created_at) } else { None };
+    let previous_created = previous_manifest.filter(|_| unchanged).map(|m| m.created_at);
     let created_at = previous_created.unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
     });
@@ -925,6 +925,17 @@ pub struct ImportReport {
 
 /// The metadata of `names`, and which of them the target already has
 /// (refused unless `replace`).
+/// The metadata of tables `names` at `rev`.
+pub(crate) fn table_metas(repo: &Path, rev: &str, names: &[String]) -> Result<Vec<TableMeta>, Error> {
+    names
+        .iter()
+        .map(|name| {
+            read_json(repo, rev, &layout::table_meta_path(name))?
+                .ok_or_else(|| Error::Layout(format!("no metadata for table {name}")))
+        })
+        .collect()
+}
+
 pub(crate) fn load_metas(
     repo: &Path,
     rev: &str,
@@ -932,18 +943,15 @@ pub(crate) fn load_metas(
     replace: bool,
     exists: &mut dyn FnMut(&str) -> Result<bool, Error>,
 ) -> Result<(Vec<TableMeta>, Vec<String>), Error> {
-    let mut metas = Vec::new();
+    let metas = table_metas(repo, rev, names)?;
     let mut existing = Vec::new();
     for name in names {
-        let meta: TableMeta = read_json(repo, rev, &layout::table_meta_path(name))?
-            .ok_or_else(|| Error::Layout(format!("no metadata for table {name}")))?;
         if exists(name)? {
             if !replace {
                 return Err(Error::TargetNotEmpty(name.clone()));
             }
             existing.push(name.clone());
         }
-        metas.push(meta);
     }
     Ok((metas, existing))
 }
@@ -1287,12 +1295,7 @@ fn import_sqlite(
         drop(conn);
         return import_sqlite_at_once(repo, rev, names, database, opts);
     }
-    let mut metas = Vec::new();
-    for name in names {
-        let meta: TableMeta = read_json(repo, rev, &layout::table_meta_path(name))?
-            .ok_or_else(|| Error::Layout(format!("no metadata for table {name}")))?;
-        metas.push(meta);
-    }
+    let metas = table_metas(repo, rev, names)?;
     // Foreign keys are checked once everything is in place.
     conn.execute_batch("PRAGMA foreign_keys = OFF").map_err(db)?;
     conn.execute_batch(&format!(

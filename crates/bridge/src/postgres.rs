@@ -468,12 +468,7 @@ pub fn import(
         drop(pg);
         return import_at_once(repo, rev, names, database, replace);
     }
-    let mut metas = Vec::new();
-    for name in names {
-        let meta: TableMeta = crate::ops::read_json(repo, rev, &crate::layout::table_meta_path(name))?
-            .ok_or_else(|| Error::Layout(format!("no metadata for table {name}")))?;
-        metas.push(meta);
-    }
+    let metas = crate::ops::table_metas(repo, rev, names)?;
     let mut report = crate::ops::ImportReport::default();
     let progress = quote(IMPORT_PROGRESS);
     let Postgres { rt, conn, .. } = &mut pg;
