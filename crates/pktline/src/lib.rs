@@ -147,13 +147,22 @@ pub fn write_data(out: &mut Vec<u8>, data: &[u8]) -> Result<(), TooLong> {
     Ok(())
 }
 
-/// Appends one data packet holding `text` and a line feed; text lines are
-/// always short, so an over-long one is a programming error.
+/// Appends one data packet holding `text` and a line feed. Text lines may
+/// quote what a client sent (an unknown command, a ref name), so one that
+/// would not fit in a packet is cut, ending in `...`, instead of failing.
 pub fn write_line(out: &mut Vec<u8>, text: impl AsRef<[u8]>) {
+    const ELLIPSIS: &[u8] = b"...";
     let text = text.as_ref();
-    assert!(text.len() < MAX_DATA_LEN, "protocol text lines are short");
-    write_header(out, text.len() + 5);
-    out.extend_from_slice(text);
+    // One byte of the payload is the line feed.
+    let room = MAX_DATA_LEN - 1;
+    if text.len() <= room {
+        write_header(out, text.len() + 5);
+        out.extend_from_slice(text);
+    } else {
+        write_header(out, MAX_PACKET_LEN);
+        out.extend_from_slice(&text[..room - ELLIPSIS.len()]);
+        out.extend_from_slice(ELLIPSIS);
+    }
     out.push(b'\n');
 }
 
@@ -242,5 +251,18 @@ mod tests {
         assert_eq!(out, b"000dwant abc\n");
         let (pkt, _) = decode(&out).unwrap().unwrap();
         assert_eq!(pkt.line(), Some(&b"want abc"[..]));
+    }
+
+    #[test]
+    fn write_line_cuts_what_does_not_fit() {
+        for len in [MAX_DATA_LEN - 2, MAX_DATA_LEN - 1, MAX_DATA_LEN, 65_516, 200_000] {
+            let mut out = Vec::new();
+            write_line(&mut out, vec![b'x'; len]);
+            let (pkt, used) = decode(&out).unwrap().unwrap();
+            assert_eq!(used, out.len(), "one packet for {len} bytes");
+            let line = pkt.line().unwrap();
+            assert!(line.len() < MAX_DATA_LEN);
+            assert_eq!(line.len() == len, len < MAX_DATA_LEN, "cut only when needed ({len})");
+        }
     }
 }
