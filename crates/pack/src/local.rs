@@ -171,7 +171,7 @@ impl PackBuilder {
         file.sync_all()?;
         drop(file);
         let name = ObjectId::from_bytes_or_panic(checksum.as_slice());
-        entries.sort_by(|a, b| a.id.cmp(&b.id));
+        entries.sort_by_key(|a| a.id);
         let idx = index_v2(&entries, checksum.as_slice());
         let base = dir.join(format!("pack-{name}"));
         let idx_tmp = dir.join(format!("{}.idx", tmp.file_name().and_then(|n| n.to_str()).unwrap_or("tmp_idx")));

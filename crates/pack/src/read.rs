@@ -131,6 +131,9 @@ pub struct PackFile {
     pub max_object_size: u64,
 }
 
+/// Reads the base a reference delta names (see [`PackFile::decode`]).
+pub type ResolveRef<'r> = dyn FnMut(&ObjectId) -> Result<(Kind, Vec<u8>), Error> + 'r;
+
 /// How deep a delta chain may go before we call it hostile.
 pub const MAX_CHAIN: usize = 10_000;
 
@@ -209,11 +212,7 @@ impl PackFile {
 
     /// Decodes the object at `offset`, following delta chains: offset deltas
     /// within this file, reference deltas through `resolve_ref`.
-    pub fn decode(
-        &self,
-        offset: u64,
-        resolve_ref: &mut dyn FnMut(&ObjectId) -> Result<(Kind, Vec<u8>), Error>,
-    ) -> Result<(Kind, Vec<u8>), Error> {
+    pub fn decode(&self, offset: u64, resolve_ref: &mut ResolveRef<'_>) -> Result<(Kind, Vec<u8>), Error> {
         let mut chain = Vec::new();
         let mut at = offset;
         let (kind, mut data) = loop {

@@ -620,7 +620,7 @@ impl Upload<'_> {
             for c in &neg.common {
                 pkt::write_line(&mut out, format!("ACK {c}"));
             }
-            if !(neg.ready && !req.has("wait-for-done")) {
+            if !neg.ready || req.has("wait-for-done") {
                 pkt::write_flush(&mut out);
                 return sink(out).map_err(Into::into);
             }
@@ -693,8 +693,7 @@ impl Upload<'_> {
         let mut explicit_trees = Vec::new();
         for want in &req.wants {
             let mut id = *want;
-            loop {
-                let Some(loc) = odb.location(&id) else { break };
+            while let Some(loc) = odb.location(&id) {
                 match loc.kind {
                     Kind::Tag => {
                         if sent.insert(id) {

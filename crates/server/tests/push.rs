@@ -185,8 +185,8 @@ fn reads_during_pushes_see_whole_states(backend: Backend) {
         }
         seen
     });
-    for i in 1..=8 {
-        git(src.path(), &["push", "-q", &url, &format!("{}:refs/heads/main", pushed[i])]);
+    for id in &pushed[1..=8] {
+        git(src.path(), &["push", "-q", &url, &format!("{id}:refs/heads/main")]);
     }
     for id in reader.join().unwrap() {
         assert!(pushed.contains(&id), "a clone saw {id}, which was never a tip");

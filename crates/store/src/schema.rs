@@ -46,7 +46,7 @@ pub fn statements(dialect: Dialect) -> Vec<String> {
     let Types { id, oid, name, text, blob } = types(dialect);
     let table_suffix = if dialect == Dialect::Mysql { " ENGINE=InnoDB" } else { "" };
     let tables = [
-        format!("CREATE TABLE IF NOT EXISTS tessera_schema (version BIGINT NOT NULL)"),
+        "CREATE TABLE IF NOT EXISTS tessera_schema (version BIGINT NOT NULL)".to_string(),
         // Seed: git_repo. `kind` tells import repositories from monorepo ones;
         // `version` is bumped by every write so readers can cache by it.
         format!(
