@@ -70,6 +70,21 @@ impl Odb {
         Ok(pack)
     }
 
+    /// How many deltas deep the stored object sits, counting no further
+    /// than `cap` (a chain that loops or goes deeper reports `cap`).
+    pub fn chain_depth(&self, id: &ObjectId, cap: u32) -> u32 {
+        let mut depth = 0;
+        let mut current = *id;
+        while let Some(base) = self.location(&current).and_then(|l| l.delta_base) {
+            if depth >= cap {
+                break;
+            }
+            depth += 1;
+            current = base;
+        }
+        depth
+    }
+
     /// The object's kind and full content.
     ///
     /// Walks the delta chain down to a cached or whole object, then applies

@@ -56,6 +56,30 @@ fn parse_id(hex: &str) -> Option<Option<ObjectId>> {
     Some((!id.is_null()).then_some(id))
 }
 
+/// Tracks pkt-line framing over a growing buffer, so a caller can tell
+/// cheaply when a flush packet (which may end the command list) arrived.
+#[derive(Debug, Default)]
+pub struct Framing {
+    /// Where the first packet not yet walked starts.
+    pos: usize,
+}
+
+impl Framing {
+    /// Walks the complete packets added to `body` since the last call;
+    /// returns whether one of them was a flush.
+    pub fn advance(&mut self, body: &[u8]) -> Result<bool, Error> {
+        let mut flushed = false;
+        while let Some((packet, used)) = pkt::decode(&body[self.pos..])? {
+            self.pos += used;
+            if packet == Packet::Flush {
+                flushed = true;
+                break;
+            }
+        }
+        Ok(flushed)
+    }
+}
+
 /// Parses the command section at the front of `body`; returns `Ok(None)`
 /// when `body` does not yet hold all of it (read more and try again).
 pub fn parse(body: &[u8]) -> Result<Option<PushRequest>, Error> {

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use tessera_pack::{index, Kind, ObjectId};
+use tessera_pack::{index, read, Kind, ObjectId};
 use tessera_protocol::fsck::{self, Parsed, TreeEntryKind};
 use tessera_store::{NewCommit, NewObject, NewPack};
 
@@ -17,6 +17,16 @@ pub struct Ingested {
     pub pack_id: Option<i64>,
     pub kinds: HashMap<ObjectId, Kind>,
     pub tag_targets: HashMap<ObjectId, ObjectId>,
+    /// Findings accepted under the fsck policy, for the push's remote message.
+    pub fsck: fsck::Report,
+}
+
+/// How a pack is checked: the limits on what it may ask of the server and
+/// the severity of each fsck finding.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub limits: index::Limits,
+    pub fsck: fsck::Policy,
 }
 
 /// Why a pack was refused; sent to the client as `unpack <reason>`.
@@ -30,6 +40,10 @@ pub enum IngestError {
     Store(#[from] tessera_store::Error),
     #[error("internal error while checking the pack")]
     Join,
+    #[error("object {id}: {source}")]
+    Fsck { id: ObjectId, source: fsck::Error },
+    #[error("reading pushed .gitmodules {id}: {source}")]
+    Gitmodules { id: ObjectId, source: read::Error },
 }
 
 #[derive(Default)]
@@ -38,6 +52,8 @@ struct Collected {
     commits: HashMap<ObjectId, (ObjectId, Vec<ObjectId>, i64)>,
     tags: HashMap<ObjectId, ObjectId>,
     needed: HashSet<ObjectId>,
+    gitmodules: HashSet<ObjectId>,
+    report: fsck::Report,
 }
 
 /// Scans, checks and stores the pack at `spooled` for `repo_id`.
@@ -46,11 +62,13 @@ pub async fn ingest(
     repo_id: i64,
     snapshot: &Snapshot,
     spooled: PathBuf,
+    options: &Options,
 ) -> Result<Ingested, IngestError> {
     let odb = snapshot.odb();
     let path = spooled.clone();
+    let options = options.clone();
     let (outcome, collected) =
-        tokio::task::spawn_blocking(move || scan(&path, &odb)).await.map_err(|_| IngestError::Join)??;
+        tokio::task::spawn_blocking(move || scan(&path, &odb, &options)).await.map_err(|_| IngestError::Join)??;
 
     let known = |id: &ObjectId| snapshot.index.objects.contains_key(id);
     let new_ids: HashSet<ObjectId> = collected.objects.iter().map(|o| o.id).collect();
@@ -85,23 +103,39 @@ pub async fn ingest(
     let pack_id = store
         .add_pack(repo_id, &spooled, NewPack { checksum: outcome.checksum, size }, &collected.objects, &commits)
         .await?;
-    Ok(Ingested { pack_id: Some(pack_id), kinds, tag_targets: collected.tags })
+    Ok(Ingested { pack_id: Some(pack_id), kinds, tag_targets: collected.tags, fsck: collected.report })
 }
 
-fn scan(path: &Path, odb: &tessera_protocol::odb::Odb) -> Result<(index::Outcome, Collected), IngestError> {
+fn scan(
+    path: &Path,
+    odb: &tessera_protocol::odb::Odb,
+    options: &Options,
+) -> Result<(index::Outcome, Collected), IngestError> {
     let mut collected = Collected::default();
-    let limits = index::Limits::default();
-    let mut outcome = index::scan(
+    let mut checker = fsck::Checker::new(&options.fsck);
+    let depth_cap = options.limits.max_delta_depth;
+    let mut refused: Option<(ObjectId, fsck::Error)> = None;
+    let scanned = index::scan(
         path,
-        limits,
+        options.limits,
         &mut |base| match odb.read(base) {
-            Ok((kind, data)) => Ok(Some((kind, data.as_ref().clone()))),
+            Ok((kind, data)) => Ok(Some(index::ExternalBase {
+                kind,
+                data: data.as_ref().clone(),
+                depth: odb.chain_depth(base, depth_cap),
+            })),
             Err(tessera_protocol::odb::Error::Missing(_)) => Ok(None),
             Err(e) => Err(Box::new(e)),
         },
         &mut |object, data| {
             let parsed = match data {
-                Some(data) => fsck::check(object.kind, data)?,
+                Some(data) => match checker.check(object.kind, data) {
+                    Ok(parsed) => parsed,
+                    Err(e) => {
+                        refused = Some((object.id, e.clone()));
+                        return Err(Box::new(e));
+                    }
+                },
                 None => Parsed::Blob,
             };
             match parsed {
@@ -114,20 +148,92 @@ fn scan(path: &Path, odb: &tessera_protocol::odb::Odb) -> Result<(index::Outcome
                     collected.needed.insert(target);
                     collected.tags.insert(object.id, target);
                 }
-                Parsed::Tree { entries } => {
+                Parsed::Tree { entries, gitmodules } => {
                     for (id, kind) in entries {
                         if kind != TreeEntryKind::Gitlink {
                             collected.needed.insert(id);
                         }
                     }
+                    collected.gitmodules.extend(gitmodules);
                 }
                 Parsed::Blob => {}
             }
             Ok(())
         },
-    )?;
+    );
+    let mut outcome = match (scanned, refused) {
+        (Ok(outcome), _) => outcome,
+        // An fsck finding keeps its id in the message the client sees.
+        (Err(_), Some((id, source))) => return Err(IngestError::Fsck { id, source }),
+        (Err(e), None) => return Err(e.into()),
+    };
     collected.objects = std::mem::take(&mut outcome.objects);
+    check_gitmodules(path, odb, &collected, &mut checker)?;
+    collected.report = checker.report;
     Ok((outcome, collected))
+}
+
+/// Checks the content of every `.gitmodules` blob the pack brings (ones
+/// already stored were checked when they came).
+fn check_gitmodules(
+    path: &Path,
+    odb: &tessera_protocol::odb::Odb,
+    collected: &Collected,
+    checker: &mut fsck::Checker<'_>,
+) -> Result<(), IngestError> {
+    if collected.gitmodules.is_empty() {
+        return Ok(());
+    }
+    let by_id: HashMap<ObjectId, &tessera_store::NewObject> = collected.objects.iter().map(|o| (o.id, o)).collect();
+    let pack = read::PackFile::open(path)
+        .map_err(|source| IngestError::Gitmodules { id: ObjectId::null(tessera_pack::HashKind::Sha1), source })?;
+    for id in &collected.gitmodules {
+        let Some(object) = by_id.get(id) else { continue };
+        if object.size > fsck::MAX_GITMODULES_BYTES as u64 {
+            fsck::check_gitmodules(checker, &vec![0; fsck::MAX_GITMODULES_BYTES + 1])
+                .map_err(|source| IngestError::Fsck { id: *id, source })?;
+            continue;
+        }
+        let data = read_new(&pack, &by_id, odb, *id).map_err(|source| IngestError::Gitmodules { id: *id, source })?;
+        fsck::check_gitmodules(checker, &data).map_err(|source| IngestError::Fsck { id: *id, source })?;
+    }
+    Ok(())
+}
+
+/// Reads an object of the pack being ingested, following its delta chain
+/// through the pack's other objects and then the stored ones, iteratively.
+fn read_new(
+    pack: &read::PackFile,
+    by_id: &HashMap<ObjectId, &tessera_store::NewObject>,
+    odb: &tessera_protocol::odb::Odb,
+    id: ObjectId,
+) -> Result<Vec<u8>, read::Error> {
+    let mut chain = Vec::new();
+    let mut current = id;
+    let mut data = loop {
+        let Some(object) = by_id.get(&current) else {
+            let (_, data) = odb.read(&current).map_err(|_| read::Error::MissingBase(current))?;
+            break data.as_ref().clone();
+        };
+        let (_, entry) = pack.read_entry(object.offset, object.end)?;
+        match object.delta_base {
+            None => break entry,
+            Some(base) => {
+                chain.push(entry);
+                current = base;
+            }
+        }
+        if chain.len() > read::MAX_CHAIN {
+            return Err(read::Error::ChainTooDeep(read::MAX_CHAIN));
+        }
+    };
+    let mut out = Vec::new();
+    for delta in chain.into_iter().rev() {
+        tessera_pack::delta::apply(&data, &delta, &mut out)
+            .map_err(|source| read::Error::Delta { offset: 0, source })?;
+        std::mem::swap(&mut data, &mut out);
+    }
+    Ok(data)
 }
 
 /// Parents before children, among the new commits.

@@ -58,9 +58,7 @@ impl Builder {
         if self.objects.is_empty() {
             return Ok(Ingested::default());
         }
-        let spool_dir = store.pack_storage().spool_dir();
-        std::fs::create_dir_all(&spool_dir)?;
-        let spooled = tempfile::NamedTempFile::new_in(&spool_dir)?;
+        let spooled = store.pack_storage().new_spool()?;
         let file = std::io::BufWriter::new(spooled.reopen()?);
         let mut writer = tessera_pack::write::Writer::new(file, self.objects.len() as u32)?;
         let odb = snapshot.odb();
@@ -72,14 +70,14 @@ impl Builder {
             if let Some(base) = self.bases.get(&id) {
                 let (base_data, header, depth) = match written.get(base) {
                     Some((offset, depth)) => (
-                        self.get(base).map(|d| std::borrow::Cow::Borrowed(d)),
+                        self.get(base).map(std::borrow::Cow::Borrowed),
                         tessera_pack::entry::Header::OfsDelta { distance: *offset },
                         *depth,
                     ),
                     None => (
                         odb.read(base).ok().map(|(_, d)| std::borrow::Cow::Owned(d.as_ref().clone())),
                         tessera_pack::entry::Header::RefDelta { base: *base },
-                        stored_depth(&odb, base),
+                        odb.chain_depth(base, MAX_DEPTH as u32 + 1) as usize,
                     ),
                 };
                 if let Some(base_data) = base_data.filter(|_| depth < MAX_DEPTH) {
@@ -96,20 +94,6 @@ impl Builder {
         }
         writer.finish()?;
 
-        Ok(ingest::ingest(store, repo_id, snapshot, spooled.path().to_path_buf()).await?)
+        Ok(ingest::ingest(store, repo_id, snapshot, spooled.path().to_path_buf(), &ingest::Options::default()).await?)
     }
-}
-
-/// How many deltas deep a stored object is.
-fn stored_depth(odb: &tessera_protocol::odb::Odb, id: &ObjectId) -> usize {
-    let mut depth = 0;
-    let mut current = *id;
-    while let Some(base) = odb.location(&current).and_then(|l| l.delta_base) {
-        depth += 1;
-        current = base;
-        if depth > MAX_DEPTH {
-            break;
-        }
-    }
-    depth
 }

@@ -20,7 +20,8 @@ pub struct Entry {
 
 impl Entry {
     pub fn is_tree(&self) -> bool {
-        self.mode == b"40000"
+        // Old histories hold zero-padded `040000`: git reads it as a directory.
+        tessera_protocol::fsck::mode_kind(&self.mode) == tessera_protocol::fsck::TreeEntryKind::Tree
     }
 }
 
@@ -93,7 +94,7 @@ pub fn components(path: &str) -> impl Iterator<Item = &str> {
 
 /// Serializes entries in git's canonical order.
 pub fn encode(mut entries: Vec<Entry>) -> Vec<u8> {
-    entries.sort_by(|a, b| gix_order(a, b));
+    entries.sort_by(gix_order);
     let mut out = Vec::new();
     for e in entries {
         out.extend_from_slice(&e.mode);
@@ -116,6 +117,20 @@ fn gix_order(a: &Entry, b: &Entry) -> std::cmp::Ordering {
     key(a).cmp(&key(b))
 }
 
+/// How deep a walk over trees goes before it refuses, like C git's
+/// `core.maxTreeDepth`.
+pub const MAX_TREE_DEPTH: usize = 4096;
+/// The longest path a walk builds, in bytes: no checkout could write a
+/// longer one, and it bounds what a diff of a hostile tree holds.
+pub const MAX_PATH_BYTES: usize = 4096;
+
+fn too_deep(path: &str) -> Error {
+    let shown: String = path.chars().take(80).collect();
+    Error::Refused(format!(
+        "{shown}...: trees nest deeper than {MAX_TREE_DEPTH} or paths grow longer than {MAX_PATH_BYTES} bytes"
+    ))
+}
+
 /// Replaces (or with `None` removes) the tree at `path` under `root`,
 /// creating intermediate directories; returns the new root tree.
 pub fn replace_subtree(
@@ -125,7 +140,33 @@ pub fn replace_subtree(
     new: Option<ObjectId>,
 ) -> Result<ObjectId, Error> {
     let parts: Vec<&str> = components(path).collect();
-    replace_rec(view, Some(root), &parts, new).map(|t| t.unwrap_or_else(|| view.builder.add(Kind::Tree, Vec::new())))
+    if parts.len() > MAX_TREE_DEPTH || path.len() > MAX_PATH_BYTES {
+        return Err(too_deep(path));
+    }
+    // Down: the tree at each level of the path (None where it is missing).
+    let mut levels: Vec<(Option<ObjectId>, Vec<Entry>)> = Vec::with_capacity(parts.len());
+    let mut current = Some(root);
+    for part in &parts {
+        let entries = match current {
+            Some(t) => view.view().read_tree(&t)?,
+            None => Vec::new(),
+        };
+        let next = entries.iter().find(|e| e.name == part.as_bytes() && e.is_tree()).map(|e| e.id);
+        levels.push((current, entries));
+        current = next;
+    }
+    // Up: rebuild each level around its new child.
+    let mut replaced = new;
+    for (part, (tree, mut entries)) in parts.iter().zip(levels).rev() {
+        if let Some(i) = entries.iter().position(|e| e.name == part.as_bytes()) {
+            entries.remove(i);
+        }
+        if let Some(id) = replaced {
+            entries.push(Entry { mode: b"40000".to_vec(), name: part.as_bytes().to_vec(), id });
+        }
+        replaced = store_tree(view, entries, tree);
+    }
+    Ok(replaced.unwrap_or_else(|| view.builder.add(Kind::Tree, Vec::new())))
 }
 
 /// Stored objects plus a builder that may grow.
@@ -140,37 +181,10 @@ impl ViewMut<'_> {
     }
 }
 
-fn replace_rec(
-    view: &mut ViewMut<'_>,
-    tree: Option<ObjectId>,
-    parts: &[&str],
-    new: Option<ObjectId>,
-) -> Result<Option<ObjectId>, Error> {
-    let Some((first, rest)) = parts.split_first() else { return Ok(new) };
-    let mut entries = match tree {
-        Some(t) => view.view().read_tree(&t)?,
-        None => Vec::new(),
-    };
-    let pos = entries.iter().position(|e| e.name == first.as_bytes());
-    let child = pos.and_then(|i| entries[i].is_tree().then_some(entries[i].id));
-    let replaced = replace_rec(view, child, rest, new)?;
-    if let Some(i) = pos {
-        entries.remove(i);
-    }
-    if let Some(id) = replaced {
-        entries.push(Entry { mode: b"40000".to_vec(), name: first.as_bytes().to_vec(), id });
-    }
-    Ok(store_tree(view, entries, tree))
-}
-
 /// Every file that differs between two trees: path → (before, after).
-pub fn diff_files(
-    view: &View<'_>,
-    old: Option<ObjectId>,
-    new: Option<ObjectId>,
-) -> Result<BTreeMap<String, (Option<FileState>, Option<FileState>)>, Error> {
+pub fn diff_files(view: &View<'_>, old: Option<ObjectId>, new: Option<ObjectId>) -> Result<FileDiff, Error> {
     let mut out = BTreeMap::new();
-    diff_rec(view, old, new, String::new(), &mut out, &mut None)?;
+    diff_walk(view, old, new, &mut out, &mut None)?;
     Ok(out)
 }
 
@@ -186,53 +200,73 @@ pub fn diff_dirs(
     if old != new {
         dirs.as_mut().expect("set above").push(("/".to_string(), new));
     }
-    diff_rec(view, old, new, String::new(), &mut files, &mut dirs)?;
+    diff_walk(view, old, new, &mut files, &mut dirs)?;
     Ok(dirs.unwrap_or_default())
 }
 
 type FileDiff = BTreeMap<String, (Option<FileState>, Option<FileState>)>;
 
-fn diff_rec(
+/// Compares two trees depth first with an explicit stack (a pushed tree
+/// may nest as deep as its author likes); directories are reported before
+/// what they hold, siblings in name order.
+fn diff_walk(
     view: &View<'_>,
     old: Option<ObjectId>,
     new: Option<ObjectId>,
-    prefix: String,
     files: &mut FileDiff,
     dirs: &mut Option<Vec<(String, Option<ObjectId>)>>,
 ) -> Result<(), Error> {
-    if old == new {
-        return Ok(());
+    struct Pending {
+        old: Option<ObjectId>,
+        new: Option<ObjectId>,
+        prefix: String,
+        depth: usize,
     }
-    let old_entries = match old {
-        Some(t) => view.read_tree(&t)?,
-        None => Vec::new(),
-    };
-    let new_entries = match new {
-        Some(t) => view.read_tree(&t)?,
-        None => Vec::new(),
-    };
-    let mut names: Vec<&Vec<u8>> = old_entries.iter().chain(new_entries.iter()).map(|e| &e.name).collect();
-    names.sort();
-    names.dedup();
-    for name in names {
-        let path = format!("{prefix}/{}", String::from_utf8_lossy(name));
-        let o = old_entries.iter().find(|e| &e.name == name);
-        let n = new_entries.iter().find(|e| &e.name == name);
-        let o_tree = o.filter(|e| e.is_tree()).map(|e| e.id);
-        let n_tree = n.filter(|e| e.is_tree()).map(|e| e.id);
-        if o_tree.is_some() || n_tree.is_some() {
-            if o_tree != n_tree {
-                if let Some(d) = dirs.as_mut() {
-                    d.push((path.clone(), n_tree));
-                }
-                diff_rec(view, o_tree, n_tree, path.clone(), files, dirs)?;
+    let mut stack = vec![Pending { old, new, prefix: String::new(), depth: 0 }];
+    while let Some(Pending { old, new, prefix, depth }) = stack.pop() {
+        if depth > 0 {
+            if let Some(d) = dirs.as_mut() {
+                d.push((prefix.clone(), new));
             }
         }
-        let o_file = o.filter(|e| !e.is_tree()).map(|e| (e.mode.clone(), e.id));
-        let n_file = n.filter(|e| !e.is_tree()).map(|e| (e.mode.clone(), e.id));
-        if o_file != n_file {
-            files.insert(path.trim_start_matches('/').to_string(), (o_file, n_file));
+        if old == new {
+            continue;
         }
+        let old_entries = match old {
+            Some(t) => view.read_tree(&t)?,
+            None => Vec::new(),
+        };
+        let new_entries = match new {
+            Some(t) => view.read_tree(&t)?,
+            None => Vec::new(),
+        };
+        let mut names: Vec<&Vec<u8>> = old_entries.iter().chain(new_entries.iter()).map(|e| &e.name).collect();
+        names.sort();
+        names.dedup();
+        let mut subdirs = Vec::new();
+        for name in names {
+            let path = format!("{prefix}/{}", String::from_utf8_lossy(name));
+            if path.len() > MAX_PATH_BYTES {
+                return Err(too_deep(&path));
+            }
+            let o = old_entries.iter().find(|e| &e.name == name);
+            let n = new_entries.iter().find(|e| &e.name == name);
+            let o_tree = o.filter(|e| e.is_tree()).map(|e| e.id);
+            let n_tree = n.filter(|e| e.is_tree()).map(|e| e.id);
+            if (o_tree.is_some() || n_tree.is_some()) && o_tree != n_tree {
+                if depth + 1 > MAX_TREE_DEPTH {
+                    return Err(too_deep(&path));
+                }
+                subdirs.push(Pending { old: o_tree, new: n_tree, prefix: path.clone(), depth: depth + 1 });
+            }
+            let o_file = o.filter(|e| !e.is_tree()).map(|e| (e.mode.clone(), e.id));
+            let n_file = n.filter(|e| !e.is_tree()).map(|e| (e.mode.clone(), e.id));
+            if o_file != n_file {
+                files.insert(path.trim_start_matches('/').to_string(), (o_file, n_file));
+            }
+        }
+        // Last pushed is walked first: keep name order.
+        stack.extend(subdirs.into_iter().rev());
     }
     Ok(())
 }
@@ -243,49 +277,73 @@ pub fn apply_files(
     tree: Option<ObjectId>,
     changes: &BTreeMap<String, Option<FileState>>,
 ) -> Result<ObjectId, Error> {
-    let mut grouped: BTreeMap<Vec<String>, Option<FileState>> = BTreeMap::new();
+    type Changes = BTreeMap<Vec<String>, Option<FileState>>;
+    /// One directory being rebuilt: its entries with the changes that end
+    /// here applied, and the sub-directories still to rebuild.
+    struct Level {
+        tree: Option<ObjectId>,
+        entries: Vec<Entry>,
+        pending: Vec<(String, Changes)>,
+        current: Option<String>,
+        depth: usize,
+    }
+    let open = |view: &mut ViewMut<'_>, tree: Option<ObjectId>, changes: &Changes, depth: usize| {
+        let mut entries = match tree {
+            Some(t) => view.view().read_tree(&t)?,
+            None => Vec::new(),
+        };
+        // Changes that end here, and those that go deeper, grouped by child name.
+        let mut deeper: BTreeMap<String, Changes> = BTreeMap::new();
+        for (parts, state) in changes {
+            if parts.len() == depth + 1 {
+                let name = parts[depth].as_bytes();
+                entries.retain(|e| e.name != name || e.is_tree());
+                if let Some((mode, id)) = state {
+                    entries.push(Entry { mode: mode.clone(), name: name.to_vec(), id: *id });
+                }
+            } else if parts.len() > depth + 1 {
+                deeper.entry(parts[depth].clone()).or_default().insert(parts.clone(), state.clone());
+            }
+        }
+        // Popped from the end: reversed, so children are rebuilt in name order.
+        let pending = deeper.into_iter().rev().collect();
+        Ok::<_, Error>(Level { tree, entries, pending, current: None, depth })
+    };
+
+    let mut grouped: Changes = BTreeMap::new();
     for (path, state) in changes {
+        if path.len() > MAX_PATH_BYTES || components(path).count() > MAX_TREE_DEPTH {
+            return Err(too_deep(path));
+        }
         grouped.insert(components(path).map(str::to_string).collect(), state.clone());
     }
-    let result = apply_rec(view, tree, &grouped, 0)?;
-    Ok(result.unwrap_or_else(|| view.builder.add(Kind::Tree, Vec::new())))
-}
-
-fn apply_rec(
-    view: &mut ViewMut<'_>,
-    tree: Option<ObjectId>,
-    changes: &BTreeMap<Vec<String>, Option<FileState>>,
-    depth: usize,
-) -> Result<Option<ObjectId>, Error> {
-    let mut entries = match tree {
-        Some(t) => view.view().read_tree(&t)?,
-        None => Vec::new(),
-    };
-    // Changes that end here, and those that go deeper, grouped by child name.
-    let mut deeper: BTreeMap<String, BTreeMap<Vec<String>, Option<FileState>>> = BTreeMap::new();
-    for (parts, state) in changes {
-        if parts.len() == depth + 1 {
-            let name = parts[depth].as_bytes();
-            entries.retain(|e| e.name != name || e.is_tree());
-            if let Some((mode, id)) = state {
-                entries.push(Entry { mode: mode.clone(), name: name.to_vec(), id: *id });
+    let mut stack = vec![open(view, tree, &grouped, 0)?];
+    let mut finished: Option<Option<ObjectId>> = None;
+    loop {
+        let top = stack.last_mut().expect("the loop returns when the stack empties");
+        if let (Some(new_child), Some(name)) = (finished.take(), top.current.take()) {
+            if let Some(i) = top.entries.iter().position(|e| e.name == name.as_bytes() && e.is_tree()) {
+                top.entries.remove(i);
             }
-        } else if parts.len() > depth + 1 {
-            deeper.entry(parts[depth].clone()).or_default().insert(parts.clone(), state.clone());
+            if let Some(id) = new_child {
+                top.entries.push(Entry { mode: b"40000".to_vec(), name: name.into_bytes(), id });
+            }
         }
+        if let Some((name, sub)) = top.pending.pop() {
+            let child = top.entries.iter().find(|e| e.name == name.as_bytes() && e.is_tree()).map(|e| e.id);
+            let depth = top.depth + 1;
+            top.current = Some(name);
+            let level = open(view, child, &sub, depth)?;
+            stack.push(level);
+            continue;
+        }
+        let done = stack.pop().expect("top exists");
+        let id = store_tree(view, done.entries, done.tree);
+        if stack.is_empty() {
+            return Ok(id.unwrap_or_else(|| view.builder.add(Kind::Tree, Vec::new())));
+        }
+        finished = Some(id);
     }
-    for (name, sub) in deeper {
-        let pos = entries.iter().position(|e| e.name == name.as_bytes() && e.is_tree());
-        let child = pos.map(|i| entries[i].id);
-        let new_child = apply_rec(view, child, &sub, depth + 1)?;
-        if let Some(i) = pos {
-            entries.remove(i);
-        }
-        if let Some(id) = new_child {
-            entries.push(Entry { mode: b"40000".to_vec(), name: name.into_bytes(), id });
-        }
-    }
-    Ok(store_tree(view, entries, tree))
 }
 
 /// Stores a rebuilt tree (`None` when it became empty), noting the tree it

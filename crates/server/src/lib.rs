@@ -42,6 +42,12 @@ pub struct Config {
     pub max_clone_objects: Option<u64>,
     /// Size of the database connection pool (default: 8 on SQLite, 16 otherwise).
     pub max_db_connections: Option<u32>,
+    /// The largest object a push may hold, whole or as a delta's result;
+    /// checked before anything is allocated for it.
+    pub max_object_bytes: u64,
+    /// Severity overrides per fsck message id (`badFilemode = "error"`),
+    /// like git's `receive.fsck.<id>`.
+    pub fsck: Vec<(String, String)>,
 }
 
 impl Config {
@@ -59,6 +65,8 @@ impl Config {
             max_request_bytes: 64 << 20,
             max_clone_objects: None,
             max_db_connections: None,
+            max_object_bytes: tessera_pack::index::Limits::default().max_object_size,
+            fsck: Vec::new(),
         }
     }
 }
@@ -67,6 +75,8 @@ pub(crate) struct State {
     pub config: Config,
     pub store: Store,
     pub snapshots: tessera_repo::Snapshots,
+    /// How pushes are checked: limits and fsck severities from `config`.
+    pub ingest: tessera_repo::ingest::Options,
 }
 
 /// A bound, ready server.
@@ -86,6 +96,8 @@ pub enum StartError {
     Layout(#[from] tessera_repo::Error),
     #[error("cannot create data directory {path}: {source}")]
     DataDir { path: PathBuf, source: std::io::Error },
+    #[error("fsck configuration: {0}")]
+    Fsck(#[from] tessera_protocol::fsck::PolicyError),
 }
 
 impl Server {
@@ -93,6 +105,7 @@ impl Server {
     pub async fn bind(config: Config) -> Result<Server, StartError> {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|source| StartError::DataDir { path: config.data_dir.clone(), source })?;
+        let ingest = ingest_options(&config)?;
         let store = Store::open(
             &config.database,
             &config.data_dir,
@@ -103,10 +116,14 @@ impl Server {
         )
         .await?;
         layout::ensure(&store, &config).await?;
+        let freed = store.pack_storage().clean_spool();
+        if freed > 0 {
+            tracing::info!("removed {freed} bytes of spool files left by interrupted pushes");
+        }
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await
             .map_err(|source| StartError::Listen { addr: config.listen.clone(), source })?;
-        let state = Arc::new(State { config, store, snapshots: tessera_repo::Snapshots::default() });
+        let state = Arc::new(State { config, store, snapshots: tessera_repo::Snapshots::default(), ingest });
         Ok(Server { listener, state })
     }
 
@@ -131,6 +148,16 @@ impl Server {
         state.store.pool().close().await;
         result
     }
+}
+
+/// The push checks `config` asks for.
+fn ingest_options(config: &Config) -> Result<tessera_repo::ingest::Options, StartError> {
+    let mut options = tessera_repo::ingest::Options::default();
+    options.limits.max_object_size = config.max_object_bytes;
+    for (id, severity) in &config.fsck {
+        options.fsck.set(id, severity)?;
+    }
+    Ok(options)
 }
 
 /// Opens the store as the server would, for CLI commands (tokens, schema).

@@ -5,21 +5,43 @@ use tessera_store::Repo;
 use crate::error::HttpError;
 use crate::State;
 
+/// The most segments a repository path may have; deeper directories are
+/// still served inside their parents' clones.
+pub const MAX_PATH_SEGMENTS: usize = 64;
+/// The longest repository path, in bytes.
+pub const MAX_PATH_BYTES: usize = 1024;
+
 /// Turns a URL path into a monorepo path: one leading `/`, no trailing `.git`
-/// or `/`, no empty, `.` or `..` segments.
+/// or `/`, no empty, `.` or `..` segments, no segment a checkout would take
+/// for `.git`, and within [`MAX_PATH_SEGMENTS`] and [`MAX_PATH_BYTES`].
 pub fn normalize(raw: &str) -> Result<String, HttpError> {
+    let invalid = |why: &str| {
+        let shown: String = raw.chars().take(120).collect();
+        HttpError::bad_request(format!("invalid repository path {shown:?}: {why}"))
+    };
+    if raw.len() > MAX_PATH_BYTES {
+        return Err(invalid(&format!("longer than {MAX_PATH_BYTES} bytes")));
+    }
     let trimmed = raw.trim_matches('/');
     let trimmed = trimmed.strip_suffix(".git").unwrap_or(trimmed).trim_end_matches('/');
     if trimmed.is_empty() {
         return Ok("/".into());
     }
     let mut out = String::new();
-    for segment in trimmed.split('/') {
+    for (n, segment) in trimmed.split('/').enumerate() {
+        if n >= MAX_PATH_SEGMENTS {
+            return Err(invalid(&format!("deeper than {MAX_PATH_SEGMENTS} directories")));
+        }
         if segment.is_empty() || segment == "." || segment == ".." {
-            return Err(HttpError::bad_request(format!("invalid repository path {raw:?}")));
+            return Err(invalid("empty, . or .. segment"));
         }
         if segment.chars().any(|c| c.is_control() || c == '\\') {
-            return Err(HttpError::bad_request(format!("invalid repository path {raw:?}")));
+            return Err(invalid("control character or backslash"));
+        }
+        // The path becomes tree entries of `/`: a name git refuses there
+        // would make the repository unreachable from the root.
+        if tessera_protocol::fsck::is_dot_git(segment.as_bytes()) {
+            return Err(invalid("a segment names a .git directory"));
         }
         out.push('/');
         out.push_str(segment);

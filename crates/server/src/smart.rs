@@ -305,13 +305,20 @@ async fn receive_pack(state: Arc<State>, raw_path: &str, request: Request) -> Re
     }
 
     // Commands first, held in memory; the pack that follows goes to disk.
+    // The list is parsed only once a flush packet (its end) has arrived, so
+    // a long list sent in small pieces costs one pass, not one per piece.
     let mut stream = request.into_body().into_data_stream();
     let mut head = Vec::new();
+    let mut framing = receive::Framing::default();
     let req = loop {
-        match receive::parse(&head) {
-            Ok(Some(req)) => break req,
-            Ok(None) => {}
+        match framing.advance(&head) {
             Err(e) => return Ok(git_response(RESULT, err_packet(&format!("bad push request: {e}")))),
+            Ok(true) => match receive::parse(&head) {
+                Ok(Some(req)) => break req,
+                Ok(None) => {}
+                Err(e) => return Ok(git_response(RESULT, err_packet(&format!("bad push request: {e}")))),
+            },
+            Ok(false) => {}
         }
         if head.len() > 64 << 20 {
             return Err(HttpError::new(StatusCode::PAYLOAD_TOO_LARGE, "push command list is too long"));
@@ -322,10 +329,7 @@ async fn receive_pack(state: Arc<State>, raw_path: &str, request: Request) -> Re
             None => return Ok(git_response(RESULT, err_packet("push request ended inside its command list"))),
         }
     };
-    let spool_dir = state.store.pack_storage().spool_dir();
-    tokio::fs::create_dir_all(&spool_dir).await.map_err(|e| HttpError::internal("creating spool dir", e))?;
-    let spooled =
-        tempfile::NamedTempFile::new_in(&spool_dir).map_err(|e| HttpError::internal("creating spool file", e))?;
+    let spooled = state.store.pack_storage().new_spool().map_err(|e| HttpError::internal("creating spool file", e))?;
     let mut file =
         tokio::fs::File::from_std(spooled.reopen().map_err(|e| HttpError::internal("opening spool file", e))?);
     let mut n_bytes = (head.len() - req.pack_offset) as u64;
@@ -344,12 +348,16 @@ async fn receive_pack(state: Arc<State>, raw_path: &str, request: Request) -> Re
     drop(file);
 
     // Where the objects go: the import repository, or the monorepo root.
+    let mut created = false;
     let (repo, directory) = match target {
         Some(Target::Import(repo)) => (repo, None),
         Some(Target::Root(repo)) => (repo, None),
         Some(Target::Dir { root, path }) => (root, Some(path)),
         None => match state.store.create_repo(&path, RepoKind::Import).await {
-            Ok(repo) => (repo, None),
+            Ok(repo) => {
+                created = true;
+                (repo, None)
+            }
             Err(tessera_store::Error::RepoExists(_)) => (repos::find(&state, &path).await?, None),
             Err(e) => return Err(e.into()),
         },
@@ -362,7 +370,7 @@ async fn receive_pack(state: Arc<State>, raw_path: &str, request: Request) -> Re
         Ok(push::Ingested::default())
     } else {
         let snapshot = repos::snapshot(&state, repo.id).await?;
-        push::ingest(&state.store, repo.id, &snapshot, spooled.path().to_path_buf()).await.map_err(|e| {
+        push::ingest(&state.store, repo.id, &snapshot, spooled.path().to_path_buf(), &state.ingest).await.map_err(|e| {
             tracing::warn!("push to {path} by {who} refused: {e}");
             e.to_string()
         })
@@ -379,10 +387,25 @@ async fn receive_pack(state: Arc<State>, raw_path: &str, request: Request) -> Re
             results
         }
     };
+    if let Ok(ingested) = &unpack {
+        if !ingested.fsck.is_empty() {
+            let text = format!(
+                "tessera: accepted objects with findings git's fsck reports (set their severity with [fsck] in tessera.toml): {}\n",
+                ingested.fsck.summary()
+            );
+            body.extend(receive::message(&req, &text));
+        }
+    }
     if unpack.is_ok() && results.iter().any(|(_, r)| r.is_ok()) {
         let summary =
             format!("tessera: {} ref(s) updated in {}\n", results.iter().filter(|(_, r)| r.is_ok()).count(), path);
         body.extend(receive::progress(&req, &summary));
+    }
+    // A repository this push created holds nothing unless a ref moved.
+    if created && !results.iter().any(|(_, r)| r.is_ok()) {
+        if let Err(e) = state.store.remove_repo_without_refs(repo.id).await {
+            tracing::error!("removing the empty repository {path} a failed push created: {e}");
+        }
     }
     body.extend(receive::report(&req, unpack.map(|_| ()), &results));
     Ok(git_response(RESULT, body))

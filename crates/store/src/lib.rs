@@ -302,6 +302,61 @@ impl Store {
         Ok(Repo { id, path: path.to_string(), kind, head, version: 0 })
     }
 
+    /// Removes an import repository that has no refs, with its object and
+    /// commit rows and the packs no other repository uses; returns whether
+    /// it was removed. A push that created a repository and then moved no
+    /// ref (its pack refused, or every command rejected) leaves nothing.
+    pub async fn remove_repo_without_refs(&self, repo_id: i64) -> Result<bool, Error> {
+        let _guard = self.write_guard().await;
+        let mut tx = self.pool.begin().await?;
+        // Takes the repository's row lock, so no push can move a ref meanwhile.
+        self.bump_version(&mut tx, repo_id).await?;
+        let n_refs: i64 = sqlx::query(&self.sql("SELECT COUNT(*) FROM refs WHERE repo_id = ?"))
+            .bind(repo_id)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+        if n_refs > 0 {
+            return Ok(false);
+        }
+        let pack_rows = sqlx::query(&self.sql("SELECT DISTINCT pack_id FROM objects WHERE repo_id = ?"))
+            .bind(repo_id)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut pack_ids = Vec::with_capacity(pack_rows.len());
+        for row in &pack_rows {
+            pack_ids.push(row.try_get::<i64, _>(0)?);
+        }
+        for table in ["objects", "commits", "dir_commits"] {
+            sqlx::query(&self.sql(&format!("DELETE FROM {table} WHERE repo_id = ?")))
+                .bind(repo_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(&self.sql("DELETE FROM repos WHERE id = ?")).bind(repo_id).execute(&mut *tx).await?;
+        let mut orphans = Vec::new();
+        for pack_id in pack_ids {
+            let users: i64 = sqlx::query(&self.sql("SELECT COUNT(*) FROM objects WHERE pack_id = ?"))
+                .bind(pack_id)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get(0)?;
+            if users == 0 {
+                sqlx::query(&self.sql("DELETE FROM pack_chunks WHERE pack_id = ?"))
+                    .bind(pack_id)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(&self.sql("DELETE FROM packs WHERE id = ?")).bind(pack_id).execute(&mut *tx).await?;
+                orphans.push(pack_id);
+            }
+        }
+        tx.commit().await?;
+        for pack_id in orphans {
+            self.forget_pack(pack_id).await;
+        }
+        Ok(true)
+    }
+
     fn repo_from_row(row: &AnyRow) -> Result<Repo, Error> {
         let kind: String = row.try_get(2)?;
         Ok(Repo {

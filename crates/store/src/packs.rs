@@ -42,6 +42,36 @@ impl PackStorage {
             PackStorage::Database { cache_dir } => cache_dir.join("incoming"),
         }
     }
+
+    /// A new spool file, locked for as long as it is open, so that
+    /// [`PackStorage::clean_spool`] in another process sharing the data
+    /// directory never takes a live push's file.
+    pub fn new_spool(&self) -> std::io::Result<tempfile::NamedTempFile> {
+        let dir = self.spool_dir();
+        std::fs::create_dir_all(&dir)?;
+        let spooled = tempfile::Builder::new().prefix("spool-").tempfile_in(&dir)?;
+        spooled.as_file().try_lock().map_err(std::io::Error::other)?;
+        Ok(spooled)
+    }
+
+    /// Removes spool files that no live process holds (pushes killed before
+    /// they were stored); returns how many bytes were freed.
+    pub fn clean_spool(&self) -> u64 {
+        let Ok(entries) = std::fs::read_dir(self.spool_dir()) else { return 0 };
+        let mut freed = 0;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(file) = std::fs::OpenOptions::new().read(true).write(true).open(&path) else { continue };
+            // A live push holds its lock; a killed one's died with it.
+            if file.try_lock().is_ok() {
+                let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+                if std::fs::remove_file(&path).is_ok() {
+                    freed += size;
+                }
+            }
+        }
+        freed
+    }
 }
 
 impl Store {
@@ -85,11 +115,14 @@ impl Store {
         }
     }
 
-    /// Undoes [`Store::put_pack`]'s file side after a rolled-back transaction.
+    /// Undoes [`Store::put_pack`]'s file side after a rolled-back
+    /// transaction, or drops the local copy of a pack no longer stored.
     pub(crate) async fn forget_pack(&self, pack_id: i64) {
-        if let PackStorage::Files { dir } = &self.packs {
-            let _ = tokio::fs::remove_file(dir.join(PackStorage::file_name(pack_id))).await;
-        }
+        let path = match &self.packs {
+            PackStorage::Files { dir } => dir.join(PackStorage::file_name(pack_id)),
+            PackStorage::Database { cache_dir } => cache_dir.join(PackStorage::file_name(pack_id)),
+        };
+        let _ = tokio::fs::remove_file(path).await;
     }
 
     /// A local file holding the pack, fetching it from the database first

@@ -138,6 +138,9 @@ struct FileConfig {
     packs_in_database: Option<bool>,
     max_push_bytes: Option<u64>,
     max_clone_objects: Option<u64>,
+    max_object_bytes: Option<u64>,
+    /// fsck severities per C git message id, as `receive.fsck.<id>`.
+    fsck: Option<std::collections::BTreeMap<String, String>>,
 }
 
 fn load_config(args: &ServerArgs) -> anyhow::Result<Config> {
@@ -169,6 +172,10 @@ fn load_config(args: &ServerArgs) -> anyhow::Result<Config> {
         config.max_push_bytes = max;
     }
     config.max_clone_objects = file.max_clone_objects;
+    if let Some(max) = file.max_object_bytes {
+        config.max_object_bytes = max;
+    }
+    config.fsck = file.fsck.unwrap_or_default().into_iter().collect();
     Ok(config)
 }
 

@@ -1,0 +1,399 @@
+//! Hostile pushes and requests against the real `tessera serve` binary:
+//! each is refused clearly or stored servably, the process keeps serving,
+//! its memory stays bounded, and clones of the repository and of `/` still
+//! pass `git fsck`. One test per finding of the hardening issue.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use tessera_testkit::packs::{self, PackWriter};
+use tessera_testkit::{git, git_output, pkt, push_body};
+
+const NULL: &str = "0000000000000000000000000000000000000000";
+
+/// A `tessera serve` process over a fresh SQLite data directory.
+struct Served {
+    child: Child,
+    url: String,
+    token: String,
+    data: tempfile::TempDir,
+}
+
+impl Served {
+    fn start(config: &str) -> Served {
+        let data = tempfile::tempdir().unwrap();
+        let config_path = data.path().join("tessera.toml");
+        std::fs::write(&config_path, config).unwrap();
+        Self::start_in(data, &config_path)
+    }
+
+    fn start_in(data: tempfile::TempDir, config_path: &Path) -> Served {
+        let dir = data.path().join("data");
+        let out = tessera(&["token", "create", "--name", "t", "--data-dir", dir.to_str().unwrap()])
+            .output()
+            .expect("tessera runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let token = String::from_utf8_lossy(&out.stdout).split_whitespace().last().unwrap().to_string();
+        let log = std::fs::File::create(data.path().join("server.log")).unwrap();
+        let mut child = tessera(&["serve", "--listen", "127.0.0.1:0", "--data-dir", dir.to_str().unwrap()])
+            .arg("--config")
+            .arg(config_path)
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("tessera serve starts");
+        let mut banner = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut banner).unwrap();
+        let url = banner.split_whitespace().find(|w| w.starts_with("http://")).expect("banner names the URL");
+        Served { child, url: url.to_string(), token, data }
+    }
+
+    fn repo(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    fn push_url(&self, path: &str) -> String {
+        self.repo(path).replacen("http://", &format!("http://t:{}@", self.token), 1)
+    }
+
+    /// The process is alive and answers `/health` at once.
+    fn assert_serving(&mut self) {
+        assert!(self.child.try_wait().unwrap().is_none(), "the server died; log:\n{}", self.log());
+        let out = Command::new("curl")
+            .args(["-s", "-m", "10", "-o", "/dev/null", "-w", "%{http_code}"])
+            .arg(format!("{}/health", self.url))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "200", "health; log:\n{}", self.log());
+    }
+
+    /// The server process's peak resident memory so far, in bytes.
+    fn peak_rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM");
+        line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.data.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// POSTs a raw body to a service endpoint; returns status and body.
+    fn post(&self, path: &str, service: &str, body: &[u8]) -> (u16, Vec<u8>) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("body");
+        std::fs::write(&file, body).unwrap();
+        let out = Command::new("curl")
+            .args(["-s", "-m", "120", "-o", "-", "-w", "\n%{http_code}", "-H"])
+            .arg(format!("Content-Type: application/x-{service}-request"))
+            .arg("--data-binary")
+            .arg(format!("@{}", file.display()))
+            .arg(format!("{}/{service}", self.push_url(path)))
+            .output()
+            .unwrap();
+        let text = out.stdout;
+        let split = text.iter().rposition(|b| *b == b'\n').expect("status line");
+        let status = String::from_utf8_lossy(&text[split + 1..]).trim().parse().unwrap_or(0);
+        (status, text[..split].to_vec())
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        let out = Command::new("curl")
+            .args(["-s", "-m", "60", "-o", "-", "-w", "\n%{http_code}"])
+            .arg(format!("{}{path}", self.url))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (status.trim().parse().unwrap_or(0), body.to_string())
+    }
+
+    /// Mirror-clones `path` and checks it with `git fsck`; returns the clone.
+    fn clone_and_fsck(&self, path: &str, into: &Path) -> PathBuf {
+        static CLONES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = CLONES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let target = into.join(format!("clone{n}{}", path.replace('/', "_")));
+        git(into, &["clone", "-q", "--mirror", &self.repo(path), target.to_str().unwrap()]);
+        git(&target, &["fsck", "--no-progress"]);
+        target
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tessera(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
+    cmd.args(args);
+    for var in ["TESSERA_DATA_DIR", "TESSERA_LISTEN", "TESSERA_DATABASE", "TESSERA_CONFIG", "TESSERA_LOG"] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Pushes `pack` to `refs/heads/main` of `path` as a raw request.
+fn push_pack(server: &Served, path: &str, new: &str, pack: &[u8]) -> String {
+    let body = push_body(&[(NULL, new, "refs/heads/main")], "report-status side-band-64k", pack);
+    let (status, reply) = server.post(path, "git-receive-pack", &body);
+    assert_eq!(status, 200, "{}", text(&reply));
+    text(&reply)
+}
+
+/// A commit holding one file, as a pack; returns (pack, commit id).
+fn one_file_commit(writer: &mut PackWriter, tree: &[u8]) -> String {
+    let tree_id = packs::object_id("tree", tree);
+    writer.whole("tree", tree);
+    let commit = packs::commit(&tree_id, &[], "hostile");
+    writer.whole("commit", &commit);
+    packs::object_id("commit", &commit)
+}
+
+#[test]
+fn delta_bombs_are_refused_before_anything_is_allocated() {
+    let mut server = Served::start("");
+    // A 64 KiB base and deltas that each promise 1 GiB by copying it 16,384
+    // times, chained three deep: a 67 KB pack.
+    let base = vec![b'x'; 64 << 10];
+    let mut w = PackWriter::default();
+    let base_at = w.whole("blob", &base);
+    let bomb = packs::copying_delta(base.len() as u64, base.len() as u64, 16_384);
+    let first = w.ofs_delta(base_at, &bomb);
+    let second = w.ofs_delta(first, &packs::copying_delta(1 << 30, 1 << 23, 128));
+    w.ofs_delta(second, &packs::copying_delta(1 << 30, 1 << 23, 128));
+    let blob_id = packs::object_id("blob", &base);
+    let commit = one_file_commit(&mut w, &packs::tree(&[("100644", b"f", &blob_id)]));
+    let pack = w.finish();
+    assert!(pack.len() < 200_000, "{}", pack.len());
+
+    let reply = push_pack(&server, "/import/bomb", &commit, &pack);
+    assert!(reply.contains("over the limit"), "{reply}");
+    assert!(!reply.contains("unpack ok"), "{reply}");
+    server.assert_serving();
+    let rss = server.peak_rss();
+    assert!(rss < 256 << 20, "server peaked at {} MB", rss >> 20);
+    // A refused push to a new path leaves no repository behind.
+    let dir = tempfile::tempdir().unwrap();
+    let out = git_output(dir.path(), &["ls-remote", &server.repo("/import/bomb")]);
+    assert!(!out.status.success(), "the refused push created a repository");
+    server.clone_and_fsck("/", dir.path());
+}
+
+#[test]
+fn deep_delta_chains_are_stored_servably() {
+    let mut server = Served::start("");
+    // 12,000 deltas, each appending a byte to the one before.
+    let mut w = PackWriter::default();
+    let mut content = b"a".to_vec();
+    let mut at = w.whole("blob", &content);
+    for _ in 0..12_000 {
+        at = w.ofs_delta(at, &packs::appending_delta(content.len() as u64, b"b"));
+        content.push(b'b');
+    }
+    let blob_id = packs::object_id("blob", &content);
+    let commit = one_file_commit(&mut w, &packs::tree(&[("100644", b"f", &blob_id)]));
+    let pack = w.finish();
+
+    let reply = push_pack(&server, "/import/chain", &commit, &pack);
+    assert!(reply.contains("unpack ok") && reply.contains("ok refs/heads/main"), "{reply}");
+    server.assert_serving();
+    let dir = tempfile::tempdir().unwrap();
+    let clone = server.clone_and_fsck("/import/chain", dir.path());
+    let shown = git(&clone, &["cat-file", "blob", &format!("{commit}:f")]);
+    assert_eq!(shown.len(), content.len());
+    server.clone_and_fsck("/", dir.path());
+    // Every object that was accepted reads back, through a fresh process too.
+    let work = dir.path().join("work");
+    git(dir.path(), &["clone", "-q", &server.repo("/import/chain"), work.to_str().unwrap()]);
+    assert_eq!(std::fs::read(work.join("f")).unwrap(), content);
+}
+
+#[test]
+fn deep_nesting_never_overflows_the_stack() {
+    let mut server = Served::start("");
+    // A path of 3,000 segments.
+    let deep_path = format!("/import/{}", vec!["d"; 3000].join("/"));
+    let dir = tempfile::tempdir().unwrap();
+    let out = git_output(dir.path(), &["ls-remote", &server.repo(&deep_path)]);
+    assert!(!out.status.success());
+    let (status, reply) = server.post(&deep_path, "git-receive-pack", b"0000");
+    assert!(status == 400 || text(&reply).contains("invalid"), "{status} {}", text(&reply));
+    server.assert_serving();
+
+    // A tree nested 3,000 deep, pushed to an import and to a monorepo directory.
+    let mut w = PackWriter::default();
+    let blob = b"leaf\n";
+    w.whole("blob", blob);
+    let mut tree = packs::tree(&[("100644", b"f", &packs::object_id("blob", blob))]);
+    for _ in 0..3000 {
+        let id = packs::object_id("tree", &tree);
+        w.whole("tree", &tree);
+        tree = packs::tree(&[("40000", b"d", &id)]);
+    }
+    let commit = one_file_commit(&mut w, &tree);
+    let pack = w.finish();
+    let reply = push_pack(&server, "/import/deep", &commit, &pack);
+    assert!(reply.contains("unpack ok"), "{reply}");
+    server.assert_serving();
+    server.clone_and_fsck("/import/deep", dir.path());
+    server.clone_and_fsck("/", dir.path());
+
+    let body = push_body(&[(NULL, &commit, "refs/heads/main")], "report-status", &pack);
+    let (status, reply) = server.post("/projects/deep", "git-receive-pack", &body);
+    assert_eq!(status, 200, "{}", text(&reply));
+    server.assert_serving();
+    // Views of a merge request holding that tree, anonymously.
+    for id in 1..=2 {
+        let (status, _) = server.get(&format!("/api/v1/mr/{id}"));
+        assert!(status > 0, "no answer for MR {id}");
+        server.assert_serving();
+    }
+    server.clone_and_fsck("/", dir.path());
+}
+
+/// A history as old tools wrote it: a `100664` file, a zero-padded tree
+/// mode and a tag without a tagger.
+fn odd_history() -> (Vec<u8>, String, String) {
+    let mut w = PackWriter::default();
+    let readme = b"old\n";
+    w.whole("blob", readme);
+    let readme_id = packs::object_id("blob", readme);
+    let sub = packs::tree(&[("100644", b"x", &readme_id)]);
+    w.whole("tree", &sub);
+    let sub_id = packs::object_id("tree", &sub);
+    let root = packs::tree(&[("100664", b"README", &readme_id), ("040000", b"sub", &sub_id)]);
+    let commit = one_file_commit(&mut w, &root);
+    let tag = format!("object {commit}\ntype commit\ntag v0.1\n\nan old tag\n");
+    w.whole("tag", tag.as_bytes());
+    (w.finish(), commit, packs::object_id("tag", tag.as_bytes()))
+}
+
+#[test]
+fn old_histories_are_accepted_counted_and_served_back() {
+    let mut server = Served::start("");
+    let (pack, commit, tag) = odd_history();
+    // A bare repository holding it, pushed with the stock client.
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.git");
+    git(dir.path(), &["init", "-q", "--bare", src.to_str().unwrap()]);
+    let pack_path = dir.path().join("odd.pack");
+    std::fs::write(&pack_path, &pack).unwrap();
+    let out = Command::new("git")
+        .args(["index-pack", "--stdin"])
+        .current_dir(&src)
+        .stdin(std::fs::File::open(&pack_path).unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    git(&src, &["update-ref", "refs/heads/main", &commit]);
+    git(&src, &["update-ref", "refs/tags/v0.1", &tag]);
+    let out = git_output(&src, &["push", "--mirror", &server.push_url("/import/old")]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("badFilemode: 1") && stderr.contains("zeroPaddedFilemode: 1"), "{stderr}");
+    assert!(stderr.contains("missingTaggerEntry: 1"), "{stderr}");
+    server.assert_serving();
+
+    let clone = server.clone_and_fsck("/import/old", dir.path());
+    let refs = |repo: &Path| git(repo, &["for-each-ref", "--format=%(objectname) %(refname)"]);
+    assert_eq!(refs(&clone), refs(&src));
+    server.clone_and_fsck("/", dir.path());
+
+    // The operator can make any finding an error, as with receive.fsck.<id>.
+    let strict = Served::start("[fsck]\nbadFilemode = \"error\"\n");
+    let out = git_output(&src, &["push", "--mirror", &strict.push_url("/import/old")]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("badFilemode"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn dangerous_names_are_refused_even_where_git_only_warns() {
+    let mut server = Served::start("");
+    let blob = b"#!/bin/sh\necho owned\n";
+    let blob_id = packs::object_id("blob", blob);
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (packs::tree(&[("100755", b".GIT", &blob_id)]), "hasDotgit"),
+        (packs::tree(&[("100644", b"..", &blob_id)]), "hasDotdot"),
+        (packs::tree(&[("120000", b".gitmodules", &blob_id)]), "gitmodulesSymlink"),
+    ];
+    for (tree, id) in cases {
+        let mut w = PackWriter::default();
+        w.whole("blob", blob);
+        let commit = one_file_commit(&mut w, &tree);
+        let reply = push_pack(&server, "/import/evil", &commit, &w.finish());
+        assert!(reply.contains(id) && !reply.contains("unpack ok"), "{id}: {reply}");
+    }
+    // .gitmodules whose url a client would run as an option.
+    let modules = b"[submodule \"x\"]\n\tpath = x\n\turl = --upload-pack=touch$IFS/tmp/owned\n";
+    let mut w = PackWriter::default();
+    w.whole("blob", modules);
+    let commit =
+        one_file_commit(&mut w, &packs::tree(&[("100644", b".gitmodules", &packs::object_id("blob", modules))]));
+    let reply = push_pack(&server, "/import/evil", &commit, &w.finish());
+    assert!(reply.contains("gitmodulesUrl"), "{reply}");
+    // A repository path through `.git` would never show up in `/`.
+    let (status, reply) = server.post("/import/evil/.git/hooks", "git-receive-pack", b"0000");
+    assert_eq!(status, 400, "{}", text(&reply));
+    server.assert_serving();
+    let dir = tempfile::tempdir().unwrap();
+    assert!(!git_output(dir.path(), &["ls-remote", &server.repo("/import/evil")]).status.success());
+    server.clone_and_fsck("/", dir.path());
+}
+
+#[test]
+fn overlong_and_endless_requests_do_not_break_the_server() {
+    let mut server = Served::start("");
+    // An unknown v0 upload-pack line of 65,516 bytes: the reply quotes it.
+    let mut body = format!("{:04x}", 65_520).into_bytes();
+    body.extend(vec![b'z'; 65_516]);
+    body.extend_from_slice(b"0000");
+    let (status, _) = server.post("/", "git-upload-pack", &body);
+    assert!(status > 0);
+    server.assert_serving();
+    assert!(!server.log().contains("panicked"), "{}", server.log());
+
+    // 40,000 deletes of refs that do not exist: parsed once, each refused.
+    let mut commands = Vec::new();
+    for i in 0..40_000 {
+        let line = if i == 0 {
+            format!("{} {NULL} refs/heads/b{i}\0report-status\n", "1".repeat(40))
+        } else {
+            format!("{} {NULL} refs/heads/b{i}\n", "1".repeat(40))
+        };
+        commands.extend(pkt(&line));
+    }
+    commands.extend_from_slice(b"0000");
+    let (status, reply) = server.post("/import/many", "git-receive-pack", &commands);
+    assert_eq!(status, 200);
+    assert!(text(&reply).contains("ng refs/heads/b39999"), "{}", text(&reply).len());
+    server.assert_serving();
+}
+
+#[test]
+fn spool_files_of_killed_pushes_are_removed_at_start() {
+    let data = tempfile::tempdir().unwrap();
+    let incoming = data.path().join("data").join("packs").join("incoming");
+    std::fs::create_dir_all(&incoming).unwrap();
+    let dead = incoming.join("spool-dead");
+    std::fs::write(&dead, vec![0u8; 1 << 20]).unwrap();
+    // A spool another live process holds stays.
+    let live = incoming.join("spool-live");
+    std::fs::write(&live, b"PACK").unwrap();
+    let held = std::fs::OpenOptions::new().read(true).write(true).open(&live).unwrap();
+    held.try_lock().unwrap();
+    let config = data.path().join("tessera.toml");
+    std::fs::write(&config, "").unwrap();
+    let mut server = Served::start_in(data, &config);
+    server.assert_serving();
+    assert!(!dead.exists(), "a dead push's spool file was kept");
+    assert!(live.exists(), "a live push's spool file was removed");
+    drop(held);
+}
