@@ -5,7 +5,7 @@ use std::process::Command;
 use anyhow::{bail, Context};
 
 const FUZZ_TARGETS: &[&str] =
-    &["pktline", "push_commands", "fetch_request", "objects", "delta", "pack_scan", "bridge_chunk"];
+    &["pktline", "push_commands", "fetch_request", "objects", "delta", "pack_scan", "pack_ingest", "bridge_chunk"];
 
 fn run(cmd: &mut Command) -> anyhow::Result<()> {
     let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
@@ -29,16 +29,19 @@ fn main() -> anyhow::Result<()> {
                 run(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))?;
             }
             for target in targets {
+                // New inputs go to fuzz/corpus/<target> (not committed);
+                // fuzz/seeds/<target> holds the committed ones, replayed first.
+                let corpus = root.join("fuzz").join("corpus").join(target);
+                std::fs::create_dir_all(&corpus)?;
+                let seeds = root.join("fuzz").join("seeds").join(target);
+                let mut dirs = vec![corpus.display().to_string()];
+                if seeds.is_dir() {
+                    dirs.push(seeds.display().to_string());
+                }
                 run(Command::new("cargo")
-                    .args([
-                        "fuzz",
-                        "run",
-                        "-O",
-                        target,
-                        "--",
-                        &format!("-max_total_time={seconds}"),
-                        "-rss_limit_mb=2048",
-                    ])
+                    .args(["fuzz", "run", "-O", target])
+                    .args(&dirs)
+                    .args(["--", &format!("-max_total_time={seconds}"), "-rss_limit_mb=2048"])
                     .current_dir(root.join("fuzz"))
                     // cargo-fuzz needs nightly flags; the stable toolchain allows them this way.
                     .env("RUSTC_BOOTSTRAP", "1"))?;
@@ -49,11 +52,11 @@ fn main() -> anyhow::Result<()> {
             let name = args.get(1).map(String::as_str).unwrap_or("smart-http");
             let script = root.join("bench").join(name).join("run.sh");
             if !script.exists() {
-                bail!("no benchmark {name}: try smart-http, push-memory, monorepo or bridge");
+                bail!("no benchmark {name}: try smart-http, push-memory, monorepo, bridge or big-history");
             }
             run(Command::new("bash").arg(script).args(&args[2.min(args.len())..]).current_dir(&root))
         }
-        _ => bail!("usage: cargo xtask fuzz [TARGET|all] [SECONDS] | cargo xtask bench [smart-http|push-memory|monorepo|bridge] [ARGS]"),
+        _ => bail!("usage: cargo xtask fuzz [TARGET|all] [SECONDS] | cargo xtask bench [smart-http|push-memory|monorepo|bridge|big-history] [ARGS]"),
 
     }
 }

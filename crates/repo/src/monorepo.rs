@@ -375,42 +375,73 @@ impl<'a> Monorepo<'a> {
     }
 
     /// What a merge request changes: its commits (newest first) and files.
+    ///
+    /// Runs on a blocking thread in bounded memory: a file over
+    /// [`MAX_DIFF_BLOB_BYTES`] is summarised without being read, and once
+    /// [`MAX_DIFF_TOTAL_BYTES`] were compared the rest are too.
     pub async fn describe(&self, mr: &MergeRequest) -> Result<Description, Error> {
         let root = self.root().await?;
         let snapshot = self.snapshot(&root).await?;
-        let odb = snapshot.odb();
-        let base = mr.base;
-        let chain = pushed_chain(&snapshot, mr.head, |c| Some(*c) == base)?;
-        let view = View { odb: &odb, builder: &Builder::default() };
-        let mut commits = Vec::new();
-        for c in chain.commits.iter().rev() {
-            let meta = Meta::of_commit(&view.read_commit(c)?);
-            commits.push(CommitSummary { id: *c, title: meta.title(), author: meta.author.clone() });
-        }
-        let old_tree = match base {
-            Some(b) => Some(commit_tree(&view, &b)?),
-            None => None,
-        };
-        let new_tree = commit_tree(&view, &mr.head)?;
-        let mut files = Vec::new();
-        for (path, (old, new)) in tree::diff_files(&view, old_tree, Some(new_tree))? {
-            let read_blob = |s: &Option<tree::FileState>| -> Result<Vec<u8>, Error> {
-                match s {
-                    Some((mode, id)) if mode.as_slice() != b"160000" => Ok(odb.read(id)?.1.as_ref().clone()),
-                    _ => Ok(Vec::new()),
-                }
-            };
-            let (a, b) = (read_blob(&old)?, read_blob(&new)?);
-            let (added, removed) = line_stat(&a, &b);
-            let status = match (&old, &new) {
-                (None, _) => "added",
-                (_, None) => "deleted",
-                _ => "modified",
-            };
-            files.push(FileChange { path, status, added, removed });
-        }
-        Ok(Description { commits, files })
+        let (base, head) = (mr.base, mr.head);
+        tokio::task::spawn_blocking(move || describe_change(&snapshot, base, head))
+            .await
+            .map_err(|_| Error::Refused("describing the merge request failed".into()))?
     }
+}
+
+/// The largest blob a merge-request diff reads.
+pub const MAX_DIFF_BLOB_BYTES: u64 = 1 << 20;
+/// The most blob bytes one merge-request description reads.
+pub const MAX_DIFF_TOTAL_BYTES: u64 = 32 << 20;
+
+fn describe_change(snapshot: &Snapshot, base: Option<ObjectId>, head: ObjectId) -> Result<Description, Error> {
+    let odb = snapshot.odb();
+    let chain = pushed_chain(snapshot, head, |c| Some(*c) == base)?;
+    let view = View { odb: &odb, builder: &Builder::default() };
+    let mut commits = Vec::new();
+    for c in chain.commits.iter().rev() {
+        let meta = Meta::of_commit(&view.read_commit(c)?);
+        commits.push(CommitSummary { id: *c, title: meta.title(), author: meta.author.clone() });
+    }
+    let old_tree = match base {
+        Some(b) => Some(commit_tree(&view, &b)?),
+        None => None,
+    };
+    let new_tree = commit_tree(&view, &head)?;
+    let mut files = Vec::new();
+    let mut budget = MAX_DIFF_TOTAL_BYTES;
+    for (path, (old, new)) in tree::diff_files(&view, old_tree, Some(new_tree))? {
+        let size = |s: &Option<tree::FileState>| match s {
+            Some((mode, id)) if mode.as_slice() != b"160000" => odb.location(id).map_or(0, |l| l.size),
+            _ => 0,
+        };
+        let (old_size, new_size) = (size(&old), size(&new));
+        let status = match (&old, &new) {
+            (None, _) => "added",
+            (_, None) => "deleted",
+            _ => "modified",
+        };
+        let too_large = old_size.max(new_size) > MAX_DIFF_BLOB_BYTES || old_size + new_size > budget;
+        if too_large {
+            files.push(FileChange { path, status, added: 0, removed: 0, summary: Some("too large") });
+            continue;
+        }
+        budget -= old_size + new_size;
+        let read_blob = |s: &Option<tree::FileState>| -> Result<Vec<u8>, Error> {
+            match s {
+                Some((mode, id)) if mode.as_slice() != b"160000" => Ok(odb.read(id)?.1.as_ref().clone()),
+                _ => Ok(Vec::new()),
+            }
+        };
+        let (a, b) = (read_blob(&old)?, read_blob(&new)?);
+        if a.contains(&0) || b.contains(&0) {
+            files.push(FileChange { path, status, added: 0, removed: 0, summary: Some("binary") });
+            continue;
+        }
+        let (added, removed) = line_stat(&a, &b);
+        files.push(FileChange { path, status, added, removed, summary: None });
+    }
+    Ok(Description { commits, files })
 }
 
 fn gix_hash_kind() -> tessera_pack::HashKind {
@@ -437,6 +468,8 @@ pub struct FileChange {
     pub status: &'static str,
     pub added: usize,
     pub removed: usize,
+    /// Why no line counts are given: `binary`, or `too large` to read.
+    pub summary: Option<&'static str>,
 }
 
 #[derive(Debug, Clone)]
@@ -446,9 +479,6 @@ pub struct Description {
 }
 
 fn line_stat(a: &[u8], b: &[u8]) -> (usize, usize) {
-    if a.contains(&0) || b.contains(&0) {
-        return (0, 0);
-    }
     let diff = similar::TextDiff::from_lines(a, b);
     let mut added = 0;
     let mut removed = 0;

@@ -87,7 +87,13 @@ async fn show(
     out["files"] = json!(description
         .files
         .iter()
-        .map(|f| json!({ "path": f.path, "status": f.status, "added": f.added, "removed": f.removed }))
+        .map(|f| {
+            let mut file = json!({ "path": f.path, "status": f.status, "added": f.added, "removed": f.removed });
+            if let Some(summary) = f.summary {
+                file["summary"] = json!(summary);
+            }
+            file
+        })
         .collect::<Vec<_>>());
     out["diffstat"] = json!({
         "files": description.files.len(),

@@ -7,3 +7,4 @@ mod monorepo;
 
 mod push;
 mod roundtrip;
+mod scale_out;

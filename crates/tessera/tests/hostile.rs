@@ -397,3 +397,55 @@ fn spool_files_of_killed_pushes_are_removed_at_start() {
     assert!(live.exists(), "a live push's spool file was removed");
     drop(held);
 }
+
+#[test]
+fn merge_request_views_summarise_huge_blobs() {
+    let mut server = Served::start("");
+    // A 200 MiB blob from a 64 KiB base, in a pack of a few KB, pushed to a
+    // monorepo directory: it opens a merge request.
+    let base = vec![b'y'; 64 << 10];
+    let mut w = PackWriter::default();
+    let base_at = w.whole("blob", &base);
+    w.ofs_delta(base_at, &packs::copying_delta(base.len() as u64, base.len() as u64, 3200));
+    let huge_id = sha1_of_repeated(&base, 3200);
+    let commit = one_file_commit(
+        &mut w,
+        &packs::tree(&[("100644", b"big.bin", &huge_id), ("100644", b"small", &packs::object_id("blob", &base))]),
+    );
+    let reply = push_pack(&server, "/projects/big", &commit, &w.finish());
+    assert!(reply.contains("merge request !1"), "{reply}");
+    let after_push = server.peak_rss();
+    // Anonymous views, two at a time.
+    let url = format!("{}/api/v1/mr/1", server.url);
+    let views: Vec<_> = (0..2)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || Command::new("curl").args(["-s", "-m", "120", &url]).output().unwrap())
+        })
+        .collect();
+    server.assert_serving();
+    for view in views {
+        let out = view.join().unwrap();
+        let json = text(&out.stdout);
+        assert!(json.contains("\"big.bin\"") && json.contains("too large"), "{json}");
+    }
+    let after_views = server.peak_rss();
+    assert!(
+        after_views < after_push + (64 << 20),
+        "views took the server from {} MB to {} MB",
+        after_push >> 20,
+        after_views >> 20
+    );
+    server.assert_serving();
+}
+
+/// The id of a blob made of `piece` repeated `n` times.
+fn sha1_of_repeated(piece: &[u8], n: usize) -> String {
+    use sha1::Digest;
+    let mut h = sha1::Sha1::new();
+    h.update(format!("blob {}\0", piece.len() * n).as_bytes());
+    for _ in 0..n {
+        h.update(piece);
+    }
+    hex::encode(h.finalize())
+}

@@ -104,6 +104,24 @@ pub struct TestServer {
     _database: Option<TempDatabase>,
 }
 
+/// A second server over the same database, from [`TestServer::peer`].
+pub struct Peer {
+    pub url: String,
+    pub token: String,
+    _shutdown: Shutdown,
+    _data_dir: tempfile::TempDir,
+}
+
+impl Peer {
+    pub fn repo(&self, path: &str) -> String {
+        format!("{}{}", self.url, path)
+    }
+
+    pub fn push_url(&self, path: &str) -> String {
+        self.repo(path).replacen("http://", &format!("http://tester:{}@", self.token), 1)
+    }
+}
+
 /// Another server process over the same data, from [`TestServer::restart`].
 pub struct Instance {
     pub url: String,
@@ -198,6 +216,17 @@ impl TestServer {
     pub fn restart(&self) -> Instance {
         let (addr, _, shutdown) = spawn_server(self.config.clone(), false);
         Instance { url: format!("http://{addr}"), _shutdown: shutdown }
+    }
+
+    /// Another server process over the same database, with its own data
+    /// directory (pack files, caches): two servers sharing one PostgreSQL
+    /// with `packs_in_database`.
+    pub fn peer(&self) -> Peer {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let mut config = self.config.clone();
+        config.data_dir = data_dir.path().to_path_buf();
+        let (addr, _, shutdown) = spawn_server(config, false);
+        Peer { url: format!("http://{addr}"), token: self.token.clone(), _shutdown: shutdown, _data_dir: data_dir }
     }
 
     /// URL of a repository path for reads.
