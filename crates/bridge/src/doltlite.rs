@@ -413,7 +413,7 @@ impl crate::ops::Source for Doltlite {
             rows += 1;
             Ok(())
         })?;
-        let average = if rows == 0 { 64 } else { (bytes / rows).max(1) };
+        let average = bytes.checked_div(rows).map_or(64, |a| a.max(1));
         Ok((target_bytes / average).max(1))
     }
 
@@ -577,7 +577,9 @@ pub fn import(
                 transaction(&mut || {
                     db.execute(&format!("DROP TABLE IF EXISTS {}", quote(name)), &[])?;
                     db.execute(&format!("DELETE FROM {progress} WHERE tbl = ?"), &[Value::Text(name.clone())])?;
-                    db.execute(&meta.create_sql, &[])?;
+                    for stmt in &crate::ops::ddl_of(meta)?.create {
+                        db.execute(stmt, &[])?;
+                    }
                     let claim = format!("INSERT INTO {progress} (tbl, position, blob) VALUES (?, -1, '')");
                     db.execute(&claim, &[Value::Text(name.clone())])
                 })?;
@@ -585,22 +587,20 @@ pub fn import(
                 report.resumed.push((name.clone(), done));
             }
             let mut rows: u64 = meta.chunks[..done].iter().map(|c| c.rows).sum();
-            for i in done..meta.chunks.len() {
+            for (i, (chunk, blob)) in meta.chunks.iter().zip(&blobs).enumerate().skip(done) {
                 transaction(&mut || {
-                    rows += insert_rows(&db, repo, rev, meta, &meta.chunks[i..=i], &mut report.edited_chunks)?;
+                    let one = std::slice::from_ref(chunk);
+                    rows += insert_rows(&db, repo, rev, meta, one, &mut report.edited_chunks)?;
                     let mark = format!("INSERT INTO {progress} (tbl, position, blob) VALUES (?, ?, ?)");
-                    db.execute(
-                        &mark,
-                        &[Value::Text(name.clone()), Value::Integer(i as i64), Value::Text(blobs[i].clone())],
-                    )
+                    db.execute(&mark, &[Value::Text(name.clone()), Value::Integer(i as i64), Value::Text(blob.clone())])
                 })?;
             }
             report.tables.push((name.clone(), rows));
         }
         transaction(&mut || {
             for meta in &metas {
-                for idx in meta.indexes.iter().filter_map(|i| i.sql.as_ref()) {
-                    db.execute(idx, &[])?;
+                for stmt in &crate::ops::ddl_of(meta)?.after {
+                    db.execute(stmt, &[])?;
                 }
             }
             db.execute(&format!("DROP TABLE {progress}"), &[])
@@ -662,12 +662,14 @@ fn import_at_once(
             db.execute(&format!("DROP TABLE {}", crate::sqlite::quote(name)), &[])?;
         }
         for meta in &metas {
-            db.execute(&meta.create_sql, &[])?;
+            for stmt in &crate::ops::ddl_of(meta)?.create {
+                db.execute(stmt, &[])?;
+            }
         }
         for meta in &metas {
             let rows = insert_rows(db, repo, rev, meta, &meta.chunks, &mut report.edited_chunks)?;
-            for idx in meta.indexes.iter().filter_map(|i| i.sql.as_ref()) {
-                db.execute(idx, &[])?;
+            for stmt in &crate::ops::ddl_of(meta)?.after {
+                db.execute(stmt, &[])?;
             }
             report.tables.push((meta.name.clone(), rows));
         }

@@ -51,6 +51,39 @@ pub fn read_file(repo: &Path, rev: &str, file: &str) -> Result<Option<Vec<u8>>, 
     Ok(out.status.success().then_some(out.stdout))
 }
 
+/// [`read_file`] of at most `limit` bytes: a larger file is not read
+/// further (`Ok(Some(Err(bytes read)))`, more than `limit`). One `git
+/// cat-file` whose output is read as a stream, so the bytes checked are the
+/// bytes read even if the branch moves meanwhile.
+pub fn read_file_limited(
+    repo: &Path,
+    rev: &str,
+    file: &str,
+    limit: u64,
+) -> Result<Option<Result<Vec<u8>, u64>>, Error> {
+    use std::io::Read;
+    let mut child = git(repo)
+        .args(["cat-file", "blob", &format!("{rev}:{file}")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| Error::Git(e.to_string()))?;
+    let mut out = Vec::new();
+    let read = match child.stdout.take() {
+        Some(stdout) => stdout.take(limit.saturating_add(1)).read_to_end(&mut out),
+        None => Ok(0),
+    };
+    if out.len() as u64 > limit {
+        // Stop git rather than drain the rest.
+        let _ = child.kill();
+        let _ = child.wait();
+        return Ok(Some(Err(out.len() as u64)));
+    }
+    let status = child.wait().map_err(|e| Error::Git(e.to_string()))?;
+    read.map_err(|e| Error::Git(format!("reading {rev}:{file}: {e}")))?;
+    Ok(status.success().then_some(Ok(out)))
+}
+
 /// The object id `spec` names (`rev-parse --verify`), if it exists.
 fn verify(repo: &Path, spec: &str) -> Option<String> {
     let out =

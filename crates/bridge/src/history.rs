@@ -90,6 +90,7 @@ fn one_text(db: &Doltlite, sql: &str, params: &[Value]) -> Result<Option<String>
 }
 
 /// The commits reachable from each branch, with their parents.
+#[allow(clippy::type_complexity)]
 fn dolt_graph(db: &Doltlite) -> Result<(Vec<(String, String)>, HashMap<String, DoltCommit>), Error> {
     let branches: Vec<(String, String)> = db
         .strings("SELECT name, hash FROM dolt_branches ORDER BY name", &[])?
@@ -210,7 +211,7 @@ pub fn export_history(database: &str, repo: &Path, opts: &ExportOptions) -> Resu
                 None => {
                     let mut m = BTreeMap::new();
                     for name in &names {
-                        if let Some(meta) = ops::read_json::<TableMeta>(repo, p, &layout::table_meta_path(name))? {
+                        if let Some(meta) = ops::read_table_meta(repo, p, name)? {
                             m.insert(name.clone(), meta);
                         }
                     }
@@ -320,10 +321,14 @@ pub fn import_history(repo: &Path, database: &str) -> Result<HistoryReport, Erro
                 if unchanged {
                     continue;
                 }
-                let meta: TableMeta = ops::read_json(repo, &commit, &layout::table_meta_path(name))?
+                let meta = ops::read_table_meta_in(repo, &commit, &manifest, name)?
                     .ok_or_else(|| Error::Layout(format!("{commit}: no metadata for table {name}")))?;
+                // Generated from the checked description, never the stored text.
+                let ddl = ops::table_ddl(&meta, crate::schema::Engine::Sqlite)?;
                 run(&format!("DROP TABLE IF EXISTS {}", crate::sqlite::quote(name)), &[])?;
-                run(&meta.create_sql, &[])?;
+                for stmt in &ddl.create {
+                    run(stmt, &[])?;
+                }
                 let cols: Vec<String> = meta.columns.iter().map(|c| crate::sqlite::quote(&c.name)).collect();
                 let sql = format!(
                     "INSERT INTO {} ({}) VALUES ({})",
@@ -338,8 +343,8 @@ pub fn import_history(repo: &Path, database: &str) -> Result<HistoryReport, Erro
                         reason: e.to_string(),
                     })
                 })?;
-                for idx in meta.indexes.iter().filter_map(|i| i.sql.as_ref()) {
-                    run(idx, &[])?;
+                for stmt in &ddl.after {
+                    run(stmt, &[])?;
                 }
             }
             Ok(())

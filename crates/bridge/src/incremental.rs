@@ -85,6 +85,7 @@ struct Window {
 }
 
 /// One table re-cut around `affected` chunk indices.
+#[allow(clippy::too_many_arguments)]
 fn recut(
     db: &mut Doltlite,
     shape: &ops::Shape,
@@ -191,7 +192,7 @@ pub(crate) fn export_changes(
     }
     let mut plans = Vec::new();
     for name in &manifest.tables {
-        let Some(meta) = ops::read_json::<TableMeta>(repo, head, &layout::table_meta_path(name))? else {
+        let Some(meta) = ops::read_table_meta(repo, head, name)? else {
             return Ok(None);
         };
         let shape = db.describe(name)?;

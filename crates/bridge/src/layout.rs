@@ -217,11 +217,26 @@ pub struct TableMeta {
     /// out, which may be above the largest id still present.
     #[serde(default)]
     pub autoincrement_seq: Option<i64>,
+    /// The source's own DDL, as documentation: never executed. Imports
+    /// generate their DDL from `schema`; metadata written before `schema`
+    /// existed has it derived from this text (see [`crate::schema`]).
     pub create_sql: String,
-    /// Statements run after all tables are loaded (PostgreSQL: foreign
-    /// keys, indexes, sequence positions).
+    /// Documentation too (PostgreSQL: foreign keys, indexes, sequence
+    /// positions as the source would write them); never executed.
     #[serde(default)]
     pub post_sql: Vec<String>,
+    /// The table's schema as data, what an import's DDL is generated from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<crate::schema::TableSchema>,
+    /// The DDL generated from `schema` when the metadata was loaded for an
+    /// import ([`crate::ops::table_metas`]); never stored.
+    #[serde(skip)]
+    pub ddl: Option<crate::schema::Ddl>,
+    /// The manifest's `max_chunk_bytes`, set when the metadata was read and
+    /// checked (`ops::read_table_meta`): no chunk decompresses beyond it.
+    /// 0 otherwise, which lets no chunk be read.
+    #[serde(skip)]
+    pub chunk_limit: u64,
     pub indexes: Vec<Index>,
     pub foreign_keys: Vec<ForeignKey>,
     pub rows: u64,

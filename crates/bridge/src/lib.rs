@@ -4,7 +4,8 @@
 //!
 //! Central pieces: [`ops::export`], [`ops::import`] and [`ops::verify`];
 //! the CSV profile in [`csv`] and [`value`]; the repository layout in
-//! [`layout`]. Chunk boundaries are content-defined (a hash of each row's
+//! [`layout`]; table schemas as data, and the DDL imports generate from
+//! them, in [`schema`]. Chunk boundaries are content-defined (a hash of each row's
 //! key), so changing one row rewrites one chunk file, not every chunk after
 //! it. Git objects are written in-process as a pack, without a work tree.
 //!
@@ -26,6 +27,7 @@ mod mapping;
 mod mysql;
 pub mod ops;
 mod postgres;
+pub mod schema;
 mod sqlite;
 pub mod sync;
 pub mod value;
@@ -49,6 +51,12 @@ pub enum Error {
     NewerFormat(u32),
     #[error("{file}:{line}: {reason}")]
     Damaged { file: String, line: usize, reason: String },
+    /// Metadata in the repository that an import refuses: a field naming
+    /// a column the table does not have, an absurd size, DDL text other
+    /// than the one statement expected, an expression outside what
+    /// schemas may contain. Nothing has been changed in the database.
+    #[error("{file}: {reason}")]
+    Metadata { file: String, reason: String },
     #[error("a row of table {table} with key {key} is {bytes} bytes, more than fits in one chunk")]
     RowTooLarge { table: String, key: String, bytes: u64 },
     #[error("{0}")]

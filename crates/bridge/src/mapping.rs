@@ -17,7 +17,7 @@
 use rusqlite::Connection;
 
 use crate::csv::Cell;
-use crate::layout::{self, TableMeta};
+use crate::layout::TableMeta;
 use crate::ops::ImportReport;
 use crate::value::Value;
 use crate::{sqlite, Error};
@@ -123,7 +123,7 @@ pub fn import_into_sqlite(
     let mut report = ImportReport::default();
     let tx = conn.transaction().map_err(|e| Error::Database(e.to_string()))?;
     for name in names {
-        let meta: TableMeta = crate::ops::read_json(repo, rev, &layout::table_meta_path(name))?
+        let meta: TableMeta = crate::ops::read_table_meta(repo, rev, name)?
             .ok_or_else(|| Error::Layout(format!("no metadata for table {name}")))?;
         let kinds: Vec<Portable> = meta.columns.iter().map(|c| classify(&c.declared_type)).collect();
         let mut defs: Vec<String> = meta

@@ -67,6 +67,14 @@ impl Mysql {
             "SET time_zone = '+00:00', NAMES utf8mb4, SESSION sql_mode = CONCAT(@@sql_mode, ',NO_AUTO_VALUE_ON_ZERO')",
         ))
         .map_err(db)?;
+        // Imports run DDL whose string literals and quoted names were
+        // checked by sqlparser's MySQL tokenizer, which reads backslash
+        // escapes and `"..."` as strings: the session must read them alike.
+        let mode: String =
+            rt.block_on(sqlx::query_scalar("SELECT @@SESSION.sql_mode").fetch_one(&mut conn)).map_err(db)?;
+        let mode: Vec<&str> =
+            mode.split(',').filter(|m| !matches!(*m, "NO_BACKSLASH_ESCAPES" | "ANSI_QUOTES" | "ANSI" | "")).collect();
+        rt.block_on(sqlx::query("SET SESSION sql_mode = ?").bind(mode.join(",")).execute(&mut conn)).map_err(db)?;
         Ok(Mysql { rt, conn })
     }
 
@@ -352,25 +360,26 @@ pub fn import(
                 .map_err(db)?;
                 // Ours (recorded above) or absent: `first_taken` found the others.
                 exec(conn, &format!("DROP TABLE IF EXISTS {}", quote(name)))?;
-                rt.block_on(conn.execute(meta.create_sql.as_str()))
-                    .map_err(|e| Error::Database(format!("creating {name}: {e}")))?;
+                for stmt in &crate::ops::ddl_of(meta)?.create {
+                    rt.block_on(sqlx::query(stmt).execute(&mut *conn))
+                        .map_err(|e| Error::Database(format!("creating {name}: {e}")))?;
+                }
             } else {
                 report.resumed.push((name.clone(), done));
             }
             let mut total: u64 = meta.chunks[..done].iter().map(|c| c.rows).sum();
-            for i in done..meta.chunks.len() {
+            for (i, blob) in blobs.iter().enumerate().skip(done) {
                 let mut tx = rt.block_on(conn.begin()).map_err(db)?;
                 total += load_chunk(rt, &mut tx, repo, rev, meta, i, &mut report.edited_chunks)?;
                 let mark = format!("INSERT INTO {progress} (tbl, position, `blob`) VALUES (?, ?, ?)");
-                rt.block_on(sqlx::query(&mark).bind(name).bind(i as i64).bind(&blobs[i]).execute(&mut *tx))
-                    .map_err(db)?;
+                rt.block_on(sqlx::query(&mark).bind(name).bind(i as i64).bind(blob).execute(&mut *tx)).map_err(db)?;
                 rt.block_on(tx.commit()).map_err(|e| Error::Database(format!("committing a chunk of {name}: {e}")))?;
             }
             report.tables.push((name.clone(), total));
         }
         for meta in &metas {
-            for stmt in &meta.post_sql {
-                exec(conn, stmt)?;
+            for stmt in &crate::ops::ddl_of(meta)?.after {
+                rt.block_on(sqlx::query(stmt).execute(&mut *conn)).map_err(db)?;
             }
         }
         exec(conn, &format!("DROP TABLE {progress}"))
@@ -453,8 +462,10 @@ fn import_at_once(
         rt.block_on(conn.execute(format!("DROP TABLE {}", quote(name)).as_str())).map_err(db)?;
     }
     for meta in &metas {
-        rt.block_on(conn.execute(meta.create_sql.as_str()))
-            .map_err(|e| Error::Database(format!("creating {}: {e}", meta.name)))?;
+        for stmt in &crate::ops::ddl_of(meta)?.create {
+            rt.block_on(sqlx::query(stmt).execute(&mut *conn))
+                .map_err(|e| Error::Database(format!("creating {}: {e}", meta.name)))?;
+        }
     }
     let mut tx = rt.block_on(conn.begin()).map_err(db)?;
     let mut load = || -> Result<(), Error> {

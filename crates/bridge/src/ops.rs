@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use crate::csv::{self, Cell};
 use crate::layout::{self, ChunkMeta, Chunking, Manifest, RowHash, Source as Source_, TableMeta};
 use crate::value::{self, Value};
-use crate::{git, sqlite, Error};
+use crate::{git, schema, sqlite, Error};
 
 /// Options of [`export`].
 #[derive(Debug, Clone)]
@@ -100,7 +100,7 @@ fn estimate_divisor(conn: &rusqlite::Connection, schema: &sqlite::TableSchema, t
         bytes += buf.len() as u64;
         n += 1;
     }
-    let avg = if n == 0 { 64 } else { (bytes / n).max(1) };
+    let avg = bytes.checked_div(n).map_or(64, |a| a.max(1));
     Ok((target / avg).max(1))
 }
 
@@ -134,14 +134,194 @@ fn header(schema_cols: &[layout::Column]) -> Vec<u8> {
     out
 }
 
+/// Largest manifest or table metadata file read: far above what a table
+/// of millions of chunks needs, far below what would exhaust memory.
+const MAX_METADATA_BYTES: u64 = 256 << 20;
+
+/// Largest chunk size limit (`--chunk-size`) a repository may ask for:
+/// an import holds a chunk, decompressed, in memory.
+pub const MAX_CHUNK_BYTES: u64 = 1 << 30;
+
+/// Most tables a manifest may list, and chunks a table may have.
+const MAX_TABLES: usize = 100_000;
+const MAX_CHUNKS: usize = 10_000_000;
+
 pub(crate) fn read_json<T: serde::de::DeserializeOwned>(
     repo: &Path,
     rev: &str,
     file: &str,
 ) -> Result<Option<T>, Error> {
-    match git::read_file(repo, rev, file)? {
+    match git::read_file_limited(repo, rev, file, MAX_METADATA_BYTES)? {
         None => Ok(None),
-        Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| Error::Layout(format!("{file}: {e}"))),
+        Some(Err(_)) => Err(Error::Metadata {
+            file: file.to_string(),
+            reason: format!("more than the {MAX_METADATA_BYTES} bytes a metadata file may have"),
+        }),
+        Some(Ok(bytes)) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Error::Metadata { file: file.to_string(), reason: e.to_string() }),
+    }
+}
+
+/// The metadata of table `name` at `rev`, checked against the manifest
+/// there by [`check_table_meta`]: nothing read from a repository is trusted.
+pub(crate) fn read_table_meta(repo: &Path, rev: &str, name: &str) -> Result<Option<TableMeta>, Error> {
+    read_table_meta_in(repo, rev, &load_manifest(repo, rev)?, name)
+}
+
+/// [`read_table_meta`] with the manifest at `rev` already read.
+pub(crate) fn read_table_meta_in(
+    repo: &Path,
+    rev: &str,
+    manifest: &Manifest,
+    name: &str,
+) -> Result<Option<TableMeta>, Error> {
+    let file = layout::table_meta_path(name);
+    let Some(mut meta) = read_json::<TableMeta>(repo, rev, &file)? else { return Ok(None) };
+    check_table_meta(&meta, name, manifest).map_err(|reason| Error::Metadata { file, reason })?;
+    meta.chunk_limit = manifest.chunking.max_chunk_bytes;
+    Ok(Some(meta))
+}
+
+/// What the code reading a table's metadata relies on: it describes the
+/// table it is named after; names are bounded; every key, index, foreign
+/// key and partition column is a column; types are data types of the
+/// source's dialect (sync splices them into statements); sizes and counts
+/// are within the manifest's chunk limit and add up. Returns why not.
+pub(crate) fn check_table_meta(meta: &TableMeta, name: &str, manifest: &Manifest) -> Result<(), String> {
+    let engine = schema::Engine::of_source(&manifest.source.engine)
+        .ok_or_else(|| format!("unknown source engine {:?}", manifest.source.engine))?;
+    let text = |e: schema::SchemaError| e.to_string();
+    if meta.name != name {
+        return Err(format!("name: describes the table {:?}, not {name:?}", meta.name));
+    }
+    schema::check_name("name", name).map_err(text)?;
+    if meta.columns.is_empty() || meta.columns.len() > schema::MAX_ITEMS {
+        return Err(format!("columns: {} columns, between 1 and {} expected", meta.columns.len(), schema::MAX_ITEMS));
+    }
+    let mut names = std::collections::HashSet::new();
+    for (i, c) in meta.columns.iter().enumerate() {
+        schema::check_name(&format!("columns[{i}].name"), &c.name).map_err(text)?;
+        if !names.insert(c.name.as_str()) {
+            return Err(format!("columns[{i}].name: {:?} appears twice", c.name));
+        }
+        schema::check_type(engine, &format!("columns[{i}].declared_type"), &c.declared_type).map_err(text)?;
+    }
+    let is_column = |field: &str, c: &str| {
+        if names.contains(c) {
+            Ok(())
+        } else {
+            Err(format!("{field}: {c:?} is not a column of the table"))
+        }
+    };
+    let mut key = std::collections::HashSet::new();
+    for c in &meta.primary_key {
+        is_column("primary_key", c)?;
+        if !key.insert(c) {
+            return Err(format!("primary_key: {c:?} appears twice"));
+        }
+    }
+    if !matches!(meta.row_identity.as_str(), "primary_key" | "content") {
+        return Err(format!("row_identity: {:?} is neither primary_key nor content", meta.row_identity));
+    }
+    if meta.indexes.len() > schema::MAX_ITEMS || meta.foreign_keys.len() > schema::MAX_ITEMS {
+        return Err("more than 4096 indexes or foreign keys".into());
+    }
+    for (i, idx) in meta.indexes.iter().enumerate() {
+        schema::check_name(&format!("indexes[{i}].name"), &idx.name).map_err(text)?;
+        for c in idx.columns.iter().filter(|c| *c != "<expression>") {
+            is_column(&format!("indexes[{i}].columns"), c)?;
+        }
+    }
+    for (i, fk) in meta.foreign_keys.iter().enumerate() {
+        for c in &fk.columns {
+            is_column(&format!("foreign_keys[{i}].columns"), c)?;
+        }
+    }
+    if let Some(spec) = &manifest.chunking.partition_by {
+        let by = ChunkBy::parse(spec).map_err(|e| format!("chunking.partition_by in the manifest: {e}"))?;
+        is_column("chunking.partition_by in the manifest", &by.column)?;
+    }
+    if meta.chunks.len() > MAX_CHUNKS {
+        return Err(format!("chunks: {} chunks, more than the {MAX_CHUNKS} accepted", meta.chunks.len()));
+    }
+    let limit = manifest.chunking.max_chunk_bytes;
+    let prefix = format!("data/{name}/");
+    let mut rows = 0u64;
+    for (i, c) in meta.chunks.iter().enumerate() {
+        let field = |part: &str| format!("chunks[{i}].{part}");
+        if !c.file.starts_with(&prefix) || c.file.split('/').any(|p| p.is_empty() || p == "." || p == "..") {
+            return Err(format!("{}: {:?} is not a file under {prefix}", field("file"), c.file));
+        }
+        if c.uncompressed_bytes > limit {
+            return Err(format!(
+                "{}: {}, more than the manifest's chunk limit of {limit} bytes",
+                field("uncompressed_bytes"),
+                c.uncompressed_bytes
+            ));
+        }
+        if c.bytes > max_stored_bytes(limit) {
+            return Err(format!(
+                "{}: {}, more than a chunk of at most {limit} bytes can take",
+                field("bytes"),
+                c.bytes
+            ));
+        }
+        // Every row takes at least its line end.
+        if c.rows > c.uncompressed_bytes {
+            return Err(format!("{}: {} rows in {} bytes", field("rows"), c.rows, c.uncompressed_bytes));
+        }
+        if c.first_key.len() > schema::MAX_ITEMS || c.last_key.len() > schema::MAX_ITEMS {
+            return Err(format!("{}: too many key cells", field("first_key")));
+        }
+        rows += c.rows;
+    }
+    if rows != meta.rows {
+        return Err(format!("rows: {}, but the chunks hold {rows}", meta.rows));
+    }
+    Ok(())
+}
+
+/// The most a stored (compressed) chunk of at most `limit` bytes of rows
+/// may take: incompressible data grows a little in gzip and zstd framing.
+fn max_stored_bytes(limit: u64) -> u64 {
+    limit + limit / 64 + 4096
+}
+
+/// The DDL creating `meta`'s table in `engine`: generated from its schema
+/// description, or from the description derived from the DDL text of
+/// metadata written before descriptions existed. Never the text itself.
+pub(crate) fn table_ddl(meta: &TableMeta, engine: schema::Engine) -> Result<schema::Ddl, Error> {
+    let file = layout::table_meta_path(&meta.name);
+    let refused = |e: schema::SchemaError| Error::Metadata { file: file.clone(), reason: e.to_string() };
+    let derived;
+    let description = match &meta.schema {
+        Some(s) => s,
+        None => {
+            let index_sql: Vec<&str> = meta.indexes.iter().filter_map(|i| i.sql.as_deref()).collect();
+            derived =
+                schema::TableSchema::from_legacy(engine, &meta.name, &meta.create_sql, &index_sql, &meta.post_sql)
+                    .map_err(refused)?;
+            &derived
+        }
+    };
+    let columns: Vec<&str> = meta.columns.iter().map(|c| c.name.as_str()).collect();
+    description.validate(engine, &columns).map_err(refused)?;
+    description.generate(engine, &meta.name).map_err(refused)
+}
+
+/// The schema description an export records for `shape`, from the
+/// source's own DDL. A table whose DDL falls outside what imports accept
+/// is exported without one; importing it then names what was refused.
+fn describe_schema(engine: &str, shape: &Shape) -> Option<schema::TableSchema> {
+    let engine = schema::Engine::of_source(engine)?;
+    let index_sql: Vec<&str> = shape.indexes.iter().filter_map(|i| i.sql.as_deref()).collect();
+    match schema::TableSchema::from_legacy(engine, &shape.name, &shape.create_sql, &index_sql, &shape.post_sql) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(table = %shape.name, "exported without a schema description, which imports need: {e}");
+            None
+        }
     }
 }
 
@@ -513,6 +693,7 @@ pub(crate) trait Source {
     /// [`scan`](Self::scan) that also hands over each row's CSV record.
     /// Only the cells `wanted` marks need be filled; a source whose own
     /// output is already in the CSV profile passes its records through.
+    #[allow(clippy::type_complexity)]
     fn scan_records(
         &mut self,
         shape: &Shape,
@@ -668,7 +849,7 @@ fn export_inner(
     let mut previous_metas = BTreeMap::new();
     if previous_exists {
         for name in &names {
-            if let Some(p) = read_json::<TableMeta>(repo, &rev, &layout::table_meta_path(name))? {
+            if let Some(p) = read_table_meta(repo, &rev, name)? {
                 for c in &p.chunks {
                     known.insert(c.sha256.clone(), c.git_blob.clone());
                 }
@@ -710,6 +891,7 @@ fn export_inner(
 /// database is read here while a worker thread compresses into the pack),
 /// and returns their metadata and the schema text. `known` maps SHA-256s of
 /// files the repository has to their blobs; it gains the new ones.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn write_tables(
     source: &mut dyn Source,
     names: &[String],
@@ -720,6 +902,13 @@ pub(crate) fn write_tables(
     known: &mut std::collections::HashMap<String, String>,
     journal: &git::Journal,
 ) -> Result<(Vec<TableMeta>, String), Error> {
+    if opts.max_chunk_bytes == 0 || opts.max_chunk_bytes > MAX_CHUNK_BYTES {
+        // Imports refuse a larger limit: they hold a chunk in memory.
+        return Err(Error::Unsupported(format!(
+            "a chunk size of {} bytes: between 1 byte and {MAX_CHUNK_BYTES} (1 GiB) is supported",
+            opts.max_chunk_bytes
+        )));
+    }
     let mut shapes = Vec::new();
     let (sink, jobs) = std::sync::mpsc::sync_channel::<Job>(1);
     let compression = opts.compression;
@@ -768,7 +957,7 @@ pub(crate) fn write_tables(
                     let wanted = chunker.wanted(shape.columns.len());
                     let scanned = source.scan_records(&shape, &wanted, &mut |cells, record| {
                         chunker.push_record(cells, record)?;
-                        if chunker.rows % 4096 == 0 {
+                        if chunker.rows.is_multiple_of(4096) {
                             bar.set_position(chunker.bytes);
                             bar.set_message(rows_message(chunker.rows, &bar));
                         }
@@ -813,6 +1002,7 @@ pub(crate) fn write_tables(
     }
     let mut metas = Vec::new();
     let mut schema_sql = String::new();
+    let engine = source.engine();
     for (slot, shape, divisor) in shapes {
         let (chunks, hash) = std::mem::take(&mut tables[slot]);
         for c in &chunks {
@@ -829,6 +1019,7 @@ pub(crate) fn write_tables(
         for c in &chunks {
             known.insert(c.sha256.clone(), c.git_blob.clone());
         }
+        let description = describe_schema(engine, &shape);
         metas.push(TableMeta {
             name: shape.name.clone(),
             row_identity: if shape.primary_key.is_empty() { "content".into() } else { "primary_key".into() },
@@ -836,6 +1027,9 @@ pub(crate) fn write_tables(
             primary_key: shape.primary_key,
             autoincrement: shape.autoincrement,
             autoincrement_seq: shape.autoincrement_seq,
+            schema: description,
+            ddl: None,
+            chunk_limit: opts.max_chunk_bytes,
             create_sql: shape.create_sql,
             post_sql: shape.post_sql,
             indexes: shape.indexes,
@@ -926,14 +1120,26 @@ pub struct ImportReport {
 /// The metadata of `names`, and which of them the target already has
 /// (refused unless `replace`).
 /// The metadata of tables `names` at `rev`.
+/// Each is checked, and carries the DDL generated for it (`ddl`), so an
+/// import refuses bad metadata before it changes anything.
 pub(crate) fn table_metas(repo: &Path, rev: &str, names: &[String]) -> Result<Vec<TableMeta>, Error> {
+    let manifest = load_manifest(repo, rev)?;
+    let engine = schema::Engine::of_source(&manifest.source.engine)
+        .ok_or_else(|| Error::Unsupported(format!("an export from {:?}", manifest.source.engine)))?;
     names
         .iter()
         .map(|name| {
-            read_json(repo, rev, &layout::table_meta_path(name))?
-                .ok_or_else(|| Error::Layout(format!("no metadata for table {name}")))
+            let mut meta = read_table_meta_in(repo, rev, &manifest, name)?
+                .ok_or_else(|| Error::Layout(format!("no metadata for table {name}")))?;
+            meta.ddl = Some(table_ddl(&meta, engine)?);
+            Ok(meta)
         })
         .collect()
+}
+
+/// The DDL [`table_metas`] generated for `meta`.
+pub(crate) fn ddl_of(meta: &TableMeta) -> Result<&schema::Ddl, Error> {
+    meta.ddl.as_ref().ok_or_else(|| Error::Layout(format!("no DDL was generated for table {}", meta.name)))
 }
 
 pub(crate) fn load_metas(
@@ -968,6 +1174,21 @@ pub(crate) fn load_manifest(repo: &Path, rev: &str) -> Result<Manifest, Error> {
     if manifest.format_version > layout::FORMAT_VERSION {
         return Err(Error::NewerFormat(manifest.format_version));
     }
+    let refuse = |reason: String| Error::Metadata { file: layout::MANIFEST.into(), reason };
+    let limit = manifest.chunking.max_chunk_bytes;
+    if limit == 0 || limit > MAX_CHUNK_BYTES {
+        return Err(refuse(format!("chunking.max_chunk_bytes: {limit}, between 1 and {MAX_CHUNK_BYTES} expected")));
+    }
+    if manifest.tables.len() > MAX_TABLES {
+        return Err(refuse(format!("tables: {}, more than the {MAX_TABLES} accepted", manifest.tables.len())));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (i, t) in manifest.tables.iter().enumerate() {
+        schema::check_name(&format!("tables[{i}]"), t).map_err(|e| refuse(e.to_string()))?;
+        if !seen.insert(t) {
+            return Err(refuse(format!("tables[{i}]: {t:?} appears twice")));
+        }
+    }
     Ok(manifest)
 }
 
@@ -986,22 +1207,44 @@ pub(crate) fn compress(compression: layout::Compression, data: &[u8]) -> Result<
     }
 }
 
-/// A chunk file's rows as CSV bytes, decompressed by its name.
-pub(crate) fn decompress(file: &str, data: Vec<u8>) -> Result<Vec<u8>, Error> {
+/// A chunk file's rows as CSV bytes, decompressed by its name, read in a
+/// streaming way that stops after `limit` bytes: more is an error, so a
+/// small file that inflates to gigabytes costs `limit` bytes of memory.
+pub(crate) fn decompress(file: &str, data: Vec<u8>, limit: u64) -> Result<Vec<u8>, Error> {
     use std::io::Read;
-    let damaged = |e: std::io::Error| Error::Damaged {
-        file: file.to_string(),
-        line: 0,
-        reason: format!("does not decompress: {e}"),
-    };
-    match layout::Compression::of_file(file) {
-        layout::Compression::None => Ok(data),
-        layout::Compression::Gzip => {
-            let mut out = Vec::new();
-            flate2::read::GzDecoder::new(&data[..]).read_to_end(&mut out).map_err(damaged)?;
-            Ok(out)
+    let damaged = |reason: String| Error::Damaged { file: file.to_string(), line: 0, reason };
+    let mut decoder: Box<dyn Read + '_> = match layout::Compression::of_file(file) {
+        layout::Compression::None => {
+            if data.len() as u64 > limit {
+                return Err(damaged(format!("{} bytes, more than the {limit} recorded", data.len())));
+            }
+            return Ok(data);
         }
-        layout::Compression::Zstd => zstd::decode_all(&data[..]).map_err(damaged),
+        layout::Compression::Gzip => Box::new(flate2::read::GzDecoder::new(&data[..])),
+        layout::Compression::Zstd => Box::new(
+            zstd::stream::read::Decoder::new(&data[..]).map_err(|e| damaged(format!("does not decompress: {e}")))?,
+        ),
+    };
+    // Reserve what is recorded, never more than a chunk may hold.
+    let mut out = Vec::with_capacity(limit.min(64 << 20) as usize);
+    let read = decoder
+        .by_ref()
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(|e| damaged(format!("does not decompress: {e}")))?;
+    if read as u64 > limit {
+        return Err(damaged(format!("inflates to more than the {limit} bytes recorded: refused")));
+    }
+    Ok(out)
+}
+
+/// How many bytes chunk `chunk` may inflate to: what its metadata records
+/// when the file is as exported, the table's chunk limit for a human edit.
+pub(crate) fn decompress_limit(meta: &TableMeta, chunk: &ChunkMeta, intact: bool) -> u64 {
+    if intact {
+        chunk.uncompressed_bytes.min(meta.chunk_limit)
+    } else {
+        meta.chunk_limit
     }
 }
 
@@ -1012,13 +1255,15 @@ pub(crate) fn load_chunk(
     repo: &Path,
     rev: &str,
     chunk: &ChunkMeta,
+    limit: u64,
     edited: &mut Vec<String>,
 ) -> Result<(Vec<u8>, bool), Error> {
-    let data = git::read_file(repo, rev, &chunk.file)?.ok_or_else(|| Error::Damaged {
-        file: chunk.file.clone(),
-        line: 0,
-        reason: "chunk file is missing".into(),
-    })?;
+    let damaged = |reason: String| Error::Damaged { file: chunk.file.clone(), line: 0, reason };
+    let data = match git::read_file_limited(repo, rev, &chunk.file, max_stored_bytes(limit))? {
+        None => return Err(damaged("chunk file is missing".into())),
+        Some(Err(_)) => return Err(damaged(format!("larger than a chunk of at most {limit} bytes can be"))),
+        Some(Ok(data)) => data,
+    };
     let intact = hex::encode(Sha256::digest(&data)) == chunk.sha256;
     if !intact {
         let now = git::blob_id(repo, rev, &chunk.file)?.unwrap_or_default();
@@ -1034,6 +1279,7 @@ pub(crate) fn load_chunk(
     Ok((data, intact))
 }
 
+#[allow(clippy::type_complexity)]
 pub(crate) fn read_rows(
     repo: &Path,
     rev: &str,
@@ -1046,7 +1292,7 @@ pub(crate) fn read_rows(
 }
 
 /// [`read_rows`] of some of the table's chunks.
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments, clippy::type_complexity)]
 pub(crate) fn read_chunks(
     repo: &Path,
     rev: &str,
@@ -1058,8 +1304,8 @@ pub(crate) fn read_chunks(
 ) -> Result<u64, Error> {
     let mut total = 0;
     for chunk in chunks {
-        let (data, intact) = load_chunk(repo, rev, chunk, edited)?;
-        let data = decompress(&chunk.file, data)?;
+        let (data, intact) = load_chunk(repo, rev, chunk, meta.chunk_limit, edited)?;
+        let data = decompress(&chunk.file, data, decompress_limit(meta, chunk, intact))?;
         let mut reader = csv::Reader::new(&data);
         let damaged = |line: usize, reason: String| Error::Damaged { file: chunk.file.clone(), line, reason };
         let header = reader.next_record().map_err(|e| damaged(1, e.to_string()))?.unwrap_or_default();
@@ -1139,6 +1385,17 @@ pub fn import(repo: &Path, database: &str, opts: &ImportOptions) -> Result<Impor
     } else {
         "sqlite"
     };
+    // Hostile metadata is refused before any engine touches the target:
+    // every table's metadata is checked, and for a same-engine import its
+    // DDL generated, first.
+    if manifest.source.engine == target_engine {
+        table_metas(repo, &rev, &names)?;
+    } else {
+        for name in &names {
+            read_table_meta_in(repo, &rev, &manifest, name)?
+                .ok_or_else(|| Error::Layout(format!("no metadata for table {name}")))?;
+        }
+    }
     if manifest.source.engine != target_engine {
         if target_engine == "sqlite" {
             return crate::mapping::import_into_sqlite(repo, &rev, &names, database, opts.replace);
@@ -1221,20 +1478,21 @@ fn import_sqlite_at_once(
             return Err(Error::TargetNotEmpty(n.clone()));
         }
     }
+    // Checked, with their DDL generated, before anything changes.
+    let metas = table_metas(repo, rev, names)?;
     let tx = conn.transaction().map_err(|e| Error::Database(e.to_string()))?;
     tx.execute_batch("PRAGMA defer_foreign_keys = ON").map_err(|e| Error::Database(e.to_string()))?;
     let mut report = ImportReport::default();
     // All tables first, so foreign keys (checked at commit) find their targets.
-    let mut metas = Vec::new();
-    for name in names {
-        let meta: TableMeta = read_json(repo, rev, &layout::table_meta_path(name))?
-            .ok_or_else(|| Error::Layout(format!("no metadata for table {name}")))?;
+    for meta in &metas {
+        let name = &meta.name;
         if existing.contains(name) {
             tx.execute_batch(&format!("DROP TABLE {}", sqlite::quote(name)))
                 .map_err(|e| Error::Database(e.to_string()))?;
         }
-        tx.execute_batch(&meta.create_sql).map_err(|e| Error::Database(format!("creating {name}: {e}")))?;
-        metas.push(meta);
+        for stmt in &ddl_of(meta)?.create {
+            tx.execute(stmt, []).map_err(|e| Error::Database(format!("creating {name}: {e}")))?;
+        }
     }
     for meta in &metas {
         let name = &meta.name;
@@ -1345,8 +1603,8 @@ fn import_sqlite(
 /// What follows a table's rows: its indexes and its AUTOINCREMENT position.
 fn finish_table(conn: &rusqlite::Connection, meta: &TableMeta) -> Result<(), Error> {
     let name = &meta.name;
-    for idx in meta.indexes.iter().filter_map(|i| i.sql.as_ref()) {
-        conn.execute_batch(idx).map_err(|e| Error::Database(format!("index on {name}: {e}")))?;
+    for stmt in &ddl_of(meta)?.after {
+        conn.execute(stmt, []).map_err(|e| Error::Database(format!("index on {name}: {e}")))?;
     }
     if let Some(seq) = meta.autoincrement_seq {
         let db = |e: rusqlite::Error| Error::Database(e.to_string());
@@ -1427,7 +1685,9 @@ fn load_table_resumably(
         let tx = conn.transaction().map_err(db)?;
         tx.execute_batch(&format!("DROP TABLE IF EXISTS {}", sqlite::quote(name))).map_err(db)?;
         tx.execute(&format!("DELETE FROM {} WHERE tbl = ?1", sqlite::quote(IMPORT_PROGRESS)), [name]).map_err(db)?;
-        tx.execute_batch(&meta.create_sql).map_err(|e| Error::Database(format!("creating {name}: {e}")))?;
+        for stmt in &ddl_of(meta)?.create {
+            tx.execute(stmt, []).map_err(|e| Error::Database(format!("creating {name}: {e}")))?;
+        }
         tx.execute(
             &format!("INSERT INTO {} (tbl, position, blob) VALUES (?1, -1, '')", sqlite::quote(IMPORT_PROGRESS)),
             [name],
@@ -1443,16 +1703,16 @@ fn load_table_resumably(
     let bar = progress(name);
     let mut bytes = 0u64;
     let mut rows: u64 = meta.chunks[..done].iter().map(|c| c.rows).sum();
-    for i in done..meta.chunks.len() {
+    for (i, (chunk, blob)) in meta.chunks.iter().zip(&blobs).enumerate().skip(done) {
         let tx = conn.transaction().map_err(db)?;
         {
             let mut stmt = tx.prepare_cached(&sql).map_err(db)?;
-            let one = &meta.chunks[i..=i];
+            let one = std::slice::from_ref(chunk);
             rows += insert_chunks(&mut stmt, repo, rev, meta, one, &mut report.edited_chunks, &bar, &mut bytes)?;
         }
         tx.execute(
             &format!("INSERT INTO {} (tbl, position, blob) VALUES (?1, ?2, ?3)", sqlite::quote(IMPORT_PROGRESS)),
-            rusqlite::params![name, i as i64, blobs[i]],
+            rusqlite::params![name, i as i64, blob],
         )
         .map_err(db)?;
         tx.commit().map_err(db)?;
@@ -1485,7 +1745,7 @@ pub fn verify(database: &str, repo: &Path, branch: Option<&str>) -> Result<Vec<T
     let mut out = Vec::new();
     let mut edited = Vec::new();
     for name in &manifest.tables {
-        let meta: TableMeta = read_json(repo, &rev, &layout::table_meta_path(name))?
+        let meta = read_table_meta_in(repo, &rev, &manifest, name)?
             .ok_or_else(|| Error::Layout(format!("no metadata for table {name}")))?;
         let mut repo_hash = ContentHash::default();
         let repo_rows = read_rows(repo, &rev, &meta, typed, &mut edited, &mut |_, _, _, record| {

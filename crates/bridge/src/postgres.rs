@@ -41,7 +41,10 @@ impl Postgres {
         let unreachable =
             |e: sqlx::Error| Error::Database(format!("cannot connect to {}: {e}", crate::ops::redact(url)));
         let options = crate::ops::quiet(url.parse::<sqlx::postgres::PgConnectOptions>().map_err(unreachable)?);
-        let conn = rt.block_on(options.connect()).map_err(unreachable)?;
+        let mut conn = rt.block_on(options.connect()).map_err(unreachable)?;
+        // Imports run DDL whose literals sqlparser's PostgreSQL tokenizer
+        // checked, reading '...' without backslash escapes: so must the session.
+        rt.block_on(sqlx::raw_sql("SET standard_conforming_strings = on").execute(&mut conn)).map_err(db)?;
         Ok(Postgres { rt, conn, storage_order: false, unordered: Default::default(), options, url: url.to_string() })
     }
 
@@ -363,6 +366,7 @@ const DIALECT: crate::sync::Dialect = crate::sync::Dialect {
 /// in the CSV profile. COPY's CSV is that profile but for quotes the profile
 /// would not write (a lone `\.`), so records are passed through as they
 /// come, and only those are decoded and written again.
+#[allow(clippy::type_complexity)]
 pub fn copy_out(
     pg: &mut Postgres,
     sql: &str,
@@ -505,10 +509,13 @@ pub fn import(
                     .execute(&mut *tx)
                     .await
                     .map_err(db)?;
-                sqlx::raw_sql(&meta.create_sql)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| Error::Database(format!("creating {name}: {e}")))?;
+                for stmt in &crate::ops::ddl_of(meta)?.create {
+                    // One statement each (the extended protocol takes no more).
+                    sqlx::query(stmt)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| Error::Database(format!("creating {name}: {e}")))?;
+                }
                 sqlx::query(&format!("INSERT INTO {progress} (tbl, position, blob) VALUES ($1, -1, '')"))
                     .bind(name)
                     .execute(&mut *tx)
@@ -519,13 +526,13 @@ pub fn import(
                 report.resumed.push((name.clone(), done));
             }
             let mut total: u64 = meta.chunks[..done].iter().map(|c| c.rows).sum();
-            for i in done..meta.chunks.len() {
+            for (i, (chunk, blob)) in meta.chunks.iter().zip(&blobs).enumerate().skip(done) {
                 let mut tx = conn.begin().await.map_err(db)?;
-                total += copy_chunk(&mut tx, repo, rev, meta, &meta.chunks[i], &mut report.edited_chunks).await?;
+                total += copy_chunk(&mut tx, repo, rev, meta, chunk, &mut report.edited_chunks).await?;
                 sqlx::query(&format!("INSERT INTO {progress} (tbl, position, blob) VALUES ($1, $2, $3)"))
                     .bind(name)
                     .bind(i as i64)
-                    .bind(&blobs[i])
+                    .bind(blob)
                     .execute(&mut *tx)
                     .await
                     .map_err(db)?;
@@ -535,8 +542,8 @@ pub fn import(
         }
         let mut tx = conn.begin().await.map_err(db)?;
         for meta in &metas {
-            for stmt in &meta.post_sql {
-                sqlx::raw_sql(stmt).execute(&mut *tx).await.map_err(|e| Error::Damaged {
+            for stmt in &crate::ops::ddl_of(meta)?.after {
+                sqlx::query(stmt).execute(&mut *tx).await.map_err(|e| Error::Damaged {
                     file: format!("data/{}/", meta.name),
                     line: 0,
                     reason: e.to_string(),
@@ -573,8 +580,8 @@ async fn copy_chunk(
 ) -> Result<u64, Error> {
     let cols: Vec<String> = meta.columns.iter().map(|c| quote(&c.name)).collect();
     let sql = format!("COPY {} ({}) FROM STDIN WITH (FORMAT csv, HEADER true)", quote(&meta.name), cols.join(", "));
-    let (data, intact) = crate::ops::load_chunk(repo, rev, chunk, edited)?;
-    let data = crate::ops::decompress(&chunk.file, data)?;
+    let (data, intact) = crate::ops::load_chunk(repo, rev, chunk, meta.chunk_limit, edited)?;
+    let data = crate::ops::decompress(&chunk.file, data, crate::ops::decompress_limit(meta, chunk, intact))?;
     let damaged = |e: sqlx::Error| {
         // COPY names the line in the error's context ("COPY t, line 4"),
         // counting the header as line 1 as the file does.
@@ -647,10 +654,12 @@ fn import_at_once(
             sqlx::raw_sql(&format!("DROP TABLE {} CASCADE", quote(name))).execute(&mut *tx).await.map_err(db)?;
         }
         for meta in &metas {
-            sqlx::raw_sql(&meta.create_sql)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| Error::Database(format!("creating {}: {e}", meta.name)))?;
+            for stmt in &crate::ops::ddl_of(meta)?.create {
+                sqlx::query(stmt)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| Error::Database(format!("creating {}: {e}", meta.name)))?;
+            }
         }
         for meta in &metas {
             let mut total = 0;
@@ -660,8 +669,8 @@ fn import_at_once(
             report.tables.push((meta.name.clone(), total));
         }
         for meta in &metas {
-            for stmt in &meta.post_sql {
-                sqlx::raw_sql(stmt)
+            for stmt in &crate::ops::ddl_of(meta)?.after {
+                sqlx::query(stmt)
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| Error::Database(format!("{}: {e}", meta.name)))?;

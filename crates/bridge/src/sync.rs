@@ -477,7 +477,7 @@ pub fn sync(database: &str, target: &git::Target, opts: &SyncOptions) -> Result<
     let mut conflicts = Vec::new();
     let mut theirs_changed_anything = false;
     for name in &manifest.tables {
-        let meta: TableMeta = ops::read_json(repo, &head, &layout::table_meta_path(name))?
+        let meta: TableMeta = ops::read_table_meta_in(repo, &head, &manifest, name)?
             .ok_or_else(|| Error::Layout(format!("no metadata for table {name}")))?;
         if !present.contains(name) {
             if opts.direction != Direction::PushOnly {
@@ -500,7 +500,7 @@ pub fn sync(database: &str, target: &git::Target, opts: &SyncOptions) -> Result<
             None => None,
         };
         let base_meta: Option<TableMeta> = match &base {
-            Some(b) => ops::read_json(repo, b, &layout::table_meta_path(name))?,
+            Some(b) => ops::read_table_meta(repo, b, name)?,
             None => None,
         };
         // Rows are merged in the repository's columns; column changes made
@@ -509,14 +509,16 @@ pub fn sync(database: &str, target: &git::Target, opts: &SyncOptions) -> Result<
         if !plan.ddl.is_empty() {
             theirs_changed_anything = true;
         }
-        let key: Vec<usize> = if meta.primary_key.is_empty() {
-            Vec::new()
-        } else {
-            meta.primary_key
-                .iter()
-                .map(|k| meta.columns.iter().position(|c| &c.name == k).expect("the key is a column"))
-                .collect()
-        };
+        let key: Vec<usize> = meta
+            .primary_key
+            .iter()
+            .map(|k| {
+                meta.columns.iter().position(|c| &c.name == k).ok_or_else(|| Error::Metadata {
+                    file: layout::table_meta_path(name),
+                    reason: format!("primary_key: {k:?} is not a column of the table"),
+                })
+            })
+            .collect::<Result<_, _>>()?;
         // Ours: the database's rows in chunks that are not base files.
         // Without a base (a first sync between a database and a repository
         // that both have the table), chunks identical on both sides hold
@@ -662,6 +664,7 @@ pub fn sync(database: &str, target: &git::Target, opts: &SyncOptions) -> Result<
 
 /// The database holds the merge: an export on top of the head writes only
 /// chunks whose rows changed, and nothing if none did; the state follows.
+#[allow(clippy::too_many_arguments)]
 fn push(
     database: &str,
     target: &git::Target,

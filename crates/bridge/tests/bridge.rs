@@ -8,6 +8,8 @@ use rusqlite::Connection;
 use tessera_bridge::ops::{self, ExportOptions, ImportOptions};
 use tessera_bridge::Error;
 
+mod hostile;
+
 fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .arg("-C")
@@ -71,16 +73,52 @@ fn dump(path: &Path) -> Vec<String> {
     out
 }
 
+/// Every table's schema as SQLite reports it: columns (type, NOT NULL,
+/// default, key position), indexes and their keys, foreign keys, and
+/// whether the table is WITHOUT ROWID or AUTOINCREMENT. Not the DDL text:
+/// imports generate their own.
 fn schema(path: &Path) -> Vec<String> {
     let conn = Connection::open(path).unwrap();
-    let mut v: Vec<String> = conn
-        .prepare("SELECT type || ' ' || name || ' ' || coalesce(sql, '') FROM sqlite_master WHERE name NOT LIKE 'sqlite_autoindex%'")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    v.sort();
+    let rows = |sql: &str| -> Vec<String> {
+        let mut stmt = conn.prepare(sql).unwrap();
+        let n = stmt.column_count();
+        let mut out: Vec<String> = stmt
+            .query_map([], |r| {
+                Ok((0..n)
+                    .map(|i| match r.get_ref(i).unwrap() {
+                        rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+                        other => format!("{other:?}"),
+                    })
+                    .collect::<Vec<_>>()
+                    .join("|"))
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        out.sort();
+        out
+    };
+    let mut v = Vec::new();
+    for t in rows("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name") {
+        let flags = rows(&format!(
+            "SELECT sql LIKE '%WITHOUT ROWID%', sql LIKE '%AUTOINCREMENT%' FROM sqlite_master WHERE name = '{t}'"
+        ));
+        v.push(format!("table {t} {flags:?}"));
+        for c in rows(&format!("PRAGMA table_xinfo(\"{t}\")")) {
+            v.push(format!("{t} column {c}"));
+        }
+        for i in rows(&format!("SELECT name, \"unique\", origin, partial FROM pragma_index_list('{t}') WHERE name NOT LIKE 'sqlite_autoindex%'")) {
+            v.push(format!("{t} index {i}"));
+        }
+        for i in rows(&format!(
+            "SELECT l.\"unique\", l.origin, x.* FROM pragma_index_list('{t}') l, pragma_index_xinfo(l.name) x"
+        )) {
+            v.push(format!("{t} index key {i}"));
+        }
+        for f in rows(&format!("PRAGMA foreign_key_list(\"{t}\")")) {
+            v.push(format!("{t} foreign key {f}"));
+        }
+    }
     v
 }
 
@@ -120,6 +158,7 @@ fn sqlite_round_trip_is_exact() {
     let report = ops::export(src.to_str().unwrap(), &repo, &opts(1024)).unwrap();
     assert_eq!(report.tables.len(), 3);
     git(&repo, &["fsck", "--strict"]);
+    assert_every_table_has_a_schema(&repo);
     let files = git(&repo, &["ls-tree", "-r", "--name-only", "main"]);
     for f in [
         ".dolt-metadata/manifest.json",
@@ -166,8 +205,20 @@ fn export_then_import(src: &str, dst: &str, dir: &Path, n_tables: usize) -> std:
     let report = ops::export(src, &repo, &opts(1024)).unwrap();
     assert_eq!(report.tables.len(), n_tables);
     git(&repo, &["fsck", "--strict"]);
+    assert_every_table_has_a_schema(&repo);
     ops::import(&repo, dst, &import_opts()).unwrap();
     repo
+}
+
+/// Exports describe every table's schema as data (imports generate their
+/// DDL from it rather than parsing the DDL text).
+fn assert_every_table_has_a_schema(repo: &Path) {
+    let files = git(repo, &["ls-tree", "-r", "--name-only", "main", ".dolt-metadata/tables/"]);
+    assert!(!files.is_empty());
+    for file in files.lines() {
+        let meta: serde_json::Value = serde_json::from_str(&git(repo, &["show", &format!("main:{file}")])).unwrap();
+        assert!(meta["schema"]["columns"].is_array(), "{file} has no schema description");
+    }
 }
 
 /// A skip outside CI, a failure under CI=true: a backend must not be
@@ -439,8 +490,8 @@ mod postgres {
 
     /// A fresh PostgreSQL database, dropped afterwards; `None` (a skip)
     /// when the server is unreachable, except under CI=true.
-    struct PgDb {
-        name: String,
+    pub(crate) struct PgDb {
+        pub(crate) name: String,
     }
 
     fn psql(db: &str, sql: &str) -> Result<String, String> {
@@ -456,7 +507,7 @@ mod postgres {
     }
 
     impl PgDb {
-        fn create() -> Option<PgDb> {
+        pub(crate) fn create() -> Option<PgDb> {
             let name = format!("bridge_{}_{}", std::process::id(), rand_suffix());
             match psql("postgres", &format!("CREATE DATABASE {name}")) {
                 Ok(_) => Some(PgDb { name }),
@@ -466,10 +517,10 @@ mod postgres {
                 }
             }
         }
-        fn url(&self) -> String {
+        pub(crate) fn url(&self) -> String {
             format!("postgres://postgres@127.0.0.1:5432/{}", self.name)
         }
-        fn sql(&self, sql: &str) -> String {
+        pub(crate) fn sql(&self, sql: &str) -> String {
             psql(&self.name, sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
         }
     }
@@ -665,8 +716,8 @@ fn compressed_chunks_round_trip() {
 mod mysql {
     use super::*;
 
-    struct MyDb {
-        name: String,
+    pub(crate) struct MyDb {
+        pub(crate) name: String,
     }
 
     fn mysql_cli(db: Option<&str>, sql: &str) -> Result<String, String> {
@@ -684,7 +735,7 @@ mod mysql {
     }
 
     impl MyDb {
-        fn create() -> Option<MyDb> {
+        pub(crate) fn create() -> Option<MyDb> {
             let name = format!("bridge_{}_{}", std::process::id(), rand_suffix());
             match mysql_cli(None, &format!("CREATE DATABASE {name} CHARACTER SET utf8mb4")) {
                 Ok(_) => Some(MyDb { name }),
@@ -694,10 +745,10 @@ mod mysql {
                 }
             }
         }
-        fn url(&self) -> String {
+        pub(crate) fn url(&self) -> String {
             format!("mysql://root@127.0.0.1:3306/{}", self.name)
         }
-        fn sql(&self, sql: &str) -> String {
+        pub(crate) fn sql(&self, sql: &str) -> String {
             mysql_cli(Some(&self.name), sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
         }
     }
