@@ -1362,7 +1362,11 @@ pub fn import(repo: &Path, database: &str, opts: &ImportOptions) -> Result<Impor
         Some(b) => b.clone(),
         None => git::default_branch(repo)?,
     };
-    let rev = format!("refs/heads/{branch}");
+    // A branch, or a commit id naming no branch: sync creates new tables
+    // from exactly the commit it merged.
+    let as_branch = format!("refs/heads/{branch}");
+    let is_commit_id = matches!(branch.len(), 40 | 64) && branch.bytes().all(|b| b.is_ascii_hexdigit());
+    let rev = if is_commit_id && git::resolve(repo, &as_branch).is_none() { branch.clone() } else { as_branch };
     let manifest = load_manifest(repo, &rev)?;
     let mut names = manifest.tables.clone();
     if let Some(only) = &opts.tables {

@@ -24,7 +24,8 @@ fn on_branch(repo: &Path, branch: &str, edit: impl FnOnce(&Path)) {
     git(repo.parent().unwrap(), &["clone", "-q", "-b", "main", repo.to_str().unwrap(), work.to_str().unwrap()]);
     git(&work, &["checkout", "-q", "-b", branch]);
     edit(&work);
-    git(&work, &["commit", "-qam", &format!("hostile: {branch}")]);
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-qm", &format!("hostile: {branch}")]);
     git(&work, &["push", "-q", "origin", branch]);
     std::fs::remove_dir_all(&work).unwrap();
 }
@@ -449,17 +450,13 @@ fn hostile_metadata_is_refused_and_changes_nothing_in_mysql() {
     assert_eq!(fresh.sql("SELECT GROUP_CONCAT(v ORDER BY id) FROM t").trim(), "a,b,c");
 }
 
-/// `data sync` reads the key columns of the repository's metadata: one
-/// that names no column is refused, not a panic.
-#[test]
-fn sync_refuses_a_primary_key_naming_a_missing_column() {
+/// `data sync` against a database holding `t (id, v)` with two rows, whose
+/// state `snapshot` shows: a branch whose metadata names a key column `t`
+/// does not have is refused (it was a panic), and so is a branch adding a
+/// table `u` whose legacy DDL drops `t`; the database is unchanged.
+fn sync_refuses_hostile_branches(database: &str, snapshot: &dyn Fn() -> String) {
     use tessera_bridge::sync::{self, Direction, OnConflict, SyncOptions};
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db.sqlite");
-    Connection::open(&db)
-        .unwrap()
-        .execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'a'), (2, 'b');")
-        .unwrap();
     let repo = dir.path().join("repo");
     let target = tessera_bridge::Target { path: repo.clone(), remote: None };
     let options = |branch: &str| SyncOptions {
@@ -469,13 +466,70 @@ fn sync_refuses_a_primary_key_naming_a_missing_column() {
         repo_id: "hostile".into(),
         export: Some(opts(1 << 20)),
     };
-    sync::sync(db.to_str().unwrap(), &target, &options("main")).unwrap();
+    sync::sync(database, &target, &options("main")).unwrap();
     git(&repo, &["config", "receive.denyCurrentBranch", "ignore"]);
     on_branch(&repo, "pk-missing", |work| edit_json(work, TABLE, |m| m["primary_key"] = serde_json::json!(["nope"])));
-    let before = super::dump(&db);
-    let err = sync::sync(db.to_str().unwrap(), &target, &options("pk-missing")).unwrap_err().to_string();
-    assert!(err.contains("primary_key: \"nope\""), "{err}");
-    assert_eq!(super::dump(&db), before);
+    on_branch(&repo, "new-table-drops-t", |work| {
+        let chunk = git(work, &["ls-files", "data/t/"]).trim().to_string();
+        std::fs::create_dir_all(work.join("data/u")).unwrap();
+        std::fs::copy(work.join(&chunk), work.join("data/u/u_000001.csv")).unwrap();
+        let mut meta: Json = serde_json::from_slice(&std::fs::read(work.join(TABLE)).unwrap()).unwrap();
+        meta["name"] = "u".into();
+        meta["chunks"][0]["file"] = "data/u/u_000001.csv".into();
+        meta.as_object_mut().unwrap().remove("schema");
+        let create = meta["create_sql"].as_str().unwrap().replace("\"t\"", "\"u\"").replace("TABLE t ", "TABLE u ");
+        meta["create_sql"] = format!("{create}; DROP TABLE t").into();
+        std::fs::write(work.join(".dolt-metadata/tables/u.json"), serde_json::to_vec_pretty(&meta).unwrap()).unwrap();
+        edit_json(work, ".dolt-metadata/manifest.json", |m| m["tables"].as_array_mut().unwrap().push("u".into()));
+    });
+    for (branch, expected) in [("pk-missing", "primary_key: \"nope\""), ("new-table-drops-t", "create_sql: DROP TABLE")]
+    {
+        let before = snapshot();
+        let err = sync::sync(database, &target, &options(branch)).unwrap_err().to_string();
+        assert!(err.contains(expected), "{branch}: {err}");
+        assert_eq!(snapshot(), before, "{branch}");
+    }
+    // A well-formed new table is created by the sync, from the commit it merged.
+    on_branch(&repo, "new-table", |work| {
+        let chunk = git(work, &["ls-files", "data/t/"]).trim().to_string();
+        std::fs::create_dir_all(work.join("data/u")).unwrap();
+        std::fs::copy(work.join(&chunk), work.join("data/u/u_000001.csv")).unwrap();
+        let mut meta: Json = serde_json::from_slice(&std::fs::read(work.join(TABLE)).unwrap()).unwrap();
+        meta["name"] = "u".into();
+        meta["chunks"][0]["file"] = "data/u/u_000001.csv".into();
+        if meta["schema"]["primary_key"]["name"].is_string() {
+            meta["schema"]["primary_key"]["name"] = "u_pkey".into();
+        }
+        std::fs::write(work.join(".dolt-metadata/tables/u.json"), serde_json::to_vec_pretty(&meta).unwrap()).unwrap();
+        edit_json(work, ".dolt-metadata/manifest.json", |m| m["tables"].as_array_mut().unwrap().push("u".into()));
+    });
+    let report = sync::sync(database, &target, &options("new-table")).unwrap();
+    assert_eq!(report.created, ["u"]);
+}
+
+#[test]
+fn sync_refuses_hostile_branches_in_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db.sqlite");
+    Connection::open(&db)
+        .unwrap()
+        .execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'a'), (2, 'b');")
+        .unwrap();
+    let lite = Lite { path: db.clone() };
+    sync_refuses_hostile_branches(db.to_str().unwrap(), &|| lite.snapshot() + &format!("{:?}", super::dump(&db)));
+}
+
+#[test]
+fn sync_refuses_hostile_branches_in_postgres() {
+    let Some(db) = PgDb::create() else { return };
+    db.sql("CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a'), (2, 'b');");
+    let snapshot = || {
+        db.sql(
+            "SELECT string_agg(relname || ':' || relkind::text, ',' ORDER BY relname) FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'",
+        ) + &db.sql("SELECT string_agg(id || ' ' || v, ',' ORDER BY id) FROM t")
+    };
+    sync_refuses_hostile_branches(&db.url(), &snapshot);
 }
 
 /// Repositories exported before metadata described schemas as data (the
