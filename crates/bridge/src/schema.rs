@@ -578,8 +578,8 @@ fn allowed_function(engine: Engine, f: &ast::Function, context: Context<'_>) -> 
     }
 }
 
-/// `'name'` or `'name'::regclass`, unqualified or in any schema: the
-/// sequence's own name.
+/// `'name'` or `'name'::regclass`, unqualified (a name in another schema
+/// would be another sequence than the one the import creates): the name.
 fn sequence_literal(e: &Expr) -> Option<String> {
     let e = match e {
         Expr::Cast { expr, data_type: ast::DataType::Regclass, .. } => expr,
@@ -592,10 +592,7 @@ fn sequence_literal(e: &Expr) -> Option<String> {
     };
     match e {
         Expr::Value(v) => match &v.value {
-            ast::Value::SingleQuotedString(s) => {
-                let last = s.rsplit('.').next().unwrap_or(s);
-                Some(last.trim_matches('"').to_string())
-            }
+            ast::Value::SingleQuotedString(s) if !s.contains('.') => Some(s.trim_matches('"').to_string()),
             _ => None,
         },
         _ => None,
@@ -1289,11 +1286,6 @@ impl TableSchema {
         if def.data_type.is_empty() && engine != Engine::Sqlite {
             return Err(refuse(field, format!("column {name} has no type")));
         }
-        if let Some(d) = &def.default {
-            if engine == Engine::Postgres && default_sequence(engine, d).is_some() {
-                // Sequence names come with the CREATE SEQUENCE statements.
-            }
-        }
         if def.identity.is_some() {
             // Its sequence position comes with post_sql; until then it starts fresh.
             self.sequences.push(Sequence { column: name.clone(), name: None, last_value: 1, is_called: false });
@@ -1942,6 +1934,7 @@ mod tests {
         assert!(default("nextval('t_id_seq'::regclass)"));
         assert!(!default("nextval('keep_id_seq'::regclass)"));
         assert!(!default("nextval('t_id_seq') + nextval('keep_id_seq')"));
+        assert!(!default("nextval('other.t_id_seq'::regclass)"));
     }
 
     #[test]
