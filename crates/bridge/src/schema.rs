@@ -839,7 +839,7 @@ impl TableSchema {
             }
             if c.not_null {
                 def.push_str(" NOT NULL");
-            } else if engine == Engine::Mysql && c.data_type.eq_ignore_ascii_case("timestamp") {
+            } else if engine == Engine::Mysql && c.data_type.to_ascii_uppercase().starts_with("TIMESTAMP") {
                 // MySQL would otherwise make a first TIMESTAMP column NOT NULL.
                 def.push_str(" NULL");
             }
