@@ -659,6 +659,8 @@ fn bomb_child() {
 /// child's usage (with the git processes it waited for), where
 /// `getrusage(RUSAGE_CHILDREN)` would mix in the children of tests running
 /// alongside.
+// The child is reaped by wait4 below, which clippy does not see.
+#[allow(clippy::zombie_processes)]
 fn import_in_child(repo: &Path, db: &str, branch: &str) -> (String, u64) {
     use std::io::Read;
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
