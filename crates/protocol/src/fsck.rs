@@ -564,29 +564,41 @@ fn memmem(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-/// A name a checkout on some file system would take for `base`: the same
-/// in any case, with HFS+'s ignorable code points removed, and NTFS's
-/// trailing dots and spaces stripped.
-fn folds_to(name: &[u8], base: &str) -> bool {
+/// Whether a checkout on some file system would take `name` for `base`
+/// (lowercase ASCII): the same in any case, with HFS+'s ignorable code
+/// points removed, and NTFS's trailing dots and spaces stripped. Runs for
+/// every tree entry of every push, so it allocates nothing.
+fn folds_to(name: &[u8], base: &[u8]) -> bool {
     const HFS_IGNORABLE: &[char] = &[
         '\u{200c}', '\u{200d}', '\u{200e}', '\u{200f}', '\u{202a}', '\u{202b}', '\u{202c}', '\u{202d}', '\u{202e}',
         '\u{206a}', '\u{206b}', '\u{206c}', '\u{206d}', '\u{206e}', '\u{206f}', '\u{feff}',
     ];
-    let text = String::from_utf8_lossy(name);
-    let folded: String = text.chars().filter(|c| !HFS_IGNORABLE.contains(c)).collect();
-    let trimmed = folded.trim_end_matches(['.', ' ']);
-    trimmed.eq_ignore_ascii_case(base)
+    if name.is_ascii() {
+        // The common case: no ignorable code point can be present.
+        let trimmed = name.len() - name.iter().rev().take_while(|b| matches!(b, b'.' | b' ')).count();
+        return name[..trimmed].eq_ignore_ascii_case(base);
+    }
+    // Invalid UTF-8 can never spell `base` (git would see other bytes too).
+    let Ok(text) = std::str::from_utf8(name) else { return false };
+    let mut chars = text.chars().filter(|c| !HFS_IGNORABLE.contains(c));
+    for expected in base {
+        match chars.next() {
+            Some(c) if c.is_ascii() && (c as u8).eq_ignore_ascii_case(expected) => {}
+            _ => return false,
+        }
+    }
+    chars.all(|c| c == '.' || c == ' ')
 }
 
 /// `.git` in any form a checkout could turn into the repository directory,
 /// including NTFS's short name.
 pub fn is_dot_git(name: &[u8]) -> bool {
-    folds_to(name, ".git") || folds_to(name, "git~1")
+    folds_to(name, b".git") || folds_to(name, b"git~1")
 }
 
 /// `.gitmodules` in any form, including NTFS's short names.
 fn is_gitmodules(name: &[u8]) -> bool {
-    folds_to(name, ".gitmodules") || folds_to(name, "gitmod~1") || folds_to(name, "gi7eba~1")
+    folds_to(name, b".gitmodules") || folds_to(name, b"gitmod~1") || folds_to(name, b"gi7eba~1")
 }
 
 /// Largest `.gitmodules` blob that is checked; a larger one is refused.

@@ -362,6 +362,10 @@ async fn receive_pack(state: Arc<State>, raw_path: &str, request: Request) -> Re
             Err(e) => return Err(e.into()),
         },
     };
+    // The snapshot the pack was checked against: with what the pack added,
+    // it is all the ref checks need (refreshing it would reload every row
+    // the push just wrote).
+    let mut before_push = None;
     let unpack: Result<push::Ingested, String> = if too_large {
         Err(format!("push is over the limit of {} bytes", state.config.max_push_bytes))
     } else if n_bytes == 0 {
@@ -370,17 +374,21 @@ async fn receive_pack(state: Arc<State>, raw_path: &str, request: Request) -> Re
         Ok(push::Ingested::default())
     } else {
         let snapshot = repos::snapshot(&state, repo.id).await?;
-        push::ingest(&state.store, repo.id, &snapshot, spooled.path().to_path_buf(), &state.ingest).await.map_err(|e| {
-            tracing::warn!("push to {path} by {who} refused: {e}");
-            e.to_string()
-        })
+        let ingested = push::ingest(&state.store, repo.id, &snapshot, spooled.path().to_path_buf(), &state.ingest)
+            .await
+            .map_err(|e| {
+                tracing::warn!("push to {path} by {who} refused: {e}");
+                e.to_string()
+            });
+        before_push = Some(snapshot);
+        ingested
     };
     let mut body = Vec::new();
     let results = match (&unpack, directory) {
         (Err(_), _) => req.commands.iter().map(|c| (c.name.clone(), Err("unpacker error".to_string()))).collect(),
         (Ok(_), Some(dir)) => open_merge_requests(&state, &req, &dir, &who, &host, &mut body).await,
         (Ok(ingested), None) => {
-            let results = update_refs(&state, &repo, &req, ingested).await?;
+            let results = update_refs(&state, &repo, &req, ingested, before_push).await?;
             if repo.kind == RepoKind::Import {
                 sync_import(&state, &repo, &results, ingested, &req, &mut body).await;
             }
@@ -483,8 +491,12 @@ async fn update_refs(
     repo: &Repo,
     req: &receive::PushRequest,
     ingested: &push::Ingested,
+    before_push: Option<Snapshot>,
 ) -> Result<Vec<(String, Result<(), String>)>, HttpError> {
-    let snapshot = repos::snapshot(state, repo.id).await?;
+    let snapshot = match before_push {
+        Some(snapshot) => snapshot,
+        None => repos::snapshot(state, repo.id).await?,
+    };
     let kind_of =
         |id: &ObjectId| ingested.kinds.get(id).copied().or_else(|| snapshot.index.objects.get(id).map(|l| l.kind));
     let mut checked: Vec<(String, Result<RefUpdate, String>)> = Vec::new();
