@@ -56,6 +56,13 @@ struct Collected {
     report: fsck::Report,
 }
 
+/// A pack that passed every check, ready for [`register`].
+pub struct Checked {
+    outcome: index::Outcome,
+    collected: Collected,
+    spooled: PathBuf,
+}
+
 /// Scans, checks and stores the pack at `spooled` for `repo_id`.
 pub async fn ingest(
     store: &tessera_store::Store,
@@ -64,6 +71,14 @@ pub async fn ingest(
     spooled: PathBuf,
     options: &Options,
 ) -> Result<Ingested, IngestError> {
+    let checked = check(snapshot, spooled, options).await?;
+    register(store, repo_id, snapshot, checked).await
+}
+
+/// Scans and checks the pack at `spooled` against what `snapshot` holds,
+/// writing nothing to the database (a push that creates a repository
+/// creates it only once this passed).
+pub async fn check(snapshot: &Snapshot, spooled: PathBuf, options: &Options) -> Result<Checked, IngestError> {
     let odb = snapshot.odb();
     let path = spooled.clone();
     let options = options.clone();
@@ -75,6 +90,17 @@ pub async fn ingest(
     if let Some(missing) = collected.needed.iter().find(|id| !new_ids.contains(*id) && !known(id)) {
         return Err(IngestError::Missing(*missing));
     }
+    Ok(Checked { outcome, collected, spooled })
+}
+
+/// Stores a checked pack for `repo_id`, in one transaction.
+pub async fn register(
+    store: &tessera_store::Store,
+    repo_id: i64,
+    snapshot: &Snapshot,
+    checked: Checked,
+) -> Result<Ingested, IngestError> {
+    let Checked { outcome, collected, spooled } = checked;
 
     // Generation numbers: one more than the highest parent's.
     let stored_parents: Vec<ObjectId> = collected

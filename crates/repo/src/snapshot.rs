@@ -17,6 +17,11 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// The snapshot of a repository that does not exist yet.
+    pub fn empty() -> Snapshot {
+        Snapshot { index: Arc::new(RepoIndex::new(0)), pack_paths: Arc::new(HashMap::new()) }
+    }
+
     pub fn odb(&self) -> Odb {
         Odb::new(self.index.clone(), (*self.pack_paths).clone())
     }

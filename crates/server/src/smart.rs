@@ -334,6 +334,8 @@ async fn receive_pack(state: Arc<State>, raw_path: &str, request: Request) -> Re
         tokio::fs::File::from_std(spooled.reopen().map_err(|e| HttpError::internal("opening spool file", e))?);
     let mut n_bytes = (head.len() - req.pack_offset) as u64;
     file.write_all(&head[req.pack_offset..]).await.map_err(|e| HttpError::internal("spooling push", e))?;
+    file.flush().await.map_err(|e| HttpError::internal("spooling push", e))?;
+    failpoint("receive-upload");
     let mut too_large = false;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| HttpError::bad_request(format!("reading push: {e}")))?;
@@ -347,42 +349,70 @@ async fn receive_pack(state: Arc<State>, raw_path: &str, request: Request) -> Re
     file.flush().await.map_err(|e| HttpError::internal("spooling push", e))?;
     drop(file);
 
-    // Where the objects go: the import repository, or the monorepo root.
-    let mut created = false;
-    let (repo, directory) = match target {
-        Some(Target::Import(repo)) => (repo, None),
-        Some(Target::Root(repo)) => (repo, None),
-        Some(Target::Dir { root, path }) => (root, Some(path)),
-        None => match state.store.create_repo(&path, RepoKind::Import).await {
-            Ok(repo) => {
-                created = true;
-                (repo, None)
-            }
-            Err(tessera_store::Error::RepoExists(_)) => (repos::find(&state, &path).await?, None),
-            Err(e) => return Err(e.into()),
-        },
+    // Where the objects go: the import repository, or the monorepo root;
+    // a new import repository is created only for a pack that passed.
+    let existing = match target {
+        Some(Target::Import(repo)) | Some(Target::Root(repo)) => Some((repo, None)),
+        Some(Target::Dir { root, path }) => Some((root, Some(path))),
+        None => None,
+    };
+    let refused = |e: push::IngestError| {
+        tracing::warn!("push to {path} by {who} refused: {e}");
+        e.to_string()
     };
     // The snapshot the pack was checked against: with what the pack added,
     // it is all the ref checks need (refreshing it would reload every row
     // the push just wrote).
-    let mut before_push = None;
-    let unpack: Result<push::Ingested, String> = if too_large {
+    let mut snapshot = match &existing {
+        Some((repo, _)) => repos::snapshot(&state, repo.id).await?,
+        None => Snapshot::empty(),
+    };
+    let checked: Result<Option<push::Checked>, String> = if too_large {
         Err(format!("push is over the limit of {} bytes", state.config.max_push_bytes))
     } else if n_bytes == 0 {
         // No pack (deletes only, or every object already here): the ref
         // checks below find any object that is missing.
-        Ok(push::Ingested::default())
+        Ok(None)
     } else {
-        let snapshot = repos::snapshot(&state, repo.id).await?;
-        let ingested = push::ingest(&state.store, repo.id, &snapshot, spooled.path().to_path_buf(), &state.ingest)
-            .await
-            .map_err(|e| {
-                tracing::warn!("push to {path} by {who} refused: {e}");
-                e.to_string()
-            });
-        before_push = Some(snapshot);
-        ingested
+        failpoint("receive-ingest");
+        push::check(&snapshot, spooled.path().to_path_buf(), &state.ingest).await.map(Some).map_err(refused)
     };
+    let mut created = false;
+    let (repo, directory) = match existing {
+        Some(found) => found,
+        None => {
+            if let Err(reason) = &checked {
+                let results: Vec<_> =
+                    req.commands.iter().map(|c| (c.name.clone(), Err("unpacker error".to_string()))).collect();
+                return Ok(git_response(RESULT, receive::report(&req, Err(reason.clone()), &results)));
+            }
+            match state.store.create_repo(&path, RepoKind::Import).await {
+                Ok(repo) => {
+                    created = true;
+                    (repo, None)
+                }
+                Err(tessera_store::Error::RepoExists(_)) => (repos::find(&state, &path).await?, None),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
+    let unpack: Result<push::Ingested, String> = match checked {
+        Err(reason) => Err(reason),
+        Ok(None) => Ok(push::Ingested::default()),
+        Ok(Some(checked)) if created || existing_snapshot_is(&snapshot, repo.id) => {
+            push::register(&state.store, repo.id, &snapshot, checked).await.map_err(refused)
+        }
+        Ok(Some(_)) => {
+            // Another process created the repository meanwhile: check again
+            // against what it holds.
+            snapshot = repos::snapshot(&state, repo.id).await?;
+            push::ingest(&state.store, repo.id, &snapshot, spooled.path().to_path_buf(), &state.ingest)
+                .await
+                .map_err(refused)
+        }
+    };
+    let before_push = Some(snapshot);
+    failpoint("receive-ref-update");
     let mut body = Vec::new();
     let results = match (&unpack, directory) {
         (Err(_), _) => req.commands.iter().map(|c| (c.name.clone(), Err("unpacker error".to_string()))).collect(),
@@ -417,6 +447,22 @@ async fn receive_pack(state: Arc<State>, raw_path: &str, request: Request) -> Re
     }
     body.extend(receive::report(&req, unpack.map(|_| ()), &results));
     Ok(git_response(RESULT, body))
+}
+
+/// Whether `snapshot` is of repository `repo_id` (not the empty one a new
+/// repository's pack was checked against).
+fn existing_snapshot_is(snapshot: &Snapshot, repo_id: i64) -> bool {
+    snapshot.index.repo_id == repo_id
+}
+
+/// Dies on the spot when `TESSERA_FAILPOINT` names `point`, so that crash
+/// tests can kill the server at an exact step of a push. Never set in
+/// production.
+fn failpoint(point: &str) {
+    if std::env::var_os("TESSERA_FAILPOINT").is_some_and(|v| v == point) {
+        eprintln!("failpoint {point}: aborting");
+        std::process::abort();
+    }
 }
 
 /// A push to a monorepo directory: each accepted branch update opens (or

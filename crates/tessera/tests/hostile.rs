@@ -449,3 +449,88 @@ fn sha1_of_repeated(piece: &[u8], n: usize) -> String {
     }
     hex::encode(h.finalize())
 }
+
+/// Starts `tessera serve` over `dir` with `env`; returns it and its URL.
+fn serve_at(dir: &Path, env: &[(&str, &str)]) -> (Child, String) {
+    let mut cmd = tessera(&["serve", "--listen", "127.0.0.1:0", "--data-dir", dir.to_str().unwrap()]);
+    cmd.arg("--config").arg(dir.join("tessera.toml")).stdout(Stdio::piped()).stderr(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("tessera serve starts");
+    let mut banner = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut banner).unwrap();
+    let url = banner.split_whitespace().find(|w| w.starts_with("http://")).expect("banner").to_string();
+    (child, url)
+}
+
+fn pack_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir.join("packs"))
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    names.retain(|n| n.ends_with(".pack"));
+    names.sort();
+    names
+}
+
+#[test]
+fn pushes_killed_at_any_step_leave_old_refs_and_no_debris() {
+    for point in ["receive-upload", "receive-ingest", "receive-ref-update"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("tessera.toml"), "").unwrap();
+        let out = tessera(&["token", "create", "--name", "t", "--data-dir", dir.to_str().unwrap()]).output().unwrap();
+        let token = String::from_utf8_lossy(&out.stdout).split_whitespace().last().unwrap().to_string();
+        let push_url =
+            |url: &str, path: &str| format!("{}{path}", url.replacen("http://", &format!("http://t:{token}@"), 1));
+
+        let src = tessera_testkit::new_repo();
+        tessera_testkit::write(src.path(), "f", "one\n");
+        let first = tessera_testkit::commit_all(src.path(), "one");
+        let (mut server, url) = serve_at(&dir, &[]);
+        git(src.path(), &["push", "-q", &push_url(&url, "/import/k"), "main"]);
+        let _ = server.kill();
+        let _ = server.wait();
+        let packs_before = pack_files(&dir);
+
+        tessera_testkit::write(src.path(), "f", "two\n");
+        let second = tessera_testkit::commit_all(src.path(), "two");
+        for path in ["/import/k", "/import/new"] {
+            let (mut server, url) = serve_at(&dir, &[("TESSERA_FAILPOINT", point)]);
+            let out = git_output(src.path(), &["push", "-q", &push_url(&url, path), "main"]);
+            assert!(!out.status.success(), "{point}: the push to {path} succeeded");
+            let status = server.wait().unwrap();
+            assert!(!status.success(), "{point}: the server did not die");
+        }
+
+        // Restarted: refs are the old ones, never in between.
+        let (mut server, url) = serve_at(&dir, &[]);
+        let work = tempfile::tempdir().unwrap();
+        let refs = git(work.path(), &["ls-remote", &format!("{url}/import/k")]);
+        assert!(refs.contains(&first) && !refs.contains(&second), "{point}: {refs}");
+        let incoming = dir.join("packs").join("incoming");
+        let left: Vec<_> = std::fs::read_dir(&incoming).map(|d| d.flatten().collect()).unwrap_or_default();
+        assert!(left.is_empty(), "{point}: spool files left: {left:?}");
+        let new_repo = git_output(work.path(), &["ls-remote", &format!("{url}/import/new")]);
+        if point != "receive-ref-update" {
+            // Nothing was stored: no pack, no repository.
+            assert_eq!(pack_files(&dir), packs_before, "{point}");
+            assert!(!new_repo.status.success(), "{point}: an empty repository was left");
+        } else {
+            // The pack was stored before the ref moved: the repository
+            // holds no ref.
+            assert!(String::from_utf8_lossy(&new_repo.stdout).trim().is_empty(), "{point}");
+        }
+        // The same pushes work now, and everything serves.
+        git(src.path(), &["push", "-q", &push_url(&url, "/import/k"), "main"]);
+        git(src.path(), &["push", "-q", &push_url(&url, "/import/new"), "main"]);
+        for path in ["/import/k", "/import/new", "/"] {
+            let target = work.path().join(format!("c{}", path.replace('/', "_")));
+            git(work.path(), &["clone", "-q", "--mirror", &format!("{url}{path}"), target.to_str().unwrap()]);
+            git(&target, &["fsck", "--no-progress"]);
+        }
+        let _ = server.kill();
+        let _ = server.wait();
+    }
+}
