@@ -34,6 +34,8 @@ pub struct Odb {
     pack_paths: HashMap<i64, PathBuf>,
     open: Mutex<HashMap<i64, Arc<PackFile>>>,
     cache: Mutex<Cache>,
+    /// Cache blobs too (see [`Odb::caching_blobs`]).
+    cache_blobs: bool,
 }
 
 /// Decoded trees and commits, kept because walks read the same ones
@@ -48,7 +50,21 @@ const CACHE_BYTES: usize = 64 << 20;
 
 impl Odb {
     pub fn new(index: Arc<RepoIndex>, pack_paths: HashMap<i64, PathBuf>) -> Self {
-        Odb { index, pack_paths, open: Mutex::new(HashMap::new()), cache: Mutex::new(Cache::default()) }
+        Odb {
+            index,
+            pack_paths,
+            open: Mutex::new(HashMap::new()),
+            cache: Mutex::new(Cache::default()),
+            cache_blobs: false,
+        }
+    }
+
+    /// Caches blobs as well as trees and commits: for reading every object
+    /// of a repository base first (`tessera fsck`), where each blob's delta
+    /// base was read just before it.
+    pub fn caching_blobs(mut self) -> Self {
+        self.cache_blobs = true;
+        self
     }
 
     pub fn location(&self, id: &ObjectId) -> Option<&Location> {
@@ -91,6 +107,13 @@ impl Odb {
     /// the deltas upwards, caching each tree and commit on the way: walks
     /// read many versions of the same trees, and each costs one delta.
     pub fn read(&self, id: &ObjectId) -> Result<(Kind, Arc<Vec<u8>>), Error> {
+        self.read_with_chain_limit(id, read::MAX_CHAIN)
+    }
+
+    /// [`Odb::read`] with another bound on the delta chain: `tessera fsck
+    /// --repair` reads what an earlier version stored deeper than the
+    /// reader allows, to store it again whole.
+    pub fn read_with_chain_limit(&self, id: &ObjectId, max_chain: usize) -> Result<(Kind, Arc<Vec<u8>>), Error> {
         let kind = self.location(id).ok_or(Error::Missing(*id))?.kind;
         let mut chain: Vec<(ObjectId, Vec<u8>)> = Vec::new();
         let mut current = *id;
@@ -110,8 +133,8 @@ impl Odb {
                 }
                 (_, None) => return Err(Error::Read { id: current, source: read::Error::MissingBase(current) }),
             }
-            if chain.len() > read::MAX_CHAIN {
-                return Err(Error::Read { id: *id, source: read::Error::ChainTooDeep(read::MAX_CHAIN) });
+            if chain.len() > max_chain {
+                return Err(Error::Read { id: *id, source: read::Error::ChainTooDeep(max_chain) });
             }
         };
         if chain.is_empty() {
@@ -128,7 +151,7 @@ impl Odb {
     }
 
     fn remember(&self, id: ObjectId, kind: Kind, data: &Arc<Vec<u8>>) {
-        if kind == Kind::Blob || data.len() >= CACHE_BYTES / 16 {
+        if (kind == Kind::Blob && !self.cache_blobs) || data.len() >= CACHE_BYTES / 16 {
             return;
         }
         let mut cache = self.cache.lock().expect("cache lock");

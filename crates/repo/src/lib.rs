@@ -5,6 +5,7 @@
 //! requests and their merges.
 #![forbid(unsafe_code)]
 
+pub mod fsck;
 pub mod ingest;
 pub mod monorepo;
 pub mod objects;

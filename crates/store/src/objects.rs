@@ -48,6 +48,19 @@ pub(crate) fn kind_from_int(v: i64) -> Result<Kind, Error> {
 const BATCH: usize = 500;
 
 impl Store {
+    /// Stores the pack at `spooled`, whose objects `repo_id` already has,
+    /// and moves those objects' rows to it: `tessera fsck --repair`
+    /// re-storing objects whole. Either all of it becomes visible or none.
+    pub async fn relocate_objects(
+        &self,
+        repo_id: i64,
+        spooled: &Path,
+        pack: NewPack,
+        objects: &[NewObject],
+    ) -> Result<i64, Error> {
+        self.store_pack(repo_id, spooled, pack, objects, &[], true).await
+    }
+
     /// Stores the pack at `spooled` for `repo_id` with its objects and
     /// commits. Either all of it becomes visible or none does.
     pub async fn add_pack(
@@ -57,6 +70,20 @@ impl Store {
         pack: NewPack,
         objects: &[NewObject],
         commits: &[NewCommit],
+    ) -> Result<i64, Error> {
+        self.store_pack(repo_id, spooled, pack, objects, commits, false).await
+    }
+
+    /// Registers a pack and either adds rows for its objects and commits or
+    /// (`relocate`) points the repository's existing object rows at it.
+    async fn store_pack(
+        &self,
+        repo_id: i64,
+        spooled: &Path,
+        pack: NewPack,
+        objects: &[NewObject],
+        commits: &[NewCommit],
+        relocate: bool,
     ) -> Result<i64, Error> {
         let _guard = self.write_guard().await;
         let mut tx = self.pool.begin().await?;
@@ -83,6 +110,24 @@ impl Store {
                 .bind(pack_id)
                 .execute(&mut *tx)
                 .await?;
+            if relocate {
+                let sql = self.sql(
+                    "UPDATE objects SET pack_id = ?, pack_offset = ?, pack_end = ?, delta_base = NULL, added_version = ? \
+                     WHERE repo_id = ? AND oid = ?",
+                );
+                for o in objects {
+                    sqlx::query(&sql)
+                        .bind(pack_id)
+                        .bind(o.offset as i64)
+                        .bind(o.end as i64)
+                        .bind(version)
+                        .bind(repo_id)
+                        .bind(o.id.to_string())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                return Ok(());
+            }
             for batch in objects.chunks(BATCH) {
                 let mut binds = Vec::with_capacity(batch.len() * 9);
                 for o in batch {

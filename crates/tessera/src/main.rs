@@ -56,6 +56,17 @@ enum Command {
         #[command(subcommand)]
         command: tessera_bridge::cli::Command,
     },
+    /// Check that every stored object reads back within the limits pushes
+    /// are held to; `--repair` stores again, whole, objects an earlier
+    /// version accepted with delta chains too deep to read.
+    Fsck {
+        /// One repository path (`/import/x`, `/`); default: every repository.
+        path: Option<String>,
+        #[arg(long)]
+        repair: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Database administration.
     Db {
         #[command(subcommand)]
@@ -218,6 +229,44 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let snapshots = tessera_repo::Snapshots::default();
             let head = tessera_repo::monorepo::Monorepo::new(&store, &snapshots).convert(&path).await?;
             println!("converted {path}: its history continues from {head}; pushes to it now open merge requests");
+        }
+        Command::Fsck { path, repair, server } => {
+            let config = load_config(&server)?;
+            let store = tessera_server::open_store(&config).await?;
+            let snapshots = tessera_repo::Snapshots::default();
+            let repos = match &path {
+                Some(p) => {
+                    let normalized = format!("/{}", p.trim_matches('/').trim_end_matches(".git"));
+                    let normalized =
+                        if normalized == "/" { normalized } else { normalized.trim_end_matches('/').to_string() };
+                    vec![store
+                        .repo_by_path(&normalized)
+                        .await?
+                        .with_context(|| format!("no repository {normalized}"))?]
+                }
+                None => store.list_repos().await?,
+            };
+            let limits = tessera_pack::index::Limits { max_object_size: config.max_object_bytes, ..Default::default() };
+            let mut left = 0;
+            for repo in &repos {
+                let outcome = tessera_repo::fsck::check(&store, &snapshots, repo, limits, repair).await?;
+                for finding in &outcome.findings {
+                    println!("{}\t{}\t{}", repo.path, finding.id, finding.problem);
+                }
+                let repaired = if outcome.repaired > 0 {
+                    format!(", {} stored again whole", outcome.repaired)
+                } else {
+                    String::new()
+                };
+                eprintln!("{}: {} objects, {} findings{repaired}", repo.path, outcome.objects, outcome.findings.len());
+                left += outcome.findings.len();
+            }
+            if left > 0 {
+                if !repair {
+                    eprintln!("run `tessera fsck --repair` to store objects with too deep chains again");
+                }
+                return Ok(ExitCode::FAILURE);
+            }
         }
         Command::Db { action: DbAction::Schema { dialect } } => {
             let dialect = Dialect::parse(&dialect)

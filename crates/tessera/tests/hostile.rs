@@ -534,3 +534,81 @@ fn pushes_killed_at_any_step_leave_old_refs_and_no_debris() {
         let _ = server.wait();
     }
 }
+
+#[test]
+fn fsck_repairs_chains_an_earlier_version_stored_too_deep() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("tessera.toml"), "").unwrap();
+    let data = dir.to_str().unwrap();
+    assert!(tessera(&["token", "create", "--name", "t", "--data-dir", data]).output().unwrap().status.success());
+
+    // A 12,000-deep chain stored the way the previous version did: whole
+    // chain kept, ref moved.
+    let mut w = PackWriter::default();
+    let mut content = b"a".to_vec();
+    let mut at = w.whole("blob", &content);
+    for _ in 0..12_000 {
+        at = w.ofs_delta(at, &packs::appending_delta(content.len() as u64, b"b"));
+        content.push(b'b');
+    }
+    let tree = packs::tree(&[("100644", b"f", &packs::object_id("blob", &content))]);
+    let tree_id = packs::object_id("tree", &tree);
+    let commit = one_file_commit(&mut w, &tree);
+    let spooled = dir.join("old.pack");
+    std::fs::write(&spooled, w.finish()).unwrap();
+    let oid = |hex: &str| tessera_pack::ObjectId::from_hex(hex.as_bytes()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let url = format!("sqlite://{}", dir.join("tessera.db").display());
+        let options = tessera_store::Options { packs_in_database: false, max_connections: Some(2) };
+        let store = tessera_store::Store::open(&url, &dir, options).await.unwrap();
+        let repo = store.create_repo("/import/old", tessera_store::RepoKind::Import).await.unwrap();
+        let limits = tessera_pack::index::Limits { max_delta_depth: u32::MAX, ..Default::default() };
+        let scanned = tessera_pack::index::scan(&spooled, limits, &mut |_| Ok(None), &mut |_, _| Ok(())).unwrap();
+        let size = std::fs::metadata(&spooled).unwrap().len();
+        let commits = [tessera_store::NewCommit {
+            id: oid(&commit),
+            tree: oid(&tree_id),
+            parents: Vec::new(),
+            generation: 1,
+            time: 1_700_000_000,
+        }];
+        let pack = tessera_store::NewPack { checksum: scanned.checksum, size };
+        store.add_pack(repo.id, &spooled, pack, &scanned.objects, &commits).await.unwrap();
+        let update = tessera_store::RefUpdate {
+            name: "refs/heads/main".into(),
+            old: None,
+            new: Some(oid(&commit)),
+            peeled: None,
+        };
+        store.update_refs(repo.id, &[update], true).await.unwrap();
+        store.pool().close().await;
+    });
+
+    // Unservable as stored, and fsck says so.
+    let work = tempfile::tempdir().unwrap();
+    let (mut server, url) = serve_at(&dir, &[]);
+    let clone = git_output(work.path(), &["clone", "-q", "--mirror", &format!("{url}/import/old"), "before"]);
+    assert!(!clone.status.success(), "the deep chain was servable before the repair");
+    let _ = server.kill();
+    let _ = server.wait();
+    let out = tessera(&["fsck", "/import/old", "--data-dir", data]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out.stdout).contains("delta chain"), "{}", text(&out.stdout));
+
+    let out = tessera(&["fsck", "--repair", "--data-dir", data]).output().unwrap();
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stderr).contains("stored again whole"), "{}", text(&out.stderr));
+    let out = tessera(&["fsck", "--data-dir", data]).output().unwrap();
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+
+    let (mut server, url) = serve_at(&dir, &[]);
+    let target = work.path().join("after");
+    git(work.path(), &["clone", "-q", "--mirror", &format!("{url}/import/old"), target.to_str().unwrap()]);
+    git(&target, &["fsck", "--no-progress"]);
+    assert_eq!(git(&target, &["cat-file", "blob", &format!("{commit}:f")]).len(), content.len());
+    let _ = server.kill();
+    let _ = server.wait();
+}
