@@ -197,16 +197,18 @@ pub fn scan(path: &Path, limits: Limits, lookup: &mut Lookup<'_>, visit: &mut Vi
     }
 
     // Pass 2: resolve deltas from each base outwards.
-    let mut by_offset: HashMap<u64, usize> = HashMap::new();
+    // Entries are in pack order, so a base's offset is found by binary
+    // search among the entries before its delta.
     let mut ofs_children: HashMap<usize, Vec<usize>> = HashMap::new();
     let mut ref_children: HashMap<ObjectId, Vec<usize>> = HashMap::new();
     for (idx, e) in entries.iter().enumerate() {
-        by_offset.insert(e.offset, idx);
         match e.header {
             Header::OfsDelta { distance } => {
                 let base_offset =
                     e.offset.checked_sub(distance).ok_or(read::Error::BadBaseOffset { offset: e.offset })?;
-                let base_idx = *by_offset.get(&base_offset).ok_or(read::Error::BadBaseOffset { offset: e.offset })?;
+                let base_idx = entries[..idx]
+                    .binary_search_by_key(&base_offset, |b| b.offset)
+                    .map_err(|_| read::Error::BadBaseOffset { offset: e.offset })?;
                 ofs_children.entry(base_idx).or_default().push(idx);
             }
             Header::RefDelta { base } => ref_children.entry(base).or_default().push(idx),

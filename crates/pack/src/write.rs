@@ -178,4 +178,71 @@ mod tests {
         assert!(scan(&bytes[..bytes.len() - 5]).is_err());
         assert!(matches!(scan(&bytes[..10]), Err(index::Error::TooShort)));
     }
+
+    /// A delta appending `tail` to a `base_len`-byte base.
+    fn appending(base_len: usize, tail: &[u8]) -> Vec<u8> {
+        let mut delta = Vec::new();
+        for v in [base_len, base_len + tail.len()] {
+            let mut v = v;
+            loop {
+                let byte = (v & 0x7f) as u8;
+                v >>= 7;
+                if v == 0 {
+                    delta.push(byte);
+                    break;
+                }
+                delta.push(byte | 0x80);
+            }
+        }
+        // Copy the whole base (offset 0, size in one byte: bases stay small).
+        delta.extend_from_slice(&[0x80 | 0x10, base_len as u8]);
+        delta.push(tail.len() as u8);
+        delta.extend_from_slice(tail);
+        delta
+    }
+
+    #[test]
+    fn deep_chains_are_cut_and_resolved_within_the_memory_bound() {
+        use std::collections::HashMap;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.pack");
+        let mut w = Writer::new(Vec::new(), 21).unwrap();
+        let mut content = b"x".to_vec();
+        let mut at = w.whole(Kind::Blob, &content).unwrap();
+        for i in 0..20u8 {
+            at = w.delta(&Header::OfsDelta { distance: at }, &appending(content.len(), &[b'a' + i])).unwrap();
+            content.push(b'a' + i);
+        }
+        let (bytes, _) = w.finish().unwrap();
+        std::fs::write(&path, &bytes).unwrap();
+
+        // Depth at most 3, and no more than 8 bytes of chain held.
+        let limits = index::Limits { max_delta_depth: 3, max_chain_memory: 8, ..Default::default() };
+        let outcome = index::scan(&path, limits, &mut |_| Ok(None), &mut |_, _| Ok(())).unwrap();
+        assert_eq!(outcome.objects.len(), 21);
+        let by_id: HashMap<_, _> = outcome.objects.iter().map(|o| (o.id, o)).collect();
+        let pack = crate::read::PackFile::open(&path).unwrap();
+        for object in &outcome.objects {
+            let mut chain = Vec::new();
+            let mut current = object;
+            while let Some(base) = current.delta_base {
+                chain.push(current);
+                current = by_id[&base];
+            }
+            assert!(chain.len() <= 3, "chain of {} kept", chain.len());
+            let (_, mut data) = pack.read_entry(current.offset, current.end).unwrap();
+            for link in chain.iter().rev() {
+                let (_, delta) = pack.read_entry(link.offset, link.end).unwrap();
+                let mut out = Vec::new();
+                crate::delta::apply(&data, &delta, &mut out).unwrap();
+                data = out;
+            }
+            assert_eq!(crate::object_id(Kind::Blob, &data), object.id);
+        }
+        // The rewritten pack is a valid pack holding the cut objects too.
+        let again = index::scan(&path, index::Limits::default(), &mut |_| Ok(None), &mut |_, _| Ok(())).unwrap();
+        assert_eq!(again.checksum, outcome.checksum);
+        assert!(again.objects.len() > 21, "the whole copies were appended");
+        assert!(outcome.objects.iter().all(|o| again.objects.iter().any(|a| a.id == o.id)));
+    }
 }

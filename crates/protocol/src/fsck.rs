@@ -593,12 +593,20 @@ fn folds_to(name: &[u8], base: &[u8]) -> bool {
 /// `.git` in any form a checkout could turn into the repository directory,
 /// including NTFS's short name.
 pub fn is_dot_git(name: &[u8]) -> bool {
-    folds_to(name, b".git") || folds_to(name, b"git~1")
+    may_fold_to_git_name(name) && (folds_to(name, b".git") || folds_to(name, b"git~1"))
+}
+
+/// Whether `name` could fold to `.git`, `.gitmodules` or their short
+/// names at all: it starts with `.`, `g`, `G` or a non-ASCII byte (an
+/// ignorable code point). Most names do not, and skip the folding.
+fn may_fold_to_git_name(name: &[u8]) -> bool {
+    matches!(name.first(), Some(b'.' | b'g' | b'G' | 0x80..=0xff))
 }
 
 /// `.gitmodules` in any form, including NTFS's short names.
 fn is_gitmodules(name: &[u8]) -> bool {
-    folds_to(name, b".gitmodules") || folds_to(name, b"gitmod~1") || folds_to(name, b"gi7eba~1")
+    may_fold_to_git_name(name)
+        && (folds_to(name, b".gitmodules") || folds_to(name, b"gitmod~1") || folds_to(name, b"gi7eba~1"))
 }
 
 /// Largest `.gitmodules` blob that is checked; a larger one is refused.

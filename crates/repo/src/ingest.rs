@@ -51,7 +51,9 @@ struct Collected {
     objects: Vec<NewObject>,
     commits: HashMap<ObjectId, (ObjectId, Vec<ObjectId>, i64)>,
     tags: HashMap<ObjectId, ObjectId>,
-    needed: HashSet<ObjectId>,
+    /// Every id the new objects reference: millions for a large history,
+    /// so hashed by the id's own bytes.
+    needed: gix_hashtable::HashSet<ObjectId>,
     gitmodules: HashSet<ObjectId>,
     report: fsck::Report,
 }
@@ -86,7 +88,7 @@ pub async fn check(snapshot: &Snapshot, spooled: PathBuf, options: &Options) -> 
         tokio::task::spawn_blocking(move || scan(&path, &odb, &options)).await.map_err(|_| IngestError::Join)??;
 
     let known = |id: &ObjectId| snapshot.index.objects.contains_key(id);
-    let new_ids: HashSet<ObjectId> = collected.objects.iter().map(|o| o.id).collect();
+    let new_ids: gix_hashtable::HashSet<ObjectId> = collected.objects.iter().map(|o| o.id).collect();
     if let Some(missing) = collected.needed.iter().find(|id| !new_ids.contains(*id) && !known(id)) {
         return Err(IngestError::Missing(*missing));
     }
