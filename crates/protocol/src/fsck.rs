@@ -612,13 +612,22 @@ fn is_gitmodules(name: &[u8]) -> bool {
 /// Largest `.gitmodules` blob that is checked; a larger one is refused.
 pub const MAX_GITMODULES_BYTES: usize = 1 << 20;
 
+/// Checks a `.gitmodules` blob's size, before reading it: one over
+/// [`MAX_GITMODULES_BYTES`] is a `gitmodulesLarge` finding.
+pub fn check_gitmodules_size(checker: &mut Checker<'_>, size: u64) -> Result<(), Error> {
+    if size > MAX_GITMODULES_BYTES as u64 {
+        return checker.finding(MsgId::GitmodulesLarge, || format!(".gitmodules is {size} bytes"));
+    }
+    Ok(())
+}
+
 /// Checks the content of a `.gitmodules` blob the way C git does for the
 /// settings that have run commands on clients: submodule names that climb
 /// out of `.git/modules` (`..`), URLs and paths that a client would take as
 /// an option (leading `-`), and `update = !command`.
 pub fn check_gitmodules(checker: &mut Checker<'_>, data: &[u8]) -> Result<(), Error> {
     if data.len() > MAX_GITMODULES_BYTES {
-        return checker.finding(MsgId::GitmodulesLarge, || format!(".gitmodules is {} bytes", data.len()));
+        return check_gitmodules_size(checker, data.len() as u64);
     }
     let text = String::from_utf8_lossy(data);
     for raw in text.lines() {
@@ -679,18 +688,24 @@ mod tests {
     }
 
     /// `expected`: `Ok(accepted findings)` or `Err(the refusing id)`.
-    fn check_tree_case(entries: &[(&str, &[u8])], expected: Result<&[MsgId], MsgId>) {
+    /// `expected`: `Ok(the accepted findings)` or `Err(the refusing id)`.
+    fn check_case(kind: Kind, data: &[u8], expected: Result<&[MsgId], MsgId>) {
         let policy = Policy::default();
         let mut checker = Checker::new(&policy);
-        let got = checker.check(Kind::Tree, &tree(entries)).map(|_| ()).map_err(|e| e.id);
+        let got = checker.check(kind, data).map(|_| ()).map_err(|e| e.id);
+        let shown = String::from_utf8_lossy(data);
         match expected {
             Ok(findings) => {
-                assert_eq!(got, Ok(()), "{entries:?}");
+                assert_eq!(got, Ok(()), "{shown:?}");
                 let counted: Vec<MsgId> = checker.report.counts.keys().copied().collect();
-                assert_eq!(counted, findings, "{entries:?}");
+                assert_eq!(counted, findings, "{shown:?}");
             }
-            Err(id) => assert_eq!(got, Err(id), "{entries:?}"),
+            Err(id) => assert_eq!(got, Err(id), "{shown:?}"),
         }
+    }
+
+    fn check_tree_case(entries: &[(&str, &[u8])], expected: Result<&[MsgId], MsgId>) {
+        check_case(Kind::Tree, &tree(entries), expected);
     }
 
     #[test]
@@ -744,17 +759,7 @@ mod tests {
     }
 
     fn check_commit_case(text: &str, expected: Result<&[MsgId], MsgId>) {
-        let policy = Policy::default();
-        let mut checker = Checker::new(&policy);
-        let got = checker.check(Kind::Commit, text.as_bytes()).map(|_| ()).map_err(|e| e.id);
-        match expected {
-            Ok(findings) => {
-                assert_eq!(got, Ok(()), "{text:?}");
-                let counted: Vec<MsgId> = checker.report.counts.keys().copied().collect();
-                assert_eq!(counted, findings, "{text:?}");
-            }
-            Err(id) => assert_eq!(got, Err(id), "{text:?}"),
-        }
+        check_case(Kind::Commit, text.as_bytes(), expected);
     }
 
     #[test]

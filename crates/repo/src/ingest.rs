@@ -218,7 +218,7 @@ fn check_gitmodules(
     for id in &collected.gitmodules {
         let Some(object) = by_id.get(id) else { continue };
         if object.size > fsck::MAX_GITMODULES_BYTES as u64 {
-            fsck::check_gitmodules(checker, &vec![0; fsck::MAX_GITMODULES_BYTES + 1])
+            fsck::check_gitmodules_size(checker, object.size)
                 .map_err(|source| IngestError::Fsck { id: *id, source })?;
             continue;
         }

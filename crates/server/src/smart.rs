@@ -360,9 +360,7 @@ async fn receive_pack(state: Arc<State>, raw_path: &str, request: Request) -> Re
         tracing::warn!("push to {path} by {who} refused: {e}");
         e.to_string()
     };
-    // The snapshot the pack was checked against: with what the pack added,
-    // it is all the ref checks need (refreshing it would reload every row
-    // the push just wrote).
+    // The snapshot the pack is checked against, and the ref checks after.
     let mut snapshot = match &existing {
         Some((repo, _)) => repos::snapshot(&state, repo.id).await?,
         None => Snapshot::empty(),
@@ -399,7 +397,9 @@ async fn receive_pack(state: Arc<State>, raw_path: &str, request: Request) -> Re
     let unpack: Result<push::Ingested, String> = match checked {
         Err(reason) => Err(reason),
         Ok(None) => Ok(push::Ingested::default()),
-        Ok(Some(checked)) if created || existing_snapshot_is(&snapshot, repo.id) => {
+        // The snapshot is the repository's own unless the pack was checked
+        // against the empty one of a repository not created yet.
+        Ok(Some(checked)) if created || snapshot.index.repo_id == repo.id => {
             push::register(&state.store, repo.id, &snapshot, checked).await.map_err(refused)
         }
         Ok(Some(_)) => {
@@ -411,14 +411,13 @@ async fn receive_pack(state: Arc<State>, raw_path: &str, request: Request) -> Re
                 .map_err(refused)
         }
     };
-    let before_push = Some(snapshot);
     failpoint("receive-ref-update");
     let mut body = Vec::new();
     let results = match (&unpack, directory) {
         (Err(_), _) => req.commands.iter().map(|c| (c.name.clone(), Err("unpacker error".to_string()))).collect(),
         (Ok(_), Some(dir)) => open_merge_requests(&state, &req, &dir, &who, &host, &mut body).await,
         (Ok(ingested), None) => {
-            let results = update_refs(&state, &repo, &req, ingested, before_push).await?;
+            let results = update_refs(&state, &repo, &req, ingested, &snapshot).await?;
             if repo.kind == RepoKind::Import {
                 sync_import(&state, &repo, &results, ingested, &req, &mut body).await;
             }
@@ -447,12 +446,6 @@ async fn receive_pack(state: Arc<State>, raw_path: &str, request: Request) -> Re
     }
     body.extend(receive::report(&req, unpack.map(|_| ()), &results));
     Ok(git_response(RESULT, body))
-}
-
-/// Whether `snapshot` is of repository `repo_id` (not the empty one a new
-/// repository's pack was checked against).
-fn existing_snapshot_is(snapshot: &Snapshot, repo_id: i64) -> bool {
-    snapshot.index.repo_id == repo_id
 }
 
 /// Dies on the spot when `TESSERA_FAILPOINT` names `point`, so that crash
@@ -532,17 +525,16 @@ async fn sync_import(
 }
 
 /// Checks each command, then moves the refs by compare-and-swap.
+/// `snapshot` is the one the pack was checked against: with what the pack
+/// added, it is all the checks need (refreshing it would reload every row
+/// the push just wrote).
 async fn update_refs(
     state: &State,
     repo: &Repo,
     req: &receive::PushRequest,
     ingested: &push::Ingested,
-    before_push: Option<Snapshot>,
+    snapshot: &Snapshot,
 ) -> Result<Vec<(String, Result<(), String>)>, HttpError> {
-    let snapshot = match before_push {
-        Some(snapshot) => snapshot,
-        None => repos::snapshot(state, repo.id).await?,
-    };
     let kind_of =
         |id: &ObjectId| ingested.kinds.get(id).copied().or_else(|| snapshot.index.objects.get(id).map(|l| l.kind));
     let mut checked: Vec<(String, Result<RefUpdate, String>)> = Vec::new();
@@ -568,7 +560,7 @@ async fn update_refs(
                     return Err("non-commit object on a branch".to_string());
                 }
                 if kind == Kind::Tag {
-                    peeled = Some(peel(&snapshot, ingested, new)?);
+                    peeled = Some(peel(snapshot, ingested, new)?);
                 }
             }
             Ok(RefUpdate { name: c.name.clone(), old: c.old, new: c.new, peeled })

@@ -30,23 +30,10 @@ impl Served {
 
     fn start_in(data: tempfile::TempDir, config_path: &Path) -> Served {
         let dir = data.path().join("data");
-        let out = tessera(&["token", "create", "--name", "t", "--data-dir", dir.to_str().unwrap()])
-            .output()
-            .expect("tessera runs");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let token = String::from_utf8_lossy(&out.stdout).split_whitespace().last().unwrap().to_string();
+        let token = create_token(&dir);
         let log = std::fs::File::create(data.path().join("server.log")).unwrap();
-        let mut child = tessera(&["serve", "--listen", "127.0.0.1:0", "--data-dir", dir.to_str().unwrap()])
-            .arg("--config")
-            .arg(config_path)
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("tessera serve starts");
-        let mut banner = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut banner).unwrap();
-        let url = banner.split_whitespace().find(|w| w.starts_with("http://")).expect("banner names the URL");
-        Served { child, url: url.to_string(), token, data }
+        let (child, url) = spawn_serve(&dir, config_path, log.into(), &[]);
+        Served { child, url, token, data }
     }
 
     fn repo(&self, path: &str) -> String {
@@ -148,6 +135,18 @@ fn push_pack(server: &Served, path: &str, new: &str, pack: &[u8]) -> String {
     text(&reply)
 }
 
+/// Writes a blob and `depth` deltas, each appending a byte to the one
+/// before; returns the last one's content.
+fn deep_chain(w: &mut PackWriter, depth: usize) -> Vec<u8> {
+    let mut content = b"a".to_vec();
+    let mut at = w.whole("blob", &content);
+    for _ in 0..depth {
+        at = w.ofs_delta(at, &packs::appending_delta(content.len() as u64, b"b"));
+        content.push(b'b');
+    }
+    content
+}
+
 /// A commit holding one file, as a pack; returns (pack, commit id).
 fn one_file_commit(writer: &mut PackWriter, tree: &[u8]) -> String {
     let tree_id = packs::object_id("tree", tree);
@@ -192,12 +191,7 @@ fn deep_delta_chains_are_stored_servably() {
     let mut server = Served::start("");
     // 12,000 deltas, each appending a byte to the one before.
     let mut w = PackWriter::default();
-    let mut content = b"a".to_vec();
-    let mut at = w.whole("blob", &content);
-    for _ in 0..12_000 {
-        at = w.ofs_delta(at, &packs::appending_delta(content.len() as u64, b"b"));
-        content.push(b'b');
-    }
+    let content = deep_chain(&mut w, 12_000);
     let blob_id = packs::object_id("blob", &content);
     let commit = one_file_commit(&mut w, &packs::tree(&[("100644", b"f", &blob_id)]));
     let pack = w.finish();
@@ -450,18 +444,31 @@ fn sha1_of_repeated(piece: &[u8], n: usize) -> String {
     hex::encode(h.finalize())
 }
 
-/// Starts `tessera serve` over `dir` with `env`; returns it and its URL.
-fn serve_at(dir: &Path, env: &[(&str, &str)]) -> (Child, String) {
+/// Creates a token in the data directory `dir`; returns its secret.
+fn create_token(dir: &Path) -> String {
+    let out = tessera(&["token", "create", "--name", "t", "--data-dir", dir.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout).split_whitespace().last().unwrap().to_string()
+}
+
+/// Starts `tessera serve` over the data directory `dir` with `config` and
+/// `env`, its log to `stderr`; returns it and its URL.
+fn spawn_serve(dir: &Path, config: &Path, stderr: Stdio, env: &[(&str, &str)]) -> (Child, String) {
     let mut cmd = tessera(&["serve", "--listen", "127.0.0.1:0", "--data-dir", dir.to_str().unwrap()]);
-    cmd.arg("--config").arg(dir.join("tessera.toml")).stdout(Stdio::piped()).stderr(Stdio::null());
+    cmd.arg("--config").arg(config).stdout(Stdio::piped()).stderr(stderr);
     for (k, v) in env {
         cmd.env(k, v);
     }
     let mut child = cmd.spawn().expect("tessera serve starts");
     let mut banner = String::new();
     std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut banner).unwrap();
-    let url = banner.split_whitespace().find(|w| w.starts_with("http://")).expect("banner").to_string();
+    let url = banner.split_whitespace().find(|w| w.starts_with("http://")).expect("banner names the URL").to_string();
     (child, url)
+}
+
+/// Starts `tessera serve` over `dir` (its `tessera.toml`) with `env`.
+fn serve_at(dir: &Path, env: &[(&str, &str)]) -> (Child, String) {
+    spawn_serve(dir, &dir.join("tessera.toml"), Stdio::null(), env)
 }
 
 fn pack_files(dir: &Path) -> Vec<String> {
@@ -480,8 +487,7 @@ fn pushes_killed_at_any_step_leave_old_refs_and_no_debris() {
         let dir = tmp.path().join("data");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("tessera.toml"), "").unwrap();
-        let out = tessera(&["token", "create", "--name", "t", "--data-dir", dir.to_str().unwrap()]).output().unwrap();
-        let token = String::from_utf8_lossy(&out.stdout).split_whitespace().last().unwrap().to_string();
+        let token = create_token(&dir);
         let push_url =
             |url: &str, path: &str| format!("{}{path}", url.replacen("http://", &format!("http://t:{token}@"), 1));
 
@@ -542,17 +548,12 @@ fn fsck_repairs_chains_an_earlier_version_stored_too_deep() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("tessera.toml"), "").unwrap();
     let data = dir.to_str().unwrap();
-    assert!(tessera(&["token", "create", "--name", "t", "--data-dir", data]).output().unwrap().status.success());
+    create_token(&dir);
 
     // A 12,000-deep chain stored the way the previous version did: whole
     // chain kept, ref moved.
     let mut w = PackWriter::default();
-    let mut content = b"a".to_vec();
-    let mut at = w.whole("blob", &content);
-    for _ in 0..12_000 {
-        at = w.ofs_delta(at, &packs::appending_delta(content.len() as u64, b"b"));
-        content.push(b'b');
-    }
+    let content = deep_chain(&mut w, 12_000);
     let tree = packs::tree(&[("100644", b"f", &packs::object_id("blob", &content))]);
     let tree_id = packs::object_id("tree", &tree);
     let commit = one_file_commit(&mut w, &tree);
