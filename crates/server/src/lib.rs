@@ -11,6 +11,7 @@ mod api;
 mod auth;
 mod error;
 mod layout;
+mod push;
 mod repos;
 mod smart;
 
@@ -120,10 +121,22 @@ impl Server {
         if freed > 0 {
             tracing::info!("removed {freed} bytes of spool files left by interrupted pushes");
         }
+        let freed = store.clean_orphan_packs().await?;
+        if freed > 0 {
+            tracing::info!("removed {freed} bytes of pack files left by interrupted pushes");
+        }
+        // Import repositories whose last push stopped before the monorepo
+        // root took it in are mounted before anything is served: `/` never
+        // shows an import behind its own refs.
+        let snapshots = tessera_repo::Snapshots::default();
+        let synced = tessera_repo::monorepo::Monorepo::new(&store, &snapshots).reconcile_imports().await?;
+        if !synced.is_empty() {
+            tracing::info!("mounted imports the monorepo root was behind on: {}", synced.join(", "));
+        }
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await
             .map_err(|source| StartError::Listen { addr: config.listen.clone(), source })?;
-        let state = Arc::new(State { config, store, snapshots: tessera_repo::Snapshots::default(), ingest });
+        let state = Arc::new(State { config, store, snapshots, ingest });
         Ok(Server { listener, state })
     }
 

@@ -25,6 +25,7 @@ pub mod index;
 mod monorepo;
 mod objects;
 pub mod packs;
+mod push;
 mod refs;
 pub mod schema;
 mod tokens;
@@ -36,11 +37,22 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
 pub use monorepo::{MergeRequest, MrStatus};
-pub use objects::{NewCommit, NewObject, NewPack};
+pub use objects::{NewCommit, NewObject, NewPack, PackToStore};
 pub use packs::PackStorage;
+pub use push::{Destination, Received};
 pub use refs::{Ref, RefOutcome, RefUpdate};
 pub use tessera_pack::ObjectId;
 pub use tokens::Token;
+
+/// Dies on the spot when the environment variable `TESSERA_FAILPOINT`
+/// names `point`, so that crash tests can kill a process at an exact step
+/// of a write. Only tests set it.
+pub fn failpoint(point: &str) {
+    if std::env::var_os("TESSERA_FAILPOINT").is_some_and(|v| v == point) {
+        eprintln!("failpoint {point}: aborting");
+        std::process::abort();
+    }
+}
 
 /// Which SQL dialect a database URL speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -482,7 +482,9 @@ fn pack_files(dir: &Path) -> Vec<String> {
 
 #[test]
 fn pushes_killed_at_any_step_leave_old_refs_and_no_debris() {
-    for point in ["receive-upload", "receive-ingest", "receive-ref-update"] {
+    // The last point is after the refs moved, before the monorepo root took
+    // the import in: the restart must catch the root up.
+    for point in ["receive-upload", "receive-ingest", "receive-ref-update", "receive-sync"] {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("data");
         std::fs::create_dir_all(&dir).unwrap();
@@ -499,10 +501,12 @@ fn pushes_killed_at_any_step_leave_old_refs_and_no_debris() {
         let _ = server.kill();
         let _ = server.wait();
         let packs_before = pack_files(&dir);
+        let rows_before = count_rows(&dir);
 
         tessera_testkit::write(src.path(), "f", "two\n");
         let second = tessera_testkit::commit_all(src.path(), "two");
-        for path in ["/import/k", "/import/new"] {
+        let paths: &[&str] = if point == "receive-sync" { &["/import/k"] } else { &["/import/k", "/import/new"] };
+        for path in paths {
             let (mut server, url) = serve_at(&dir, &[("TESSERA_FAILPOINT", point)]);
             let out = git_output(src.path(), &["push", "-q", &push_url(&url, path), "main"]);
             assert!(!out.status.success(), "{point}: the push to {path} succeeded");
@@ -510,28 +514,33 @@ fn pushes_killed_at_any_step_leave_old_refs_and_no_debris() {
             assert!(!status.success(), "{point}: the server did not die");
         }
 
-        // Restarted: refs are the old ones, never in between.
+        // Restarted: refs are old or new, never in between.
         let (mut server, url) = serve_at(&dir, &[]);
         let work = tempfile::tempdir().unwrap();
         let refs = git(work.path(), &["ls-remote", &format!("{url}/import/k")]);
-        assert!(refs.contains(&first) && !refs.contains(&second), "{point}: {refs}");
         let incoming = dir.join("packs").join("incoming");
         let left: Vec<_> = std::fs::read_dir(&incoming).map(|d| d.flatten().collect()).unwrap_or_default();
         assert!(left.is_empty(), "{point}: spool files left: {left:?}");
-        let new_repo = git_output(work.path(), &["ls-remote", &format!("{url}/import/new")]);
-        if point != "receive-ref-update" {
-            // Nothing was stored: no pack, no repository.
-            assert_eq!(pack_files(&dir), packs_before, "{point}");
-            assert!(!new_repo.status.success(), "{point}: an empty repository was left");
+        if point == "receive-sync" {
+            // Committed: the import has the new head, and the root shows it.
+            assert!(refs.contains(&second), "{point}: {refs}");
+            let root = work.path().join("root");
+            git(work.path(), &["clone", "-q", &format!("{url}/"), root.to_str().unwrap()]);
+            let f = std::fs::read_to_string(root.join("import/k/f")).unwrap();
+            assert_eq!(f, "two\n", "{point}: the monorepo root was not caught up");
         } else {
-            // The pack was stored before the ref moved: the repository
-            // holds no ref.
-            assert!(String::from_utf8_lossy(&new_repo.stdout).trim().is_empty(), "{point}");
+            assert!(refs.contains(&first) && !refs.contains(&second), "{point}: {refs}");
+            // Nothing was kept: no pack file, no rows, no repository.
+            assert_eq!(pack_files(&dir), packs_before, "{point}");
+            assert_eq!(count_rows(&dir), rows_before, "{point}");
+            let new_repo = git_output(work.path(), &["ls-remote", &format!("{url}/import/new")]);
+            assert!(!new_repo.status.success(), "{point}: an empty repository was left");
         }
         // The same pushes work now, and everything serves.
-        git(src.path(), &["push", "-q", &push_url(&url, "/import/k"), "main"]);
-        git(src.path(), &["push", "-q", &push_url(&url, "/import/new"), "main"]);
-        for path in ["/import/k", "/import/new", "/"] {
+        for path in paths {
+            git(src.path(), &["push", "-q", &push_url(&url, path), "main"]);
+        }
+        for path in paths.iter().copied().chain(["/"]) {
             let target = work.path().join(format!("c{}", path.replace('/', "_")));
             git(work.path(), &["clone", "-q", "--mirror", &format!("{url}{path}"), target.to_str().unwrap()]);
             git(&target, &["fsck", "--no-progress"]);
@@ -539,6 +548,19 @@ fn pushes_killed_at_any_step_leave_old_refs_and_no_debris() {
         let _ = server.kill();
         let _ = server.wait();
     }
+}
+
+/// Rows in the tables a push writes, read with the sqlite3 CLI.
+fn count_rows(dir: &Path) -> Vec<(String, String)> {
+    let db = dir.join("tessera.db");
+    ["repos", "packs", "objects", "commits", "refs"]
+        .iter()
+        .map(|table| {
+            let out = Command::new("sqlite3").arg(&db).arg(format!("SELECT COUNT(*) FROM {table}")).output().unwrap();
+            assert!(out.status.success(), "sqlite3: {}", text(&out.stderr));
+            (table.to_string(), text(&out.stdout).trim().to_string())
+        })
+        .collect()
 }
 
 #[test]
