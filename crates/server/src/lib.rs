@@ -78,6 +78,8 @@ pub(crate) struct State {
     pub snapshots: tessera_repo::Snapshots,
     /// How pushes are checked: limits and fsck severities from `config`.
     pub ingest: tessera_repo::ingest::Options,
+    /// The access rules, cached by their version (`auth::policy`).
+    pub policy: std::sync::RwLock<Option<Arc<tessera_store::Policy>>>,
 }
 
 /// A bound, ready server.
@@ -136,7 +138,7 @@ impl Server {
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await
             .map_err(|source| StartError::Listen { addr: config.listen.clone(), source })?;
-        let state = Arc::new(State { config, store, snapshots, ingest });
+        let state = Arc::new(State { config, store, snapshots, ingest, policy: Default::default() });
         Ok(Server { listener, state })
     }
 

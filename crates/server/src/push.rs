@@ -17,10 +17,11 @@ use tessera_repo::monorepo::Monorepo;
 use tessera_store::{failpoint, Destination, RefOutcome, RefUpdate, Repo, RepoKind};
 use tokio::io::AsyncWriteExt;
 
+use crate::auth::{self, Need};
 use crate::error::HttpError;
 use crate::repos::{self, Snapshot, Target};
 use crate::smart::{err_packet, git_response, not_pushable};
-use crate::{auth, State};
+use crate::State;
 
 const RESULT: &str = "application/x-git-receive-pack-result";
 
@@ -28,9 +29,17 @@ const RESULT: &str = "application/x-git-receive-pack-result";
 type Results = Vec<(String, Result<(), String>)>;
 
 pub(crate) async fn receive_pack(state: Arc<State>, raw_path: &str, request: Request) -> Result<Response, HttpError> {
-    let who = auth::require(&state, request.headers()).await?;
+    let caller = auth::require(&state, request.headers()).await?;
+    let who = caller.name().to_string();
     let host = request.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost").to_string();
     let path = repos::normalize(raw_path)?;
+    let policy = auth::policy(&state).await?;
+    if let Err(denied) = auth::decide(&policy, &caller, &path, Need::Write) {
+        record_denied(&state, &who, &path, &denied).await;
+        return Err(denied);
+    }
+    // Tags need maintain on the path (on `/` for the monorepo root).
+    let may_tag = auth::decide(&policy, &caller, &path, Need::Maintain).is_ok();
     let target = match repos::resolve(&state, &path).await? {
         Some(Target::Dir { .. })
             if repos::under_import_root(&state, &path) && state.store.repo_by_path(&path).await?.is_none() =>
@@ -41,6 +50,10 @@ pub(crate) async fn receive_pack(state: Arc<State>, raw_path: &str, request: Req
     };
     if target.is_none() && !repos::under_import_root(&state, &path) {
         return Err(not_pushable(&path));
+    }
+    if let Err(refused) = refuse_target(&state, &path, &target).await {
+        record_denied(&state, &who, &path, &refused).await;
+        return Err(refused);
     }
 
     // Commands first, held in memory; the pack that follows goes to disk.
@@ -88,8 +101,15 @@ pub(crate) async fn receive_pack(state: Arc<State>, raw_path: &str, request: Req
     file.flush().await.map_err(|e| HttpError::internal("spooling push", e))?;
     drop(file);
 
-    let push =
-        Push { state: &state, req: &req, path: &path, who: &who, spooled: spooled.path(), has_pack: n_bytes > 0 };
+    let push = Push {
+        state: &state,
+        req: &req,
+        path: &path,
+        who: &who,
+        may_tag,
+        spooled: spooled.path(),
+        has_pack: n_bytes > 0,
+    };
     let mut body = Vec::new();
     let (unpack, results) = if too_large {
         let reason = format!("push is over the limit of {} bytes", state.config.max_push_bytes);
@@ -110,11 +130,67 @@ pub(crate) async fn receive_pack(state: Arc<State>, raw_path: &str, request: Req
             body.extend(receive::message(&req, &text));
         }
     }
+    record(&state, &who, &path, &unpack, &results).await;
     body.extend(receive::report(&req, unpack.map(|_| ()), &results));
     // The spool file (already moved into storage if the pack was kept) is
     // unlocked only now, after the transaction that stored it.
     drop(spooled);
     Ok(git_response(RESULT, body))
+}
+
+/// Pushes no permission allows: a repository inside an import repository,
+/// and merge requests on import directories. Checked when the client asks
+/// for the refs (where git shows the message) and again on the push.
+pub(crate) async fn refuse_target(state: &State, path: &str, target: &Option<Target>) -> Result<(), HttpError> {
+    match target {
+        None => {
+            if let Some(outer) = repos::enclosing_import(state, path).await? {
+                return Err(HttpError::new(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "{path} is inside import repository {outer}; a repository cannot be created inside another"
+                    ),
+                ));
+            }
+        }
+        Some(Target::Dir { path: dir, .. }) => {
+            if let Some(reason) = repos::merge_requests_refused(state, dir).await? {
+                return Err(HttpError::new(StatusCode::FORBIDDEN, reason));
+            }
+        }
+        Some(_) => {}
+    }
+    Ok(())
+}
+
+/// The audit log entry of a push refused before it was read.
+pub(crate) async fn record_denied(state: &State, who: &str, path: &str, why: &HttpError) {
+    if let Err(e) = state.store.audit(who, "push", Some(path), &why.message, "denied").await {
+        tracing::error!("recording the refused push to {path} by {who} in the audit log: {e}");
+    }
+}
+
+/// The audit log entry of a push: each command's outcome.
+async fn record(state: &State, who: &str, path: &str, unpack: &Result<Ingested, String>, results: &Results) {
+    const SHOWN: usize = 20;
+    let mut detail: Vec<String> = results
+        .iter()
+        .take(SHOWN)
+        .map(|(name, r)| match r {
+            Ok(()) => format!("{name}: ok"),
+            Err(reason) => format!("{name}: {reason}"),
+        })
+        .collect();
+    if results.len() > SHOWN {
+        detail.push(format!("and {} more", results.len() - SHOWN));
+    }
+    if let Err(reason) = unpack {
+        detail.insert(0, format!("unpack: {reason}"));
+    }
+    let outcome = if results.iter().any(|(_, r)| r.is_ok()) { "ok" } else { "refused" };
+    if let Err(e) = state.store.audit(who, "push", Some(path), &detail.join("; "), outcome).await {
+        tracing::error!("recording the push to {path} by {who} in the audit log: {e}");
+    }
 }
 
 fn unpacker_error(req: &receive::PushRequest) -> Results {
@@ -127,6 +203,8 @@ struct Push<'a> {
     req: &'a receive::PushRequest,
     path: &'a str,
     who: &'a str,
+    /// Whether the pusher has maintain on the path, which tags need.
+    may_tag: bool,
     spooled: &'a std::path::Path,
     has_pack: bool,
 }
@@ -167,7 +245,8 @@ impl Push<'_> {
             let nothing = Ingested::default();
             let ingested = prepared.as_ref().map_or(&nothing, |p| &p.ingested);
             let kind = repo.as_ref().map_or(RepoKind::Import, |r| r.kind);
-            let verdicts = check_commands(kind, self.req, ingested, &snapshot);
+            let tags = if self.may_tag { Ok(()) } else { Err(self.path) };
+            let verdicts = check_commands(kind, self.req, ingested, &snapshot, tags);
             let atomic = self.req.atomic();
             let updates: Vec<RefUpdate> = verdicts.iter().filter_map(|(_, v)| v.as_ref().ok().cloned()).collect();
             if updates.is_empty() || (atomic && updates.len() < verdicts.len()) {
@@ -284,6 +363,7 @@ fn check_commands(
     req: &receive::PushRequest,
     ingested: &Ingested,
     snapshot: &Snapshot,
+    tags: Result<(), &str>,
 ) -> Vec<(String, Result<RefUpdate, String>)> {
     let kind_of =
         |id: &ObjectId| ingested.kinds.get(id).copied().or_else(|| snapshot.index.objects.get(id).map(|l| l.kind));
@@ -300,6 +380,9 @@ fn check_commands(
                         "the monorepo root's branches move only by merge requests; push tags here, or push to a directory"
                             .to_string(),
                     );
+                }
+                if let (true, Err(path)) = (c.name.starts_with("refs/tags/"), tags) {
+                    return Err(format!("pushing tags to {path} needs maintain access"));
                 }
                 if !seen.insert(c.name.clone()) {
                     return Err("ref named twice in one push".to_string());

@@ -13,9 +13,10 @@ use tessera_pktline::{self as pkt, Packet};
 use tessera_protocol::advertise::{self, LsRefs, Service};
 use tessera_protocol::upload;
 
+use crate::auth::{self, Need};
 use crate::error::HttpError;
 use crate::repos::{self, Target};
-use crate::{auth, State};
+use crate::State;
 
 pub fn router(state: Arc<State>) -> Router {
     Router::new().fallback(dispatch).with_state(state)
@@ -75,13 +76,38 @@ async fn info_refs(state: &State, raw_path: &str, query: &str, headers: &HeaderM
         }
     };
     let path = repos::normalize(raw_path)?;
+    // Permissions first, so that a path the caller may not read looks the
+    // same whether it exists or not.
     match service {
-        Service::UploadPack => auth::require_read(state, headers).await?,
+        Service::UploadPack => {
+            let caller = auth::caller(state, headers).await?;
+            auth::check(state, &caller, &path, Need::Read).await?;
+        }
         Service::ReceivePack => {
-            auth::require(state, headers).await?;
+            let caller = auth::require(state, headers).await?;
+            if let Err(denied) = auth::check(state, &caller, &path, Need::Write).await {
+                crate::push::record_denied(state, caller.name(), &path, &denied).await;
+                return Err(denied);
+            }
         }
     }
     let target = repos::resolve(state, &path).await?;
+    if service == Service::ReceivePack {
+        // As the push will resolve it: a new path under an import root.
+        let as_pushed = match &target {
+            Some(Target::Dir { .. })
+                if repos::under_import_root(state, &path) && state.store.repo_by_path(&path).await?.is_none() =>
+            {
+                None
+            }
+            other => other.clone(),
+        };
+        if let Err(refused) = crate::push::refuse_target(state, &path, &as_pushed).await {
+            let who = auth::caller(state, headers).await?;
+            crate::push::record_denied(state, who.name(), &path, &refused).await;
+            return Err(refused);
+        }
+    }
     let (refs, head) = match (&target, service) {
         (None, Service::ReceivePack) if repos::under_import_root(state, &path) => {
             (Vec::new(), "refs/heads/main".to_string())
@@ -209,8 +235,9 @@ fn stream_response(
 
 async fn upload_pack(state: Arc<State>, raw_path: &str, request: Request) -> Result<Response, HttpError> {
     const RESULT: &str = "application/x-git-upload-pack-result";
-    auth::require_read(&state, request.headers()).await?;
     let path = repos::normalize(raw_path)?;
+    let caller = auth::caller(&state, request.headers()).await?;
+    auth::check(&state, &caller, &path, Need::Read).await?;
     let target = repos::resolve(&state, &path)
         .await?
         .ok_or_else(|| HttpError::not_found(format!("repository {path} not found")))?;

@@ -446,7 +446,10 @@ fn sha1_of_repeated(piece: &[u8], n: usize) -> String {
 
 /// Creates a token in the data directory `dir`; returns its secret.
 fn create_token(dir: &Path) -> String {
-    let out = tessera(&["token", "create", "--name", "t", "--data-dir", dir.to_str().unwrap()]).output().unwrap();
+    let data = dir.to_str().unwrap();
+    let out = tessera(&["user", "add", "t", "--admin", "--init", "--data-dir", data]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = tessera(&["token", "create", "--user", "t", "--scope", "admin", "--data-dir", data]).output().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     text(&out.stdout).split_whitespace().last().unwrap().to_string()
 }
