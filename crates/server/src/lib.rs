@@ -13,6 +13,7 @@ mod error;
 mod layout;
 mod push;
 mod repos;
+mod serve;
 mod smart;
 
 use std::net::SocketAddr;
@@ -39,6 +40,9 @@ pub struct Config {
     pub max_push_bytes: u64,
     /// The largest fetch request body (wants and haves), in bytes.
     pub max_request_bytes: usize,
+    /// Seconds a client may take to send a request's headers, or to send
+    /// the next piece of a request body, before the connection is closed.
+    pub request_timeout_secs: u64,
     /// Refuse fetches that would send more objects than this.
     pub max_clone_objects: Option<u64>,
     /// Size of the database connection pool (default: 8 on SQLite, 16 otherwise).
@@ -64,6 +68,7 @@ impl Config {
             packs_in_database: false,
             max_push_bytes: 8 << 30,
             max_request_bytes: 64 << 20,
+            request_timeout_secs: 30,
             max_clone_objects: None,
             max_db_connections: None,
             max_object_bytes: tessera_pack::index::Limits::default().max_object_size,
@@ -159,7 +164,7 @@ impl Server {
     ) -> std::io::Result<()> {
         let state = self.state.clone();
         let app = smart::router(self.state.clone()).merge(api::router(self.state));
-        let result = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
+        let result = serve::run(self.listener, app, &state.config, shutdown).await;
         state.store.pool().close().await;
         result
     }

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use axum::extract::Request;
 use axum::http::{header, StatusCode};
 use axum::response::Response;
-use futures::StreamExt;
 use tessera_pack::{Kind, ObjectId};
 use tessera_protocol::{receive, upload};
 use tessera_repo::ingest::{self, Ingested};
@@ -75,7 +74,7 @@ pub(crate) async fn receive_pack(state: Arc<State>, raw_path: &str, request: Req
         if head.len() > 64 << 20 {
             return Err(HttpError::new(StatusCode::PAYLOAD_TOO_LARGE, "push command list is too long"));
         }
-        match stream.next().await {
+        match crate::serve::next_chunk(&mut stream, state.config.request_timeout_secs).await? {
             Some(Ok(chunk)) => head.extend_from_slice(&chunk),
             Some(Err(e)) => return Err(HttpError::bad_request(format!("reading push: {e}"))),
             None => return Ok(git_response(RESULT, err_packet("push request ended inside its command list"))),
@@ -89,7 +88,7 @@ pub(crate) async fn receive_pack(state: Arc<State>, raw_path: &str, request: Req
     file.flush().await.map_err(|e| HttpError::internal("spooling push", e))?;
     failpoint("receive-upload");
     let mut too_large = false;
-    while let Some(chunk) = stream.next().await {
+    while let Some(chunk) = crate::serve::next_chunk(&mut stream, state.config.request_timeout_secs).await? {
         let chunk = chunk.map_err(|e| HttpError::bad_request(format!("reading push: {e}")))?;
         n_bytes += chunk.len() as u64;
         if n_bytes > state.config.max_push_bytes {

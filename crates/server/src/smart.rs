@@ -8,7 +8,6 @@ use axum::extract::{Request, State as AxState};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use futures::StreamExt;
 use tessera_pktline::{self as pkt, Packet};
 use tessera_protocol::advertise::{self, LsRefs, Service};
 use tessera_protocol::upload;
@@ -151,7 +150,7 @@ pub(crate) fn not_pushable(path: &str) -> HttpError {
 }
 
 /// Reads a whole request body up to `limit` bytes, un-gzipping if needed.
-async fn read_body(request: Request, limit: usize) -> Result<Vec<u8>, HttpError> {
+async fn read_body(request: Request, limit: usize, idle_secs: u64) -> Result<Vec<u8>, HttpError> {
     let gzip = request
         .headers()
         .get(header::CONTENT_ENCODING)
@@ -160,7 +159,7 @@ async fn read_body(request: Request, limit: usize) -> Result<Vec<u8>, HttpError>
         .unwrap_or(false);
     let mut stream = request.into_body().into_data_stream();
     let mut body = Vec::new();
-    while let Some(chunk) = stream.next().await {
+    while let Some(chunk) = crate::serve::next_chunk(&mut stream, idle_secs).await? {
         let chunk = chunk.map_err(|e| HttpError::bad_request(format!("reading request body: {e}")))?;
         if body.len() + chunk.len() > limit {
             return Err(HttpError::new(
@@ -245,7 +244,7 @@ async fn upload_pack(state: Arc<State>, raw_path: &str, request: Request) -> Res
         HttpError::not_found(format!("{path} is neither a repository nor a directory of the monorepo"))
     })?;
     let v2 = protocol_v2(request.headers());
-    let body = read_body(request, state.config.max_request_bytes).await?;
+    let body = read_body(request, state.config.max_request_bytes, state.config.request_timeout_secs).await?;
     let max_objects = state.config.max_clone_objects;
 
     if !v2 {

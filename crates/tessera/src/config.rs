@@ -26,6 +26,7 @@ pub struct FileConfig {
     max_clone_objects: Option<u64>,
     max_object_bytes: Option<u64>,
     max_db_connections: Option<u32>,
+    request_timeout_secs: Option<u64>,
     /// fsck severities per C git message id, as `receive.fsck.<id>`.
     fsck: Option<std::collections::BTreeMap<String, String>>,
 }
@@ -150,6 +151,12 @@ pub fn load(args: &ServerArgs) -> anyhow::Result<Config> {
         config.max_object_bytes = max;
     }
     config.max_db_connections = file.max_db_connections;
+    if let Some(secs) = file.request_timeout_secs {
+        if secs == 0 {
+            bail!("request_timeout_secs must be at least 1");
+        }
+        config.request_timeout_secs = secs;
+    }
     config.fsck = file.fsck.unwrap_or_default().into_iter().collect();
     Ok(config)
 }
@@ -169,6 +176,7 @@ pub fn show(config: &Config) -> String {
     line("max_clone_objects", config.max_clone_objects.map_or("none".into(), |n| n.to_string()));
     line("max_object_bytes", config.max_object_bytes.to_string());
     line("max_db_connections", config.max_db_connections.map_or("none".into(), |n| n.to_string()));
+    line("request_timeout_secs", config.request_timeout_secs.to_string());
     let fsck: Vec<String> = config.fsck.iter().map(|(k, v)| format!("{k}={v}")).collect();
     line("fsck", format!("{:?}", fsck.join(",")));
     out

@@ -515,6 +515,7 @@ fn every_configuration_key_can_be_set_in_the_environment() {
         ("max_clone_objects", "777", "max_clone_objects = 777"),
         ("max_object_bytes", "4096", "max_object_bytes = 4096"),
         ("max_db_connections", "3", "max_db_connections = 3"),
+        ("request_timeout_secs", "7", "request_timeout_secs = 7"),
         (
             "fsck",
             "badFilemode=ignore,missingTaggerEntry=error",

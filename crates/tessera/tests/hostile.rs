@@ -372,6 +372,68 @@ fn overlong_and_endless_requests_do_not_break_the_server() {
 }
 
 #[test]
+fn slow_clients_are_cut_off_and_do_not_hold_the_server() {
+    use std::io::{Read, Write};
+    let mut server = Served::start("request_timeout_secs = 2\n");
+    let addr = server.url.trim_start_matches("http://").to_string();
+    // Slowloris: many connections sending their headers a byte at a time.
+    let mut slow: Vec<std::net::TcpStream> = (0..64)
+        .map(|_| {
+            let mut c = std::net::TcpStream::connect(&addr).unwrap();
+            c.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n").unwrap();
+            c
+        })
+        .collect();
+    // A push whose body stops after its command list.
+    let mut stalled = std::net::TcpStream::connect(&addr).unwrap();
+    let auth = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(format!("t:{}", server.token))
+    };
+    let mut commands = pkt(&format!("{NULL} {} refs/heads/main\0report-status\n", "1".repeat(40)));
+    commands.extend_from_slice(b"0000PACK");
+    let head = format!(
+        "POST /import/stall/git-receive-pack HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\n\
+         Content-Type: application/x-git-receive-pack-request\r\nContent-Length: 1000000\r\n\r\n"
+    );
+    stalled.write_all(head.as_bytes()).unwrap();
+    stalled.write_all(&commands).unwrap();
+    let started = std::time::Instant::now();
+    // Trickle for longer than the limit: the server must still serve, and
+    // then close every slow connection on its own.
+    while started.elapsed() < std::time::Duration::from_secs(5) {
+        for c in &mut slow {
+            let _ = c.write_all(b"X");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    server.assert_serving();
+    // Closed: reading reaches the end (or a reset) instead of waiting.
+    let closed = slow
+        .iter_mut()
+        .filter_map(|c| {
+            c.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+            let mut rest = Vec::new();
+            let ended = match c.read_to_end(&mut rest) {
+                Ok(_) => true,
+                Err(e) => !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+            };
+            ended.then_some(())
+        })
+        .count();
+    assert_eq!(closed, slow.len(), "slow connections the server kept open");
+    // The stalled push got an answer (408) instead of holding its spool file.
+    stalled.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    let mut reply = Vec::new();
+    let _ = stalled.read_to_end(&mut reply);
+    assert!(text(&reply).starts_with("HTTP/1.1 408"), "{}", text(&reply));
+    let incoming = server.data.path().join("data/packs/incoming");
+    let left: Vec<_> = std::fs::read_dir(&incoming).map(|d| d.flatten().collect()).unwrap_or_default();
+    assert!(left.is_empty(), "spool files left: {left:?}");
+    server.assert_serving();
+}
+
+#[test]
 fn spool_files_of_killed_pushes_are_removed_at_start() {
     let data = tempfile::tempdir().unwrap();
     let incoming = data.path().join("data").join("packs").join("incoming");
