@@ -323,6 +323,15 @@ impl Push<'_> {
         messages: &mut Vec<u8>,
     ) -> Result<(Result<Ingested, String>, Results), HttpError> {
         let state = self.state;
+        // Commands no merge request can come of are refused before the
+        // pack is stored: no ref would ever reach it.
+        let verdicts: Vec<Result<ObjectId, String>> =
+            self.req.commands.iter().map(|c| mr_command(dir, &c.name, c.new)).collect();
+        if verdicts.iter().all(Result::is_err) {
+            let results =
+                self.req.commands.iter().zip(verdicts).map(|(c, v)| (c.name.clone(), v.map(|_| ()))).collect();
+            return Ok((Ok(Ingested::default()), results));
+        }
         let snapshot = repos::snapshot(state, root.id).await?;
         let ingested = if self.has_pack {
             failpoint("receive-ingest");
@@ -416,11 +425,9 @@ async fn open_merge_requests(
     let mono = Monorepo::new(&state.store, &state.snapshots);
     let mut results = Vec::new();
     for c in &req.commands {
-        let for_main = c.name == tessera_repo::monorepo::MAIN || c.name.starts_with("refs/for/");
-        let result = match (c.new, for_main) {
-            (_, false) => Err(format!("only main (or refs/for/main) can be pushed to monorepo directory {dir}")),
-            (None, true) => Err("monorepo directories cannot be deleted by a push".to_string()),
-            (Some(new), true) => match mono.open_mr(dir, &c.name, new, who).await {
+        let result = match mr_command(dir, &c.name, c.new) {
+            Err(reason) => Err(reason),
+            Ok(new) => match mono.open_mr(dir, &c.name, new, who).await {
                 Ok((mr, created)) => {
                     let verb = if created { "opened" } else { "updated" };
                     let text = format!(
@@ -440,6 +447,17 @@ async fn open_merge_requests(
         results.push((c.name.clone(), result));
     }
     results
+}
+
+/// The commit a push command to monorepo directory `dir` proposes, or why
+/// it cannot open a merge request.
+fn mr_command(dir: &str, name: &str, new: Option<ObjectId>) -> Result<ObjectId, String> {
+    let for_main = name == tessera_repo::monorepo::MAIN || name.starts_with("refs/for/");
+    match (new, for_main) {
+        (_, false) => Err(format!("only main (or refs/for/main) can be pushed to monorepo directory {dir}")),
+        (None, true) => Err("monorepo directories cannot be deleted by a push".to_string()),
+        (Some(new), true) => Ok(new),
+    }
 }
 
 /// After a push to an import repository moved its default branch, mounts
