@@ -110,6 +110,18 @@ impl Prepared {
     pub fn to_store(&self) -> PackToStore<'_> {
         PackToStore { spooled: &self.spooled, pack: self.pack, objects: &self.objects, commits: &self.commits }
     }
+
+    /// The parents of each commit the pack brings.
+    pub fn commit_parents(&self) -> HashMap<ObjectId, Vec<ObjectId>> {
+        self.commits.iter().map(|c| (c.id, c.parents.clone())).collect()
+    }
+
+    /// Stores the pack for `repo_id` on its own, in one transaction.
+    pub async fn store(self, store: &tessera_store::Store, repo_id: i64) -> Result<Ingested, IngestError> {
+        let Prepared { mut ingested, spooled, pack, objects, commits } = self;
+        ingested.pack_id = Some(store.add_pack(repo_id, &spooled, pack, &objects, &commits).await?);
+        Ok(ingested)
+    }
 }
 
 /// Computes generation numbers (one more than the highest parent's) for a
@@ -155,9 +167,7 @@ pub async fn register(
     snapshot: &Snapshot,
     checked: Checked,
 ) -> Result<Ingested, IngestError> {
-    let Prepared { mut ingested, spooled, pack, objects, commits } = prepare(snapshot, checked);
-    ingested.pack_id = Some(store.add_pack(repo_id, &spooled, pack, &objects, &commits).await?);
-    Ok(ingested)
+    prepare(snapshot, checked).store(store, repo_id).await
 }
 
 fn scan(

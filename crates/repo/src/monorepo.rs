@@ -286,25 +286,42 @@ impl<'a> Monorepo<'a> {
         self.advance(&root, &snapshot, None, builder, vec![step]).await?.ok_or(Error::Contended)
     }
 
-    /// Turns a pushed tip into a merge request for directory `path`.
-    pub async fn open_mr(
+    /// Checks that `head` could open a merge request for directory `path`
+    /// before its objects are stored: `pushed` gives the parents of the
+    /// commits the push brings. Refusals are the ones [`Monorepo::open_mr`]
+    /// would give, so a push that opens nothing stores nothing.
+    pub async fn check_mr(
         &self,
         path: &str,
-        branch: &str,
         head: ObjectId,
-        author: &str,
-    ) -> Result<(MergeRequest, bool), Error> {
+        pushed: &HashMap<ObjectId, Vec<ObjectId>>,
+    ) -> Result<(), Error> {
         let path = dir_key(path);
         let root = self.root().await?;
-        let root_head = self.root_head(&root).await?;
         let snapshot = self.snapshot(&root).await?;
+        let parents = |c: &ObjectId| {
+            pushed.get(c).map(Vec::as_slice).or_else(|| snapshot.index.commits.get(c).map(|i| i.parents.as_slice()))
+        };
+        self.mr_base(&root, &snapshot, &path, head, parents).await.map(|_| ())
+    }
+
+    /// The base and commits of a merge request of `head` on `path`.
+    async fn mr_base<'p>(
+        &self,
+        root: &Repo,
+        snapshot: &Snapshot,
+        path: &str,
+        head: ObjectId,
+        parents: impl Fn(&ObjectId) -> Option<&'p [ObjectId]>,
+    ) -> Result<(Option<ObjectId>, Chain), Error> {
+        let root_head = self.root_head(root).await?;
         let dir_head = match root_head {
-            Some(r) => self.dir_head(&root, &snapshot, &path, r).await?,
+            Some(r) => self.dir_head(root, snapshot, path, r).await?,
             None => None,
         };
         let known: std::collections::HashSet<ObjectId> =
-            self.store.dir_commits(root.id, &path).await?.into_values().collect();
-        let chain = pushed_chain(&snapshot, head, |c| known.contains(c) || Some(*c) == dir_head)?;
+            self.store.dir_commits(root.id, path).await?.into_values().collect();
+        let chain = pushed_chain(head, |c| known.contains(c) || Some(*c) == dir_head, parents)?;
         let base = match chain.base {
             Some(b) => Some(b),
             None if dir_head.is_none() => None,
@@ -317,6 +334,22 @@ impl<'a> Monorepo<'a> {
         if chain.commits.is_empty() {
             return Err(Error::Refused(format!("nothing new to merge into {path}")));
         }
+        Ok((base, chain))
+    }
+
+    /// Turns a pushed tip into a merge request for directory `path`.
+    pub async fn open_mr(
+        &self,
+        path: &str,
+        branch: &str,
+        head: ObjectId,
+        author: &str,
+    ) -> Result<(MergeRequest, bool), Error> {
+        let path = dir_key(path);
+        let root = self.root().await?;
+        let snapshot = self.snapshot(&root).await?;
+        let parents = |c: &ObjectId| snapshot.index.commits.get(c).map(|i| i.parents.as_slice());
+        let (base, _) = self.mr_base(&root, &snapshot, &path, head, parents).await?;
         let odb = snapshot.odb();
         let raw = odb.read(&head)?.1;
         let title = Meta::of_commit(&raw).title();
@@ -420,7 +453,8 @@ pub const MAX_DIFF_TOTAL_BYTES: u64 = 32 << 20;
 
 fn describe_change(snapshot: &Snapshot, base: Option<ObjectId>, head: ObjectId) -> Result<Description, Error> {
     let odb = snapshot.odb();
-    let chain = pushed_chain(snapshot, head, |c| Some(*c) == base)?;
+    let parents = |c: &ObjectId| snapshot.index.commits.get(c).map(|i| i.parents.as_slice());
+    let chain = pushed_chain(head, |c| Some(*c) == base, parents)?;
     let view = View { odb: &odb, builder: &Builder::default() };
     let mut commits = Vec::new();
     for c in chain.commits.iter().rev() {
@@ -533,7 +567,11 @@ struct Chain {
     base: Option<ObjectId>,
 }
 
-fn pushed_chain(snapshot: &Snapshot, head: ObjectId, is_base: impl Fn(&ObjectId) -> bool) -> Result<Chain, Error> {
+fn pushed_chain<'p>(
+    head: ObjectId,
+    is_base: impl Fn(&ObjectId) -> bool,
+    parents_of: impl Fn(&ObjectId) -> Option<&'p [ObjectId]>,
+) -> Result<Chain, Error> {
     let mut commits = Vec::new();
     let mut current = Some(head);
     while let Some(c) = current {
@@ -541,14 +579,14 @@ fn pushed_chain(snapshot: &Snapshot, head: ObjectId, is_base: impl Fn(&ObjectId)
             commits.reverse();
             return Ok(Chain { commits, base: Some(c) });
         }
-        let info = snapshot.index.commits.get(&c).ok_or_else(|| Error::Refused(format!("commit {c} is not stored")))?;
-        if info.parents.len() > 1 {
+        let parents = parents_of(&c).ok_or_else(|| Error::Refused(format!("commit {c} is not stored")))?;
+        if parents.len() > 1 {
             return Err(Error::Refused(format!(
                 "commit {c} is a merge; merge requests take a linear series of commits"
             )));
         }
         commits.push(c);
-        current = info.parents.first().copied();
+        current = parents.first().copied();
         if commits.len() > 100_000 {
             return Err(Error::Refused("pushed history is too long".into()));
         }
@@ -566,7 +604,8 @@ fn plan_merge(snapshot: &Snapshot, mr: &MergeRequest, dir_head: Option<ObjectId>
     let odb = snapshot.odb();
     let mut builder = Builder::default();
     let base = mr.base;
-    let chain = pushed_chain(snapshot, mr.head, |c| Some(*c) == base)?;
+    let parents = |c: &ObjectId| snapshot.index.commits.get(c).map(|i| i.parents.as_slice());
+    let chain = pushed_chain(mr.head, |c| Some(*c) == base, parents)?;
     let view = View { odb: &odb, builder: &builder };
     if dir_head == base {
         // Fast-forward: the pushed commits become the directory's history.

@@ -333,17 +333,45 @@ impl Push<'_> {
             return Ok((Ok(Ingested::default()), results));
         }
         let snapshot = repos::snapshot(state, root.id).await?;
-        let ingested = if self.has_pack {
+        let prepared = if self.has_pack {
             failpoint("receive-ingest");
-            match ingest::ingest(&state.store, root.id, &snapshot, self.spooled.to_path_buf(), &state.ingest).await {
-                Ok(ingested) => ingested,
+            match ingest::check(&snapshot, self.spooled.to_path_buf(), &state.ingest).await {
+                Ok(checked) => Some(ingest::prepare(&snapshot, checked)),
                 Err(e) => return Ok((Err(self.refused(e)), unpacker_error(self.req))),
             }
         } else {
-            Ingested::default()
+            None
+        };
+        // Each proposed head must be able to open a merge request before
+        // anything is stored ("nothing new", "does not build on ...").
+        let pushed = prepared.as_ref().map(|p| p.commit_parents()).unwrap_or_default();
+        let mono = Monorepo::new(&state.store, &state.snapshots);
+        let mut verdicts = verdicts;
+        for verdict in verdicts.iter_mut() {
+            if let Ok(new) = verdict {
+                match mono.check_mr(dir, *new, &pushed).await {
+                    Ok(()) => {}
+                    Err(tessera_repo::Error::Refused(reason)) => *verdict = Err(reason),
+                    Err(e) => return Err(repos::repo_error(e)),
+                }
+            }
+        }
+        let nothing = || Ingested::default();
+        if verdicts.iter().all(Result::is_err) {
+            let ingested = prepared.map(|p| p.ingested).unwrap_or_else(nothing);
+            let results =
+                self.req.commands.iter().zip(verdicts).map(|(c, v)| (c.name.clone(), v.map(|_| ()))).collect();
+            return Ok((Ok(ingested), results));
+        }
+        let ingested = match prepared {
+            Some(prepared) => match prepared.store(&state.store, root.id).await {
+                Ok(ingested) => ingested,
+                Err(e) => return Ok((Err(self.refused(e)), unpacker_error(self.req))),
+            },
+            None => nothing(),
         };
         failpoint("receive-ref-update");
-        let results = open_merge_requests(state, self.req, dir, self.who, host, messages).await;
+        let results = open_merge_requests(state, self.req, dir, &verdicts, self.who, host, messages).await;
         Ok((Ok(ingested), results))
     }
 }
@@ -418,14 +446,15 @@ async fn open_merge_requests(
     state: &State,
     req: &receive::PushRequest,
     dir: &str,
+    verdicts: &[Result<ObjectId, String>],
     who: &str,
     host: &str,
     messages: &mut Vec<u8>,
 ) -> Vec<(String, Result<(), String>)> {
     let mono = Monorepo::new(&state.store, &state.snapshots);
     let mut results = Vec::new();
-    for c in &req.commands {
-        let result = match mr_command(dir, &c.name, c.new) {
+    for (c, verdict) in req.commands.iter().zip(verdicts) {
+        let result = match verdict.clone() {
             Err(reason) => Err(reason),
             Ok(new) => match mono.open_mr(dir, &c.name, new, who).await {
                 Ok((mr, created)) => {

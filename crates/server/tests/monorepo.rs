@@ -173,13 +173,13 @@ fn pushes_with_unknown_base_are_refused(backend: Backend) {
     let stranger = new_repo();
     write(stranger.path(), "other.txt", "unrelated\n");
     commit_all(stranger.path(), "unrelated history");
-    let err = git_fails(stranger.path(), &["push", &server.push_url("/projects/x"), "HEAD:refs/for/main"]);
-
-    assert!(err.contains("do not build on the history"), "{err}");
-    // A branch no merge request can come of: refused before its pack is
-    // stored, so nothing unreachable is left.
+    // Refused before its pack is stored, so nothing unreachable is left.
     let packs = || std::fs::read_dir(server.data_dir.path().join("packs")).unwrap().count();
     let before = packs();
+    let err = git_fails(stranger.path(), &["push", &server.push_url("/projects/x"), "HEAD:refs/for/main"]);
+    assert!(err.contains("do not build on the history"), "{err}");
+    assert_eq!(packs(), before, "a refused push stored its pack");
+    // The same for a branch no merge request can come of.
     let err = git_fails(stranger.path(), &["push", &server.push_url("/projects/x"), "HEAD:refs/heads/feature"]);
     assert!(err.contains("only main"), "{err}");
     assert_eq!(packs(), before, "a refused push stored its pack");
