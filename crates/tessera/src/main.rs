@@ -135,7 +135,12 @@ enum MrAction {
         status: String,
     },
     /// Show one: commits, files changed, diffstat.
-    Show { id: i64 },
+    Show {
+        id: i64,
+        /// The server's JSON instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
     /// Merge it into the monorepo.
     Merge { id: i64 },
     /// Close it without merging.
@@ -303,7 +308,7 @@ fn mr(action: MrAction, server: &str, token: Option<&str>) -> anyhow::Result<Exi
     };
     let (status, value) = match &action {
         MrAction::List { status } => call("GET", &format!("/api/v1/mr?status={status}"))?,
-        MrAction::Show { id } => call("GET", &format!("/api/v1/mr/{id}"))?,
+        MrAction::Show { id, .. } => call("GET", &format!("/api/v1/mr/{id}"))?,
         MrAction::Merge { id } => call("POST", &format!("/api/v1/mr/{id}/merge"))?,
         MrAction::Close { id } => call("POST", &format!("/api/v1/mr/{id}/close"))?,
         MrAction::Reopen { id } => call("POST", &format!("/api/v1/mr/{id}/reopen"))?,
@@ -333,10 +338,63 @@ fn mr(action: MrAction, server: &str, token: Option<&str>) -> anyhow::Result<Exi
                 );
             }
         }
-        MrAction::Show { .. } => println!("{}", serde_json::to_string_pretty(&value)?),
+        MrAction::Show { json: true, .. } => println!("{}", serde_json::to_string_pretty(&value)?),
+        MrAction::Show { json: false, .. } => print!("{}", mr_summary(&value)),
         _ => println!("!{} is {}", value["id"], value["status"].as_str().unwrap_or("")),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A merge request as a person reads it: title, state, commits, files.
+fn mr_summary(mr: &serde_json::Value) -> String {
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    let short = |v: &serde_json::Value| v.as_str().map(|s| s.chars().take(12).collect::<String>()).unwrap_or_default();
+    let mut out = format!("!{} {}\n", mr["id"], text(&mr["title"]));
+    out.push_str(&format!(
+        "{} · {} ← {} · by {}\n",
+        text(&mr["status"]),
+        text(&mr["path"]),
+        text(&mr["branch"]),
+        text(&mr["author"])
+    ));
+    let base = mr["base"].as_str().map(|b| b.chars().take(12).collect::<String>()).unwrap_or_else(|| "(new)".into());
+    out.push_str(&format!("base {base}, head {}\n", short(&mr["head"])));
+    if let Some(conflicts) = mr["conflicts"].as_array().filter(|c| !c.is_empty()) {
+        out.push_str("conflicts:\n");
+        for c in conflicts {
+            out.push_str(&format!("  {}\n", text(c)));
+        }
+    }
+    let commits = mr["commits"].as_array().cloned().unwrap_or_default();
+    out.push_str(&format!("\n{} commit(s):\n", commits.len()));
+    for c in &commits {
+        // `Name <email> time zone`: the person is enough here.
+        let author = text(&c["author"]);
+        let who = author.split_once('>').map_or(author.as_str(), |(who, _)| who).trim_end_matches(['<', ' ']);
+        let who = match author.split_once('<') {
+            Some((name, _)) if !name.trim().is_empty() => name.trim(),
+            _ => who,
+        };
+        out.push_str(&format!("  {} {} ({who})\n", short(&c["id"]), text(&c["title"])));
+    }
+    let files = mr["files"].as_array().cloned().unwrap_or_default();
+    out.push_str(&format!(
+        "\n{} file(s) changed, +{} -{}:\n",
+        files.len(),
+        mr["diffstat"]["added"],
+        mr["diffstat"]["removed"]
+    ));
+    for f in &files {
+        let note = f["summary"].as_str().map(|s| format!(" ({s})")).unwrap_or_default();
+        out.push_str(&format!(
+            "  {:<9} {} +{} -{}{note}\n",
+            text(&f["status"]),
+            text(&f["path"]),
+            f["added"],
+            f["removed"]
+        ));
+    }
+    out
 }
 
 fn base64_basic(token: &str) -> String {

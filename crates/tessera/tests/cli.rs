@@ -92,7 +92,9 @@ fn merge_requests_through_the_cli() {
     let listed = ok(&tessera(&["mr", "list"], &env));
     assert_eq!(listed.lines().count(), 2, "{listed}");
     let shown = ok(&tessera(&["mr", "show", "1"], &env));
-    assert!(shown.contains("one.txt") && shown.contains("\"diffstat\""), "{shown}");
+    assert!(shown.starts_with("!1 ") && shown.contains("1 file(s) changed") && shown.contains("one.txt"), "{shown}");
+    let json = ok(&tessera(&["mr", "show", "1", "--json"], &env));
+    assert!(json.contains("one.txt") && json.contains("\"diffstat\""), "{json}");
     ok(&tessera(&["mr", "close", "2"], &env));
     assert!(ok(&tessera(&["mr", "list", "--status", "closed"], &env)).contains("!2"));
     ok(&tessera(&["mr", "reopen", "2"], &env));
