@@ -151,6 +151,11 @@ impl Server {
         self.listener.local_addr().expect("a bound listener has an address")
     }
 
+    /// Whether nobody can push yet: the database has no user.
+    pub async fn has_no_users(&self) -> Result<bool, tessera_store::Error> {
+        Ok(self.state.store.list_users().await?.is_empty())
+    }
+
     /// Serves until the process ends.
     pub async fn run(self) -> std::io::Result<()> {
         self.run_until(std::future::pending()).await

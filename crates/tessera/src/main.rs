@@ -207,6 +207,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = config::load(&args)?;
             let server = tessera_server::Server::bind(config.clone()).await?;
             println!("tessera listening on http://{}  (data: {})", server.local_addr(), config.data_dir.display());
+            if server.has_no_users().await? {
+                eprintln!(
+                    "no users yet: create one with `tessera user add NAME --admin`, then a token to push with \
+                     `tessera token create --user NAME` (on the same data directory)"
+                );
+            }
             server.run().await?;
         }
         Command::User { action, server } => admin::user(&admin_store(&server).await?.1, action).await?,
