@@ -20,6 +20,7 @@ use crate::State;
 
 pub fn router(state: Arc<State>) -> Router {
     Router::new()
+        .route("/api/v1/repos", get(list_repos))
         .route("/api/v1/mr", get(list))
         .route("/api/v1/mr/{id}", get(show))
         .route("/api/v1/mr/{id}/merge", post(merge))
@@ -236,6 +237,29 @@ async fn reopen(
     Path(id): Path<i64>,
 ) -> Result<Json<Value>, HttpError> {
     set_status(&state, &headers, id, &[MrStatus::Closed], MrStatus::Open).await
+}
+
+/// `GET /api/v1/repos`: the repositories the caller may read (the
+/// monorepo root, import repositories, converted ones), by path.
+async fn list_repos(AxState(state): AxState<Arc<State>>, headers: HeaderMap) -> Result<Json<Value>, HttpError> {
+    let caller = auth::caller(&state, &headers).await?;
+    let policy = auth::policy(&state).await?;
+    let repos: Vec<Value> = state
+        .store
+        .list_repos()
+        .await?
+        .into_iter()
+        .filter(|r| policy.level(caller.user.as_ref(), &r.path).is_some())
+        .map(|r| {
+            let kind = match r.kind {
+                tessera_store::RepoKind::Mono => "monorepo",
+                tessera_store::RepoKind::Import => "import",
+                tessera_store::RepoKind::Converted => "converted",
+            };
+            json!({ "path": r.path, "kind": kind, "head": r.head })
+        })
+        .collect();
+    Ok(Json(json!({ "repositories": repos })))
 }
 
 #[derive(Deserialize)]

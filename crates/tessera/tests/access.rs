@@ -212,6 +212,20 @@ fn users_paths_and_tokens(backend: Backend) {
     let err = git_refused(src.path(), &["push", &with(&format!("{url}/import/small"), &carol), "v1"]);
     assert!(err.contains("needs maintain"), "{err}");
 
+    // Listings show only what the caller may read.
+    let secret = new_repo();
+    write(secret.path(), "s.txt", "s\n");
+    commit_all(secret.path(), "secret import");
+    site.admin(&["access", "public", "/import/secret", "off"]);
+    let out = git_output(secret.path(), &["push", &with(&format!("{url}/import/secret"), &admin), "main"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (_, listed) = rest("GET", &format!("{url}/api/v1/repos"), Some(&alice));
+    assert!(listed.contains("/import/small") && !listed.contains("/import/secret"), "{listed}");
+    let (_, listed) = rest("GET", &format!("{url}/api/v1/repos"), None);
+    assert!(!listed.contains("/import/secret"), "{listed}");
+    let (_, listed) = rest("GET", &format!("{url}/api/v1/repos"), Some(&admin));
+    assert!(listed.contains("/import/secret"), "{listed}");
+
     // Expired tokens and disabled users are refused, with a reason.
     // (git sends credentials only when asked, so a private path; the REST
     // API gets them at once and says why.)
