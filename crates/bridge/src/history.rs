@@ -70,7 +70,7 @@ fn unix_seconds(date: &str) -> Result<i64, Error> {
 }
 
 /// Seconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ`.
-fn iso_date(secs: i64) -> String {
+pub fn iso_date(secs: i64) -> String {
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Inverse of days_from_civil.
     let z = days + 719_468;
