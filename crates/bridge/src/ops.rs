@@ -1362,11 +1362,14 @@ pub fn import(repo: &Path, database: &str, opts: &ImportOptions) -> Result<Impor
         Some(b) => b.clone(),
         None => git::default_branch(repo)?,
     };
-    // A branch, or a commit id naming no branch: sync creates new tables
-    // from exactly the commit it merged.
-    let as_branch = format!("refs/heads/{branch}");
-    let is_commit_id = matches!(branch.len(), 40 | 64) && branch.bytes().all(|b| b.is_ascii_hexdigit());
-    let rev = if is_commit_id && git::resolve(repo, &as_branch).is_none() { branch.clone() } else { as_branch };
+    import_at(repo, &format!("refs/heads/{branch}"), database, opts)
+}
+
+/// [`import`] of the commit `rev` names (a full ref or a commit id), not
+/// of a branch: sync creates new tables from exactly the commit it merged.
+/// `opts.branch` is not read.
+pub(crate) fn import_at(repo: &Path, rev: &str, database: &str, opts: &ImportOptions) -> Result<ImportReport, Error> {
+    let rev = rev.to_string();
     let manifest = load_manifest(repo, &rev)?;
     let mut names = manifest.tables.clone();
     if let Some(only) = &opts.tables {

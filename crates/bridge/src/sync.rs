@@ -637,14 +637,12 @@ pub fn sync(database: &str, target: &git::Target, opts: &SyncOptions) -> Result<
     if opts.direction != Direction::PushOnly {
         if !report.created.is_empty() {
             drop(source);
-            ops::import(
+            // Exactly the commit merged (the branch may have moved meanwhile).
+            ops::import_at(
                 repo,
+                &head,
                 database,
-                &ops::ImportOptions {
-                    tables: Some(report.created.clone()),
-                    branch: Some(head.clone()),
-                    replace: false,
-                },
+                &ops::ImportOptions { tables: Some(report.created.clone()), branch: None, replace: false },
             )?;
             source = ops::open_source(database)?;
         }
