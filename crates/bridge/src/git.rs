@@ -493,11 +493,27 @@ pub fn open_target(repo: &str, may_create: bool) -> Result<Target, Error> {
     let path = cache_root().join("repos").join(format!("{key}.git"));
     let shown = redact_url(&url);
     if path.join("HEAD").exists() {
-        run_remote(&url, &format!("fetching {shown}"), &|| {
+        let fetched = run_remote_classified(&url, &format!("fetching {shown}"), &|| {
             let mut cmd = remote_git(&url, Some(&path));
             cmd.args(["fetch", "--quiet", "--prune", &url, "+refs/heads/*:refs/heads/*"]);
             cmd
-        })?;
+        });
+        match fetched {
+            Ok(_) => {}
+            // The remote answered that it has no such repository (a new
+            // import path an earlier export failed to push to, on a
+            // credential say): the cache must not keep that export's
+            // commits as if the remote had them, so it starts empty again,
+            // as a fresh clone would.
+            Err((Failure::Other, _)) if may_create => {
+                for (branch, _) in branches(&path)? {
+                    let mut c = git(&path);
+                    c.args(["update-ref", "-d", &format!("refs/heads/{branch}")]);
+                    run(c, "emptying the cache")?;
+                }
+            }
+            Err((_, e)) => return Err(e),
+        }
     } else {
         std::fs::create_dir_all(path.parent().expect("cache path has a parent"))
             .map_err(|e| Error::Git(format!("creating the cache: {e}")))?;
