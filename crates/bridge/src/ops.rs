@@ -827,6 +827,7 @@ fn export_inner(
         Some(b) => b.clone(),
         None => git::default_branch(repo)?,
     };
+    git::require_clean(repo, &branch)?;
     let rev = format!("refs/heads/{branch}");
     let previous_exists = git::resolve(repo, &rev).is_some();
     let mut names = source.tables()?;

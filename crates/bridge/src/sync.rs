@@ -417,6 +417,7 @@ pub fn sync(database: &str, target: &git::Target, opts: &SyncOptions) -> Result<
         Some(b) => b.clone(),
         None => git::default_branch(repo)?,
     };
+    git::require_clean(repo, &branch)?;
     let rev = format!("refs/heads/{branch}");
     let mut report = SyncReport::default();
     let head = git::resolve(repo, &rev);
@@ -658,6 +659,13 @@ pub fn sync(database: &str, target: &git::Target, opts: &SyncOptions) -> Result<
         return push(database, target, &branch, &head, &manifest, opts, report, false);
     }
     Ok(report)
+}
+
+/// Records `commit` as the last commit of `branch` that `database` and the
+/// repository agreed on: what an export does, so that the first sync after
+/// it merges against the export instead of without a base.
+pub fn record_base(database: &str, repo_id: &str, branch: &str, commit: &str) -> Result<(), Error> {
+    ops::open_source(database)?.apply(&[], Some((repo_id, branch, commit)))
 }
 
 /// The database holds the merge: an export on top of the head writes only

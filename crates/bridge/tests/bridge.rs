@@ -257,7 +257,7 @@ fn one_row_changes(legacy: bool) {
     let manifest = || git(&repo, &["show", "main:.dolt-metadata/manifest.json"]);
     assert!(manifest().contains("\"algorithm\": \"key-hash-xxh3\""), "{}", manifest());
     if legacy {
-        git(&repo, &["config", "receive.denyCurrentBranch", "ignore"]);
+        git(&repo, &["config", "receive.denyCurrentBranch", "updateInstead"]);
         commit_edit(&repo, ".dolt-metadata/manifest.json", |m| m.replace("key-hash-xxh3", "key-hash"));
         // The first export after cuts every chunk again, by SHA-256.
         ops::export(src.to_str().unwrap(), &repo, &opts(64 * 1024)).unwrap();
@@ -404,7 +404,7 @@ fn edits_in_git_are_accepted_and_damage_is_refused() {
         .unwrap();
     let repo = dir.path().join("repo");
     ops::export(src.to_str().unwrap(), &repo, &opts(1 << 20)).unwrap();
-    git(&repo, &["config", "receive.denyCurrentBranch", "ignore"]);
+    git(&repo, &["config", "receive.denyCurrentBranch", "updateInstead"]);
     commit_edit(&repo, "data/t/t_000001.csv", |t| t.replace("two", "TWO (edited)"));
     let out = dir.path().join("out.db");
     let report = ops::import(&repo, out.to_str().unwrap(), &import_opts()).unwrap();
@@ -476,7 +476,7 @@ fn clear_errors() {
     let out = dir.path().join("out.db");
     assert!(matches!(ops::import(&plain, out.to_str().unwrap(), &import_opts()), Err(Error::Layout(_))));
 
-    git(&repo, &["config", "receive.denyCurrentBranch", "ignore"]);
+    git(&repo, &["config", "receive.denyCurrentBranch", "updateInstead"]);
     commit_edit(&repo, ".dolt-metadata/manifest.json", |t| {
         t.replace("\"format_version\": 1", "\"format_version\": 99")
     });
@@ -674,7 +674,7 @@ INSERT INTO kinds (id, t) VALUES (100, 'explicit id');
         let dir = tempfile::tempdir().unwrap();
         let repo = dir.path().join("repo");
         ops::export(&src.url(), &repo, &opts(1 << 20)).unwrap();
-        git(&repo, &["config", "receive.denyCurrentBranch", "ignore"]);
+        git(&repo, &["config", "receive.denyCurrentBranch", "updateInstead"]);
         commit_edit(&repo, "data/t/t_000001.csv", |t| t.replace("\n3,3\n", "\n3,three\n"));
         let err = ops::import(&repo, &dst.url(), &import_opts()).unwrap_err();
         match &err {
@@ -833,7 +833,7 @@ DELETE FROM kinds WHERE id = 100;
         let dir = tempfile::tempdir().unwrap();
         let repo = dir.path().join("repo");
         ops::export(&src.url(), &repo, &opts(1 << 20)).unwrap();
-        git(&repo, &["config", "receive.denyCurrentBranch", "ignore"]);
+        git(&repo, &["config", "receive.denyCurrentBranch", "updateInstead"]);
         commit_edit(&repo, "data/t/t_000001.csv", |t| t.replace("\n3,3\n", "\n2,3\n"));
         let err = ops::import(&repo, &dst.url(), &import_opts()).unwrap_err();
         match &err {
@@ -1001,7 +1001,7 @@ mod sync {
         let repo = dir.join("repo");
         let report = sync::sync(db.to_str().unwrap(), &local(&repo), &both()).unwrap();
         assert!(report.pushed.is_some(), "the first sync exports");
-        git(&repo, &["config", "receive.denyCurrentBranch", "ignore"]);
+        git(&repo, &["config", "receive.denyCurrentBranch", "updateInstead"]);
         (db, repo)
     }
 
@@ -1020,7 +1020,7 @@ mod sync {
         let repo = dir.path().join("repo");
         let opts = SyncOptions { export: Some(opts(2 * 1024)), ..both() };
         sync::sync(url, &local(&repo), &opts).unwrap();
-        git(&repo, &["config", "receive.denyCurrentBranch", "ignore"]);
+        git(&repo, &["config", "receive.denyCurrentBranch", "updateInstead"]);
         assert!(git(&repo, &["ls-tree", "-r", "--name-only", "main", "data/"]).lines().count() > 3);
         let first = head(&repo);
         sql("UPDATE t SET a = 'changed' WHERE id = 300");
@@ -1096,7 +1096,7 @@ mod sync {
         let repo = dir.path().join("repo");
         let by_month = ExportOptions { chunk_by: Some(ops::ChunkBy::parse("day:month").unwrap()), ..opts(1 << 20) };
         ops::export(db.to_str().unwrap(), &repo, &by_month).unwrap();
-        git(&repo, &["config", "receive.denyCurrentBranch", "ignore"]);
+        git(&repo, &["config", "receive.denyCurrentBranch", "updateInstead"]);
         let files = git(&repo, &["ls-tree", "-r", "--name-only", "main", "data/"]);
         assert!(files.contains("t_2026-02_000001.csv"), "{files}");
         let defaults = SyncOptions { export: None, ..both() };
