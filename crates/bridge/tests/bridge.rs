@@ -1444,3 +1444,48 @@ fn dolt_sync_rewrites_only_the_chunks_dolt_says_changed() {
     assert_eq!(git(&repo, &["diff", "--name-only", "main~1", "main", "--", "data/"]).trim(), "data/t/t_000001.csv");
     assert!(ops::verify(src.to_str().unwrap(), &repo, Some("main")).unwrap().iter().all(|d| d.same_content));
 }
+
+/// `frictionless validate` (Frictionless v5, from PyPI) accepts the
+/// `datapackage.json` of an export, plain and gzip-compressed, with several
+/// chunks per table, a foreign key, NULLs and empty strings, blobs and
+/// infinite reals. A skip when frictionless is missing, a failure under CI.
+#[test]
+fn datapackage_passes_frictionless_validation() {
+    if let Err(e) = Command::new("frictionless").arg("--version").output() {
+        unavailable("frictionless (pip install frictionless)", &e.to_string());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.db");
+    Connection::open(&src)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE \"Parent Table\" (id INTEGER PRIMARY KEY, name TEXT NOT NULL);
+             CREATE TABLE child (id INTEGER PRIMARY KEY, parent INTEGER REFERENCES \"Parent Table\"(id),
+                                 email TEXT, score REAL, raw BLOB, amount NUMERIC);
+             INSERT INTO \"Parent Table\" VALUES (1, 'one'), (2, '');
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000)
+             INSERT INTO child SELECT i, 1 + i % 2, CASE i % 3 WHEN 0 THEN NULL WHEN 1 THEN '' ELSE 'e' || i || '@x' END,
+                                      CASE i % 4 WHEN 0 THEN 9e999 WHEN 1 THEN -9e999 ELSE i * 0.25 END,
+                                      CASE WHEN i % 5 = 0 THEN NULL ELSE randomblob(4) END, i * 1.5 FROM n;",
+        )
+        .unwrap();
+    for compression in [tessera_bridge::layout::Compression::None, tessera_bridge::layout::Compression::Gzip] {
+        let repo = dir.path().join(format!("repo-{compression:?}"));
+        // The default branch: the work tree holds the files frictionless reads.
+        let options = ExportOptions { branch: None, compression, ..opts(16 * 1024) };
+        ops::export(src.to_str().unwrap(), &repo, &options).unwrap();
+        let chunks = git(&repo, &["ls-files", "data/child/"]);
+        assert!(chunks.lines().count() > 2, "several chunks: {chunks}");
+        let out = Command::new("frictionless")
+            .args(["validate", "--json", "datapackage.json"])
+            .current_dir(&repo)
+            .output()
+            .expect("frictionless runs");
+        let report = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{compression:?}: {report}\n{}", String::from_utf8_lossy(&out.stderr));
+        let report: serde_json::Value = serde_json::from_str(&report).expect("a JSON report");
+        assert_eq!(report["valid"], true, "{report:#}");
+        assert_eq!(report["tasks"].as_array().map(Vec::len), Some(2), "{report:#}");
+    }
+}
