@@ -281,9 +281,14 @@ fn run_inner(cmd: Command) -> Result<ExitCode, Error> {
                         None => {
                             println!("{}: missing from the database ({} rows in the repository)", d.table, d.repo_rows)
                         }
-                        Some(n) => {
-                            println!("{}: differs (database {n} rows, repository {} rows)", d.table, d.repo_rows)
-                        }
+                        Some(n) => match &d.first_difference {
+                            Some(first) => {
+                                println!("{}: {first} (database {n} rows, repository {} rows)", d.table, d.repo_rows)
+                            }
+                            None => {
+                                println!("{}: differs (database {n} rows, repository {} rows)", d.table, d.repo_rows)
+                            }
+                        },
                     }
                 }
             }

@@ -1489,3 +1489,53 @@ fn datapackage_passes_frictionless_validation() {
         assert_eq!(report["tasks"].as_array().map(Vec::len), Some(2), "{report:#}");
     }
 }
+
+/// `verify` names the first differing key and column, a row on one side
+/// only, and for a table without a primary key the row whose copies differ.
+#[test]
+fn verify_names_the_first_difference() {
+    use tessera_bridge::ops::Difference;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db.sqlite");
+    let conn = Connection::open(&db).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT, email TEXT);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000)
+         INSERT INTO customers SELECT i, 'name ' || i, 'c' || i || '@x' FROM n;
+         CREATE TABLE tags (label TEXT, n INTEGER);
+         INSERT INTO tags VALUES ('a', 1), ('b', 2);",
+    )
+    .unwrap();
+    let repo = dir.path().join("repo");
+    ops::export(db.to_str().unwrap(), &repo, &opts(16 * 1024)).unwrap();
+    let check = |expected: &[(&str, Option<String>)]| {
+        let diffs = ops::verify(db.to_str().unwrap(), &repo, Some("main")).unwrap();
+        for (table, want) in expected {
+            let d = diffs.iter().find(|d| d.table == *table).unwrap();
+            assert_eq!(d.same_content, want.is_none(), "{table}: {:?}", d.first_difference);
+            assert_eq!(d.first_difference.as_ref().map(|f| f.to_string()), *want, "{table}");
+        }
+    };
+    check(&[("customers", None), ("tags", None)]);
+    // Two changed cells: the lower key is named.
+    conn.execute_batch(
+        "UPDATE customers SET email = 'b@x' WHERE id = 4000; UPDATE customers SET email = 'a@x' WHERE id = 2;",
+    )
+    .unwrap();
+    check(&[("customers", Some("differs at id=2, column email: database \"a@x\" vs repository \"c2@x\"".into()))]);
+    conn.execute_batch(
+        "UPDATE customers SET email = 'c2@x' WHERE id = 2; UPDATE customers SET name = NULL WHERE id = 4000;",
+    )
+    .unwrap();
+    check(&[("customers", Some("differs at id=4000, column name: database NULL vs repository \"name 4000\"".into()))]);
+    conn.execute_batch("UPDATE customers SET name = 'name 4000', email = 'c4000@x' WHERE id = 4000; DELETE FROM customers WHERE id = 777; INSERT INTO tags VALUES ('a', 1);").unwrap();
+    check(&[
+        ("customers", Some("differs at id=777: only in the repository".into())),
+        ("tags", Some("differs at label=\"a\", n=1: 2 copies in the database, 1 in the repository".into())),
+    ]);
+    let diffs = ops::verify(db.to_str().unwrap(), &repo, Some("main")).unwrap();
+    let tags = diffs.iter().find(|d| d.table == "tags").unwrap();
+    assert!(matches!(&tags.first_difference, Some(Difference::Row { database_copies: 2, repository_copies: 1, .. })));
+    conn.execute_batch("ALTER TABLE tags ADD COLUMN extra TEXT").unwrap();
+    check(&[("tags", Some("columns differ: database (label, n, extra) vs repository (label, n)".into()))]);
+}
