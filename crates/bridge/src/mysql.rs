@@ -78,7 +78,33 @@ impl Mysql {
         Ok(Mysql { rt, conn })
     }
 
-    fn table_exists(&mut self, table: &str) -> Result<bool, Error> {
+    /// Runs one statement (no parameters).
+    pub(crate) fn execute(&mut self, sql: &str) -> Result<(), sqlx::Error> {
+        let Mysql { rt, conn } = self;
+        rt.block_on(sqlx::raw_sql(sql).execute(&mut *conn)).map(|_| ())
+    }
+
+    /// Runs one statement with `values` bound (MySQL converts them to the
+    /// columns' types, strictly); the database's message on failure.
+    pub(crate) fn insert_values(&mut self, sql: &str, values: &[crate::value::Value]) -> Result<(), String> {
+        use crate::value::Value;
+        let Mysql { rt, conn } = self;
+        let mut q = sqlx::query(sql);
+        for v in values {
+            q = match v {
+                Value::Null => q.bind(Option::<String>::None),
+                Value::Integer(i) => q.bind(*i),
+                Value::Real(f) => q.bind(*f),
+                Value::Text(t) => q.bind(t.as_str()),
+                Value::Blob(b) => q.bind(b.as_slice()),
+            };
+        }
+        rt.block_on(q.execute(&mut *conn))
+            .map(|_| ())
+            .map_err(|e| e.as_database_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string()))
+    }
+
+    pub(crate) fn table_exists(&mut self, table: &str) -> Result<bool, Error> {
         let Mysql { rt, conn } = self;
         let row = rt
             .block_on(

@@ -1383,6 +1383,8 @@ pub(crate) fn import_at(repo: &Path, rev: &str, database: &str, opts: &ImportOpt
     }
     let target_engine = if is_postgres(database) {
         "postgres"
+    } else if is_mysql(database) {
+        "mysql"
     } else if crate::doltlite::is_doltlite(database)
         || (manifest.source.engine == "doltlite"
             && !std::path::Path::new(database.strip_prefix("sqlite://").unwrap_or(database)).exists())
@@ -1393,10 +1395,14 @@ pub(crate) fn import_at(repo: &Path, rev: &str, database: &str, opts: &ImportOpt
     } else {
         "sqlite"
     };
+    // SQLite and doltlite share the SQLite dialect and CSV profile: an
+    // export of one imports into the other as into itself. Other
+    // directions go through the type table of `mapping`.
+    let family = |engine: &str| if engine == "doltlite" { "sqlite".to_string() } else { engine.to_string() };
     // Hostile metadata is refused before any engine touches the target:
     // every table's metadata is checked, and for a same-engine import its
     // DDL generated, first.
-    if manifest.source.engine == target_engine {
+    if family(&manifest.source.engine) == family(target_engine) {
         table_metas(repo, &rev, &names)?;
     } else {
         for name in &names {
@@ -1404,14 +1410,22 @@ pub(crate) fn import_at(repo: &Path, rev: &str, database: &str, opts: &ImportOpt
                 .ok_or_else(|| Error::Layout(format!("no metadata for table {name}")))?;
         }
     }
-    if manifest.source.engine != target_engine {
-        if target_engine == "sqlite" {
-            return crate::mapping::import_into_sqlite(repo, &rev, &names, database, opts.replace);
-        }
-        return Err(Error::Unsupported(format!(
-            "importing a {} export into {target_engine}: only same-engine imports and imports into SQLite are implemented",
-            manifest.source.engine
-        )));
+    if family(&manifest.source.engine) != family(target_engine) {
+        let target = match target_engine {
+            "postgres" => crate::mapping::Target::Postgres,
+            "mysql" => crate::mapping::Target::Mysql,
+            "doltlite" => crate::mapping::Target::Doltlite,
+            _ => crate::mapping::Target::Sqlite,
+        };
+        return crate::mapping::import_cross(
+            repo,
+            &rev,
+            &names,
+            &manifest.source.engine,
+            database,
+            target,
+            opts.replace,
+        );
     }
     if target_engine == "postgres" {
         return crate::postgres::import(repo, &rev, &names, database, opts.replace);
