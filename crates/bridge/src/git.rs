@@ -74,19 +74,30 @@ pub fn require_clean(repo: &Path, branch: &str) -> Result<(), Error> {
     let mut c = git(repo);
     c.args(["status", "--porcelain=v1", "-z", "--untracked-files=all"]);
     let out = run(c, "checking the work tree")?;
-    let changed: Vec<String> =
-        out.split(|b| *b == 0).filter(|e| e.len() > 3).map(|e| String::from_utf8_lossy(&e[3..]).into_owned()).collect();
-    if changed.is_empty() {
+    let entries: Vec<&[u8]> = out.split(|b| *b == 0).filter(|e| e.len() > 3).collect();
+    // Exports before this version never checked files out: an empty index
+    // and no files, every tracked file "deleted". Nothing of anyone's is
+    // there, and the update after the export fills it in.
+    if entries.is_empty() || (index_is_empty(repo)? && entries.iter().all(|e| e.starts_with(b"D  "))) {
         return Ok(());
     }
+    let changed: Vec<String> = entries.iter().map(|e| String::from_utf8_lossy(&e[3..]).into_owned()).collect();
     let shown: Vec<&str> = changed.iter().take(5).map(String::as_str).collect();
     let more = if changed.len() > 5 { format!(" and {} more", changed.len() - 5) } else { String::new() };
     Err(Error::Unsupported(format!(
         "{} has changes in its work tree ({}{more}); commit, stash or remove them first \
-         (tessera updates the work tree to the commit it writes)",
+         (tessera updates the work tree to the commit it writes; a work tree an older tessera \
+         left behind comes back to the branch with `git reset --hard`)",
         repo.display(),
         shown.join(", ")
     )))
+}
+
+/// Whether `repo`'s index has no entries.
+fn index_is_empty(repo: &Path) -> Result<bool, Error> {
+    let mut c = git(repo);
+    c.args(["ls-files", "--cached", "-z"]);
+    Ok(run(c, "reading the index")?.is_empty())
 }
 
 /// Brings `repo`'s index and work tree from `old` to `new` when the branch
@@ -98,9 +109,15 @@ fn update_work_tree(repo: &Path, refname: &str, old: Option<&str>, new: &str) ->
         return Ok(());
     }
     let mut c = git(repo);
-    c.args(["read-tree", "-m", "-u"]);
-    c.args(old);
-    c.arg(new);
+    if index_is_empty(repo)? {
+        // Nothing checked out yet (a new repository, or one an older
+        // tessera wrote without a work tree; require_clean saw no files).
+        c.args(["read-tree", "--reset", "-u", new]);
+    } else {
+        c.args(["read-tree", "-m", "-u"]);
+        c.args(old);
+        c.arg(new);
+    }
     run(c, &format!("updating the work tree of {} to {new}", repo.display())).map(|_| ())
 }
 

@@ -1708,3 +1708,40 @@ mod directions {
         round_trips_from("mysql");
     }
 }
+
+/// A repository an older tessera exported to has HEAD on the export but an
+/// empty index and no files (every file "deleted"): the next export fills
+/// the work tree in instead of refusing it, and git status is clean.
+#[test]
+fn a_work_tree_left_empty_by_an_older_export_is_filled_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db.sqlite");
+    let conn = Connection::open(&db).unwrap();
+    conn.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'one');").unwrap();
+    let repo = dir.path().join("repo");
+    let default_branch = ExportOptions { branch: None, ..opts(16 * 1024) };
+    ops::export(db.to_str().unwrap(), &repo, &default_branch).unwrap();
+    assert_eq!(git(&repo, &["status", "--porcelain"]), "");
+    // What older versions left: the branch moved, index and files not.
+    git(&repo, &["read-tree", "--empty"]);
+    for entry in std::fs::read_dir(&repo).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().unwrap() != ".git" {
+            if path.is_dir() {
+                std::fs::remove_dir_all(&path).unwrap();
+            } else {
+                std::fs::remove_file(&path).unwrap();
+            }
+        }
+    }
+    assert!(git(&repo, &["status", "--porcelain"]).contains("D  data/t/t_000001.csv"));
+    conn.execute("INSERT INTO t VALUES (2, 'two')", []).unwrap();
+    ops::export(db.to_str().unwrap(), &repo, &default_branch).unwrap();
+    assert_eq!(git(&repo, &["status", "--porcelain"]), "");
+    assert!(std::fs::read_to_string(repo.join("data/t/t_000001.csv")).unwrap().contains("2,two"));
+    // Staged work of the user's is not that: it is refused.
+    std::fs::write(repo.join("mine.txt"), "mine").unwrap();
+    git(&repo, &["add", "mine.txt"]);
+    let err = ops::export(db.to_str().unwrap(), &repo, &default_branch).unwrap_err().to_string();
+    assert!(err.contains("mine.txt"), "{err}");
+}
