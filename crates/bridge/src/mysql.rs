@@ -355,6 +355,10 @@ pub fn import(
     let metas = crate::ops::table_metas(repo, rev, names)?;
     let mut report = crate::ops::ImportReport::default();
     let progress = quote(IMPORT_PROGRESS);
+    // Chunks stream through LOAD DATA LOCAL INFILE on a second connection
+    // where the server allows it (`TESSERA_MYSQL_INSERT=1` turns it off).
+    let mut infile =
+        if std::env::var("TESSERA_MYSQL_INSERT").is_ok_and(|v| v == "1") { None } else { Infile::connect(database) };
     let Mysql { rt, conn } = &mut my;
     let exec = |conn: &mut MySqlConnection, sql: &str| rt.block_on(conn.execute(sql)).map(|_| ()).map_err(db);
     exec(conn, "SET FOREIGN_KEY_CHECKS = 0")?;
@@ -395,6 +399,13 @@ pub fn import(
             }
             let mut total: u64 = meta.chunks[..done].iter().map(|c| c.rows).sum();
             for (i, blob) in blobs.iter().enumerate().skip(done) {
+                if let Some(infile) = infile.as_mut() {
+                    if let Some(rows) = infile.load_chunk(repo, rev, meta, i, blob, &mut report.edited_chunks)? {
+                        total += rows;
+                        report.bulk_loaded_chunks += 1;
+                        continue;
+                    }
+                }
                 let mut tx = rt.block_on(conn.begin()).map_err(db)?;
                 total += load_chunk(rt, &mut tx, repo, rev, meta, i, &mut report.edited_chunks)?;
                 let mark = format!("INSERT INTO {progress} (tbl, position, `blob`) VALUES (?, ?, ?)");
@@ -560,4 +571,204 @@ async fn insert(
         }
     }
     Err(Error::Database(format!("a batch of {} failed to insert but every row alone succeeded", meta.name)))
+}
+
+/// The second connection a resumable import loads chunks on: `LOAD DATA
+/// LOCAL INFILE`, streamed from each chunk through the `mysql` driver's
+/// local-infile handler (sqlx has none), with the chunk's progress record
+/// in the same transaction. A chunk LOAD DATA does not take whole (a value
+/// MySQL converts with a warning, a duplicate key: LOCAL makes those
+/// warnings, not errors) is rolled back and loaded again by INSERT, which
+/// names the file and line.
+struct Infile {
+    conn: mysql::Conn,
+}
+
+/// What the handler hands back from inside the driver.
+#[derive(Default)]
+struct Feed {
+    rows: u64,
+    error: Option<Error>,
+    edited: Vec<String>,
+}
+
+impl Infile {
+    /// `None` when the server refuses LOCAL INFILE, or this driver cannot
+    /// connect as sqlx did (e.g. a URL option it does not know): imports
+    /// then insert rows.
+    fn connect(url: &str) -> Option<Infile> {
+        use mysql::prelude::Queryable;
+        let url = url.replacen("mariadb://", "mysql://", 1);
+        let opened = mysql::Opts::from_url(&url).map_err(|e| e.to_string()).and_then(|opts| {
+            let mut conn = mysql::Conn::new(opts).map_err(|e| e.to_string())?;
+            let allowed: Option<i64> = conn.query_first("SELECT @@local_infile").map_err(|e| e.to_string())?;
+            if allowed != Some(1) {
+                return Err("the server has local_infile off".into());
+            }
+            // The session of `Mysql::connect`: UTC, utf8mb4, 0 kept in
+            // AUTO_INCREMENT columns, backslash escapes read; and no
+            // foreign-key checks while loading, as there.
+            conn.query_drop(
+                "SET time_zone = '+00:00', NAMES utf8mb4, FOREIGN_KEY_CHECKS = 0, \
+                 SESSION sql_mode = CONCAT(@@sql_mode, ',NO_AUTO_VALUE_ON_ZERO')",
+            )
+            .map_err(|e| e.to_string())?;
+            let mode: Option<String> = conn.query_first("SELECT @@SESSION.sql_mode").map_err(|e| e.to_string())?;
+            let mode = mode.unwrap_or_default();
+            let kept: Vec<&str> = mode
+                .split(',')
+                .filter(|m| !matches!(*m, "NO_BACKSLASH_ESCAPES" | "ANSI_QUOTES" | "ANSI" | ""))
+                .collect();
+            conn.exec_drop("SET SESSION sql_mode = ?", (kept.join(","),)).map_err(|e| e.to_string())?;
+            Ok(conn)
+        });
+        match opened {
+            Ok(conn) => Some(Infile { conn }),
+            Err(e) => {
+                tracing::warn!("MySQL import without LOAD DATA LOCAL INFILE (rows are inserted instead): {e}");
+                None
+            }
+        }
+    }
+
+    /// Loads chunk `i` of `meta` and records it in the progress table, in
+    /// one transaction; `Ok(None)` when LOAD DATA did not take every row
+    /// cleanly (nothing is left of it then).
+    fn load_chunk(
+        &mut self,
+        repo: &std::path::Path,
+        rev: &str,
+        meta: &TableMeta,
+        i: usize,
+        blob: &str,
+        edited: &mut Vec<String>,
+    ) -> Result<Option<u64>, Error> {
+        use mysql::prelude::Queryable;
+        let feed = std::sync::Arc::new(std::sync::Mutex::new(Feed::default()));
+        let handler_feed = feed.clone();
+        let (repo_owned, rev_owned, meta_owned) = (repo.to_path_buf(), rev.to_string(), meta.clone());
+        self.conn.set_local_infile_handler(Some(mysql::LocalInfileHandler::new(move |_, out| {
+            let mut feed = handler_feed.lock().map_err(|_| std::io::Error::other("a loader thread panicked"))?;
+            let fed = feed_chunk(&repo_owned, &rev_owned, &meta_owned, i, out, &mut feed);
+            if let Err(e) = fed {
+                let shown = e.to_string();
+                feed.error = Some(e);
+                return Err(std::io::Error::other(shown));
+            }
+            Ok(())
+        })));
+        let sql = load_statement(meta);
+        let mark = format!("INSERT INTO {} (tbl, position, `blob`) VALUES (?, ?, ?)", quote(IMPORT_PROGRESS));
+        let db = |e: mysql::Error| Error::Database(e.to_string());
+        self.conn.query_drop("START TRANSACTION").map_err(db)?;
+        let loaded = self.conn.query_drop(&sql);
+        let (affected, warnings) = (self.conn.affected_rows(), self.conn.warnings());
+        let mut feed =
+            std::mem::take(&mut *feed.lock().map_err(|_| Error::Database("a loader thread panicked".into()))?);
+        self.conn.set_local_infile_handler(None);
+        if let Some(e) = feed.error.take() {
+            let _ = self.conn.query_drop("ROLLBACK");
+            return Err(e);
+        }
+        if loaded.is_err() || warnings > 0 || affected != feed.rows {
+            self.conn.query_drop("ROLLBACK").map_err(db)?;
+            return Ok(None);
+        }
+        self.conn.exec_drop(&mark, (&meta.name, i as i64, blob)).map_err(db)?;
+        self.conn
+            .query_drop("COMMIT")
+            .map_err(|e| Error::Database(format!("committing a chunk of {}: {e}", meta.name)))?;
+        edited.append(&mut feed.edited);
+        Ok(Some(feed.rows))
+    }
+}
+
+/// `LOAD DATA` of a table's rows as [`feed_chunk`] writes them: fields
+/// separated by tabs and escaped with `\`, NULL as `\N`; binary columns
+/// arrive as hex and BIT columns as unsigned integers, set through
+/// variables.
+fn load_statement(meta: &TableMeta) -> String {
+    let mut targets = Vec::new();
+    let mut sets = Vec::new();
+    for (n, col) in meta.columns.iter().enumerate() {
+        if col.binary {
+            targets.push(format!("@v{n}"));
+            sets.push(format!("{} = UNHEX(@v{n})", quote(&col.name)));
+        } else if is_bit(col) {
+            targets.push(format!("@v{n}"));
+            sets.push(format!("{} = CAST(@v{n} AS UNSIGNED)", quote(&col.name)));
+        } else {
+            targets.push(quote(&col.name));
+        }
+    }
+    let set = if sets.is_empty() { String::new() } else { format!(" SET {}", sets.join(", ")) };
+    format!(
+        "LOAD DATA LOCAL INFILE 'tessera-chunk' INTO TABLE {} CHARACTER SET utf8mb4 \
+         FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' ({}){set}",
+        quote(&meta.name),
+        targets.join(", ")
+    )
+}
+
+/// Writes the rows of chunk `i` to `out` in [`load_statement`]'s format,
+/// checking each as the INSERT path does (field count, binary and BIT
+/// values), and counts them.
+fn feed_chunk(
+    repo: &std::path::Path,
+    rev: &str,
+    meta: &TableMeta,
+    i: usize,
+    out: &mut dyn std::io::Write,
+    feed: &mut Feed,
+) -> Result<(), Error> {
+    let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
+    let chunk = std::slice::from_ref(&meta.chunks[i]);
+    crate::ops::read_chunks(repo, rev, meta, chunk, false, &mut feed.edited, &mut |file, line, _, record| {
+        let damaged = |reason: String| Error::Damaged { file: file.to_string(), line, reason };
+        let cells =
+            crate::csv::Reader::new(record).next_record().map_err(|e| damaged(e.to_string()))?.unwrap_or_default();
+        if cells.len() != meta.columns.len() {
+            return Err(damaged(format!("{} fields, the table has {} columns", cells.len(), meta.columns.len())));
+        }
+        for (n, (cell, col)) in cells.iter().zip(&meta.columns).enumerate() {
+            if n > 0 {
+                buf.push(b'\t');
+            }
+            let Some(text) = cell else {
+                buf.extend_from_slice(b"\\N");
+                continue;
+            };
+            if col.binary {
+                let digits = text
+                    .strip_prefix("\\x")
+                    .filter(|d| d.len() % 2 == 0 && d.bytes().all(|b| b.is_ascii_hexdigit()))
+                    .ok_or_else(|| damaged(format!("column {}: {text:?} is not \\x hex", col.name)))?;
+                buf.extend_from_slice(digits.as_bytes());
+            } else if is_bit(col) {
+                if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(damaged(format!("column {}: {text:?} is not a BIT value", col.name)));
+                }
+                buf.extend_from_slice(text.as_bytes());
+            } else {
+                for &b in text.as_bytes() {
+                    match b {
+                        b'\\' => buf.extend_from_slice(b"\\\\"),
+                        b'\t' => buf.extend_from_slice(b"\\t"),
+                        b'\n' => buf.extend_from_slice(b"\\n"),
+                        b'\r' => buf.extend_from_slice(b"\\r"),
+                        0 => buf.extend_from_slice(b"\\0"),
+                        other => buf.push(other),
+                    }
+                }
+            }
+        }
+        buf.push(b'\n');
+        feed.rows += 1;
+        if buf.len() >= 1 << 20 {
+            out.write_all(&buf).map_err(|e| Error::Database(format!("sending {file}: {e}")))?;
+            buf.clear();
+        }
+        Ok(())
+    })?;
+    out.write_all(&buf).map_err(|e| Error::Database(format!("sending a chunk of {}: {e}", meta.name)))
 }

@@ -1116,6 +1116,9 @@ pub struct ImportReport {
     pub approximations: Vec<String>,
     /// Tables whose first chunks an interrupted import had loaded, and how many.
     pub resumed: Vec<(String, usize)>,
+    /// Chunks loaded by the engine's bulk path (MySQL: LOAD DATA LOCAL
+    /// INFILE); the others were inserted row by row.
+    pub bulk_loaded_chunks: usize,
 }
 
 /// The metadata of `names`, and which of them the target already has

@@ -798,6 +798,13 @@ DELETE FROM kinds WHERE id = 100;
         let repo = export_then_import(&src.url(), &dst.url(), dir.path(), 2);
         assert_eq!(snapshot(&dst), snapshot(&src));
         assert!(dst.sql("SHOW CREATE TABLE kinds").contains("fk_parent"));
+        // The chunks went through LOAD DATA LOCAL INFILE, and to the same
+        // rows as INSERT gives.
+        let Some(bulk) = MyDb::create() else { return };
+        let report = ops::import(&repo, &bulk.url(), &import_opts()).unwrap();
+        let chunks = git(&repo, &["ls-tree", "-r", "--name-only", "main", "data/"]).lines().count();
+        assert_eq!(report.bulk_loaded_chunks, chunks, "{report:?}");
+        assert_eq!(snapshot(&bulk), snapshot(&src));
         assert_eq!(
             dst.sql("INSERT INTO kinds (t) VALUES ('next'); SELECT LAST_INSERT_ID()").trim(),
             "101",
