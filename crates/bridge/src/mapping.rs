@@ -483,8 +483,25 @@ fn load_table(
     report: &mut ImportReport,
 ) -> Result<u64, Error> {
     let cols: Vec<String> = meta.columns.iter().map(|c| writer.quote(&c.name)).collect();
-    let marks: Vec<String> = plan.iter().enumerate().map(|(i, p)| writer.placeholder(i + 1, &p.sql_type)).collect();
-    let sql = format!("INSERT INTO {} ({}) VALUES ({})", writer.quote(&meta.name), cols.join(", "), marks.join(", "));
+    let row_marks = |writer: &Writer, first: usize| -> String {
+        let marks: Vec<String> =
+            plan.iter().enumerate().map(|(i, p)| writer.placeholder(first + i, &p.sql_type)).collect();
+        format!("({})", marks.join(", "))
+    };
+    let insert = format!("INSERT INTO {} ({}) VALUES ", writer.quote(&meta.name), cols.join(", "));
+    let one_row = format!("{insert}{}", row_marks(writer, 1));
+    // PostgreSQL and MySQL take rows in multi-row INSERTs (a round trip
+    // per row would dominate); SQLite's are in-process already.
+    let per_batch = match writer {
+        Writer::Postgres(_) | Writer::Mysql(_) => (30_000 / cols.len().max(1)).clamp(1, 500),
+        _ => 1,
+    };
+    let batch_sql = |writer: &Writer, n: usize| -> String {
+        let tuples: Vec<String> = (0..n).map(|r| row_marks(writer, 1 + r * cols.len())).collect();
+        format!("{insert}{}", tuples.join(", "))
+    };
+    let mut pending: Vec<(usize, Vec<Value>)> = Vec::with_capacity(per_batch);
+    let mut pending_file = String::new();
     let mut lost_notes: Vec<String> = Vec::new();
     let mut edited = Vec::new();
     let rows = crate::ops::read_rows(repo, rev, meta, false, &mut edited, &mut |file, line, _, record| {
@@ -508,11 +525,59 @@ fn load_table(
             }
             values.push(value);
         }
-        writer.insert(&sql, &values).map_err(damaged)
+        if per_batch == 1 {
+            return writer.insert(&one_row, &values).map_err(damaged);
+        }
+        if pending_file != file {
+            flush(writer, &pending_file, &mut pending, &batch_sql, &one_row)?;
+            pending_file = file.to_string();
+        }
+        pending.push((line, values));
+        if pending.len() == per_batch {
+            flush(writer, &pending_file, &mut pending, &batch_sql, &one_row)?;
+        }
+        Ok(())
     })?;
+    flush(writer, &pending_file, &mut pending, &batch_sql, &one_row)?;
     report.edited_chunks.extend(edited);
     report.approximations.extend(lost_notes);
     Ok(rows)
+}
+
+/// Inserts the rows of `pending` (all from `file`) in one statement; when
+/// that fails, one by one, so the error names the row's line. PostgreSQL
+/// aborts a transaction on a failed statement: the batch runs under a
+/// savepoint there.
+fn flush(
+    writer: &mut Writer,
+    file: &str,
+    pending: &mut Vec<(usize, Vec<Value>)>,
+    batch_sql: &dyn Fn(&Writer, usize) -> String,
+    one_row: &str,
+) -> Result<(), Error> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let savepoint = matches!(writer, Writer::Postgres(_));
+    if savepoint {
+        writer.run("SAVEPOINT tessera_batch")?;
+    }
+    let values: Vec<Value> = pending.iter().flat_map(|(_, v)| v.iter().cloned()).collect();
+    let batched = writer.insert(&batch_sql(writer, pending.len()), &values);
+    if batched.is_ok() {
+        if savepoint {
+            writer.run("RELEASE SAVEPOINT tessera_batch")?;
+        }
+        pending.clear();
+        return Ok(());
+    }
+    if savepoint {
+        writer.run("ROLLBACK TO SAVEPOINT tessera_batch")?;
+    }
+    for (line, values) in pending.drain(..) {
+        writer.insert(one_row, &values).map_err(|reason| Error::Damaged { file: file.to_string(), line, reason })?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

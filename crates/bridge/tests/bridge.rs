@@ -1695,6 +1695,44 @@ mod directions {
         }
     }
 
+    /// A value the target refuses stops a cross-engine import with its file
+    /// and line (rows go in batches, retried one by one to find it), and
+    /// leaves the target without the table.
+    #[test]
+    fn a_refused_value_names_its_line_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src.db");
+        Connection::open(&src)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER);
+                 WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < 3000)
+                 INSERT INTO t SELECT i, CASE i WHEN 2500 THEN 'not a number' ELSE i END FROM k;",
+            )
+            .unwrap();
+        let repo = dir.path().join("repo");
+        ops::export(src.to_str().unwrap(), &repo, &opts(16 * 1024)).unwrap();
+        let found = git(&repo, &["grep", "-n", "^2500,", "main", "--", "data/"]);
+        // main:<file>:<line>:<text>
+        let mut parts = found.trim().splitn(4, ':');
+        let (file, line) = (parts.nth(1).unwrap().to_string(), parts.next().unwrap().to_string());
+        for target in ["postgres", "mysql"] {
+            let Some(db) = fresh(target, dir.path()) else { continue };
+            let err = ops::import(&repo, &db.url(), &import_opts()).unwrap_err();
+            assert!(matches!(&err, Error::Damaged { .. }), "{target}: {err}");
+            assert!(
+                err.to_string().starts_with(&format!("{file}:{line}:")),
+                "{target}: {err} (expected {file}:{line})"
+            );
+            let left = match &db {
+                Db::Pg(d) => d.sql("SELECT count(*) FROM pg_tables WHERE tablename = 't'"),
+                Db::My(d) => d.sql("SELECT count(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = 't'"),
+                Db::File(_) => unreachable!(),
+            };
+            assert_eq!(left.trim(), "0", "{target}: nothing half-imported");
+        }
+    }
+
     #[test]
     fn from_sqlite() {
         round_trips_from("sqlite");
