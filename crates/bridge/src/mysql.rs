@@ -398,9 +398,22 @@ pub fn import(
                 report.resumed.push((name.clone(), done));
             }
             let mut total: u64 = meta.chunks[..done].iter().map(|c| c.rows).sum();
+            // The next chunk is read from git while one loads.
+            let fetcher = |i: usize| {
+                let (repo, rev, chunk, limit) =
+                    (repo.to_path_buf(), rev.to_string(), meta.chunks[i].clone(), meta.chunk_limit);
+                std::thread::spawn(move || fetch(repo, rev, chunk, limit))
+            };
+            let mut ahead = None;
             for (i, blob) in blobs.iter().enumerate().skip(done) {
                 if let Some(infile) = infile.as_mut() {
-                    if let Some(rows) = infile.load_chunk(repo, rev, meta, i, blob, &mut report.edited_chunks)? {
+                    let fetched = ahead.take().unwrap_or_else(|| fetcher(i));
+                    if i + 1 < blobs.len() {
+                        ahead = Some(fetcher(i + 1));
+                    }
+                    let fetched =
+                        fetched.join().map_err(|_| Error::Database("a chunk reader thread panicked".into()))??;
+                    if let Some(rows) = infile.load_chunk(meta, i, blob, fetched, &mut report.edited_chunks)? {
                         total += rows;
                         report.bulk_loaded_chunks += 1;
                         continue;
@@ -589,7 +602,6 @@ struct Infile {
 struct Feed {
     rows: u64,
     error: Option<Error>,
-    edited: Vec<String>,
 }
 
 impl Infile {
@@ -631,26 +643,28 @@ impl Infile {
         }
     }
 
-    /// Loads chunk `i` of `meta` and records it in the progress table, in
-    /// one transaction; `Ok(None)` when LOAD DATA did not take every row
-    /// cleanly (nothing is left of it then).
+    /// Loads chunk `i` of `meta`, whose stored bytes [`fetch`] read, and
+    /// records it in the progress table, in one transaction; `Ok(None)`
+    /// when LOAD DATA did not take every row cleanly (nothing is left of it
+    /// then).
     fn load_chunk(
         &mut self,
-        repo: &std::path::Path,
-        rev: &str,
         meta: &TableMeta,
         i: usize,
         blob: &str,
+        fetched: Fetched,
         edited: &mut Vec<String>,
     ) -> Result<Option<u64>, Error> {
         use mysql::prelude::Queryable;
         let feed = std::sync::Arc::new(std::sync::Mutex::new(Feed::default()));
         let handler_feed = feed.clone();
-        let (repo_owned, rev_owned, meta_owned) = (repo.to_path_buf(), rev.to_string(), meta.clone());
+        let meta_owned = meta.clone();
+        let mut stored = Some((fetched.data, fetched.intact));
         self.conn.set_local_infile_handler(Some(mysql::LocalInfileHandler::new(move |_, out| {
             let mut feed = handler_feed.lock().map_err(|_| std::io::Error::other("a loader thread panicked"))?;
-            let fed = feed_chunk(&repo_owned, &rev_owned, &meta_owned, i, out, &mut feed);
-            if let Err(e) = fed {
+            // The server asks once per LOAD DATA; a second request gets nothing.
+            let Some((data, intact)) = stored.take() else { return Ok(()) };
+            if let Err(e) = feed_chunk(&meta_owned, i, data, intact, out, &mut feed) {
                 let shown = e.to_string();
                 feed.error = Some(e);
                 return Err(std::io::Error::other(shown));
@@ -678,9 +692,25 @@ impl Infile {
         self.conn
             .query_drop("COMMIT")
             .map_err(|e| Error::Database(format!("committing a chunk of {}: {e}", meta.name)))?;
-        edited.append(&mut feed.edited);
+        edited.extend(fetched.edited);
         Ok(Some(feed.rows))
     }
+}
+
+/// A chunk's stored bytes, read ahead of its load ([`fetch`]).
+struct Fetched {
+    data: Vec<u8>,
+    intact: bool,
+    /// The chunk, when it was edited in git (for the report).
+    edited: Vec<String>,
+}
+
+/// Reads chunk `i` of `meta` from git and checks it (`ops::load_chunk`),
+/// on a thread of its own while the previous chunk loads.
+fn fetch(repo: std::path::PathBuf, rev: String, chunk: crate::layout::ChunkMeta, limit: u64) -> Result<Fetched, Error> {
+    let mut edited = Vec::new();
+    let (data, intact) = crate::ops::load_chunk(&repo, &rev, &chunk, limit, &mut edited)?;
+    Ok(Fetched { data, intact, edited })
 }
 
 /// `LOAD DATA` of a table's rows as [`feed_chunk`] writes them: fields
@@ -710,26 +740,22 @@ fn load_statement(meta: &TableMeta) -> String {
     )
 }
 
-/// Writes the rows of chunk `i` to `out` in [`load_statement`]'s format,
-/// checking each as the INSERT path does (field count, binary and BIT
-/// values), and counts them.
+/// Writes the rows of chunk `i` (its stored bytes) to `out` in
+/// [`load_statement`]'s format, checking each as the INSERT path does
+/// (field count, binary and BIT values), and counts them.
 fn feed_chunk(
-    repo: &std::path::Path,
-    rev: &str,
     meta: &TableMeta,
     i: usize,
+    data: Vec<u8>,
+    intact: bool,
     out: &mut dyn std::io::Write,
     feed: &mut Feed,
 ) -> Result<(), Error> {
     let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
-    let chunk = std::slice::from_ref(&meta.chunks[i]);
-    crate::ops::read_chunks(repo, rev, meta, chunk, false, &mut feed.edited, &mut |file, line, _, record| {
+    let chunk = &meta.chunks[i];
+    let file = chunk.file.as_str();
+    crate::ops::chunk_cells(meta, chunk, data, intact, &mut |line, cells| {
         let damaged = |reason: String| Error::Damaged { file: file.to_string(), line, reason };
-        let cells =
-            crate::csv::Reader::new(record).next_record().map_err(|e| damaged(e.to_string()))?.unwrap_or_default();
-        if cells.len() != meta.columns.len() {
-            return Err(damaged(format!("{} fields, the table has {} columns", cells.len(), meta.columns.len())));
-        }
         for (n, (cell, col)) in cells.iter().zip(&meta.columns).enumerate() {
             if n > 0 {
                 buf.push(b'\t');

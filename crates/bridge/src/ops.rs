@@ -1295,6 +1295,45 @@ pub(crate) fn read_rows(
     read_chunks(repo, rev, meta, &meta.chunks, typed, edited, each)
 }
 
+/// The rows of one chunk as cells with their line numbers, from its stored
+/// bytes as [`load_chunk`] returned them: decompressed within the limit,
+/// the header and every row's field count checked, and for an intact
+/// chunk the row count against the metadata. Returns the rows.
+#[allow(clippy::type_complexity)]
+pub(crate) fn chunk_cells(
+    meta: &TableMeta,
+    chunk: &ChunkMeta,
+    data: Vec<u8>,
+    intact: bool,
+    each: &mut dyn FnMut(usize, &[Cell]) -> Result<(), Error>,
+) -> Result<u64, Error> {
+    let data = decompress(&chunk.file, data, decompress_limit(meta, chunk, intact))?;
+    let mut reader = csv::Reader::new(&data);
+    let damaged = |line: usize, reason: String| Error::Damaged { file: chunk.file.clone(), line, reason };
+    let header = reader.next_record().map_err(|e| damaged(1, e.to_string()))?.unwrap_or_default();
+    let names: Vec<Cell> = meta.columns.iter().map(|c| Some(c.name.clone())).collect();
+    if header != names {
+        return Err(damaged(1, "header does not name the table's columns".into()));
+    }
+    let mut rows = 0u64;
+    let mut cells = Vec::new();
+    loop {
+        let line = reader.line();
+        if !reader.next_into(&mut cells).map_err(|e| damaged(line, e.to_string()))? {
+            break;
+        }
+        if cells.len() != meta.columns.len() {
+            return Err(damaged(line, format!("{} fields, the table has {} columns", cells.len(), meta.columns.len())));
+        }
+        each(line, &cells)?;
+        rows += 1;
+    }
+    if intact && rows != chunk.rows {
+        return Err(damaged(0, format!("{rows} rows, the metadata of the same commit says {}", chunk.rows)));
+    }
+    Ok(rows)
+}
+
 /// [`read_rows`] of some of the table's chunks.
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
 pub(crate) fn read_chunks(
@@ -1309,53 +1348,28 @@ pub(crate) fn read_chunks(
     let mut total = 0;
     for chunk in chunks {
         let (data, intact) = load_chunk(repo, rev, chunk, meta.chunk_limit, edited)?;
-        let data = decompress(&chunk.file, data, decompress_limit(meta, chunk, intact))?;
-        let mut reader = csv::Reader::new(&data);
-        let damaged = |line: usize, reason: String| Error::Damaged { file: chunk.file.clone(), line, reason };
-        let header = reader.next_record().map_err(|e| damaged(1, e.to_string()))?.unwrap_or_default();
-        let names: Vec<Cell> = meta.columns.iter().map(|c| Some(c.name.clone())).collect();
-        if header != names {
-            return Err(damaged(1, "header does not name the table's columns".into()));
-        }
-        let mut rows = 0u64;
         let mut record = Vec::new();
-        let mut cells = Vec::new();
-        loop {
-            let line = reader.line();
-            if !reader.next_into(&mut cells).map_err(|e| damaged(line, e.to_string()))? {
-                break;
-            }
-            if cells.len() != meta.columns.len() {
-                return Err(damaged(
-                    line,
-                    format!("{} fields, the table has {} columns", cells.len(), meta.columns.len()),
-                ));
-            }
+        let rows = chunk_cells(meta, chunk, data, intact, &mut |line, cells| {
+            let damaged = |reason: String| Error::Damaged { file: chunk.file.clone(), line, reason };
             if !typed {
                 record.clear();
-                csv::write_record(&mut record, &cells);
-                each(&chunk.file, line, Vec::new(), &record)?;
-                rows += 1;
-                continue;
+                csv::write_record(&mut record, cells);
+                return each(&chunk.file, line, Vec::new(), &record);
             }
             let mut values = Vec::with_capacity(cells.len());
             for (cell, col) in cells.iter().zip(&meta.columns) {
-                let v = value::from_cell(cell, col.affinity)
-                    .map_err(|e| damaged(line, format!("column {}: {e}", col.name)))?;
+                let v =
+                    value::from_cell(cell, col.affinity).map_err(|e| damaged(format!("column {}: {e}", col.name)))?;
                 if v == Value::Null && col.not_null {
-                    return Err(damaged(line, format!("column {} is NOT NULL", col.name)));
+                    return Err(damaged(format!("column {} is NOT NULL", col.name)));
                 }
                 values.push(v);
             }
             record.clear();
             let canon: Vec<Cell> = values.iter().zip(&meta.columns).map(|(v, c)| v.to_cell(c.affinity)).collect();
             csv::write_record(&mut record, &canon);
-            each(&chunk.file, line, values, &record)?;
-            rows += 1;
-        }
-        if intact && rows != chunk.rows {
-            return Err(damaged(0, format!("{rows} rows, the metadata of the same commit says {}", chunk.rows)));
-        }
+            each(&chunk.file, line, values, &record)
+        })?;
         total += rows;
     }
     Ok(total)
