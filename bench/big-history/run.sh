@@ -114,7 +114,8 @@ start_tessera() {
   for _ in $(seq 1 100); do grep -q listening "$work/tessera.log" 2>/dev/null && break; sleep 0.1; done
 }
 start_tessera
-token=$("$bin" token create --name bench "${args[@]}" | awk '{print $NF}')
+"$bin" user add bench --admin "${args[@]}" >/dev/null
+token=$("$bin" token create --user bench "${args[@]}" | awk 'END { print $NF }')
 s=$(now)
 git -C "$src" push "http://b:$token@127.0.0.1:$tport/import/big" "${refspecs[@]}" 2>"$work/tessera-push.err"
 r[tessera.push]=$(since "$s")

@@ -30,7 +30,8 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 "$bin" serve --data-dir "$work/data" --listen "127.0.0.1:$port" > "$work/serve.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 50); do grep -q listening "$work/serve.log" 2>/dev/null && break; sleep 0.1; done
-token=$("$bin" token create --name bench --data-dir "$work/data")
+"$bin" user add bench --admin --init --data-dir "$work/data" >/dev/null
+token=$("$bin" token create --user bench --data-dir "$work/data" | awk 'END { print $NF }')
 rss_before=$(awk '/VmHWM/ {print $2}' /proc/$server_pid/status)
 
 start=$(date +%s.%N)

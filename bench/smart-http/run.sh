@@ -81,7 +81,8 @@ tport=$(free_port)
 "$bin" serve --data-dir "$work/tdata" --listen "127.0.0.1:$tport" > "$work/tessera.log" 2>&1 & tpid=$!; pids+=($tpid)
 for _ in $(seq 1 100); do grep -q listening "$work/tessera.log" 2>/dev/null && break; sleep 0.1; done
 sleep 0.5
-token=$("$bin" token create --name bench --data-dir "$work/tdata")
+"$bin" user add bench --admin --init --data-dir "$work/tdata" >/dev/null
+token=$("$bin" token create --user bench --data-dir "$work/tdata" | awk 'END { print $NF }')
 
 pack_bytes() { cat "$1"/objects/pack/*.pack 2>/dev/null | wc -c; }
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use tessera_pack::{index, read, Kind, ObjectId};
 use tessera_protocol::fsck::{self, Parsed, TreeEntryKind};
-use tessera_store::{NewCommit, NewObject, NewPack};
+use tessera_store::{NewCommit, NewObject, NewPack, PackToStore};
 
 use crate::Snapshot;
 
@@ -95,16 +95,27 @@ pub async fn check(snapshot: &Snapshot, spooled: PathBuf, options: &Options) -> 
     Ok(Checked { outcome, collected, spooled })
 }
 
-/// Stores a checked pack for `repo_id`, in one transaction.
-pub async fn register(
-    store: &tessera_store::Store,
-    repo_id: i64,
-    snapshot: &Snapshot,
-    checked: Checked,
-) -> Result<Ingested, IngestError> {
-    let Checked { outcome, collected, spooled } = checked;
+/// A checked pack with its commits' generation numbers: the rows the store
+/// needs, and (in `ingested`, with no pack id yet) what the ref checks need.
+pub struct Prepared {
+    pub ingested: Ingested,
+    spooled: PathBuf,
+    pack: NewPack,
+    objects: Vec<NewObject>,
+    commits: Vec<NewCommit>,
+}
 
-    // Generation numbers: one more than the highest parent's.
+impl Prepared {
+    /// The pack and its rows, for [`tessera_store::Store::receive`].
+    pub fn to_store(&self) -> PackToStore<'_> {
+        PackToStore { spooled: &self.spooled, pack: self.pack, objects: &self.objects, commits: &self.commits }
+    }
+}
+
+/// Computes generation numbers (one more than the highest parent's) for a
+/// checked pack against what `snapshot` holds.
+pub fn prepare(snapshot: &Snapshot, checked: Checked) -> Prepared {
+    let Checked { outcome, collected, spooled } = checked;
     let stored_parents: Vec<ObjectId> = collected
         .commits
         .values()
@@ -125,13 +136,28 @@ pub async fn register(
         generation.insert(id, g);
         commits.push(NewCommit { id, tree: *tree, parents: parents.clone(), generation: g, time: *time });
     }
-
     let size = std::fs::metadata(&spooled).map(|m| m.len()).unwrap_or(0);
     let kinds = collected.objects.iter().map(|o| (o.id, o.kind)).collect();
-    let pack_id = store
-        .add_pack(repo_id, &spooled, NewPack { checksum: outcome.checksum, size }, &collected.objects, &commits)
-        .await?;
-    Ok(Ingested { pack_id: Some(pack_id), kinds, tag_targets: collected.tags, fsck: collected.report })
+    Prepared {
+        ingested: Ingested { pack_id: None, kinds, tag_targets: collected.tags, fsck: collected.report },
+        spooled,
+        pack: NewPack { checksum: outcome.checksum, size },
+        objects: collected.objects,
+        commits,
+    }
+}
+
+/// Stores a checked pack for `repo_id` on its own, in one transaction
+/// (objects tessera writes itself, and merge-request pushes).
+pub async fn register(
+    store: &tessera_store::Store,
+    repo_id: i64,
+    snapshot: &Snapshot,
+    checked: Checked,
+) -> Result<Ingested, IngestError> {
+    let Prepared { mut ingested, spooled, pack, objects, commits } = prepare(snapshot, checked);
+    ingested.pack_id = Some(store.add_pack(repo_id, &spooled, pack, &objects, &commits).await?);
+    Ok(ingested)
 }
 
 fn scan(

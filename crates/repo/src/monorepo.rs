@@ -254,6 +254,30 @@ impl<'a> Monorepo<'a> {
         .await
     }
 
+    /// Mounts every import repository whose default branch the root does
+    /// not show yet: a process stopped between an import's ref update and
+    /// the root's leaves the root behind until this runs (at start-up).
+    /// Returns the paths it synced.
+    pub async fn reconcile_imports(&self) -> Result<Vec<String>, Error> {
+        let root = self.root().await?;
+        let Some(root_head) = self.root_head(&root).await? else { return Ok(Vec::new()) };
+        let snapshot = self.snapshot(&root).await?;
+        let mut synced = Vec::new();
+        for repo in self.store.list_repos().await? {
+            if repo.kind != tessera_store::RepoKind::Import {
+                continue;
+            }
+            let refs = self.store.list_refs(repo.id).await?;
+            let Some(head) = refs.iter().find(|r| r.name == repo.head).map(|r| r.target) else { continue };
+            if self.dir_head(&root, &snapshot, &repo.path, root_head).await? == Some(head) {
+                continue;
+            }
+            self.sync_import(&repo, None, head).await?;
+            synced.push(repo.path);
+        }
+        Ok(synced)
+    }
+
     /// Creates the initial layout's history: one root commit on nothing.
     pub async fn initialize(&self, builder: Builder, tree: ObjectId, meta: Meta) -> Result<ObjectId, Error> {
         let root = self.root().await?;

@@ -1,4 +1,6 @@
-//! The REST API, `/api/v1/...`, in JSON: merge requests.
+//! The REST API, `/api/v1/...`, in JSON: merge requests, import
+//! conversion, and (for admins) access rules and the audit log. Every
+//! permission question goes to `auth`, as for git's own requests.
 
 use std::sync::Arc;
 
@@ -11,9 +13,10 @@ use serde_json::{json, Value};
 use tessera_repo::monorepo::{MergeOutcome, Monorepo};
 use tessera_store::{MergeRequest, MrStatus};
 
+use crate::auth::{self, Need};
 use crate::error::HttpError;
 use crate::repos::repo_error;
-use crate::{auth, State};
+use crate::State;
 
 pub fn router(state: Arc<State>) -> Router {
     Router::new()
@@ -23,6 +26,11 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/api/v1/mr/{id}/close", post(close))
         .route("/api/v1/mr/{id}/reopen", post(reopen))
         .route("/api/v1/import/convert", post(convert))
+        .route("/api/v1/access", get(list_access))
+        .route("/api/v1/access/grant", post(grant))
+        .route("/api/v1/access/revoke", post(revoke))
+        .route("/api/v1/access/public", post(public))
+        .route("/api/v1/audit", get(audit))
         .with_state(state)
 }
 
@@ -53,7 +61,8 @@ async fn list(
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, HttpError> {
-    auth::require_read(&state, &headers).await?;
+    let caller = auth::caller(&state, &headers).await?;
+    let policy = auth::policy(&state).await?;
     let status = match q.status.as_deref() {
         None | Some("all") => None,
         Some("open") => Some(MrStatus::Open),
@@ -62,12 +71,47 @@ async fn list(
         Some("conflict") => Some(MrStatus::Conflict),
         Some(other) => return Err(HttpError::bad_request(format!("unknown status {other:?}"))),
     };
+    // Only what the caller may read is listed.
     let mrs = state.store.list_mrs(status).await?;
-    Ok(Json(json!({ "merge_requests": mrs.iter().map(mr_json).collect::<Vec<_>>() })))
+    let visible = mrs.iter().filter(|mr| policy.level(caller.user.as_ref(), &mr.path).is_some());
+    Ok(Json(json!({ "merge_requests": visible.map(mr_json).collect::<Vec<_>>() })))
 }
 
 async fn load(state: &State, id: i64) -> Result<MergeRequest, HttpError> {
     state.store.mr(id).await?.ok_or_else(|| HttpError::not_found(format!("no merge request {id}")))
+}
+
+/// The merge request `id`, if `caller` may do `need` on its path; one the
+/// caller cannot read is "not found", like one that does not exist.
+async fn load_for(
+    state: &State,
+    caller: &auth::Caller,
+    id: i64,
+    need: Need,
+    action: &str,
+) -> Result<MergeRequest, HttpError> {
+    let policy = auth::policy(state).await?;
+    let hidden = || match caller.user {
+        None => HttpError::new(StatusCode::UNAUTHORIZED, format!("authentication required for merge request {id}")),
+        Some(_) => HttpError::not_found(format!("no merge request {id}")),
+    };
+    let mr = state.store.mr(id).await?.ok_or_else(hidden)?;
+    if policy.level(caller.user.as_ref(), &mr.path).is_none() {
+        return Err(hidden());
+    }
+    if let Err(denied) = auth::decide(&policy, caller, &mr.path, need) {
+        if need != Need::Read {
+            audited(state, caller, action, &mr.path, format!("!{id}: {}", denied.message), "denied").await;
+        }
+        return Err(denied);
+    }
+    Ok(mr)
+}
+
+async fn audited(state: &State, caller: &auth::Caller, action: &str, path: &str, detail: String, outcome: &str) {
+    if let Err(e) = state.store.audit(caller.name(), action, Some(path), &detail, outcome).await {
+        tracing::error!("recording {action} on {path} in the audit log: {e}");
+    }
 }
 
 async fn show(
@@ -75,8 +119,8 @@ async fn show(
     headers: HeaderMap,
     Path(id): Path<i64>,
 ) -> Result<Json<Value>, HttpError> {
-    auth::require_read(&state, &headers).await?;
-    let mr = load(&state, id).await?;
+    let caller = auth::caller(&state, &headers).await?;
+    let mr = load_for(&state, &caller, id, Need::Read, "mr.show").await?;
     let description = Monorepo::new(&state.store, &state.snapshots).describe(&mr).await.map_err(repo_error)?;
     let mut out = mr_json(&mr);
     out["commits"] = json!(description
@@ -108,14 +152,28 @@ async fn merge(
     headers: HeaderMap,
     Path(id): Path<i64>,
 ) -> Result<(StatusCode, Json<Value>), HttpError> {
-    auth::require(&state, &headers).await?;
-    load(&state, id).await?;
-    let outcome = Monorepo::new(&state.store, &state.snapshots).merge(id).await.map_err(repo_error)?;
+    let caller = auth::require(&state, &headers).await?;
+    let mr = load_for(&state, &caller, id, Need::Maintain, "mr.merge").await?;
+    if let Some(reason) = crate::repos::merge_requests_refused(&state, &mr.path).await? {
+        audited(&state, &caller, "mr.merge", &mr.path, format!("!{id}: {reason}"), "refused").await;
+        return Err(HttpError::new(StatusCode::FORBIDDEN, reason));
+    }
+    let outcome = Monorepo::new(&state.store, &state.snapshots).merge(id).await.map_err(repo_error);
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => {
+            audited(&state, &caller, "mr.merge", &mr.path, format!("!{id}: {}", e.message), "refused").await;
+            return Err(e);
+        }
+    };
     let mr = load(&state, id).await?;
     let status = match outcome {
         MergeOutcome::Merged { .. } => StatusCode::OK,
         MergeOutcome::Conflict { .. } => StatusCode::CONFLICT,
     };
+    let merged = status == StatusCode::OK;
+    let detail = if merged { format!("!{id} merged") } else { format!("!{id} has conflicts") };
+    audited(&state, &caller, "mr.merge", &mr.path, detail, if merged { "ok" } else { "conflict" }).await;
     Ok((status, Json(mr_json(&mr))))
 }
 
@@ -129,9 +187,19 @@ async fn convert(
     headers: HeaderMap,
     Query(q): Query<ConvertQuery>,
 ) -> Result<Json<Value>, HttpError> {
-    auth::require(&state, &headers).await?;
+    let caller = auth::require(&state, &headers).await?;
     let path = crate::repos::normalize(&q.path)?;
-    let head = Monorepo::new(&state.store, &state.snapshots).convert(&path).await.map_err(repo_error)?;
+    if let Err(denied) = auth::check(&state, &caller, &path, Need::Maintain).await {
+        audited(&state, &caller, "import.convert", &path, denied.message.clone(), "denied").await;
+        return Err(denied);
+    }
+    let converted = Monorepo::new(&state.store, &state.snapshots).convert(&path).await.map_err(repo_error);
+    let detail = match &converted {
+        Ok(head) => format!("head {head}"),
+        Err(e) => e.message.clone(),
+    };
+    audited(&state, &caller, "import.convert", &path, detail, if converted.is_ok() { "ok" } else { "refused" }).await;
+    let head = converted?;
     Ok(Json(json!({ "path": path, "head": head.to_string(), "kind": "converted" })))
 }
 
@@ -142,11 +210,15 @@ async fn set_status(
     from: &[MrStatus],
     to: MrStatus,
 ) -> Result<Json<Value>, HttpError> {
-    auth::require(state, headers).await?;
-    let mr = load(state, id).await?;
+    let caller = auth::require(state, headers).await?;
+    let action = format!("mr.{}", if to == MrStatus::Closed { "close" } else { "reopen" });
+    let mr = load_for(state, &caller, id, Need::Maintain, &action).await?;
     if !state.store.set_mr_status(id, from, to, &mr.conflicts, None).await? {
-        return Err(HttpError::new(StatusCode::CONFLICT, format!("merge request {id} is {}", mr.status.as_str())));
+        let reason = format!("merge request {id} is {}", mr.status.as_str());
+        audited(state, &caller, &action, &mr.path, reason.clone(), "refused").await;
+        return Err(HttpError::new(StatusCode::CONFLICT, reason));
     }
+    audited(state, &caller, &action, &mr.path, format!("!{id}"), "ok").await;
     Ok(Json(mr_json(&load(state, id).await?)))
 }
 
@@ -164,4 +236,111 @@ async fn reopen(
     Path(id): Path<i64>,
 ) -> Result<Json<Value>, HttpError> {
     set_status(&state, &headers, id, &[MrStatus::Closed], MrStatus::Open).await
+}
+
+#[derive(Deserialize)]
+struct AccessQuery {
+    path: Option<String>,
+}
+
+/// `GET /api/v1/access[?path=P]`: rules at and below a path, for admins.
+async fn list_access(
+    AxState(state): AxState<Arc<State>>,
+    headers: HeaderMap,
+    Query(q): Query<AccessQuery>,
+) -> Result<Json<Value>, HttpError> {
+    auth::require_admin(&auth::require(&state, &headers).await?)?;
+    let path = q.path.as_deref().map(crate::repos::normalize).transpose()?;
+    let policy = auth::policy(&state).await?;
+    let rules: Vec<Value> = policy
+        .rules(path.as_deref())
+        .iter()
+        .map(|r| json!({ "path": r.path, "subject": r.subject_name, "level": r.level.as_str() }))
+        .collect();
+    let public: Vec<Value> =
+        policy.public_settings().iter().map(|(p, on)| json!({ "path": p, "public": on })).collect();
+    Ok(Json(json!({ "rules": rules, "public": public })))
+}
+
+#[derive(Deserialize)]
+struct RuleBody {
+    path: String,
+    user: Option<String>,
+    group: Option<String>,
+    level: Option<String>,
+    public: Option<bool>,
+}
+
+/// `POST /api/v1/access/grant` `{path, user|group, level}`, for admins.
+async fn grant(
+    AxState(state): AxState<Arc<State>>,
+    headers: HeaderMap,
+    Json(body): Json<RuleBody>,
+) -> Result<Json<Value>, HttpError> {
+    let caller = auth::require(&state, &headers).await?;
+    auth::require_admin(&caller)?;
+    let path = crate::repos::normalize(&body.path)?;
+    let level = body
+        .level
+        .as_deref()
+        .and_then(tessera_store::Level::parse)
+        .ok_or_else(|| HttpError::bad_request("level must be read, write or maintain"))?;
+    let subject = state.store.subject(body.user.as_deref(), body.group.as_deref()).await?;
+    state.store.grant(&path, subject, level).await?;
+    let who = body.user.map(|u| format!("user {u}")).or(body.group.map(|g| format!("group {g}"))).unwrap_or_default();
+    audited(&state, &caller, "access.grant", &path, format!("{who}: {}", level.as_str()), "ok").await;
+    Ok(Json(json!({ "path": path, "subject": who, "level": level.as_str() })))
+}
+
+/// `POST /api/v1/access/revoke` `{path, user|group}`, for admins.
+async fn revoke(
+    AxState(state): AxState<Arc<State>>,
+    headers: HeaderMap,
+    Json(body): Json<RuleBody>,
+) -> Result<Json<Value>, HttpError> {
+    let caller = auth::require(&state, &headers).await?;
+    auth::require_admin(&caller)?;
+    let path = crate::repos::normalize(&body.path)?;
+    let subject = state.store.subject(body.user.as_deref(), body.group.as_deref()).await?;
+    let who = body.user.map(|u| format!("user {u}")).or(body.group.map(|g| format!("group {g}"))).unwrap_or_default();
+    if !state.store.revoke(&path, subject).await? {
+        return Err(HttpError::not_found(format!("{who} has no rule on {path}")));
+    }
+    audited(&state, &caller, "access.revoke", &path, who.clone(), "ok").await;
+    Ok(Json(json!({ "path": path, "subject": who, "revoked": true })))
+}
+
+/// `POST /api/v1/access/public` `{path, public}`, for admins.
+async fn public(
+    AxState(state): AxState<Arc<State>>,
+    headers: HeaderMap,
+    Json(body): Json<RuleBody>,
+) -> Result<Json<Value>, HttpError> {
+    let caller = auth::require(&state, &headers).await?;
+    auth::require_admin(&caller)?;
+    let path = crate::repos::normalize(&body.path)?;
+    let on = body.public.ok_or_else(|| HttpError::bad_request("public must be true or false"))?;
+    state.store.set_public(&path, on).await?;
+    audited(&state, &caller, "access.public", &path, if on { "on" } else { "off" }.into(), "ok").await;
+    Ok(Json(json!({ "path": path, "public": on })))
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    path: Option<String>,
+    user: Option<String>,
+    limit: Option<i64>,
+}
+
+/// `GET /api/v1/audit[?path=P&user=U&limit=N]`, newest first, for admins.
+async fn audit(
+    AxState(state): AxState<Arc<State>>,
+    headers: HeaderMap,
+    Query(q): Query<AuditQuery>,
+) -> Result<Json<Value>, HttpError> {
+    auth::require_admin(&auth::require(&state, &headers).await?)?;
+    let path = q.path.as_deref().map(crate::repos::normalize).transpose()?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
+    let entries = state.store.list_audit(path.as_deref(), q.user.as_deref(), limit).await?;
+    Ok(Json(json!({ "entries": entries })))
 }

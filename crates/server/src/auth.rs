@@ -1,10 +1,48 @@
-//! Tokens sent as the HTTP Basic password (any user name).
+//! Who is calling, and whether they may: every permission check of every
+//! transport (smart HTTP, REST, later the web UI, LFS and SSH) goes through
+//! [`check`], against the cached [`Policy`].
+//!
+//! Tokens are sent as the HTTP Basic password (the user name is ignored).
+//! Denials never tell what exists beyond the caller's read access: a path
+//! the caller cannot read is "not found" (or, for anonymous callers, a
+//! request to authenticate, so that git asks for credentials).
+
+use std::sync::Arc;
 
 use axum::http::{header, HeaderMap, StatusCode};
 use base64::Engine;
+use tessera_store::access::{Level, Policy, Scope, TokenCheck, User};
 
 use crate::error::HttpError;
 use crate::State;
+
+/// The caller of one request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user: Option<User>,
+    /// What the token allows, whatever the user may do.
+    pub scope: Scope,
+}
+
+impl Caller {
+    pub fn anonymous() -> Caller {
+        Caller { user: None, scope: Scope::Read }
+    }
+
+    /// The name writes are recorded under.
+    pub fn name(&self) -> &str {
+        self.user.as_ref().map_or("anonymous", |u| u.name.as_str())
+    }
+}
+
+/// What an operation needs at a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Clone or fetch: read on the path and everything below it.
+    Read,
+    Write,
+    Maintain,
+}
 
 /// The password of a Basic `Authorization` header, if any.
 fn basic_password(headers: &HeaderMap) -> Option<String> {
@@ -16,24 +54,118 @@ fn basic_password(headers: &HeaderMap) -> Option<String> {
     Some(password.to_string())
 }
 
-/// Requires a valid token; returns the token's name.
-pub async fn require(state: &State, headers: &HeaderMap) -> Result<String, HttpError> {
-    let Some(secret) = basic_password(headers) else {
-        return Err(HttpError::new(
-            StatusCode::UNAUTHORIZED,
-            "authentication required: use a tessera token as the password",
-        ));
-    };
-    match state.store.check_token(&secret).await? {
-        Some(token) => Ok(token.name),
-        None => Err(HttpError::new(StatusCode::UNAUTHORIZED, "invalid or revoked token")),
+fn unauthorized(message: impl Into<String>) -> HttpError {
+    HttpError::new(StatusCode::UNAUTHORIZED, message)
+}
+
+/// The caller named by the request's credentials; anonymous without any.
+/// Bad credentials are refused, never treated as anonymous.
+pub async fn caller(state: &State, headers: &HeaderMap) -> Result<Caller, HttpError> {
+    let Some(secret) = basic_password(headers) else { return Ok(Caller::anonymous()) };
+    caller_for_secret(state, &secret).await
+}
+
+/// The caller a token secret names (HTTP password, or other transports).
+pub async fn caller_for_secret(state: &State, secret: &str) -> Result<Caller, HttpError> {
+    match state.store.check_token(secret).await? {
+        TokenCheck::Valid(token, user) => Ok(Caller { user: Some(user), scope: token.scope }),
+        TokenCheck::Expired(token) => Err(unauthorized(format!(
+            "token {}/{} expired at {} (unix time); create a new one with `tessera token create`",
+            token.user,
+            token.name,
+            token.expires_at.unwrap_or_default()
+        ))),
+        TokenCheck::Disabled(token) => Err(unauthorized(format!("user {} is disabled", token.user))),
+        TokenCheck::Invalid => Err(unauthorized("invalid or revoked token")),
     }
 }
 
-/// Checks read access: anonymous unless the server requires tokens.
-pub async fn require_read(state: &State, headers: &HeaderMap) -> Result<(), HttpError> {
-    if state.config.require_token_for_reads {
-        require(state, headers).await?;
+/// A signed-in caller; anonymous ones are asked to authenticate.
+pub async fn require(state: &State, headers: &HeaderMap) -> Result<Caller, HttpError> {
+    let caller = caller(state, headers).await?;
+    if caller.user.is_none() {
+        return Err(unauthorized("authentication required: use a tessera token as the password"));
+    }
+    Ok(caller)
+}
+
+/// The rules, reloaded only when they changed (one small query per check,
+/// so that every process sharing a database sees a change at once).
+pub async fn policy(state: &State) -> Result<Arc<Policy>, HttpError> {
+    let version = state.store.access_version().await?;
+    if let Some(cached) = state.policy.read().expect("policy lock").as_ref() {
+        if cached.version == version {
+            return Ok(cached.clone());
+        }
+    }
+    let loaded = Arc::new(state.store.load_policy(!state.config.require_token_for_reads).await?);
+    *state.policy.write().expect("policy lock") = Some(loaded.clone());
+    Ok(loaded)
+}
+
+/// Checks that `caller` may do what `need` says at `path` (a normalized
+/// monorepo path); the one place every transport asks.
+pub async fn check(state: &State, caller: &Caller, path: &str, need: Need) -> Result<(), HttpError> {
+    let policy = policy(state).await?;
+    decide(&policy, caller, path, need)
+}
+
+/// [`check`] against a policy already in hand.
+pub fn decide(policy: &Policy, caller: &Caller, path: &str, need: Need) -> Result<(), HttpError> {
+    let user = caller.user.as_ref();
+    let hidden = || match user {
+        None => unauthorized(format!("authentication required to access {path}")),
+        Some(_) => HttpError::not_found(format!("repository {path} not found")),
+    };
+    let Some(level) = policy.level(user, path) else { return Err(hidden()) };
+    let wanted = match need {
+        Need::Read => {
+            if !policy.can_read_all_below(user, path) {
+                if user.is_none() {
+                    // Signing in may show the rest (git sends credentials
+                    // only when asked).
+                    return Err(unauthorized(format!("authentication required to read all of {path}")));
+                }
+                // The caller can see the path but not all of it.
+                return Err(HttpError::new(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "{path} holds directories you cannot read; clone one of its directories you can read instead"
+                    ),
+                ));
+            }
+            return Ok(());
+        }
+        Need::Write => Level::Write,
+        Need::Maintain => Level::Maintain,
+    };
+    if user.is_none() {
+        return Err(unauthorized(format!("authentication required: {} access to {path}", wanted.as_str())));
+    }
+    if caller.scope < Scope::Write {
+        return Err(HttpError::new(
+            StatusCode::FORBIDDEN,
+            format!("this token has read scope; {} access to {path} needs a token with write scope", wanted.as_str()),
+        ));
+    }
+    if level < wanted {
+        return Err(HttpError::new(
+            StatusCode::FORBIDDEN,
+            format!("{} access to {path} is required (you have {})", wanted.as_str(), level.as_str()),
+        ));
     }
     Ok(())
+}
+
+/// Admin operations (users, rules, the audit log): an admin user with an
+/// admin-scoped token.
+pub fn require_admin(caller: &Caller) -> Result<(), HttpError> {
+    match &caller.user {
+        None => Err(unauthorized("authentication required")),
+        Some(u) if !u.is_admin => Err(HttpError::new(StatusCode::FORBIDDEN, "this needs an admin user")),
+        Some(_) if caller.scope != Scope::Admin => {
+            Err(HttpError::new(StatusCode::FORBIDDEN, "this needs a token with admin scope"))
+        }
+        Some(_) => Ok(()),
+    }
 }

@@ -29,7 +29,13 @@ impl HttpError {
 
 impl From<tessera_store::Error> for HttpError {
     fn from(e: tessera_store::Error) -> Self {
-        HttpError::internal("accessing storage", e)
+        use tessera_store::Error;
+        match e {
+            Error::NotFound(m) => HttpError::not_found(m),
+            Error::Invalid(m) => HttpError::bad_request(m),
+            e @ Error::Exists(_) => HttpError::new(StatusCode::CONFLICT, e.to_string()),
+            e => HttpError::internal("accessing storage", e),
+        }
     }
 }
 

@@ -23,12 +23,20 @@ fn dir(name: &str, id: tessera_pack::ObjectId) -> Entry {
     Entry { mode: b"40000".to_vec(), name: name.as_bytes().to_vec(), id }
 }
 
-/// Creates the monorepo root with its first commit, once.
+/// Creates the monorepo root with its first commit, once (again if a
+/// process stopped between creating the root and its first commit).
 pub async fn ensure(store: &Store, config: &Config) -> Result<(), StartError> {
-    if store.repo_by_path("/").await?.is_some() {
-        return Ok(());
+    match store.repo_by_path("/").await? {
+        Some(root) if !store.list_refs(root.id).await?.is_empty() => return Ok(()),
+        Some(_) => {}
+        None => match store.create_repo("/", RepoKind::Mono).await {
+            // Another process sharing the database is setting it up.
+            Err(tessera_store::Error::RepoExists(_)) => return Ok(()),
+            other => {
+                other?;
+            }
+        },
     }
-    store.create_repo("/", RepoKind::Mono).await?;
     let mut b = Builder::default();
     let readme = b.add(Kind::Blob, ROOT_README.as_bytes().to_vec());
     let projects_readme = b.add(Kind::Blob, PROJECTS_README.as_bytes().to_vec());
@@ -38,7 +46,11 @@ pub async fn ensure(store: &Store, config: &Config) -> Result<(), StartError> {
     let root =
         b.add(Kind::Tree, encode(vec![file("README.md", readme), dir("projects", projects), dir("import", import)]));
     let snapshots = Snapshots::default();
-    Monorepo::new(store, &snapshots).initialize(b, root, Meta::system("Initialize monorepo".into())).await?;
-    tracing::info!("initialized monorepo layout in {}", config.data_dir.display());
+    match Monorepo::new(store, &snapshots).initialize(b, root, Meta::system("Initialize monorepo".into())).await {
+        Ok(_) => tracing::info!("initialized monorepo layout in {}", config.data_dir.display()),
+        // Another process sharing the database wrote it first.
+        Err(tessera_repo::Error::Contended) => {}
+        Err(e) => return Err(e.into()),
+    }
     Ok(())
 }

@@ -11,7 +11,9 @@ mod api;
 mod auth;
 mod error;
 mod layout;
+mod push;
 mod repos;
+mod serve;
 mod smart;
 
 use std::net::SocketAddr;
@@ -38,6 +40,9 @@ pub struct Config {
     pub max_push_bytes: u64,
     /// The largest fetch request body (wants and haves), in bytes.
     pub max_request_bytes: usize,
+    /// Seconds a client may take to send a request's headers, or to send
+    /// the next piece of a request body, before the connection is closed.
+    pub request_timeout_secs: u64,
     /// Refuse fetches that would send more objects than this.
     pub max_clone_objects: Option<u64>,
     /// Size of the database connection pool (default: 8 on SQLite, 16 otherwise).
@@ -63,6 +68,7 @@ impl Config {
             packs_in_database: false,
             max_push_bytes: 8 << 30,
             max_request_bytes: 64 << 20,
+            request_timeout_secs: 30,
             max_clone_objects: None,
             max_db_connections: None,
             max_object_bytes: tessera_pack::index::Limits::default().max_object_size,
@@ -77,6 +83,8 @@ pub(crate) struct State {
     pub snapshots: tessera_repo::Snapshots,
     /// How pushes are checked: limits and fsck severities from `config`.
     pub ingest: tessera_repo::ingest::Options,
+    /// The access rules, cached by their version (`auth::policy`).
+    pub policy: std::sync::RwLock<Option<Arc<tessera_store::Policy>>>,
 }
 
 /// A bound, ready server.
@@ -120,10 +128,22 @@ impl Server {
         if freed > 0 {
             tracing::info!("removed {freed} bytes of spool files left by interrupted pushes");
         }
+        let freed = store.clean_orphan_packs().await?;
+        if freed > 0 {
+            tracing::info!("removed {freed} bytes of pack files left by interrupted pushes");
+        }
+        // Import repositories whose last push stopped before the monorepo
+        // root took it in are mounted before anything is served: `/` never
+        // shows an import behind its own refs.
+        let snapshots = tessera_repo::Snapshots::default();
+        let synced = tessera_repo::monorepo::Monorepo::new(&store, &snapshots).reconcile_imports().await?;
+        if !synced.is_empty() {
+            tracing::info!("mounted imports the monorepo root was behind on: {}", synced.join(", "));
+        }
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await
             .map_err(|source| StartError::Listen { addr: config.listen.clone(), source })?;
-        let state = Arc::new(State { config, store, snapshots: tessera_repo::Snapshots::default(), ingest });
+        let state = Arc::new(State { config, store, snapshots, ingest, policy: Default::default() });
         Ok(Server { listener, state })
     }
 
@@ -144,7 +164,7 @@ impl Server {
     ) -> std::io::Result<()> {
         let state = self.state.clone();
         let app = smart::router(self.state.clone()).merge(api::router(self.state));
-        let result = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
+        let result = serve::run(self.listener, app, &state.config, shutdown).await;
         state.store.pool().close().await;
         result
     }

@@ -57,6 +57,47 @@ pub fn under_import_root(state: &State, path: &str) -> bool {
     })
 }
 
+/// Why a merge request may not change directory `dir`: import directories
+/// are read-only from the monorepo side (only pushes to their repository
+/// change them), so a directory below an import root, or one holding an
+/// import root, takes no merge requests, unless it lies in an import
+/// converted into a monorepo directory.
+pub async fn merge_requests_refused(state: &State, dir: &str) -> Result<Option<String>, HttpError> {
+    let holds_root = state.config.import_roots.iter().any(|root| {
+        let root = root.trim_end_matches('/');
+        dir == "/" || root == dir || root.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'))
+    });
+    if holds_root {
+        return Ok(Some(format!(
+            "{dir} holds import directories, which change only by pushes to their repositories; push to a directory beside them"
+        )));
+    }
+    if !under_import_root(state, dir) {
+        return Ok(None);
+    }
+    for at in tessera_store::access::ancestors(dir) {
+        if let Some(repo) = state.store.repo_by_path(at).await? {
+            if repo.kind == tessera_store::RepoKind::Converted {
+                return Ok(None);
+            }
+        }
+    }
+    Ok(Some(format!("{dir} is inside an import directory, which changes only by pushes to its repository")))
+}
+
+/// The import repository strictly above `path`, if any: a repository
+/// cannot be created inside another.
+pub async fn enclosing_import(state: &State, path: &str) -> Result<Option<String>, HttpError> {
+    for at in tessera_store::access::ancestors(path).skip(1) {
+        if let Some(repo) = state.store.repo_by_path(at).await? {
+            if repo.kind == tessera_store::RepoKind::Import {
+                return Ok(Some(repo.path));
+            }
+        }
+    }
+    Ok(None)
+}
+
 pub async fn find(state: &State, path: &str) -> Result<Repo, HttpError> {
     match state.store.repo_by_path(path).await? {
         Some(repo) => Ok(repo),
@@ -72,6 +113,7 @@ pub async fn snapshot(state: &State, repo_id: i64) -> Result<Snapshot, HttpError
 pub use tessera_repo::Snapshot;
 
 /// What a repository path names.
+#[derive(Clone)]
 pub enum Target {
     /// An import repository with its own refs and history.
     Import(Repo),

@@ -8,19 +8,14 @@ use axum::extract::{Request, State as AxState};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use futures::StreamExt;
-use tessera_pack::{Kind, ObjectId};
 use tessera_pktline::{self as pkt, Packet};
 use tessera_protocol::advertise::{self, LsRefs, Service};
-use tessera_protocol::{receive, upload};
-use tessera_store::{RefOutcome, RefUpdate, Repo, RepoKind};
-use tokio::io::AsyncWriteExt;
+use tessera_protocol::upload;
 
+use crate::auth::{self, Need};
 use crate::error::HttpError;
-use crate::repos::{self, Snapshot, Target};
-use crate::{auth, State};
-use tessera_repo::ingest as push;
-use tessera_repo::monorepo::Monorepo;
+use crate::repos::{self, Target};
+use crate::State;
 
 pub fn router(state: Arc<State>) -> Router {
     Router::new().fallback(dispatch).with_state(state)
@@ -37,7 +32,7 @@ async fn dispatch(AxState(state): AxState<Arc<State>>, request: Request) -> Resp
     } else if let (true, Some(repo)) = (post, path.strip_suffix("/git-upload-pack")) {
         upload_pack(state.clone(), repo, request).await
     } else if let (true, Some(repo)) = (post, path.strip_suffix("/git-receive-pack")) {
-        receive_pack(state.clone(), repo, request).await
+        crate::push::receive_pack(state.clone(), repo, request).await
     } else if method == Method::GET && (path == "/" || path == "/health") {
         Ok((StatusCode::OK, "tessera git server\n").into_response())
     } else {
@@ -60,7 +55,7 @@ fn protocol_v2(headers: &HeaderMap) -> bool {
     asks_protocol(headers, 2)
 }
 
-fn git_response(content_type: &'static str, body: impl Into<Body>) -> Response {
+pub(crate) fn git_response(content_type: &'static str, body: impl Into<Body>) -> Response {
     let mut res = Response::new(body.into());
     let headers = res.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -80,13 +75,38 @@ async fn info_refs(state: &State, raw_path: &str, query: &str, headers: &HeaderM
         }
     };
     let path = repos::normalize(raw_path)?;
+    // Permissions first, so that a path the caller may not read looks the
+    // same whether it exists or not.
     match service {
-        Service::UploadPack => auth::require_read(state, headers).await?,
+        Service::UploadPack => {
+            let caller = auth::caller(state, headers).await?;
+            auth::check(state, &caller, &path, Need::Read).await?;
+        }
         Service::ReceivePack => {
-            auth::require(state, headers).await?;
+            let caller = auth::require(state, headers).await?;
+            if let Err(denied) = auth::check(state, &caller, &path, Need::Write).await {
+                crate::push::record_denied(state, caller.name(), &path, &denied).await;
+                return Err(denied);
+            }
         }
     }
     let target = repos::resolve(state, &path).await?;
+    if service == Service::ReceivePack {
+        // As the push will resolve it: a new path under an import root.
+        let as_pushed = match &target {
+            Some(Target::Dir { .. })
+                if repos::under_import_root(state, &path) && state.store.repo_by_path(&path).await?.is_none() =>
+            {
+                None
+            }
+            other => other.clone(),
+        };
+        if let Err(refused) = crate::push::refuse_target(state, &path, &as_pushed).await {
+            let who = auth::caller(state, headers).await?;
+            crate::push::record_denied(state, who.name(), &path, &refused).await;
+            return Err(refused);
+        }
+    }
     let (refs, head) = match (&target, service) {
         (None, Service::ReceivePack) if repos::under_import_root(state, &path) => {
             (Vec::new(), "refs/heads/main".to_string())
@@ -123,14 +143,14 @@ async fn info_refs(state: &State, raw_path: &str, query: &str, headers: &HeaderM
     Ok(git_response(content_type, body))
 }
 
-fn not_pushable(path: &str) -> HttpError {
+pub(crate) fn not_pushable(path: &str) -> HttpError {
     HttpError::not_found(format!(
         "repository {path} not found; pushing creates repositories only under an import root such as /import/<name>"
     ))
 }
 
 /// Reads a whole request body up to `limit` bytes, un-gzipping if needed.
-async fn read_body(request: Request, limit: usize) -> Result<Vec<u8>, HttpError> {
+async fn read_body(request: Request, limit: usize, idle_secs: u64) -> Result<Vec<u8>, HttpError> {
     let gzip = request
         .headers()
         .get(header::CONTENT_ENCODING)
@@ -139,7 +159,7 @@ async fn read_body(request: Request, limit: usize) -> Result<Vec<u8>, HttpError>
         .unwrap_or(false);
     let mut stream = request.into_body().into_data_stream();
     let mut body = Vec::new();
-    while let Some(chunk) = stream.next().await {
+    while let Some(chunk) = crate::serve::next_chunk(&mut stream, idle_secs).await? {
         let chunk = chunk.map_err(|e| HttpError::bad_request(format!("reading request body: {e}")))?;
         if body.len() + chunk.len() > limit {
             return Err(HttpError::new(
@@ -166,7 +186,7 @@ async fn read_body(request: Request, limit: usize) -> Result<Vec<u8>, HttpError>
     Ok(body)
 }
 
-fn err_packet(message: &str) -> Vec<u8> {
+pub(crate) fn err_packet(message: &str) -> Vec<u8> {
     let mut out = Vec::new();
     pkt::write_line(&mut out, format!("ERR {message}"));
     out
@@ -214,8 +234,9 @@ fn stream_response(
 
 async fn upload_pack(state: Arc<State>, raw_path: &str, request: Request) -> Result<Response, HttpError> {
     const RESULT: &str = "application/x-git-upload-pack-result";
-    auth::require_read(&state, request.headers()).await?;
     let path = repos::normalize(raw_path)?;
+    let caller = auth::caller(&state, request.headers()).await?;
+    auth::check(&state, &caller, &path, Need::Read).await?;
     let target = repos::resolve(&state, &path)
         .await?
         .ok_or_else(|| HttpError::not_found(format!("repository {path} not found")))?;
@@ -223,7 +244,7 @@ async fn upload_pack(state: Arc<State>, raw_path: &str, request: Request) -> Res
         HttpError::not_found(format!("{path} is neither a repository nor a directory of the monorepo"))
     })?;
     let v2 = protocol_v2(request.headers());
-    let body = read_body(request, state.config.max_request_bytes).await?;
+    let body = read_body(request, state.config.max_request_bytes, state.config.request_timeout_secs).await?;
     let max_objects = state.config.max_clone_objects;
 
     if !v2 {
@@ -285,364 +306,4 @@ fn parse_v2_command(body: &[u8]) -> Result<(String, Vec<String>), String> {
         }
     }
     Ok((command.ok_or("request names no command")?, args))
-}
-
-async fn receive_pack(state: Arc<State>, raw_path: &str, request: Request) -> Result<Response, HttpError> {
-    const RESULT: &str = "application/x-git-receive-pack-result";
-    let who = auth::require(&state, request.headers()).await?;
-    let host = request.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost").to_string();
-    let path = repos::normalize(raw_path)?;
-    let target = match repos::resolve(&state, &path).await? {
-        Some(Target::Dir { .. })
-            if repos::under_import_root(&state, &path) && state.store.repo_by_path(&path).await?.is_none() =>
-        {
-            None
-        }
-        other => other,
-    };
-    if target.is_none() && !repos::under_import_root(&state, &path) {
-        return Err(not_pushable(&path));
-    }
-
-    // Commands first, held in memory; the pack that follows goes to disk.
-    // The list is parsed only once a flush packet (its end) has arrived, so
-    // a long list sent in small pieces costs one pass, not one per piece.
-    let mut stream = request.into_body().into_data_stream();
-    let mut head = Vec::new();
-    let mut framing = receive::Framing::default();
-    let req = loop {
-        match framing.advance(&head) {
-            Err(e) => return Ok(git_response(RESULT, err_packet(&format!("bad push request: {e}")))),
-            Ok(true) => match receive::parse(&head) {
-                Ok(Some(req)) => break req,
-                Ok(None) => {}
-                Err(e) => return Ok(git_response(RESULT, err_packet(&format!("bad push request: {e}")))),
-            },
-            Ok(false) => {}
-        }
-        if head.len() > 64 << 20 {
-            return Err(HttpError::new(StatusCode::PAYLOAD_TOO_LARGE, "push command list is too long"));
-        }
-        match stream.next().await {
-            Some(Ok(chunk)) => head.extend_from_slice(&chunk),
-            Some(Err(e)) => return Err(HttpError::bad_request(format!("reading push: {e}"))),
-            None => return Ok(git_response(RESULT, err_packet("push request ended inside its command list"))),
-        }
-    };
-    let spooled = state.store.pack_storage().new_spool().map_err(|e| HttpError::internal("creating spool file", e))?;
-    let mut file =
-        tokio::fs::File::from_std(spooled.reopen().map_err(|e| HttpError::internal("opening spool file", e))?);
-    let mut n_bytes = (head.len() - req.pack_offset) as u64;
-    file.write_all(&head[req.pack_offset..]).await.map_err(|e| HttpError::internal("spooling push", e))?;
-    file.flush().await.map_err(|e| HttpError::internal("spooling push", e))?;
-    failpoint("receive-upload");
-    let mut too_large = false;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| HttpError::bad_request(format!("reading push: {e}")))?;
-        n_bytes += chunk.len() as u64;
-        if n_bytes > state.config.max_push_bytes {
-            too_large = true;
-            break;
-        }
-        file.write_all(&chunk).await.map_err(|e| HttpError::internal("spooling push", e))?;
-    }
-    file.flush().await.map_err(|e| HttpError::internal("spooling push", e))?;
-    drop(file);
-
-    // Where the objects go: the import repository, or the monorepo root;
-    // a new import repository is created only for a pack that passed.
-    let existing = match target {
-        Some(Target::Import(repo)) | Some(Target::Root(repo)) => Some((repo, None)),
-        Some(Target::Dir { root, path }) => Some((root, Some(path))),
-        None => None,
-    };
-    let refused = |e: push::IngestError| {
-        tracing::warn!("push to {path} by {who} refused: {e}");
-        e.to_string()
-    };
-    // The snapshot the pack is checked against, and the ref checks after.
-    let mut snapshot = match &existing {
-        Some((repo, _)) => repos::snapshot(&state, repo.id).await?,
-        None => Snapshot::empty(),
-    };
-    let checked: Result<Option<push::Checked>, String> = if too_large {
-        Err(format!("push is over the limit of {} bytes", state.config.max_push_bytes))
-    } else if n_bytes == 0 {
-        // No pack (deletes only, or every object already here): the ref
-        // checks below find any object that is missing.
-        Ok(None)
-    } else {
-        failpoint("receive-ingest");
-        push::check(&snapshot, spooled.path().to_path_buf(), &state.ingest).await.map(Some).map_err(refused)
-    };
-    let mut created = false;
-    let (repo, directory) = match existing {
-        Some(found) => found,
-        None => {
-            if let Err(reason) = &checked {
-                let results: Vec<_> =
-                    req.commands.iter().map(|c| (c.name.clone(), Err("unpacker error".to_string()))).collect();
-                return Ok(git_response(RESULT, receive::report(&req, Err(reason.clone()), &results)));
-            }
-            match state.store.create_repo(&path, RepoKind::Import).await {
-                Ok(repo) => {
-                    created = true;
-                    (repo, None)
-                }
-                Err(tessera_store::Error::RepoExists(_)) => (repos::find(&state, &path).await?, None),
-                Err(e) => return Err(e.into()),
-            }
-        }
-    };
-    let unpack: Result<push::Ingested, String> = match checked {
-        Err(reason) => Err(reason),
-        Ok(None) => Ok(push::Ingested::default()),
-        // The snapshot is the repository's own unless the pack was checked
-        // against the empty one of a repository not created yet.
-        Ok(Some(checked)) if created || snapshot.index.repo_id == repo.id => {
-            push::register(&state.store, repo.id, &snapshot, checked).await.map_err(refused)
-        }
-        Ok(Some(_)) => {
-            // Another process created the repository meanwhile: check again
-            // against what it holds.
-            snapshot = repos::snapshot(&state, repo.id).await?;
-            push::ingest(&state.store, repo.id, &snapshot, spooled.path().to_path_buf(), &state.ingest)
-                .await
-                .map_err(refused)
-        }
-    };
-    failpoint("receive-ref-update");
-    let mut body = Vec::new();
-    let results = match (&unpack, directory) {
-        (Err(_), _) => req.commands.iter().map(|c| (c.name.clone(), Err("unpacker error".to_string()))).collect(),
-        (Ok(_), Some(dir)) => open_merge_requests(&state, &req, &dir, &who, &host, &mut body).await,
-        (Ok(ingested), None) => {
-            let results = update_refs(&state, &repo, &req, ingested, &snapshot).await?;
-            if repo.kind == RepoKind::Import {
-                sync_import(&state, &repo, &results, ingested, &req, &mut body).await;
-            }
-            results
-        }
-    };
-    if let Ok(ingested) = &unpack {
-        if !ingested.fsck.is_empty() {
-            let text = format!(
-                "tessera: accepted objects with findings git's fsck reports (set their severity with [fsck] in tessera.toml): {}\n",
-                ingested.fsck.summary()
-            );
-            body.extend(receive::message(&req, &text));
-        }
-    }
-    if unpack.is_ok() && results.iter().any(|(_, r)| r.is_ok()) {
-        let summary =
-            format!("tessera: {} ref(s) updated in {}\n", results.iter().filter(|(_, r)| r.is_ok()).count(), path);
-        body.extend(receive::progress(&req, &summary));
-    }
-    // A repository this push created holds nothing unless a ref moved.
-    if created && !results.iter().any(|(_, r)| r.is_ok()) {
-        if let Err(e) = state.store.remove_repo_without_refs(repo.id).await {
-            tracing::error!("removing the empty repository {path} a failed push created: {e}");
-        }
-    }
-    body.extend(receive::report(&req, unpack.map(|_| ()), &results));
-    Ok(git_response(RESULT, body))
-}
-
-/// Dies on the spot when `TESSERA_FAILPOINT` names `point`, so that crash
-/// tests can kill the server at an exact step of a push. Never set in
-/// production.
-fn failpoint(point: &str) {
-    if std::env::var_os("TESSERA_FAILPOINT").is_some_and(|v| v == point) {
-        eprintln!("failpoint {point}: aborting");
-        std::process::abort();
-    }
-}
-
-/// A push to a monorepo directory: each accepted branch update opens (or
-/// updates) a merge request; `main` itself does not move.
-async fn open_merge_requests(
-    state: &State,
-    req: &receive::PushRequest,
-    dir: &str,
-    who: &str,
-    host: &str,
-    messages: &mut Vec<u8>,
-) -> Vec<(String, Result<(), String>)> {
-    let mono = Monorepo::new(&state.store, &state.snapshots);
-    let mut results = Vec::new();
-    for c in &req.commands {
-        let for_main = c.name == tessera_repo::monorepo::MAIN || c.name.starts_with("refs/for/");
-        let result = match (c.new, for_main) {
-            (_, false) => Err(format!("only main (or refs/for/main) can be pushed to monorepo directory {dir}")),
-            (None, true) => Err("monorepo directories cannot be deleted by a push".to_string()),
-            (Some(new), true) => match mono.open_mr(dir, &c.name, new, who).await {
-                Ok((mr, created)) => {
-                    let verb = if created { "opened" } else { "updated" };
-                    let text = format!(
-                        "tessera: merge request !{} {verb} for {dir}: http://{host}/api/v1/mr/{}\ntessera: {} stays where it is until the merge request is merged\n",
-                        mr.id, mr.id, c.name
-                    );
-                    messages.extend(receive::message(req, &text));
-                    Ok(())
-                }
-                Err(tessera_repo::Error::Refused(reason)) => Err(reason),
-                Err(e) => {
-                    tracing::error!("opening a merge request for {dir}: {e}");
-                    Err("internal error opening the merge request".to_string())
-                }
-            },
-        };
-        results.push((c.name.clone(), result));
-    }
-    results
-}
-
-/// After a push to an import repository moved its default branch, mounts
-/// the new tree in the monorepo root.
-async fn sync_import(
-    state: &State,
-    repo: &Repo,
-    results: &[(String, Result<(), String>)],
-    ingested: &push::Ingested,
-    req: &receive::PushRequest,
-    messages: &mut Vec<u8>,
-) {
-    let Ok(Some(repo)) = state.store.repo_by_path(&repo.path).await else { return };
-    let moved = results.iter().any(|(name, r)| r.is_ok() && *name == repo.head);
-    if !moved {
-        return;
-    }
-    let Ok(refs) = state.store.list_refs(repo.id).await else { return };
-    let Some(head) = refs.iter().find(|r| r.name == repo.head).map(|r| r.target) else { return };
-    let mono = Monorepo::new(&state.store, &state.snapshots);
-    match mono.sync_import(&repo, ingested.pack_id, head).await {
-        Ok(root) => messages.extend(receive::message(
-            req,
-            &format!("tessera: monorepo root {root} now holds {} at {head}\n", repo.path),
-        )),
-        Err(e) => tracing::error!("syncing {} into the monorepo: {e}", repo.path),
-    }
-}
-
-/// Checks each command, then moves the refs by compare-and-swap.
-/// `snapshot` is the one the pack was checked against: with what the pack
-/// added, it is all the checks need (refreshing it would reload every row
-/// the push just wrote).
-async fn update_refs(
-    state: &State,
-    repo: &Repo,
-    req: &receive::PushRequest,
-    ingested: &push::Ingested,
-    snapshot: &Snapshot,
-) -> Result<Vec<(String, Result<(), String>)>, HttpError> {
-    let kind_of =
-        |id: &ObjectId| ingested.kinds.get(id).copied().or_else(|| snapshot.index.objects.get(id).map(|l| l.kind));
-    let mut checked: Vec<(String, Result<RefUpdate, String>)> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for c in &req.commands {
-        let verdict = (|| {
-            if !receive::valid_ref_name(&c.name) {
-                return Err("invalid ref name".to_string());
-            }
-            if repo.kind == RepoKind::Mono && !c.name.starts_with("refs/tags/") {
-                return Err(
-                    "the monorepo root's branches move only by merge requests; push tags here, or push to a directory"
-                        .to_string(),
-                );
-            }
-            if !seen.insert(c.name.clone()) {
-                return Err("ref named twice in one push".to_string());
-            }
-            let mut peeled = None;
-            if let Some(new) = c.new {
-                let kind = kind_of(&new).ok_or("missing necessary objects")?;
-                if c.name.starts_with("refs/heads/") && kind != Kind::Commit {
-                    return Err("non-commit object on a branch".to_string());
-                }
-                if kind == Kind::Tag {
-                    peeled = Some(peel(snapshot, ingested, new)?);
-                }
-            }
-            Ok(RefUpdate { name: c.name.clone(), old: c.old, new: c.new, peeled })
-        })();
-        checked.push((c.name.clone(), verdict));
-    }
-    let atomic = req.atomic();
-    if atomic && checked.iter().any(|(_, v)| v.is_err()) {
-        return Ok(checked
-            .into_iter()
-            .map(|(name, v)| (name, Err(v.err().unwrap_or_else(|| "atomic push failed".into()))))
-            .collect());
-    }
-    let updates: Vec<RefUpdate> = checked.iter().filter_map(|(_, v)| v.as_ref().ok().cloned()).collect();
-    let outcomes = state.store.update_refs(repo.id, &updates, atomic).await?;
-    let mut outcomes = outcomes.into_iter();
-    let mut results = Vec::new();
-    for (name, verdict) in checked {
-        let result = match verdict {
-            Err(reason) => Err(reason),
-            Ok(_) => match outcomes.next() {
-                Some(RefOutcome::Updated) => Ok(()),
-                Some(RefOutcome::Rejected(reason)) => Err(reason),
-                None => Err("not applied".into()),
-            },
-        };
-        results.push((name, result));
-    }
-    fix_head(state, repo, &results, req).await?;
-    Ok(results)
-}
-
-/// Points HEAD at a pushed branch when the one it names does not exist.
-async fn fix_head(
-    state: &State,
-    repo: &Repo,
-    results: &[(String, Result<(), String>)],
-    req: &receive::PushRequest,
-) -> Result<(), HttpError> {
-    let refs = state.store.list_refs(repo.id).await?;
-    if refs.iter().any(|r| r.name == repo.head) {
-        return Ok(());
-    }
-    let pushed: Vec<&str> = results
-        .iter()
-        .filter(|(name, r)| {
-            r.is_ok()
-                && name.starts_with("refs/heads/")
-                && req.commands.iter().any(|c| &c.name == name && c.new.is_some())
-        })
-        .map(|(name, _)| name.as_str())
-        .collect();
-    let choice = ["refs/heads/main", "refs/heads/master"]
-        .into_iter()
-        .find(|n| pushed.contains(n))
-        .or_else(|| pushed.first().copied())
-        .or_else(|| refs.iter().map(|r| r.name.as_str()).find(|n| n.starts_with("refs/heads/")));
-    if let Some(head) = choice {
-        state.store.set_head(repo.id, head).await?;
-    }
-    Ok(())
-}
-
-/// Follows a tag chain to the first non-tag object.
-fn peel(snapshot: &Snapshot, ingested: &push::Ingested, mut id: ObjectId) -> Result<ObjectId, String> {
-    let odb = snapshot.odb();
-    for _ in 0..64 {
-        let target = match ingested.tag_targets.get(&id) {
-            Some(t) => *t,
-            None => match odb.read(&id) {
-                Ok((Kind::Tag, data)) => upload::tag_target(&data).ok_or("malformed tag")?,
-                Ok(_) => return Ok(id),
-                Err(_) => return Err("missing necessary objects".into()),
-            },
-        };
-        let target_kind =
-            ingested.kinds.get(&target).copied().or_else(|| snapshot.index.objects.get(&target).map(|l| l.kind));
-        match target_kind {
-            Some(Kind::Tag) => id = target,
-            Some(_) => return Ok(target),
-            None => return Err("missing necessary objects".into()),
-        }
-    }
-    Err("tag chain too deep".into())
 }

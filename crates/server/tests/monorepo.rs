@@ -176,6 +176,13 @@ fn pushes_with_unknown_base_are_refused(backend: Backend) {
     let err = git_fails(stranger.path(), &["push", &server.push_url("/projects/x"), "HEAD:refs/for/main"]);
 
     assert!(err.contains("do not build on the history"), "{err}");
+    // A branch no merge request can come of: refused before its pack is
+    // stored, so nothing unreachable is left.
+    let packs = || std::fs::read_dir(server.data_dir.path().join("packs")).unwrap().count();
+    let before = packs();
+    let err = git_fails(stranger.path(), &["push", &server.push_url("/projects/x"), "HEAD:refs/heads/feature"]);
+    assert!(err.contains("only main"), "{err}");
+    assert_eq!(packs(), before, "a refused push stored its pack");
 }
 
 fn import_pushes_appear_in_the_root_and_conversion_keeps_history(backend: Backend) {

@@ -66,9 +66,10 @@ fn atomic_push_with_one_stale_ref_changes_nothing(backend: Backend) {
         "main unchanged"
     );
     assert_eq!(server_ref(&server, "/import/atomic", "refs/heads/other").as_deref(), Some(base.as_str()));
-    // Without atomic, the good update lands alone.
+    // Without atomic, the good update lands alone. The failed push kept
+    // nothing (no ref would reach its objects), so the pack comes again.
     let (_, reply) =
-        server.post("/import/atomic", "git-receive-pack", &push_body(&commands, "report-status", &[]), true);
+        server.post("/import/atomic", "git-receive-pack", &push_body(&commands, "report-status", &pack), true);
     let reply = String::from_utf8_lossy(&reply).into_owned();
     assert!(reply.contains("ok refs/heads/main") && reply.contains("ng refs/heads/other"), "{reply}");
     assert_eq!(server_ref(&server, "/import/atomic", "refs/heads/main").as_deref(), Some(next.as_str()));

@@ -21,13 +21,14 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod index;
 mod monorepo;
 mod objects;
 pub mod packs;
+mod push;
 mod refs;
 pub mod schema;
-mod tokens;
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -35,12 +36,23 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
+pub use access::{Level, Policy, Scope, Token, TokenCheck, User};
 pub use monorepo::{MergeRequest, MrStatus};
-pub use objects::{NewCommit, NewObject, NewPack};
+pub use objects::{NewCommit, NewObject, NewPack, PackToStore};
 pub use packs::PackStorage;
+pub use push::{Destination, Received};
 pub use refs::{Ref, RefOutcome, RefUpdate};
 pub use tessera_pack::ObjectId;
-pub use tokens::Token;
+
+/// Dies on the spot when the environment variable `TESSERA_FAILPOINT`
+/// names `point`, so that crash tests can kill a process at an exact step
+/// of a write. Only tests set it.
+pub fn failpoint(point: &str) {
+    if std::env::var_os("TESSERA_FAILPOINT").is_some_and(|v| v == point) {
+        eprintln!("failpoint {point}: aborting");
+        std::process::abort();
+    }
+}
 
 /// Which SQL dialect a database URL speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +95,15 @@ pub enum Error {
     Corrupt(String),
     #[error("repository {0:?} already exists")]
     RepoExists(String),
+    /// Something named by the caller does not exist (user, group, token).
+    #[error("{0}")]
+    NotFound(String),
+    /// A name the caller chose is taken.
+    #[error("{0} already exists")]
+    Exists(String),
+    /// The caller's input is not acceptable; the message says why.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// Where a repository sits in the monorepo.
@@ -201,6 +222,34 @@ impl Store {
         Ok(store)
     }
 
+    /// Whether `url` names a database tessera has set up (administration
+    /// commands refuse to create one by accident).
+    pub async fn exists(url: &str) -> Result<bool, Error> {
+        let dialect = Dialect::from_url(url).ok_or_else(|| Error::UnknownScheme(url.to_string()))?;
+        if dialect == Dialect::Sqlite {
+            let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+            let path = path.split('?').next().unwrap_or_default();
+            if path.is_empty() || path == ":memory:" || !Path::new(path).exists() {
+                return Ok(false);
+            }
+        }
+        sqlx::any::install_default_drivers();
+        use sqlx::Connection;
+        let mut conn = match sqlx::AnyConnection::connect(url).await {
+            Ok(c) => c,
+            Err(e) => {
+                let text = e.to_string();
+                if text.contains("does not exist") || text.contains("Unknown database") {
+                    return Ok(false);
+                }
+                return Err(Error::Connect(e));
+            }
+        };
+        let found = sqlx::query("SELECT version FROM tessera_schema").fetch_optional(&mut conn).await;
+        let _ = conn.close().await;
+        Ok(matches!(found, Ok(Some(_))))
+    }
+
     pub fn dialect(&self) -> Dialect {
         self.dialect
     }
@@ -241,6 +290,25 @@ impl Store {
 
     async fn migrate(&self) -> Result<(), Error> {
         let _guard = self.write_guard().await;
+        self.pool.execute("CREATE TABLE IF NOT EXISTS tessera_schema (version BIGINT NOT NULL)").await?;
+        let rows = self.pool.fetch_all("SELECT version FROM tessera_schema").await?;
+        let found: Option<i64> = rows.first().map(|row| row.try_get(0)).transpose()?;
+        if let Some(found) = found {
+            if found > schema::VERSION {
+                return Err(Error::SchemaTooNew { found, supported: schema::VERSION });
+            }
+            for from in found..schema::VERSION {
+                for stmt in schema::migration(from) {
+                    if let Err(e) = self.pool.execute(stmt.as_str()).await {
+                        // A migration an earlier start stopped in the middle of.
+                        let text = e.to_string().to_lowercase();
+                        if !(text.contains("duplicate column") || text.contains("already exists")) {
+                            return Err(e.into());
+                        }
+                    }
+                }
+            }
+        }
         for stmt in schema::statements(self.dialect) {
             if let Err(e) = self.pool.execute(stmt.as_str()).await {
                 // MySQL lacks CREATE INDEX IF NOT EXISTS: a duplicate index is fine.
@@ -250,20 +318,23 @@ impl Store {
                 }
             }
         }
-        let rows = self.pool.fetch_all("SELECT version FROM tessera_schema").await?;
-        match rows.first() {
+        match found {
             None => {
                 sqlx::query(&self.sql("INSERT INTO tessera_schema (version) VALUES (?)"))
                     .bind(schema::VERSION)
                     .execute(&self.pool)
                     .await?;
             }
-            Some(row) => {
-                let found: i64 = row.try_get(0)?;
-                if found > schema::VERSION {
-                    return Err(Error::SchemaTooNew { found, supported: schema::VERSION });
+            Some(found) if found < schema::VERSION => {
+                if found < 2 {
+                    self.tokens_to_users().await?;
                 }
+                sqlx::query(&self.sql("UPDATE tessera_schema SET version = ?"))
+                    .bind(schema::VERSION)
+                    .execute(&self.pool)
+                    .await?;
             }
+            Some(_) => {}
         }
         Ok(())
     }
@@ -412,6 +483,7 @@ pub(crate) enum BindValue {
     Int(i64),
     Text(String),
     NullText,
+    NullInt,
 }
 
 impl From<i64> for BindValue {
@@ -429,6 +501,11 @@ impl From<&str> for BindValue {
         BindValue::Text(v.to_string())
     }
 }
+impl From<Option<i64>> for BindValue {
+    fn from(v: Option<i64>) -> Self {
+        v.map(BindValue::Int).unwrap_or(BindValue::NullInt)
+    }
+}
 impl From<Option<String>> for BindValue {
     fn from(v: Option<String>) -> Self {
         v.map(BindValue::Text).unwrap_or(BindValue::NullText)
@@ -444,6 +521,7 @@ pub(crate) fn bind_all<'q>(
             BindValue::Int(v) => query.bind(v),
             BindValue::Text(v) => query.bind(v),
             BindValue::NullText => query.bind(Option::<String>::None),
+            BindValue::NullInt => query.bind(Option::<i64>::None),
         };
     }
     query
@@ -451,6 +529,19 @@ pub(crate) fn bind_all<'q>(
 
 /// A text column. MySQL reports `utf8mb4_bin` columns (used so names compare
 /// byte-wise) as binary, so fall back to bytes holding UTF-8.
+/// A nullable text column (MySQL reports long and binary-collated text as bytes).
+pub(crate) fn opt_text(row: &AnyRow, idx: usize) -> Result<Option<String>, Error> {
+    match row.try_get::<Option<String>, _>(idx) {
+        Ok(s) => Ok(s),
+        Err(_) => {
+            let bytes: Option<Vec<u8>> = row.try_get(idx)?;
+            bytes
+                .map(|b| String::from_utf8(b).map_err(|_| Error::Corrupt(format!("column {idx} is not UTF-8"))))
+                .transpose()
+        }
+    }
+}
+
 pub(crate) fn text(row: &AnyRow, idx: usize) -> Result<String, Error> {
     match row.try_get::<String, _>(idx) {
         Ok(s) => Ok(s),

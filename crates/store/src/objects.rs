@@ -10,10 +10,19 @@ use tessera_pack::Kind;
 use crate::{now, parse_oid, BindValue, Error, ObjectId, Store};
 
 /// A pack about to be stored.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct NewPack {
     pub checksum: ObjectId,
     pub size: u64,
+}
+
+/// A spooled pack with the rows that describe it, ready to be stored.
+#[derive(Debug, Clone, Copy)]
+pub struct PackToStore<'a> {
+    pub spooled: &'a Path,
+    pub pack: NewPack,
+    pub objects: &'a [NewObject],
+    pub commits: &'a [NewCommit],
 }
 
 /// One object of a new pack, as the pack scanner found it.
@@ -90,9 +99,44 @@ impl Store {
         // Version first: it takes the repository's row lock, so pack ids of
         // one repository are handed out in commit order.
         let version = self.bump_version(&mut tx, repo_id).await?;
+        let stored = self
+            .insert_pack(&mut tx, repo_id, version, PackToStore { spooled, pack, objects, commits }, relocate)
+            .await;
+        let pack_id = match stored {
+            Ok(pack_id) => pack_id,
+            Err((pack_id, e)) => {
+                let _ = tx.rollback().await;
+                if let Some(pack_id) = pack_id {
+                    self.forget_pack(pack_id).await;
+                }
+                return Err(e);
+            }
+        };
+        match tx.commit().await {
+            Ok(()) => Ok(pack_id),
+            Err(e) => {
+                self.forget_pack(pack_id).await;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Inside `tx`: the pack row, its bytes, and its object and commit rows
+    /// (or, with `relocate`, the existing object rows pointed at it). On
+    /// failure, returns the pack id whose bytes the caller must forget
+    /// once `tx` is rolled back.
+    pub(crate) async fn insert_pack(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        repo_id: i64,
+        version: i64,
+        new: PackToStore<'_>,
+        relocate: bool,
+    ) -> Result<i64, (Option<i64>, Error)> {
+        let PackToStore { spooled, pack, objects, commits } = new;
         let pack_id = self
             .insert_id(
-                &mut *tx,
+                &mut **tx,
                 "INSERT INTO packs (checksum, storage, location, size, n_objects, created_at) VALUES (?, ?, NULL, ?, ?, ?)",
                 vec![
                     pack.checksum.to_string().into(),
@@ -102,13 +146,14 @@ impl Store {
                     now().into(),
                 ],
             )
-            .await?;
+            .await
+            .map_err(|e| (None, e))?;
         let result = async {
-            let location = self.put_pack(&mut tx, pack_id, spooled).await?;
+            let location = self.put_pack(tx, pack_id, spooled).await?;
             sqlx::query(&self.sql("UPDATE packs SET location = ? WHERE id = ?"))
                 .bind(location)
                 .bind(pack_id)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
             if relocate {
                 let sql = self.sql(
@@ -123,7 +168,7 @@ impl Store {
                         .bind(version)
                         .bind(repo_id)
                         .bind(o.id.to_string())
-                        .execute(&mut *tx)
+                        .execute(&mut **tx)
                         .await?;
                 }
                 return Ok(());
@@ -148,7 +193,7 @@ impl Store {
                     9,
                     batch.len(),
                 );
-                crate::bind_all(sqlx::query(&sql), binds).execute(&mut *tx).await?;
+                crate::bind_all(sqlx::query(&sql), binds).execute(&mut **tx).await?;
             }
             for batch in commits.chunks(BATCH) {
                 let mut binds = Vec::with_capacity(batch.len() * 8);
@@ -170,25 +215,12 @@ impl Store {
                     8,
                     batch.len(),
                 );
-                crate::bind_all(sqlx::query(&sql), binds).execute(&mut *tx).await?;
+                crate::bind_all(sqlx::query(&sql), binds).execute(&mut **tx).await?;
             }
             Ok::<_, Error>(())
         }
         .await;
-        match result {
-            Ok(()) => match tx.commit().await {
-                Ok(()) => Ok(pack_id),
-                Err(e) => {
-                    self.forget_pack(pack_id).await;
-                    Err(e.into())
-                }
-            },
-            Err(e) => {
-                let _ = tx.rollback().await;
-                self.forget_pack(pack_id).await;
-                Err(e)
-            }
-        }
+        result.map(|()| pack_id).map_err(|e| (Some(pack_id), e))
     }
 
     pub(crate) fn insert_ignore(&self, table_and_columns: &str, n_columns: usize, n_rows: usize) -> String {

@@ -75,6 +75,44 @@ impl PackStorage {
 }
 
 impl Store {
+    /// Removes pack files that no `packs` row names: a process killed
+    /// after moving a pack into place but before its transaction committed
+    /// leaves one. A live writer still holds the lock it took on the spool
+    /// file, so its pack is skipped; the row is looked up only once the
+    /// lock is held, since the writer releases it after committing.
+    /// Returns how many bytes were freed.
+    pub async fn clean_orphan_packs(&self) -> Result<u64, Error> {
+        let PackStorage::Files { dir } = &self.packs else { return Ok(0) };
+        let Ok(entries) = std::fs::read_dir(dir) else { return Ok(0) };
+        let mut freed = 0;
+        let sql = self.sql("SELECT COUNT(*) FROM packs WHERE id = ?");
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(id) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("pack-"))
+                .and_then(|n| n.strip_suffix(".pack"))
+                .and_then(|n| n.parse::<i64>().ok())
+            else {
+                continue;
+            };
+            let path = entry.path();
+            let Ok(file) = std::fs::OpenOptions::new().read(true).write(true).open(&path) else { continue };
+            if file.try_lock().is_err() {
+                continue;
+            }
+            let rows: i64 = sqlx::query(&sql).bind(id).fetch_one(&self.pool).await?.try_get(0)?;
+            if rows == 0 {
+                let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+                if std::fs::remove_file(&path).is_ok() {
+                    tracing::info!("removed pack file {} that no stored pack names", path.display());
+                    freed += size;
+                }
+            }
+        }
+        Ok(freed)
+    }
+
     /// Moves the spooled pack into storage as `pack_id`, inside `tx`.
     pub(crate) async fn put_pack(
         &self,

@@ -113,7 +113,7 @@ impl Store {
         Ok(row.try_get(0)?)
     }
 
-    async fn apply_one(
+    pub(crate) async fn apply_one(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         repo_id: i64,

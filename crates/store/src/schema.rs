@@ -3,7 +3,7 @@
 use crate::Dialect;
 
 /// The schema version this build writes and understands.
-pub const VERSION: i64 = 1;
+pub const VERSION: i64 = 2;
 
 struct Types {
     id: &'static str,
@@ -123,6 +123,7 @@ pub fn statements(dialect: Dialect) -> Vec<String> {
                 PRIMARY KEY (repo_id, oid)
             )"
         ),
+        // Version 2 added user_id, scope and expires_at (see MIGRATIONS).
         format!(
             "CREATE TABLE IF NOT EXISTS tokens (
                 id {id},
@@ -130,7 +131,74 @@ pub fn statements(dialect: Dialect) -> Vec<String> {
                 hash VARCHAR(64) NOT NULL,
                 created_at BIGINT NOT NULL,
                 revoked_at BIGINT,
+                user_id BIGINT,
+                scope VARCHAR(16) NOT NULL DEFAULT 'write',
+                expires_at BIGINT,
                 UNIQUE (hash)
+            )"
+        ),
+        // People and automation that sign in. `auth_source` is `local`
+        // (a password set here, or none) and leaves room for OIDC later.
+        format!(
+            "CREATE TABLE IF NOT EXISTS users (
+                id {id},
+                name {name} NOT NULL,
+                email {text},
+                is_admin BIGINT NOT NULL DEFAULT 0,
+                password_hash {text},
+                auth_source VARCHAR(32) NOT NULL DEFAULT 'local',
+                created_at BIGINT NOT NULL,
+                disabled_at BIGINT,
+                UNIQUE (name)
+            )"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS user_groups (
+                id {id},
+                name {name} NOT NULL,
+                created_at BIGINT NOT NULL,
+                UNIQUE (name)
+            )"
+        ),
+        "CREATE TABLE IF NOT EXISTS group_members (
+                group_id BIGINT NOT NULL,
+                user_id BIGINT NOT NULL,
+                PRIMARY KEY (group_id, user_id)
+            )"
+        .to_string(),
+        // One rule per (path, subject): `subject` is `user:<id>` or
+        // `group:<id>`, `level` read, write or maintain.
+        format!(
+            "CREATE TABLE IF NOT EXISTS access_rules (
+                path {name} NOT NULL,
+                subject VARCHAR(64) NOT NULL,
+                level VARCHAR(16) NOT NULL,
+                created_at BIGINT NOT NULL,
+                PRIMARY KEY (path, subject)
+            )"
+        ),
+        // Whether anonymous callers may read below a path; the most
+        // specific row wins, the server-wide switch is the default.
+        format!(
+            "CREATE TABLE IF NOT EXISTS public_paths (
+                path {name} NOT NULL,
+                public BIGINT NOT NULL,
+                PRIMARY KEY (path)
+            )"
+        ),
+        // Bumped by every change to users, groups, rules and public paths,
+        // so that each process's cached policy knows when to reload.
+        "CREATE TABLE IF NOT EXISTS access_version (version BIGINT NOT NULL)".to_string(),
+        // Every write, with who did it, where, and how it ended.
+        format!(
+            "CREATE TABLE IF NOT EXISTS audit_log (
+                id {id},
+                at BIGINT NOT NULL,
+                actor {name} NOT NULL,
+                action VARCHAR(64) NOT NULL,
+                path {name},
+                detail {text} NOT NULL,
+                outcome VARCHAR(16) NOT NULL
             )"
         ),
         // Seed: mega_commit/mega_tree. For each root commit, the commit that
@@ -173,7 +241,27 @@ pub fn statements(dialect: Dialect) -> Vec<String> {
     out.push(index("objects_by_version", "objects (repo_id, added_version)"));
     out.push(index("commits_by_version", "commits (repo_id, added_version)"));
     out.push(index("dir_commits_by_path", "dir_commits (repo_id, path)"));
+    out.push(index("audit_by_time", "audit_log (at)"));
+    out.push(match dialect {
+        Dialect::Mysql => "CREATE UNIQUE INDEX tokens_by_user_name ON tokens (user_id, name)".to_string(),
+        _ => "CREATE UNIQUE INDEX IF NOT EXISTS tokens_by_user_name ON tokens (user_id, name)".to_string(),
+    });
     out
+}
+
+/// The columns a database created by an older build lacks, added before
+/// [`statements`] runs (its indexes may name them): `migration(v)` takes
+/// version `v` to `v + 1`. Steps that need data (turning tokens into
+/// users) run in `Store::migrate`.
+pub fn migration(from: i64) -> Vec<String> {
+    match from {
+        1 => vec![
+            "ALTER TABLE tokens ADD COLUMN user_id BIGINT".to_string(),
+            "ALTER TABLE tokens ADD COLUMN scope VARCHAR(16) NOT NULL DEFAULT 'write'".to_string(),
+            "ALTER TABLE tokens ADD COLUMN expires_at BIGINT".to_string(),
+        ],
+        _ => Vec::new(),
+    }
 }
 
 /// The schema as one SQL script, for DBAs (`tessera db schema`).

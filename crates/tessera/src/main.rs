@@ -1,13 +1,16 @@
-//! The `tessera` command: the git server, its tokens and schema, and the
-//! data bridge. Configuration comes from flags, then `TESSERA_*` environment
-//! variables, then `tessera.toml`, then defaults.
+//! The `tessera` command: the git server, its users, tokens, rules and
+//! schema, and the data bridge. Configuration comes from flags, then
+//! `TESSERA_*` environment variables, then `tessera.toml`, then defaults
+//! (`config`).
+
+mod admin;
+mod config;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use serde::Deserialize;
 use tessera_server::Config;
 use tessera_store::Dialect;
 
@@ -26,10 +29,51 @@ struct Cli {
 enum Command {
     /// Serve git over smart HTTP (creates and migrates the data dir on first start).
     Serve(ServerArgs),
-    /// Create, list and revoke access tokens.
+    /// Add, list and disable users; set their passwords.
+    User {
+        #[command(subcommand)]
+        action: admin::UserAction,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Create, list and revoke a user's access tokens.
     Token {
         #[command(subcommand)]
-        action: TokenAction,
+        action: admin::TokenAction,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Groups of users, for access rules.
+    Group {
+        #[command(subcommand)]
+        action: admin::GroupAction,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Who may read, write or maintain which paths.
+    Access {
+        #[command(subcommand)]
+        action: admin::AccessAction,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// The audit log of writes, newest first.
+    Audit {
+        /// Entries at or below this path.
+        #[arg(long)]
+        path: Option<String>,
+        /// Entries by this user (or `local:<os user>` for commands run here).
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// The effective configuration and the keys it is read from.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -75,16 +119,11 @@ enum Command {
 }
 
 #[derive(Subcommand)]
-enum TokenAction {
-    /// Create a token and print its secret (shown only once).
-    Create {
-        #[arg(long)]
-        name: String,
-    },
-    /// List tokens (never their secrets).
-    List,
-    /// Revoke a token by id or name.
-    Revoke { id_or_name: String },
+enum ConfigAction {
+    /// Print the configuration in effect, one `key = value` per line.
+    Show,
+    /// Print each `tessera.toml` key with its environment variable.
+    Keys,
 }
 
 #[derive(Subcommand)]
@@ -135,88 +174,50 @@ struct ServerArgs {
     /// Configuration file [default: ./tessera.toml if present]
     #[arg(long, env = "TESSERA_CONFIG", global = true)]
     config: Option<PathBuf>,
+    /// Let an administration command create the data directory and
+    /// database when they do not exist yet (it refuses otherwise).
+    #[arg(long, global = true)]
+    init: bool,
 }
 
-/// `tessera.toml`; every key is optional.
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    data_dir: Option<PathBuf>,
-    listen: Option<String>,
-    database: Option<String>,
-    import_roots: Option<Vec<String>>,
-    require_token_for_reads: Option<bool>,
-    packs_in_database: Option<bool>,
-    max_push_bytes: Option<u64>,
-    max_clone_objects: Option<u64>,
-    max_object_bytes: Option<u64>,
-    /// fsck severities per C git message id, as `receive.fsck.<id>`.
-    fsck: Option<std::collections::BTreeMap<String, String>>,
-}
-
-fn load_config(args: &ServerArgs) -> anyhow::Result<Config> {
-    let (path, required) = match &args.config {
-        Some(p) => (p.clone(), true),
-        None => (PathBuf::from("tessera.toml"), false),
-    };
-    let file: FileConfig = match std::fs::read_to_string(&path) {
-        Ok(text) => toml::from_str(&text).with_context(|| format!("reading {}", path.display()))?,
-        Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => FileConfig::default(),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-    };
-    let data_dir = args.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from("tessera-data"));
-    let mut config = Config::with_data_dir(data_dir);
-    if let Some(listen) = args.listen.clone().or(file.listen) {
-        config.listen = listen;
+/// The store an administration command works on: the server's, which must
+/// exist unless `--init` asks to create it.
+async fn admin_store(args: &ServerArgs) -> anyhow::Result<(Config, tessera_store::Store)> {
+    let config = config::load(args)?;
+    if !args.init && !tessera_store::Store::exists(&config.database).await? {
+        anyhow::bail!(
+            "no tessera database at {} (data dir {}): run this where the server's data is, or pass --data-dir, \
+             --database or --config; add --init to create a new one",
+            config.database,
+            config.data_dir.display()
+        );
     }
-    if let Some(db) = args.database.clone().or(file.database) {
-        Dialect::from_url(&db)
-            .with_context(|| format!("database URL {db:?} must start with sqlite://, postgres:// or mysql://"))?;
-        config.database = db;
-    }
-    if let Some(roots) = file.import_roots {
-        config.import_roots = roots;
-    }
-    config.require_token_for_reads = file.require_token_for_reads.unwrap_or(false);
-    config.packs_in_database = file.packs_in_database.unwrap_or(false);
-    if let Some(max) = file.max_push_bytes {
-        config.max_push_bytes = max;
-    }
-    config.max_clone_objects = file.max_clone_objects;
-    if let Some(max) = file.max_object_bytes {
-        config.max_object_bytes = max;
-    }
-    config.fsck = file.fsck.unwrap_or_default().into_iter().collect();
-    Ok(config)
+    let store = tessera_server::open_store(&config).await?;
+    Ok((config, store))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => {
-            let config = load_config(&args)?;
+            let config = config::load(&args)?;
             let server = tessera_server::Server::bind(config.clone()).await?;
             println!("tessera listening on http://{}  (data: {})", server.local_addr(), config.data_dir.display());
             server.run().await?;
         }
-        Command::Token { action, server } => {
-            let config = load_config(&server)?;
-            let store = tessera_server::open_store(&config).await?;
-            match action {
-                TokenAction::Create { name } => {
-                    let (_, secret) = store.create_token(&name).await?;
-                    println!("{secret}");
-                }
-                TokenAction::List => {
-                    for t in store.list_tokens().await? {
-                        let state = if t.revoked_at.is_some() { "revoked" } else { "active" };
-                        println!("{}\t{}\t{}\t{state}", t.id, t.name, t.created_at);
-                    }
-                }
-                TokenAction::Revoke { id_or_name } => {
-                    if store.revoke_token(&id_or_name).await? == 0 {
-                        anyhow::bail!("no active token {id_or_name:?}");
-                    }
-                }
+        Command::User { action, server } => admin::user(&admin_store(&server).await?.1, action).await?,
+        Command::Token { action, server } => admin::token(&admin_store(&server).await?.1, action).await?,
+        Command::Group { action, server } => admin::group(&admin_store(&server).await?.1, action).await?,
+        Command::Access { action, server } => {
+            let (config, store) = admin_store(&server).await?;
+            admin::access(&store, action, !config.require_token_for_reads).await?
+        }
+        Command::Audit { path, user, limit, server } => {
+            admin::audit(&admin_store(&server).await?.1, path, user, limit).await?
+        }
+        Command::Config { action: ConfigAction::Show, server } => print!("{}", config::show(&config::load(&server)?)),
+        Command::Config { action: ConfigAction::Keys, .. } => {
+            for key in config::keys() {
+                println!("{key}\t{}", config::env_name(key));
             }
         }
         Command::Data { .. } => unreachable!("handled before the runtime starts"),
@@ -224,15 +225,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return tokio::task::spawn_blocking(move || mr(action, &server, token.as_deref())).await?;
         }
         Command::Import { action: ImportAction::Convert { path }, server } => {
-            let config = load_config(&server)?;
-            let store = tessera_server::open_store(&config).await?;
+            let (_, store) = admin_store(&server).await?;
             let snapshots = tessera_repo::Snapshots::default();
-            let head = tessera_repo::monorepo::Monorepo::new(&store, &snapshots).convert(&path).await?;
+            let converted = tessera_repo::monorepo::Monorepo::new(&store, &snapshots).convert(&path).await;
+            let (detail, outcome) = match &converted {
+                Ok(head) => (format!("head {head}"), "ok"),
+                Err(e) => (e.to_string(), "refused"),
+            };
+            store.audit(&admin::operator(), "import.convert", Some(&path), &detail, outcome).await?;
+            let head = converted?;
             println!("converted {path}: its history continues from {head}; pushes to it now open merge requests");
         }
         Command::Fsck { path, repair, server } => {
-            let config = load_config(&server)?;
-            let store = tessera_server::open_store(&config).await?;
+            let (config, store) = admin_store(&server).await?;
             let snapshots = tessera_repo::Snapshots::default();
             let repos = match &path {
                 Some(p) => {

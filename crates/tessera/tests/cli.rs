@@ -30,17 +30,34 @@ fn schema_is_printed_for_every_dialect() {
 }
 
 #[test]
-fn tokens_are_created_listed_and_revoked() {
+fn tokens_belong_to_users_and_are_revoked_one_at_a_time() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let data = data.to_str().unwrap();
-    let secret = ok(&tessera(&["token", "create", "--name", "ci", "--data-dir", data], &[]));
-    assert!(secret.trim().starts_with("tsr_"));
+    // Administration never creates a database by accident.
+    let out = tessera(&["token", "create", "--user", "ci", "--data-dir", data], &[]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--init"));
+    assert!(!dir.path().join("data").exists(), "nothing was created");
+    ok(&tessera(&["user", "add", "ci", "--init", "--data-dir", data], &[]));
+    let out = ok(&tessera(&["token", "create", "--user", "ci", "--name", "a", "--data-dir", data], &[]));
+    let secret = out.split_whitespace().last().unwrap().to_string();
+    assert!(secret.starts_with("tsr_"), "{out}");
+    let out = tessera(&["token", "create", "--user", "ci", "--name", "a", "--data-dir", data], &[]);
+    assert!(!out.status.success(), "token names are unique per user");
+    let out = tessera(&["token", "create", "--user", "nobody", "--data-dir", data], &[]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no user \"nobody\""));
+    let out = tessera(&["token", "create", "--user", "ci", "--scope", "admin", "--data-dir", data], &[]);
+    assert!(!out.status.success(), "admin scope is for admins");
+    ok(&tessera(&["user", "add", "other", "--data-dir", data], &[]));
+    ok(&tessera(&["token", "create", "--user", "other", "--name", "a", "--data-dir", data], &[]));
     let listed = ok(&tessera(&["token", "list", "--data-dir", data], &[]));
-    assert!(listed.contains("\tci\t") && listed.contains("active") && !listed.contains(secret.trim()));
-    ok(&tessera(&["token", "revoke", "ci", "--data-dir", data], &[]));
-    assert!(ok(&tessera(&["token", "list", "--data-dir", data], &[])).contains("revoked"));
-    assert!(!tessera(&["token", "revoke", "ci", "--data-dir", data], &[]).status.success());
+    assert!(listed.contains("\tci/a\t") && listed.contains("\tother/a\t") && !listed.contains(&secret));
+    // A bare name could mean two tokens: refused, nothing revoked.
+    assert!(!tessera(&["token", "revoke", "a", "--data-dir", data], &[]).status.success());
+    ok(&tessera(&["token", "revoke", "ci/a", "--data-dir", data], &[]));
+    let listed = ok(&tessera(&["token", "list", "--data-dir", data], &[]));
+    assert_eq!(listed.matches("revoked").count(), 1, "{listed}");
+    assert!(!tessera(&["token", "revoke", "ci/a", "--data-dir", data], &[]).status.success());
 }
 
 #[test]
@@ -601,4 +618,43 @@ fn a_failed_remote_export_does_not_poison_the_cache() {
         assert!(std::fs::read_to_string(clone.join("data/t/t_000001.csv")).unwrap().contains("50,row 50"));
         assert_eq!(git(&clone, &["rev-list", "--count", "HEAD"]).trim(), "1", "{url}: only the export that worked");
     }
+}
+
+#[test]
+fn every_configuration_key_can_be_set_in_the_environment() {
+    // One sample per key of tessera.toml: the variable's value, and what
+    // `config show` prints for it. A new key without a sample fails here.
+    let samples: &[(&str, &str, &str)] = &[
+        ("data_dir", "/tmp/x-data", "data_dir = \"/tmp/x-data\""),
+        ("listen", "127.0.0.1:9999", "listen = \"127.0.0.1:9999\""),
+        ("database", "postgres://u@h/db", "database = \"postgres://u@h/db\""),
+        ("import_roots", "/import, /vendor", "import_roots = [\"/import\", \"/vendor\"]"),
+        ("require_token_for_reads", "true", "require_token_for_reads = true"),
+        ("packs_in_database", "true", "packs_in_database = true"),
+        ("max_push_bytes", "12345", "max_push_bytes = 12345"),
+        ("max_clone_objects", "777", "max_clone_objects = 777"),
+        ("max_object_bytes", "4096", "max_object_bytes = 4096"),
+        ("max_db_connections", "3", "max_db_connections = 3"),
+        ("request_timeout_secs", "7", "request_timeout_secs = 7"),
+        (
+            "fsck",
+            "badFilemode=ignore,missingTaggerEntry=error",
+            "fsck = \"badFilemode=ignore,missingTaggerEntry=error\"",
+        ),
+    ];
+    let keys = ok(&tessera(&["config", "keys"], &[]));
+    for line in keys.lines() {
+        let (key, var) = line.split_once('\t').unwrap();
+        assert_eq!(var, format!("TESSERA_{}", key.to_uppercase()));
+        let (_, value, shown) = samples
+            .iter()
+            .find(|(k, _, _)| *k == key)
+            .unwrap_or_else(|| panic!("no sample for {key}: add one, and check that {var} works"));
+        let out = ok(&tessera(&["config", "show"], &[(var, value)]));
+        assert!(out.contains(shown), "{var}={value}:\n{out}");
+    }
+    assert_eq!(keys.lines().count(), samples.len(), "{keys}");
+    // A value of the wrong kind is an error naming the variable's source.
+    let out = tessera(&["config", "show"], &[("TESSERA_MAX_PUSH_BYTES", "lots")]);
+    assert!(!out.status.success());
 }

@@ -372,6 +372,68 @@ fn overlong_and_endless_requests_do_not_break_the_server() {
 }
 
 #[test]
+fn slow_clients_are_cut_off_and_do_not_hold_the_server() {
+    use std::io::{Read, Write};
+    let mut server = Served::start("request_timeout_secs = 2\n");
+    let addr = server.url.trim_start_matches("http://").to_string();
+    // Slowloris: many connections sending their headers a byte at a time.
+    let mut slow: Vec<std::net::TcpStream> = (0..64)
+        .map(|_| {
+            let mut c = std::net::TcpStream::connect(&addr).unwrap();
+            c.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n").unwrap();
+            c
+        })
+        .collect();
+    // A push whose body stops after its command list.
+    let mut stalled = std::net::TcpStream::connect(&addr).unwrap();
+    let auth = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(format!("t:{}", server.token))
+    };
+    let mut commands = pkt(&format!("{NULL} {} refs/heads/main\0report-status\n", "1".repeat(40)));
+    commands.extend_from_slice(b"0000PACK");
+    let head = format!(
+        "POST /import/stall/git-receive-pack HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\n\
+         Content-Type: application/x-git-receive-pack-request\r\nContent-Length: 1000000\r\n\r\n"
+    );
+    stalled.write_all(head.as_bytes()).unwrap();
+    stalled.write_all(&commands).unwrap();
+    let started = std::time::Instant::now();
+    // Trickle for longer than the limit: the server must still serve, and
+    // then close every slow connection on its own.
+    while started.elapsed() < std::time::Duration::from_secs(5) {
+        for c in &mut slow {
+            let _ = c.write_all(b"X");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    server.assert_serving();
+    // Closed: reading reaches the end (or a reset) instead of waiting.
+    let closed = slow
+        .iter_mut()
+        .filter_map(|c| {
+            c.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+            let mut rest = Vec::new();
+            let ended = match c.read_to_end(&mut rest) {
+                Ok(_) => true,
+                Err(e) => !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+            };
+            ended.then_some(())
+        })
+        .count();
+    assert_eq!(closed, slow.len(), "slow connections the server kept open");
+    // The stalled push got an answer (408) instead of holding its spool file.
+    stalled.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    let mut reply = Vec::new();
+    let _ = stalled.read_to_end(&mut reply);
+    assert!(text(&reply).starts_with("HTTP/1.1 408"), "{}", text(&reply));
+    let incoming = server.data.path().join("data/packs/incoming");
+    let left: Vec<_> = std::fs::read_dir(&incoming).map(|d| d.flatten().collect()).unwrap_or_default();
+    assert!(left.is_empty(), "spool files left: {left:?}");
+    server.assert_serving();
+}
+
+#[test]
 fn spool_files_of_killed_pushes_are_removed_at_start() {
     let data = tempfile::tempdir().unwrap();
     let incoming = data.path().join("data").join("packs").join("incoming");
@@ -446,7 +508,10 @@ fn sha1_of_repeated(piece: &[u8], n: usize) -> String {
 
 /// Creates a token in the data directory `dir`; returns its secret.
 fn create_token(dir: &Path) -> String {
-    let out = tessera(&["token", "create", "--name", "t", "--data-dir", dir.to_str().unwrap()]).output().unwrap();
+    let data = dir.to_str().unwrap();
+    let out = tessera(&["user", "add", "t", "--admin", "--init", "--data-dir", data]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = tessera(&["token", "create", "--user", "t", "--scope", "admin", "--data-dir", data]).output().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     text(&out.stdout).split_whitespace().last().unwrap().to_string()
 }
@@ -482,7 +547,9 @@ fn pack_files(dir: &Path) -> Vec<String> {
 
 #[test]
 fn pushes_killed_at_any_step_leave_old_refs_and_no_debris() {
-    for point in ["receive-upload", "receive-ingest", "receive-ref-update"] {
+    // The last point is after the refs moved, before the monorepo root took
+    // the import in: the restart must catch the root up.
+    for point in ["receive-upload", "receive-ingest", "receive-ref-update", "receive-sync"] {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("data");
         std::fs::create_dir_all(&dir).unwrap();
@@ -499,10 +566,12 @@ fn pushes_killed_at_any_step_leave_old_refs_and_no_debris() {
         let _ = server.kill();
         let _ = server.wait();
         let packs_before = pack_files(&dir);
+        let rows_before = count_rows(&dir);
 
         tessera_testkit::write(src.path(), "f", "two\n");
         let second = tessera_testkit::commit_all(src.path(), "two");
-        for path in ["/import/k", "/import/new"] {
+        let paths: &[&str] = if point == "receive-sync" { &["/import/k"] } else { &["/import/k", "/import/new"] };
+        for path in paths {
             let (mut server, url) = serve_at(&dir, &[("TESSERA_FAILPOINT", point)]);
             let out = git_output(src.path(), &["push", "-q", &push_url(&url, path), "main"]);
             assert!(!out.status.success(), "{point}: the push to {path} succeeded");
@@ -510,28 +579,33 @@ fn pushes_killed_at_any_step_leave_old_refs_and_no_debris() {
             assert!(!status.success(), "{point}: the server did not die");
         }
 
-        // Restarted: refs are the old ones, never in between.
+        // Restarted: refs are old or new, never in between.
         let (mut server, url) = serve_at(&dir, &[]);
         let work = tempfile::tempdir().unwrap();
         let refs = git(work.path(), &["ls-remote", &format!("{url}/import/k")]);
-        assert!(refs.contains(&first) && !refs.contains(&second), "{point}: {refs}");
         let incoming = dir.join("packs").join("incoming");
         let left: Vec<_> = std::fs::read_dir(&incoming).map(|d| d.flatten().collect()).unwrap_or_default();
         assert!(left.is_empty(), "{point}: spool files left: {left:?}");
-        let new_repo = git_output(work.path(), &["ls-remote", &format!("{url}/import/new")]);
-        if point != "receive-ref-update" {
-            // Nothing was stored: no pack, no repository.
-            assert_eq!(pack_files(&dir), packs_before, "{point}");
-            assert!(!new_repo.status.success(), "{point}: an empty repository was left");
+        if point == "receive-sync" {
+            // Committed: the import has the new head, and the root shows it.
+            assert!(refs.contains(&second), "{point}: {refs}");
+            let root = work.path().join("root");
+            git(work.path(), &["clone", "-q", &format!("{url}/"), root.to_str().unwrap()]);
+            let f = std::fs::read_to_string(root.join("import/k/f")).unwrap();
+            assert_eq!(f, "two\n", "{point}: the monorepo root was not caught up");
         } else {
-            // The pack was stored before the ref moved: the repository
-            // holds no ref.
-            assert!(String::from_utf8_lossy(&new_repo.stdout).trim().is_empty(), "{point}");
+            assert!(refs.contains(&first) && !refs.contains(&second), "{point}: {refs}");
+            // Nothing was kept: no pack file, no rows, no repository.
+            assert_eq!(pack_files(&dir), packs_before, "{point}");
+            assert_eq!(count_rows(&dir), rows_before, "{point}");
+            let new_repo = git_output(work.path(), &["ls-remote", &format!("{url}/import/new")]);
+            assert!(!new_repo.status.success(), "{point}: an empty repository was left");
         }
         // The same pushes work now, and everything serves.
-        git(src.path(), &["push", "-q", &push_url(&url, "/import/k"), "main"]);
-        git(src.path(), &["push", "-q", &push_url(&url, "/import/new"), "main"]);
-        for path in ["/import/k", "/import/new", "/"] {
+        for path in paths {
+            git(src.path(), &["push", "-q", &push_url(&url, path), "main"]);
+        }
+        for path in paths.iter().copied().chain(["/"]) {
             let target = work.path().join(format!("c{}", path.replace('/', "_")));
             git(work.path(), &["clone", "-q", "--mirror", &format!("{url}{path}"), target.to_str().unwrap()]);
             git(&target, &["fsck", "--no-progress"]);
@@ -539,6 +613,19 @@ fn pushes_killed_at_any_step_leave_old_refs_and_no_debris() {
         let _ = server.kill();
         let _ = server.wait();
     }
+}
+
+/// Rows in the tables a push writes, read with the sqlite3 CLI.
+fn count_rows(dir: &Path) -> Vec<(String, String)> {
+    let db = dir.join("tessera.db");
+    ["repos", "packs", "objects", "commits", "refs"]
+        .iter()
+        .map(|table| {
+            let out = Command::new("sqlite3").arg(&db).arg(format!("SELECT COUNT(*) FROM {table}")).output().unwrap();
+            assert!(out.status.success(), "sqlite3: {}", text(&out.stderr));
+            (table.to_string(), text(&out.stdout).trim().to_string())
+        })
+        .collect()
 }
 
 #[test]

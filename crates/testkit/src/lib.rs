@@ -145,7 +145,10 @@ fn spawn_server(config: Config, create_token: bool) -> (std::net::SocketAddr, St
             let mut token = String::new();
             if create_token {
                 let store = tessera_server::open_store(&config).await.expect("store opens");
-                token = store.create_token("test").await.expect("token").1;
+                // An admin, so that tests of other features are not
+                // tests of permissions.
+                let user = store.create_user("test", None, true).await.expect("user");
+                token = store.create_token(&user, "test", tessera_store::Scope::Admin, None).await.expect("token").1;
                 store.pool().close().await;
             }
             let server = Server::bind(config).await.expect("server starts");

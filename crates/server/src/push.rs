@@ -1,0 +1,542 @@
+//! Taking a push (`git-receive-pack`): the command list, the pack spooled to
+//! disk and checked there, then one transaction that creates the repository
+//! (for a new import path), stores the pack and moves the refs. A push to a
+//! monorepo directory opens merge requests instead of moving refs.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::http::{header, StatusCode};
+use axum::response::Response;
+use tessera_pack::{Kind, ObjectId};
+use tessera_protocol::{receive, upload};
+use tessera_repo::ingest::{self, Ingested};
+use tessera_repo::monorepo::Monorepo;
+use tessera_store::{failpoint, Destination, RefOutcome, RefUpdate, Repo, RepoKind};
+use tokio::io::AsyncWriteExt;
+
+use crate::auth::{self, Need};
+use crate::error::HttpError;
+use crate::repos::{self, Snapshot, Target};
+use crate::smart::{err_packet, git_response, not_pushable};
+use crate::State;
+
+const RESULT: &str = "application/x-git-receive-pack-result";
+
+/// What became of each command: `Ok` or the reason sent as `ng`.
+type Results = Vec<(String, Result<(), String>)>;
+
+pub(crate) async fn receive_pack(state: Arc<State>, raw_path: &str, request: Request) -> Result<Response, HttpError> {
+    let caller = auth::require(&state, request.headers()).await?;
+    let who = caller.name().to_string();
+    let host = request.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost").to_string();
+    let path = repos::normalize(raw_path)?;
+    let policy = auth::policy(&state).await?;
+    if let Err(denied) = auth::decide(&policy, &caller, &path, Need::Write) {
+        record_denied(&state, &who, &path, &denied).await;
+        return Err(denied);
+    }
+    // Tags need maintain on the path (on `/` for the monorepo root).
+    let may_tag = auth::decide(&policy, &caller, &path, Need::Maintain).is_ok();
+    let target = match repos::resolve(&state, &path).await? {
+        Some(Target::Dir { .. })
+            if repos::under_import_root(&state, &path) && state.store.repo_by_path(&path).await?.is_none() =>
+        {
+            None
+        }
+        other => other,
+    };
+    if target.is_none() && !repos::under_import_root(&state, &path) {
+        return Err(not_pushable(&path));
+    }
+    if let Err(refused) = refuse_target(&state, &path, &target).await {
+        record_denied(&state, &who, &path, &refused).await;
+        return Err(refused);
+    }
+
+    // Commands first, held in memory; the pack that follows goes to disk.
+    // The list is parsed only once a flush packet (its end) has arrived, so
+    // a long list sent in small pieces costs one pass, not one per piece.
+    let mut stream = request.into_body().into_data_stream();
+    let mut head = Vec::new();
+    let mut framing = receive::Framing::default();
+    let req = loop {
+        match framing.advance(&head) {
+            Err(e) => return Ok(git_response(RESULT, err_packet(&format!("bad push request: {e}")))),
+            Ok(true) => match receive::parse(&head) {
+                Ok(Some(req)) => break req,
+                Ok(None) => {}
+                Err(e) => return Ok(git_response(RESULT, err_packet(&format!("bad push request: {e}")))),
+            },
+            Ok(false) => {}
+        }
+        if head.len() > 64 << 20 {
+            return Err(HttpError::new(StatusCode::PAYLOAD_TOO_LARGE, "push command list is too long"));
+        }
+        match crate::serve::next_chunk(&mut stream, state.config.request_timeout_secs).await? {
+            Some(Ok(chunk)) => head.extend_from_slice(&chunk),
+            Some(Err(e)) => return Err(HttpError::bad_request(format!("reading push: {e}"))),
+            None => return Ok(git_response(RESULT, err_packet("push request ended inside its command list"))),
+        }
+    };
+    let spooled = state.store.pack_storage().new_spool().map_err(|e| HttpError::internal("creating spool file", e))?;
+    let mut file =
+        tokio::fs::File::from_std(spooled.reopen().map_err(|e| HttpError::internal("opening spool file", e))?);
+    let mut n_bytes = (head.len() - req.pack_offset) as u64;
+    file.write_all(&head[req.pack_offset..]).await.map_err(|e| HttpError::internal("spooling push", e))?;
+    file.flush().await.map_err(|e| HttpError::internal("spooling push", e))?;
+    failpoint("receive-upload");
+    let mut too_large = false;
+    while let Some(chunk) = crate::serve::next_chunk(&mut stream, state.config.request_timeout_secs).await? {
+        let chunk = chunk.map_err(|e| HttpError::bad_request(format!("reading push: {e}")))?;
+        n_bytes += chunk.len() as u64;
+        if n_bytes > state.config.max_push_bytes {
+            too_large = true;
+            break;
+        }
+        file.write_all(&chunk).await.map_err(|e| HttpError::internal("spooling push", e))?;
+    }
+    file.flush().await.map_err(|e| HttpError::internal("spooling push", e))?;
+    drop(file);
+
+    let push = Push {
+        state: &state,
+        req: &req,
+        path: &path,
+        who: &who,
+        may_tag,
+        spooled: spooled.path(),
+        has_pack: n_bytes > 0,
+    };
+    let mut body = Vec::new();
+    let (unpack, results) = if too_large {
+        let reason = format!("push is over the limit of {} bytes", state.config.max_push_bytes);
+        (Err(reason), unpacker_error(&req))
+    } else {
+        match target {
+            Some(Target::Dir { root, path: dir }) => push.to_directory(&root, &dir, &host, &mut body).await?,
+            Some(Target::Import(repo)) | Some(Target::Root(repo)) => push.to_repository(Some(repo), &mut body).await?,
+            None => push.to_repository(None, &mut body).await?,
+        }
+    };
+    if let Ok(ingested) = &unpack {
+        if !ingested.fsck.is_empty() {
+            let text = format!(
+                "tessera: accepted objects with findings git's fsck reports (set their severity with [fsck] in tessera.toml): {}\n",
+                ingested.fsck.summary()
+            );
+            body.extend(receive::message(&req, &text));
+        }
+    }
+    record(&state, &who, &path, &unpack, &results).await;
+    body.extend(receive::report(&req, unpack.map(|_| ()), &results));
+    // The spool file (already moved into storage if the pack was kept) is
+    // unlocked only now, after the transaction that stored it.
+    drop(spooled);
+    Ok(git_response(RESULT, body))
+}
+
+/// Pushes no permission allows: a repository inside an import repository,
+/// and merge requests on import directories. Checked when the client asks
+/// for the refs (where git shows the message) and again on the push.
+pub(crate) async fn refuse_target(state: &State, path: &str, target: &Option<Target>) -> Result<(), HttpError> {
+    match target {
+        None => {
+            if let Some(outer) = repos::enclosing_import(state, path).await? {
+                return Err(HttpError::new(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "{path} is inside import repository {outer}; a repository cannot be created inside another"
+                    ),
+                ));
+            }
+        }
+        Some(Target::Dir { path: dir, .. }) => {
+            if let Some(reason) = repos::merge_requests_refused(state, dir).await? {
+                return Err(HttpError::new(StatusCode::FORBIDDEN, reason));
+            }
+        }
+        Some(_) => {}
+    }
+    Ok(())
+}
+
+/// The audit log entry of a push refused before it was read.
+pub(crate) async fn record_denied(state: &State, who: &str, path: &str, why: &HttpError) {
+    if let Err(e) = state.store.audit(who, "push", Some(path), &why.message, "denied").await {
+        tracing::error!("recording the refused push to {path} by {who} in the audit log: {e}");
+    }
+}
+
+/// The audit log entry of a push: each command's outcome.
+async fn record(state: &State, who: &str, path: &str, unpack: &Result<Ingested, String>, results: &Results) {
+    const SHOWN: usize = 20;
+    let mut detail: Vec<String> = results
+        .iter()
+        .take(SHOWN)
+        .map(|(name, r)| match r {
+            Ok(()) => format!("{name}: ok"),
+            Err(reason) => format!("{name}: {reason}"),
+        })
+        .collect();
+    if results.len() > SHOWN {
+        detail.push(format!("and {} more", results.len() - SHOWN));
+    }
+    if let Err(reason) = unpack {
+        detail.insert(0, format!("unpack: {reason}"));
+    }
+    let outcome = if results.iter().any(|(_, r)| r.is_ok()) { "ok" } else { "refused" };
+    if let Err(e) = state.store.audit(who, "push", Some(path), &detail.join("; "), outcome).await {
+        tracing::error!("recording the push to {path} by {who} in the audit log: {e}");
+    }
+}
+
+fn unpacker_error(req: &receive::PushRequest) -> Results {
+    req.commands.iter().map(|c| (c.name.clone(), Err("unpacker error".to_string()))).collect()
+}
+
+/// One push being applied.
+struct Push<'a> {
+    state: &'a State,
+    req: &'a receive::PushRequest,
+    path: &'a str,
+    who: &'a str,
+    /// Whether the pusher has maintain on the path, which tags need.
+    may_tag: bool,
+    spooled: &'a std::path::Path,
+    has_pack: bool,
+}
+
+impl Push<'_> {
+    fn refused(&self, e: ingest::IngestError) -> String {
+        tracing::warn!("push to {} by {} refused: {e}", self.path, self.who);
+        e.to_string()
+    }
+
+    /// A push to an import repository (`repo`, or a new one at the push's
+    /// path) or to the monorepo root (tags only): checked, then stored
+    /// with its ref updates in one transaction.
+    async fn to_repository(
+        &self,
+        mut repo: Option<Repo>,
+        messages: &mut Vec<u8>,
+    ) -> Result<(Result<Ingested, String>, Results), HttpError> {
+        let state = self.state;
+        // Twice at most: a new path another process created meanwhile is
+        // checked again against what that repository holds.
+        for attempt in 0..2 {
+            let snapshot = match &repo {
+                Some(r) => repos::snapshot(state, r.id).await?,
+                None => Snapshot::empty(),
+            };
+            let prepared = if self.has_pack {
+                failpoint("receive-ingest");
+                match ingest::check(&snapshot, self.spooled.to_path_buf(), &state.ingest).await {
+                    Ok(checked) => Some(ingest::prepare(&snapshot, checked)),
+                    Err(e) => return Ok((Err(self.refused(e)), unpacker_error(self.req))),
+                }
+            } else {
+                // No pack (deletes only, or every object already here): the
+                // command checks find any object that is missing.
+                None
+            };
+            let nothing = Ingested::default();
+            let ingested = prepared.as_ref().map_or(&nothing, |p| &p.ingested);
+            let kind = repo.as_ref().map_or(RepoKind::Import, |r| r.kind);
+            let tags = if self.may_tag { Ok(()) } else { Err(self.path) };
+            let verdicts = check_commands(kind, self.req, ingested, &snapshot, tags);
+            let atomic = self.req.atomic();
+            let updates: Vec<RefUpdate> = verdicts.iter().filter_map(|(_, v)| v.as_ref().ok().cloned()).collect();
+            if updates.is_empty() || (atomic && updates.len() < verdicts.len()) {
+                // Nothing would move: nothing is stored.
+                // The only accepted commands here are those of a failed
+                // atomic push.
+                let results = verdicts
+                    .into_iter()
+                    .map(|(name, v)| (name, v.and_then(|_| Err("atomic push failed".to_string()))))
+                    .collect();
+                let ingested = prepared.map(|p| p.ingested).unwrap_or_default();
+                return Ok((Ok(ingested), results));
+            }
+            let head = default_head(&verdicts);
+            let destination = match &repo {
+                Some(r) => Destination::Repo(r.id),
+                None => Destination::New { path: self.path, kind: RepoKind::Import, head: &head },
+            };
+            let received =
+                match state.store.receive(destination, prepared.as_ref().map(|p| p.to_store()), &updates, atomic).await
+                {
+                    Ok(received) => received,
+                    Err(tessera_store::Error::RepoExists(_)) if attempt == 0 => {
+                        repo = Some(repos::find(state, self.path).await?);
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+            let mut outcomes = received.outcomes.into_iter();
+            let results: Results = verdicts
+                .into_iter()
+                .map(|(name, verdict)| {
+                    let result = match verdict {
+                        Err(reason) => Err(reason),
+                        Ok(_) => match outcomes.next() {
+                            Some(RefOutcome::Updated) => Ok(()),
+                            Some(RefOutcome::Rejected(reason)) => Err(reason),
+                            None => Err("not applied".into()),
+                        },
+                    };
+                    (name, result)
+                })
+                .collect();
+            let mut ingested = prepared.map(|p| p.ingested).unwrap_or_default();
+            ingested.pack_id = received.pack_id;
+            let repo = match repo {
+                Some(r) => r,
+                None => {
+                    Repo { id: received.repo_id, path: self.path.to_string(), kind: RepoKind::Import, head, version: 0 }
+                }
+            };
+            if results.iter().any(|(_, r)| r.is_ok()) {
+                fix_head(state, &repo, &results, self.req).await?;
+                failpoint("receive-sync");
+                if repo.kind == RepoKind::Import {
+                    sync_import(state, &repo, &results, &ingested, self.req, messages).await;
+                }
+                let updated = results.iter().filter(|(_, r)| r.is_ok()).count();
+                let summary = format!("tessera: {updated} ref(s) updated in {}\n", self.path);
+                messages.extend(receive::progress(self.req, &summary));
+            }
+            return Ok((Ok(ingested), results));
+        }
+        unreachable!("the second attempt returns")
+    }
+
+    /// A push to a monorepo directory: the objects go to the monorepo's
+    /// store, and each accepted branch update opens (or updates) a merge
+    /// request; `main` itself does not move.
+    async fn to_directory(
+        &self,
+        root: &Repo,
+        dir: &str,
+        host: &str,
+        messages: &mut Vec<u8>,
+    ) -> Result<(Result<Ingested, String>, Results), HttpError> {
+        let state = self.state;
+        // Commands no merge request can come of are refused before the
+        // pack is stored: no ref would ever reach it.
+        let verdicts: Vec<Result<ObjectId, String>> =
+            self.req.commands.iter().map(|c| mr_command(dir, &c.name, c.new)).collect();
+        if verdicts.iter().all(Result::is_err) {
+            let results =
+                self.req.commands.iter().zip(verdicts).map(|(c, v)| (c.name.clone(), v.map(|_| ()))).collect();
+            return Ok((Ok(Ingested::default()), results));
+        }
+        let snapshot = repos::snapshot(state, root.id).await?;
+        let ingested = if self.has_pack {
+            failpoint("receive-ingest");
+            match ingest::ingest(&state.store, root.id, &snapshot, self.spooled.to_path_buf(), &state.ingest).await {
+                Ok(ingested) => ingested,
+                Err(e) => return Ok((Err(self.refused(e)), unpacker_error(self.req))),
+            }
+        } else {
+            Ingested::default()
+        };
+        failpoint("receive-ref-update");
+        let results = open_merge_requests(state, self.req, dir, self.who, host, messages).await;
+        Ok((Ok(ingested), results))
+    }
+}
+
+/// The branch a repository created by this push names as HEAD: `main` or
+/// `master` if pushed, else the first branch pushed.
+fn default_head(verdicts: &[(String, Result<RefUpdate, String>)]) -> String {
+    let pushed: Vec<&str> = verdicts
+        .iter()
+        .filter(|(name, v)| name.starts_with("refs/heads/") && v.as_ref().is_ok_and(|u| u.new.is_some()))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    ["refs/heads/main", "refs/heads/master"]
+        .into_iter()
+        .find(|n| pushed.contains(n))
+        .or_else(|| pushed.first().copied())
+        .unwrap_or("refs/heads/main")
+        .to_string()
+}
+
+/// Checks each command against the pushed objects and `snapshot`: a valid
+/// name, named once, pointing at an object of the right kind that exists.
+fn check_commands(
+    kind: RepoKind,
+    req: &receive::PushRequest,
+    ingested: &Ingested,
+    snapshot: &Snapshot,
+    tags: Result<(), &str>,
+) -> Vec<(String, Result<RefUpdate, String>)> {
+    let kind_of =
+        |id: &ObjectId| ingested.kinds.get(id).copied().or_else(|| snapshot.index.objects.get(id).map(|l| l.kind));
+    let mut seen = HashSet::new();
+    req.commands
+        .iter()
+        .map(|c| {
+            let verdict = (|| {
+                if !receive::valid_ref_name(&c.name) {
+                    return Err("invalid ref name".to_string());
+                }
+                if kind == RepoKind::Mono && !c.name.starts_with("refs/tags/") {
+                    return Err(
+                        "the monorepo root's branches move only by merge requests; push tags here, or push to a directory"
+                            .to_string(),
+                    );
+                }
+                if let (true, Err(path)) = (c.name.starts_with("refs/tags/"), tags) {
+                    return Err(format!("pushing tags to {path} needs maintain access"));
+                }
+                if !seen.insert(c.name.clone()) {
+                    return Err("ref named twice in one push".to_string());
+                }
+                let mut peeled = None;
+                if let Some(new) = c.new {
+                    let kind = kind_of(&new).ok_or("missing necessary objects")?;
+                    if c.name.starts_with("refs/heads/") && kind != Kind::Commit {
+                        return Err("non-commit object on a branch".to_string());
+                    }
+                    if kind == Kind::Tag {
+                        peeled = Some(peel(snapshot, ingested, new)?);
+                    }
+                }
+                Ok(RefUpdate { name: c.name.clone(), old: c.old, new: c.new, peeled })
+            })();
+            (c.name.clone(), verdict)
+        })
+        .collect()
+}
+
+/// A push to a monorepo directory: each accepted branch update opens (or
+/// updates) a merge request; `main` itself does not move.
+async fn open_merge_requests(
+    state: &State,
+    req: &receive::PushRequest,
+    dir: &str,
+    who: &str,
+    host: &str,
+    messages: &mut Vec<u8>,
+) -> Vec<(String, Result<(), String>)> {
+    let mono = Monorepo::new(&state.store, &state.snapshots);
+    let mut results = Vec::new();
+    for c in &req.commands {
+        let result = match mr_command(dir, &c.name, c.new) {
+            Err(reason) => Err(reason),
+            Ok(new) => match mono.open_mr(dir, &c.name, new, who).await {
+                Ok((mr, created)) => {
+                    let verb = if created { "opened" } else { "updated" };
+                    let text = format!(
+                        "tessera: merge request !{} {verb} for {dir}: http://{host}/api/v1/mr/{}\ntessera: {} stays where it is until the merge request is merged\n",
+                        mr.id, mr.id, c.name
+                    );
+                    messages.extend(receive::message(req, &text));
+                    Ok(())
+                }
+                Err(tessera_repo::Error::Refused(reason)) => Err(reason),
+                Err(e) => {
+                    tracing::error!("opening a merge request for {dir}: {e}");
+                    Err("internal error opening the merge request".to_string())
+                }
+            },
+        };
+        results.push((c.name.clone(), result));
+    }
+    results
+}
+
+/// The commit a push command to monorepo directory `dir` proposes, or why
+/// it cannot open a merge request.
+fn mr_command(dir: &str, name: &str, new: Option<ObjectId>) -> Result<ObjectId, String> {
+    let for_main = name == tessera_repo::monorepo::MAIN || name.starts_with("refs/for/");
+    match (new, for_main) {
+        (_, false) => Err(format!("only main (or refs/for/main) can be pushed to monorepo directory {dir}")),
+        (None, true) => Err("monorepo directories cannot be deleted by a push".to_string()),
+        (Some(new), true) => Ok(new),
+    }
+}
+
+/// After a push to an import repository moved its default branch, mounts
+/// the new tree in the monorepo root.
+async fn sync_import(
+    state: &State,
+    repo: &Repo,
+    results: &[(String, Result<(), String>)],
+    ingested: &Ingested,
+    req: &receive::PushRequest,
+    messages: &mut Vec<u8>,
+) {
+    let Ok(Some(repo)) = state.store.repo_by_path(&repo.path).await else { return };
+    let moved = results.iter().any(|(name, r)| r.is_ok() && *name == repo.head);
+    if !moved {
+        return;
+    }
+    let Ok(refs) = state.store.list_refs(repo.id).await else { return };
+    let Some(head) = refs.iter().find(|r| r.name == repo.head).map(|r| r.target) else { return };
+    let mono = Monorepo::new(&state.store, &state.snapshots);
+    match mono.sync_import(&repo, ingested.pack_id, head).await {
+        Ok(root) => messages.extend(receive::message(
+            req,
+            &format!("tessera: monorepo root {root} now holds {} at {head}\n", repo.path),
+        )),
+        Err(e) => tracing::error!("syncing {} into the monorepo: {e}", repo.path),
+    }
+}
+
+/// Points HEAD at a pushed branch when the one it names does not exist.
+async fn fix_head(
+    state: &State,
+    repo: &Repo,
+    results: &[(String, Result<(), String>)],
+    req: &receive::PushRequest,
+) -> Result<(), HttpError> {
+    let refs = state.store.list_refs(repo.id).await?;
+    if refs.iter().any(|r| r.name == repo.head) {
+        return Ok(());
+    }
+    let pushed: Vec<&str> = results
+        .iter()
+        .filter(|(name, r)| {
+            r.is_ok()
+                && name.starts_with("refs/heads/")
+                && req.commands.iter().any(|c| &c.name == name && c.new.is_some())
+        })
+        .map(|(name, _)| name.as_str())
+        .collect();
+    let choice = ["refs/heads/main", "refs/heads/master"]
+        .into_iter()
+        .find(|n| pushed.contains(n))
+        .or_else(|| pushed.first().copied())
+        .or_else(|| refs.iter().map(|r| r.name.as_str()).find(|n| n.starts_with("refs/heads/")));
+    if let Some(head) = choice {
+        state.store.set_head(repo.id, head).await?;
+    }
+    Ok(())
+}
+
+/// Follows a tag chain to the first non-tag object.
+fn peel(snapshot: &Snapshot, ingested: &Ingested, mut id: ObjectId) -> Result<ObjectId, String> {
+    let odb = snapshot.odb();
+    for _ in 0..64 {
+        let target = match ingested.tag_targets.get(&id) {
+            Some(t) => *t,
+            None => match odb.read(&id) {
+                Ok((Kind::Tag, data)) => upload::tag_target(&data).ok_or("malformed tag")?,
+                Ok(_) => return Ok(id),
+                Err(_) => return Err("missing necessary objects".into()),
+            },
+        };
+        let target_kind =
+            ingested.kinds.get(&target).copied().or_else(|| snapshot.index.objects.get(&target).map(|l| l.kind));
+        match target_kind {
+            Some(Kind::Tag) => id = target,
+            Some(_) => return Ok(target),
+            None => return Err("missing necessary objects".into()),
+        }
+    }
+    Err("tag chain too deep".into())
+}

@@ -1,0 +1,183 @@
+//! Configuration: flags, then `TESSERA_*` environment variables, then
+//! `tessera.toml`, then defaults. Every key of the file can be set in the
+//! environment as `TESSERA_<KEY>` (upper case); lists are comma-separated,
+//! and `fsck` takes `id=severity` pairs.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+use tessera_server::Config;
+use tessera_store::Dialect;
+
+use crate::ServerArgs;
+
+/// `tessera.toml`; every key is optional.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    data_dir: Option<PathBuf>,
+    listen: Option<String>,
+    database: Option<String>,
+    import_roots: Option<Vec<String>>,
+    require_token_for_reads: Option<bool>,
+    packs_in_database: Option<bool>,
+    max_push_bytes: Option<u64>,
+    max_clone_objects: Option<u64>,
+    max_object_bytes: Option<u64>,
+    max_db_connections: Option<u32>,
+    request_timeout_secs: Option<u64>,
+    /// fsck severities per C git message id, as `receive.fsck.<id>`.
+    fsck: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// Keys whose environment value is a comma-separated list.
+const LIST_KEYS: &[&str] = &["import_roots"];
+/// Keys whose environment value is comma-separated `key=value` pairs.
+const MAP_KEYS: &[&str] = &["fsck"];
+
+/// The keys of `tessera.toml`, read off [`FileConfig`] itself so that a
+/// new key cannot miss its environment variable.
+pub fn keys() -> &'static [&'static str] {
+    struct Fields(Option<&'static [&'static str]>);
+    #[derive(Debug)]
+    struct Stop;
+    impl std::fmt::Display for Stop {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("stop")
+        }
+    }
+    impl std::error::Error for Stop {}
+    impl serde::de::Error for Stop {
+        fn custom<T: std::fmt::Display>(_: T) -> Self {
+            Stop
+        }
+    }
+    impl<'de> serde::Deserializer<'de> for &mut Fields {
+        type Error = Stop;
+        fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
+            Err(Stop)
+        }
+        fn deserialize_struct<V: serde::de::Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Stop> {
+            self.0 = Some(fields);
+            Err(Stop)
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
+            unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
+        }
+    }
+    let mut fields = Fields(None);
+    let _ = FileConfig::deserialize(&mut fields);
+    fields.0.unwrap_or(&[])
+}
+
+/// The environment variable of `key`.
+pub fn env_name(key: &str) -> String {
+    format!("TESSERA_{}", key.to_uppercase())
+}
+
+/// A value from the environment, as TOML: lists and maps by their key,
+/// booleans and integers as such, anything else a string.
+fn env_value(key: &str, raw: &str) -> anyhow::Result<toml::Value> {
+    let items = || raw.split(',').map(str::trim).filter(|s| !s.is_empty());
+    if LIST_KEYS.contains(&key) {
+        return Ok(toml::Value::Array(items().map(|s| toml::Value::String(s.to_string())).collect()));
+    }
+    if MAP_KEYS.contains(&key) {
+        let mut table = toml::Table::new();
+        for item in items() {
+            let (k, v) =
+                item.split_once('=').with_context(|| format!("{}: {item:?} is not id=value", env_name(key)))?;
+            table.insert(k.trim().to_string(), toml::Value::String(v.trim().to_string()));
+        }
+        return Ok(toml::Value::Table(table));
+    }
+    Ok(match raw {
+        "true" => toml::Value::Boolean(true),
+        "false" => toml::Value::Boolean(false),
+        _ => match raw.parse::<i64>() {
+            Ok(n) => toml::Value::Integer(n),
+            Err(_) => toml::Value::String(raw.to_string()),
+        },
+    })
+}
+
+pub fn load(args: &ServerArgs) -> anyhow::Result<Config> {
+    let (path, required) = match &args.config {
+        Some(p) => (p.clone(), true),
+        None => (PathBuf::from("tessera.toml"), false),
+    };
+    let mut table: toml::Table = match std::fs::read_to_string(&path) {
+        Ok(text) => toml::from_str(&text).with_context(|| format!("reading {}", path.display()))?,
+        Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => toml::Table::new(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    for key in keys() {
+        if let Ok(raw) = std::env::var(env_name(key)) {
+            table.insert(key.to_string(), env_value(key, &raw)?);
+        }
+    }
+    let file: FileConfig = toml::Table::try_into(table)
+        .with_context(|| format!("configuration from {} and TESSERA_* variables", path.display()))?;
+    let data_dir = args.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from("tessera-data"));
+    let mut config = Config::with_data_dir(data_dir);
+    if let Some(listen) = args.listen.clone().or(file.listen) {
+        config.listen = listen;
+    }
+    if let Some(db) = args.database.clone().or(file.database) {
+        Dialect::from_url(&db)
+            .with_context(|| format!("database URL {db:?} must start with sqlite://, postgres:// or mysql://"))?;
+        config.database = db;
+    }
+    if let Some(roots) = file.import_roots {
+        if roots.iter().any(|r| !r.starts_with('/') || r == "/") {
+            bail!("import_roots must be paths below / such as /import");
+        }
+        config.import_roots = roots;
+    }
+    config.require_token_for_reads = file.require_token_for_reads.unwrap_or(false);
+    config.packs_in_database = file.packs_in_database.unwrap_or(false);
+    if let Some(max) = file.max_push_bytes {
+        config.max_push_bytes = max;
+    }
+    config.max_clone_objects = file.max_clone_objects;
+    if let Some(max) = file.max_object_bytes {
+        config.max_object_bytes = max;
+    }
+    config.max_db_connections = file.max_db_connections;
+    if let Some(secs) = file.request_timeout_secs {
+        if secs == 0 {
+            bail!("request_timeout_secs must be at least 1");
+        }
+        config.request_timeout_secs = secs;
+    }
+    config.fsck = file.fsck.unwrap_or_default().into_iter().collect();
+    Ok(config)
+}
+
+/// The effective configuration, one `key = value` per line (what
+/// `tessera config show` prints).
+pub fn show(config: &Config) -> String {
+    let mut out = String::new();
+    let mut line = |k: &str, v: String| out.push_str(&format!("{k} = {v}\n"));
+    line("data_dir", format!("{:?}", config.data_dir.display().to_string()));
+    line("listen", format!("{:?}", config.listen));
+    line("database", format!("{:?}", config.database));
+    line("import_roots", format!("{:?}", config.import_roots));
+    line("require_token_for_reads", config.require_token_for_reads.to_string());
+    line("packs_in_database", config.packs_in_database.to_string());
+    line("max_push_bytes", config.max_push_bytes.to_string());
+    line("max_clone_objects", config.max_clone_objects.map_or("none".into(), |n| n.to_string()));
+    line("max_object_bytes", config.max_object_bytes.to_string());
+    line("max_db_connections", config.max_db_connections.map_or("none".into(), |n| n.to_string()));
+    line("request_timeout_secs", config.request_timeout_secs.to_string());
+    let fsck: Vec<String> = config.fsck.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    line("fsck", format!("{:?}", fsck.join(",")));
+    out
+}
