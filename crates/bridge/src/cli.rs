@@ -36,6 +36,11 @@ pub struct SyncArgs {
     pub on_conflict: String,
     #[arg(long)]
     pub branch: Option<String>,
+    /// Create a missing local repository bare (no work tree). By default a
+    /// local repository has a work tree that each sync brings to the new
+    /// commit.
+    #[arg(long)]
+    pub bare: bool,
 }
 
 #[derive(Args)]
@@ -69,6 +74,11 @@ pub struct ExportArgs {
     /// run adds only new Dolt commits.
     #[arg(long)]
     pub history: bool,
+    /// Create a missing local repository bare (no work tree). By default a
+    /// local repository has a work tree, brought to the new commit with its
+    /// index (an export refuses to run over uncommitted changes there).
+    #[arg(long)]
+    pub bare: bool,
 }
 
 #[derive(Args)]
@@ -117,6 +127,28 @@ pub fn parse_size(s: &str) -> Result<u64, Error> {
     Ok(n * mult)
 }
 
+/// Opens `<REPO>` for writing: `--bare` creates a missing local
+/// repository without a work tree.
+fn open_for_writing(repo: &str, bare: bool) -> Result<crate::git::Target, Error> {
+    let target = crate::git::open_target(repo, true)?;
+    if bare {
+        if target.remote.is_some() {
+            return Err(Error::Unsupported("--bare applies to a local repository path, not a URL".into()));
+        }
+        crate::git::ensure_bare_repo(&target.path)?;
+    }
+    Ok(target)
+}
+
+/// How the sync state names a repository: its URL without credentials, or
+/// its canonical path, so that an export and a later sync agree.
+fn repo_id(target: &crate::git::Target, repo: &str) -> String {
+    match &target.remote {
+        Some(url) => crate::git::redact_url(url),
+        None => std::fs::canonicalize(repo).map(|p| p.display().to_string()).unwrap_or_else(|_| repo.to_string()),
+    }
+}
+
 fn run_inner(cmd: Command) -> Result<ExitCode, Error> {
     match cmd {
         Command::Export(a) => {
@@ -133,7 +165,7 @@ fn run_inner(cmd: Command) -> Result<ExitCode, Error> {
                 branch: a.branch,
                 message: a.message,
             };
-            let target = crate::git::open_target(&a.repo, true)?;
+            let target = open_for_writing(&a.repo, a.bare)?;
             if a.history {
                 let report = crate::history::export_history(&a.database, &target.path, &opts)?;
                 for (branch, _) in &report.branches {
@@ -147,12 +179,19 @@ fn run_inner(cmd: Command) -> Result<ExitCode, Error> {
                 return Ok(ExitCode::SUCCESS);
             }
             let report = ops::export(&a.database, &target.path, &opts)?;
-            if target.remote.is_some() {
-                let branch = match &opts.branch {
-                    Some(b) => b.clone(),
-                    None => crate::git::default_branch(&target.path)?,
-                };
-                crate::git::push(&target, &branch)?;
+            let branch = match &opts.branch {
+                Some(b) => b.clone(),
+                None => crate::git::default_branch(&target.path)?,
+            };
+            crate::git::push(&target, &branch)?;
+            // The commit is the database as it was read: the base of the
+            // next sync, which would otherwise see every later change on
+            // either side as a conflict. A database tessera may not write
+            // to (a replica, a read-only role) is still exported.
+            if let Some(commit) = &report.commit {
+                if let Err(e) = crate::sync::record_base(&a.database, &repo_id(&target, &a.repo), &branch, commit) {
+                    eprintln!("warning: the export was not recorded as the base of a later sync: {e}");
+                }
             }
             for (table, rows, chunks) in report.tables {
                 println!("{table}: {rows} rows in {chunks} chunk(s)");
@@ -190,13 +229,9 @@ fn run_inner(cmd: Command) -> Result<ExitCode, Error> {
         }
         Command::Sync(a) => {
             use crate::sync::{Direction, OnConflict, SyncOptions};
-            let target = crate::git::open_target(&a.repo, true)?;
-            let repo_id = match &target.remote {
-                Some(url) => crate::git::redact_url(url),
-                None => {
-                    std::fs::canonicalize(&a.repo).map(|p| p.display().to_string()).unwrap_or_else(|_| a.repo.clone())
-                }
-            };
+            let target = open_for_writing(&a.repo, a.bare)?;
+            crate::git::ensure_repo(&target.path)?;
+            let repo_id = repo_id(&target, &a.repo);
             let opts = SyncOptions {
                 direction: if a.push_only {
                     Direction::PushOnly
@@ -246,9 +281,14 @@ fn run_inner(cmd: Command) -> Result<ExitCode, Error> {
                         None => {
                             println!("{}: missing from the database ({} rows in the repository)", d.table, d.repo_rows)
                         }
-                        Some(n) => {
-                            println!("{}: differs (database {n} rows, repository {} rows)", d.table, d.repo_rows)
-                        }
+                        Some(n) => match &d.first_difference {
+                            Some(first) => {
+                                println!("{}: {first} (database {n} rows, repository {} rows)", d.table, d.repo_rows)
+                            }
+                            None => {
+                                println!("{}: differs (database {n} rows, repository {} rows)", d.table, d.repo_rows)
+                            }
+                        },
                     }
                 }
             }

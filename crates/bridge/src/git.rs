@@ -35,6 +35,92 @@ pub fn ensure_repo(path: &Path) -> Result<(), Error> {
     run(cmd, "git init").map(|_| ())
 }
 
+/// Creates a bare repository at `path` if nothing is there yet; refuses a
+/// repository with a work tree (`--bare`).
+pub fn ensure_bare_repo(path: &Path) -> Result<(), Error> {
+    if path.join(".git").exists() {
+        return Err(Error::Unsupported(format!(
+            "--bare: {} is a repository with a work tree; export to it without --bare, or to a new path",
+            path.display()
+        )));
+    }
+    if path.join("HEAD").exists() {
+        return Ok(());
+    }
+    let mut cmd = Command::new("git");
+    cmd.args(["init", "-q", "--bare"]).arg(path);
+    run(cmd, "git init --bare").map(|_| ())
+}
+
+/// The branch `repo`'s work tree has checked out, if it has a work tree
+/// (`None` for a bare repository or a detached HEAD).
+fn checked_out(repo: &Path) -> Option<String> {
+    let bare = git(repo).args(["rev-parse", "--is-bare-repository"]).output().ok()?;
+    if String::from_utf8_lossy(&bare.stdout).trim() != "false" {
+        return None;
+    }
+    let head = git(repo).args(["symbolic-ref", "-q", "HEAD"]).output().ok()?;
+    head.status.success().then(|| String::from_utf8_lossy(&head.stdout).trim().to_string())
+}
+
+/// Refuses to write to `branch` when it is checked out in `repo`'s work
+/// tree and that work tree or its index holds changes (or files git does
+/// not track): the export moves the branch and then brings the work tree
+/// to it, which must not lose anyone's work.
+pub fn require_clean(repo: &Path, branch: &str) -> Result<(), Error> {
+    if checked_out(repo).as_deref() != Some(format!("refs/heads/{branch}").as_str()) {
+        return Ok(());
+    }
+    let mut c = git(repo);
+    c.args(["status", "--porcelain=v1", "-z", "--untracked-files=all"]);
+    let out = run(c, "checking the work tree")?;
+    let entries: Vec<&[u8]> = out.split(|b| *b == 0).filter(|e| e.len() > 3).collect();
+    // Exports before this version never checked files out: an empty index
+    // and no files, every tracked file "deleted". Nothing of anyone's is
+    // there, and the update after the export fills it in.
+    if entries.is_empty() || (index_is_empty(repo)? && entries.iter().all(|e| e.starts_with(b"D  "))) {
+        return Ok(());
+    }
+    let changed: Vec<String> = entries.iter().map(|e| String::from_utf8_lossy(&e[3..]).into_owned()).collect();
+    let shown: Vec<&str> = changed.iter().take(5).map(String::as_str).collect();
+    let more = if changed.len() > 5 { format!(" and {} more", changed.len() - 5) } else { String::new() };
+    Err(Error::Unsupported(format!(
+        "{} has changes in its work tree ({}{more}); commit, stash or remove them first \
+         (tessera updates the work tree to the commit it writes; a work tree an older tessera \
+         left behind comes back to the branch with `git reset --hard`)",
+        repo.display(),
+        shown.join(", ")
+    )))
+}
+
+/// Whether `repo`'s index has no entries.
+fn index_is_empty(repo: &Path) -> Result<bool, Error> {
+    let mut c = git(repo);
+    c.args(["ls-files", "--cached", "-z"]);
+    Ok(run(c, "reading the index")?.is_empty())
+}
+
+/// Brings `repo`'s index and work tree from `old` to `new` when the branch
+/// that moved (`refname`) is the one checked out there, so `git status`
+/// stays clean after an export or a sync. A bare repository has nothing to
+/// update.
+fn update_work_tree(repo: &Path, refname: &str, old: Option<&str>, new: &str) -> Result<(), Error> {
+    if checked_out(repo).as_deref() != Some(refname) {
+        return Ok(());
+    }
+    let mut c = git(repo);
+    if index_is_empty(repo)? {
+        // Nothing checked out yet (a new repository, or one an older
+        // tessera wrote without a work tree; require_clean saw no files).
+        c.args(["read-tree", "--reset", "-u", new]);
+    } else {
+        c.args(["read-tree", "-m", "-u"]);
+        c.args(old);
+        c.arg(new);
+    }
+    run(c, &format!("updating the work tree of {} to {new}", repo.display())).map(|_| ())
+}
+
 /// The branch HEAD names (the repository's default branch).
 pub fn default_branch(repo: &Path) -> Result<String, Error> {
     let mut cmd = git(repo);
@@ -190,6 +276,7 @@ impl CommitWriter {
         let mut c = git(&self.repo);
         c.args(["update-ref", "-m", "tessera data export", &self.refname, &commit.to_string(), &old]);
         run(c, &format!("moving {} (did someone else write to it meanwhile?)", self.refname))?;
+        update_work_tree(&self.repo, &self.refname, self.parent.as_deref(), &commit.to_string())?;
         Ok(Some(commit.to_string()))
     }
 
@@ -392,9 +479,12 @@ pub fn branches(repo: &Path) -> Result<Vec<(String, String)>, Error> {
 
 /// Points `branch` at `commit`.
 pub fn set_branch(repo: &Path, branch: &str, commit: &str) -> Result<(), Error> {
+    let refname = format!("refs/heads/{branch}");
+    let old = resolve(repo, &refname);
     let mut c = git(repo);
-    c.args(["update-ref", "-m", "tessera data export --history", &format!("refs/heads/{branch}"), commit]);
-    run(c, &format!("moving {branch}")).map(|_| ())
+    c.args(["update-ref", "-m", "tessera data export --history", &refname, commit]);
+    run(c, &format!("moving {branch}"))?;
+    update_work_tree(repo, &refname, old.as_deref(), commit)
 }
 
 /// The tree id of a commit.
@@ -493,11 +583,27 @@ pub fn open_target(repo: &str, may_create: bool) -> Result<Target, Error> {
     let path = cache_root().join("repos").join(format!("{key}.git"));
     let shown = redact_url(&url);
     if path.join("HEAD").exists() {
-        run_remote(&url, &format!("fetching {shown}"), &|| {
+        let fetched = run_remote_classified(&url, &format!("fetching {shown}"), &|| {
             let mut cmd = remote_git(&url, Some(&path));
             cmd.args(["fetch", "--quiet", "--prune", &url, "+refs/heads/*:refs/heads/*"]);
             cmd
-        })?;
+        });
+        match fetched {
+            Ok(_) => {}
+            // The remote answered that it has no such repository (a new
+            // import path an earlier export failed to push to, on a
+            // credential say): the cache must not keep that export's
+            // commits as if the remote had them, so it starts empty again,
+            // as a fresh clone would.
+            Err((Failure::Other, _)) if may_create => {
+                for (branch, _) in branches(&path)? {
+                    let mut c = git(&path);
+                    c.args(["update-ref", "-d", &format!("refs/heads/{branch}")]);
+                    run(c, "emptying the cache")?;
+                }
+            }
+            Err((_, e)) => return Err(e),
+        }
     } else {
         std::fs::create_dir_all(path.parent().expect("cache path has a parent"))
             .map_err(|e| Error::Git(format!("creating the cache: {e}")))?;

@@ -180,6 +180,10 @@ pub fn export_history(database: &str, repo: &Path, opts: &ExportOptions) -> Resu
         )));
     }
     git::ensure_repo(repo)?;
+    // The branch checked out in a work tree may move: it must be clean.
+    if let Ok(checked_out) = git::default_branch(repo) {
+        git::require_clean(repo, &checked_out)?;
+    }
     let mut db = Doltlite::open(database, false)?;
     let (branches, commits) = dolt_graph(&db)?;
     let heads: Vec<String> = branches.iter().map(|(_, h)| h.clone()).collect();

@@ -246,13 +246,20 @@ pub struct TableMeta {
     pub chunks: Vec<ChunkMeta>,
 }
 
-/// `datapackage.json`: one Frictionless resource per table.
+/// `datapackage.json`: one Frictionless resource per table, valid under
+/// the `tabular-data-package` profile of Frictionless v5 (each resource a
+/// `tabular-data-resource`). Gzip chunks are declared with the
+/// `compression` property of the specification's compressed-resources
+/// pattern. Zstd is outside what Frictionless reads (see the crate
+/// README).
 pub fn datapackage(tables: &[TableMeta]) -> serde_json::Value {
     let resources: Vec<serde_json::Value> = tables
         .iter()
         .map(|t| {
-            serde_json::json!({
-                "name": t.name.to_lowercase(),
+            let gzip = t.chunks.first().is_some_and(|c| c.file.ends_with(".gz"));
+            let mut resource = serde_json::json!({
+                "profile": "tabular-data-resource",
+                "name": resource_name(&t.name),
                 "path": t.chunks.iter().map(|c| c.file.clone()).collect::<Vec<_>>(),
                 "format": "csv",
                 "mediatype": "text/csv",
@@ -260,22 +267,52 @@ pub fn datapackage(tables: &[TableMeta]) -> serde_json::Value {
                 "bytes": t.chunks.iter().map(|c| c.bytes).sum::<u64>(),
                 "dialect": { "delimiter": ",", "lineTerminator": "\n", "quoteChar": "\"", "doubleQuote": true, "header": true },
                 "schema": {
-                    "fields": t.columns.iter().map(|c| serde_json::json!({
-                        "name": c.name,
-                        "type": c.affinity.frictionless(),
-                        "constraints": { "required": c.not_null },
-                    })).collect::<Vec<_>>(),
+                    "fields": t.columns.iter().map(|c| {
+                        let mut field = serde_json::json!({
+                            "name": c.name,
+                            "type": c.affinity.frictionless(),
+                            "constraints": { "required": c.not_null },
+                        });
+                        // A NOT NULL column holds no NULL: an empty field
+                        // there is the empty string, and says so.
+                        if c.not_null {
+                            field["missingValues"] = serde_json::json!([]);
+                        }
+                        field
+                    }).collect::<Vec<_>>(),
                     "primaryKey": t.primary_key,
                     "foreignKeys": t.foreign_keys.iter().map(|f| serde_json::json!({
                         "fields": f.columns,
-                        "reference": { "resource": f.ref_table.to_lowercase(), "fields": f.ref_columns },
+                        "reference": { "resource": resource_name(&f.ref_table), "fields": f.ref_columns },
                     })).collect::<Vec<_>>(),
                     "missingValues": [""],
                 },
-            })
+            });
+            if gzip {
+                resource["compression"] = "gz".into();
+            }
+            // Frictionless counts the bytes it reads: after decompression,
+            // and without the header line of every part after the first.
+            // Only one uncompressed file has a `bytes` both agree on.
+            if gzip || t.chunks.len() > 1 {
+                if let Some(fields) = resource.as_object_mut() {
+                    fields.remove("bytes");
+                }
+            }
+            resource
         })
         .collect();
     serde_json::json!({ "profile": "tabular-data-package", "resources": resources })
+}
+
+/// A table's name as a Frictionless resource name (lowercase letters,
+/// digits, `-`, `_`, `.`): other characters become `_`.
+fn resource_name(table: &str) -> String {
+    table
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.') { c } else { '_' })
+        .collect()
 }
 
 pub fn readme(manifest: &Manifest, tables: &[TableMeta]) -> String {

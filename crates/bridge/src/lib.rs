@@ -11,8 +11,9 @@
 //!
 //! Engines: SQLite (rusqlite), PostgreSQL (COPY in CSV format through sqlx),
 //! MySQL/MariaDB (text casts and batched inserts through sqlx) and Dolt in
-//! doltlite files (libdoltlite.so loaded at run time). Imports go into the
-//! engine an export came from, or into SQLite from PostgreSQL or MySQL.
+//! doltlite files (libdoltlite.so loaded at run time). Imports go into any
+//! of them: the engine an export came from exactly, the others through the
+//! type table of `mapping`, every approximation reported.
 // `unsafe` only in `doltlite`, which calls a C library loaded at run time.
 #![deny(unsafe_code)]
 

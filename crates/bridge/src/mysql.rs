@@ -78,7 +78,33 @@ impl Mysql {
         Ok(Mysql { rt, conn })
     }
 
-    fn table_exists(&mut self, table: &str) -> Result<bool, Error> {
+    /// Runs one statement (no parameters).
+    pub(crate) fn execute(&mut self, sql: &str) -> Result<(), sqlx::Error> {
+        let Mysql { rt, conn } = self;
+        rt.block_on(sqlx::raw_sql(sql).execute(&mut *conn)).map(|_| ())
+    }
+
+    /// Runs one statement with `values` bound (MySQL converts them to the
+    /// columns' types, strictly); the database's message on failure.
+    pub(crate) fn insert_values(&mut self, sql: &str, values: &[crate::value::Value]) -> Result<(), String> {
+        use crate::value::Value;
+        let Mysql { rt, conn } = self;
+        let mut q = sqlx::query(sql);
+        for v in values {
+            q = match v {
+                Value::Null => q.bind(Option::<String>::None),
+                Value::Integer(i) => q.bind(*i),
+                Value::Real(f) => q.bind(*f),
+                Value::Text(t) => q.bind(t.as_str()),
+                Value::Blob(b) => q.bind(b.as_slice()),
+            };
+        }
+        rt.block_on(q.execute(&mut *conn))
+            .map(|_| ())
+            .map_err(|e| e.as_database_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string()))
+    }
+
+    pub(crate) fn table_exists(&mut self, table: &str) -> Result<bool, Error> {
         let Mysql { rt, conn } = self;
         let row = rt
             .block_on(
@@ -329,6 +355,10 @@ pub fn import(
     let metas = crate::ops::table_metas(repo, rev, names)?;
     let mut report = crate::ops::ImportReport::default();
     let progress = quote(IMPORT_PROGRESS);
+    // Chunks stream through LOAD DATA LOCAL INFILE on a second connection
+    // where the server allows it (`TESSERA_MYSQL_INSERT=1` turns it off).
+    let mut infile =
+        if std::env::var("TESSERA_MYSQL_INSERT").is_ok_and(|v| v == "1") { None } else { Infile::connect(database) };
     let Mysql { rt, conn } = &mut my;
     let exec = |conn: &mut MySqlConnection, sql: &str| rt.block_on(conn.execute(sql)).map(|_| ()).map_err(db);
     exec(conn, "SET FOREIGN_KEY_CHECKS = 0")?;
@@ -368,7 +398,27 @@ pub fn import(
                 report.resumed.push((name.clone(), done));
             }
             let mut total: u64 = meta.chunks[..done].iter().map(|c| c.rows).sum();
+            // The next chunk is read from git while one loads.
+            let fetcher = |i: usize| {
+                let (repo, rev, chunk, limit) =
+                    (repo.to_path_buf(), rev.to_string(), meta.chunks[i].clone(), meta.chunk_limit);
+                std::thread::spawn(move || fetch(repo, rev, chunk, limit))
+            };
+            let mut ahead = None;
             for (i, blob) in blobs.iter().enumerate().skip(done) {
+                if let Some(infile) = infile.as_mut() {
+                    let fetched = ahead.take().unwrap_or_else(|| fetcher(i));
+                    if i + 1 < blobs.len() {
+                        ahead = Some(fetcher(i + 1));
+                    }
+                    let fetched =
+                        fetched.join().map_err(|_| Error::Database("a chunk reader thread panicked".into()))??;
+                    if let Some(rows) = infile.load_chunk(meta, i, blob, fetched, &mut report.edited_chunks)? {
+                        total += rows;
+                        report.bulk_loaded_chunks += 1;
+                        continue;
+                    }
+                }
                 let mut tx = rt.block_on(conn.begin()).map_err(db)?;
                 total += load_chunk(rt, &mut tx, repo, rev, meta, i, &mut report.edited_chunks)?;
                 let mark = format!("INSERT INTO {progress} (tbl, position, `blob`) VALUES (?, ?, ?)");
@@ -534,4 +584,217 @@ async fn insert(
         }
     }
     Err(Error::Database(format!("a batch of {} failed to insert but every row alone succeeded", meta.name)))
+}
+
+/// The second connection a resumable import loads chunks on: `LOAD DATA
+/// LOCAL INFILE`, streamed from each chunk through the `mysql` driver's
+/// local-infile handler (sqlx has none), with the chunk's progress record
+/// in the same transaction. A chunk LOAD DATA does not take whole (a value
+/// MySQL converts with a warning, a duplicate key: LOCAL makes those
+/// warnings, not errors) is rolled back and loaded again by INSERT, which
+/// names the file and line.
+struct Infile {
+    conn: mysql::Conn,
+}
+
+/// What the handler hands back from inside the driver.
+#[derive(Default)]
+struct Feed {
+    rows: u64,
+    error: Option<Error>,
+}
+
+impl Infile {
+    /// `None` when the server refuses LOCAL INFILE, or this driver cannot
+    /// connect as sqlx did (e.g. a URL option it does not know): imports
+    /// then insert rows.
+    fn connect(url: &str) -> Option<Infile> {
+        use mysql::prelude::Queryable;
+        let url = url.replacen("mariadb://", "mysql://", 1);
+        let opened = mysql::Opts::from_url(&url).map_err(|e| e.to_string()).and_then(|opts| {
+            let mut conn = mysql::Conn::new(opts).map_err(|e| e.to_string())?;
+            let allowed: Option<i64> = conn.query_first("SELECT @@local_infile").map_err(|e| e.to_string())?;
+            if allowed != Some(1) {
+                return Err("the server has local_infile off".into());
+            }
+            // The session of `Mysql::connect`: UTC, utf8mb4, 0 kept in
+            // AUTO_INCREMENT columns, backslash escapes read; and no
+            // foreign-key checks while loading, as there.
+            conn.query_drop(
+                "SET time_zone = '+00:00', NAMES utf8mb4, FOREIGN_KEY_CHECKS = 0, \
+                 SESSION sql_mode = CONCAT(@@sql_mode, ',NO_AUTO_VALUE_ON_ZERO')",
+            )
+            .map_err(|e| e.to_string())?;
+            let mode: Option<String> = conn.query_first("SELECT @@SESSION.sql_mode").map_err(|e| e.to_string())?;
+            let mode = mode.unwrap_or_default();
+            let kept: Vec<&str> = mode
+                .split(',')
+                .filter(|m| !matches!(*m, "NO_BACKSLASH_ESCAPES" | "ANSI_QUOTES" | "ANSI" | ""))
+                .collect();
+            conn.exec_drop("SET SESSION sql_mode = ?", (kept.join(","),)).map_err(|e| e.to_string())?;
+            Ok(conn)
+        });
+        match opened {
+            Ok(conn) => Some(Infile { conn }),
+            Err(e) => {
+                tracing::warn!("MySQL import without LOAD DATA LOCAL INFILE (rows are inserted instead): {e}");
+                None
+            }
+        }
+    }
+
+    /// Loads chunk `i` of `meta`, whose stored bytes [`fetch`] read, and
+    /// records it in the progress table, in one transaction; `Ok(None)`
+    /// when LOAD DATA did not take every row cleanly (nothing is left of it
+    /// then).
+    fn load_chunk(
+        &mut self,
+        meta: &TableMeta,
+        i: usize,
+        blob: &str,
+        fetched: Fetched,
+        edited: &mut Vec<String>,
+    ) -> Result<Option<u64>, Error> {
+        use mysql::prelude::Queryable;
+        let feed = std::sync::Arc::new(std::sync::Mutex::new(Feed::default()));
+        let handler_feed = feed.clone();
+        let meta_owned = meta.clone();
+        let mut stored = Some((fetched.data, fetched.intact));
+        self.conn.set_local_infile_handler(Some(mysql::LocalInfileHandler::new(move |_, out| {
+            let mut feed = handler_feed.lock().map_err(|_| std::io::Error::other("a loader thread panicked"))?;
+            // The server asks once per LOAD DATA; a second request gets nothing.
+            let Some((data, intact)) = stored.take() else { return Ok(()) };
+            if let Err(e) = feed_chunk(&meta_owned, i, data, intact, out, &mut feed) {
+                let shown = e.to_string();
+                feed.error = Some(e);
+                return Err(std::io::Error::other(shown));
+            }
+            Ok(())
+        })));
+        let sql = load_statement(meta);
+        let mark = format!("INSERT INTO {} (tbl, position, `blob`) VALUES (?, ?, ?)", quote(IMPORT_PROGRESS));
+        let db = |e: mysql::Error| Error::Database(e.to_string());
+        self.conn.query_drop("START TRANSACTION").map_err(db)?;
+        let loaded = self.conn.query_drop(&sql);
+        let (affected, warnings) = (self.conn.affected_rows(), self.conn.warnings());
+        let mut feed =
+            std::mem::take(&mut *feed.lock().map_err(|_| Error::Database("a loader thread panicked".into()))?);
+        self.conn.set_local_infile_handler(None);
+        if let Some(e) = feed.error.take() {
+            let _ = self.conn.query_drop("ROLLBACK");
+            return Err(e);
+        }
+        if loaded.is_err() || warnings > 0 || affected != feed.rows {
+            self.conn.query_drop("ROLLBACK").map_err(db)?;
+            return Ok(None);
+        }
+        self.conn.exec_drop(&mark, (&meta.name, i as i64, blob)).map_err(db)?;
+        self.conn
+            .query_drop("COMMIT")
+            .map_err(|e| Error::Database(format!("committing a chunk of {}: {e}", meta.name)))?;
+        edited.extend(fetched.edited);
+        Ok(Some(feed.rows))
+    }
+}
+
+/// A chunk's stored bytes, read ahead of its load ([`fetch`]).
+struct Fetched {
+    data: Vec<u8>,
+    intact: bool,
+    /// The chunk, when it was edited in git (for the report).
+    edited: Vec<String>,
+}
+
+/// Reads chunk `i` of `meta` from git and checks it (`ops::load_chunk`),
+/// on a thread of its own while the previous chunk loads.
+fn fetch(repo: std::path::PathBuf, rev: String, chunk: crate::layout::ChunkMeta, limit: u64) -> Result<Fetched, Error> {
+    let mut edited = Vec::new();
+    let (data, intact) = crate::ops::load_chunk(&repo, &rev, &chunk, limit, &mut edited)?;
+    Ok(Fetched { data, intact, edited })
+}
+
+/// `LOAD DATA` of a table's rows as [`feed_chunk`] writes them: fields
+/// separated by tabs and escaped with `\`, NULL as `\N`; binary columns
+/// arrive as hex and BIT columns as unsigned integers, set through
+/// variables.
+fn load_statement(meta: &TableMeta) -> String {
+    let mut targets = Vec::new();
+    let mut sets = Vec::new();
+    for (n, col) in meta.columns.iter().enumerate() {
+        if col.binary {
+            targets.push(format!("@v{n}"));
+            sets.push(format!("{} = UNHEX(@v{n})", quote(&col.name)));
+        } else if is_bit(col) {
+            targets.push(format!("@v{n}"));
+            sets.push(format!("{} = CAST(@v{n} AS UNSIGNED)", quote(&col.name)));
+        } else {
+            targets.push(quote(&col.name));
+        }
+    }
+    let set = if sets.is_empty() { String::new() } else { format!(" SET {}", sets.join(", ")) };
+    format!(
+        "LOAD DATA LOCAL INFILE 'tessera-chunk' INTO TABLE {} CHARACTER SET utf8mb4 \
+         FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' ({}){set}",
+        quote(&meta.name),
+        targets.join(", ")
+    )
+}
+
+/// Writes the rows of chunk `i` (its stored bytes) to `out` in
+/// [`load_statement`]'s format, checking each as the INSERT path does
+/// (field count, binary and BIT values), and counts them.
+fn feed_chunk(
+    meta: &TableMeta,
+    i: usize,
+    data: Vec<u8>,
+    intact: bool,
+    out: &mut dyn std::io::Write,
+    feed: &mut Feed,
+) -> Result<(), Error> {
+    let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
+    let chunk = &meta.chunks[i];
+    let file = chunk.file.as_str();
+    crate::ops::chunk_cells(meta, chunk, data, intact, &mut |line, cells| {
+        let damaged = |reason: String| Error::Damaged { file: file.to_string(), line, reason };
+        for (n, (cell, col)) in cells.iter().zip(&meta.columns).enumerate() {
+            if n > 0 {
+                buf.push(b'\t');
+            }
+            let Some(text) = cell else {
+                buf.extend_from_slice(b"\\N");
+                continue;
+            };
+            if col.binary {
+                let digits = text
+                    .strip_prefix("\\x")
+                    .filter(|d| d.len() % 2 == 0 && d.bytes().all(|b| b.is_ascii_hexdigit()))
+                    .ok_or_else(|| damaged(format!("column {}: {text:?} is not \\x hex", col.name)))?;
+                buf.extend_from_slice(digits.as_bytes());
+            } else if is_bit(col) {
+                if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(damaged(format!("column {}: {text:?} is not a BIT value", col.name)));
+                }
+                buf.extend_from_slice(text.as_bytes());
+            } else {
+                for &b in text.as_bytes() {
+                    match b {
+                        b'\\' => buf.extend_from_slice(b"\\\\"),
+                        b'\t' => buf.extend_from_slice(b"\\t"),
+                        b'\n' => buf.extend_from_slice(b"\\n"),
+                        b'\r' => buf.extend_from_slice(b"\\r"),
+                        0 => buf.extend_from_slice(b"\\0"),
+                        other => buf.push(other),
+                    }
+                }
+            }
+        }
+        buf.push(b'\n');
+        feed.rows += 1;
+        if buf.len() >= 1 << 20 {
+            out.write_all(&buf).map_err(|e| Error::Database(format!("sending {file}: {e}")))?;
+            buf.clear();
+        }
+        Ok(())
+    })?;
+    out.write_all(&buf).map_err(|e| Error::Database(format!("sending a chunk of {}: {e}", meta.name)))
 }

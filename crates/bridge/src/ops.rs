@@ -827,6 +827,7 @@ fn export_inner(
         Some(b) => b.clone(),
         None => git::default_branch(repo)?,
     };
+    git::require_clean(repo, &branch)?;
     let rev = format!("refs/heads/{branch}");
     let previous_exists = git::resolve(repo, &rev).is_some();
     let mut names = source.tables()?;
@@ -1115,6 +1116,9 @@ pub struct ImportReport {
     pub approximations: Vec<String>,
     /// Tables whose first chunks an interrupted import had loaded, and how many.
     pub resumed: Vec<(String, usize)>,
+    /// Chunks loaded by the engine's bulk path (MySQL: LOAD DATA LOCAL
+    /// INFILE); the others were inserted row by row.
+    pub bulk_loaded_chunks: usize,
 }
 
 /// The metadata of `names`, and which of them the target already has
@@ -1291,6 +1295,45 @@ pub(crate) fn read_rows(
     read_chunks(repo, rev, meta, &meta.chunks, typed, edited, each)
 }
 
+/// The rows of one chunk as cells with their line numbers, from its stored
+/// bytes as [`load_chunk`] returned them: decompressed within the limit,
+/// the header and every row's field count checked, and for an intact
+/// chunk the row count against the metadata. Returns the rows.
+#[allow(clippy::type_complexity)]
+pub(crate) fn chunk_cells(
+    meta: &TableMeta,
+    chunk: &ChunkMeta,
+    data: Vec<u8>,
+    intact: bool,
+    each: &mut dyn FnMut(usize, &[Cell]) -> Result<(), Error>,
+) -> Result<u64, Error> {
+    let data = decompress(&chunk.file, data, decompress_limit(meta, chunk, intact))?;
+    let mut reader = csv::Reader::new(&data);
+    let damaged = |line: usize, reason: String| Error::Damaged { file: chunk.file.clone(), line, reason };
+    let header = reader.next_record().map_err(|e| damaged(1, e.to_string()))?.unwrap_or_default();
+    let names: Vec<Cell> = meta.columns.iter().map(|c| Some(c.name.clone())).collect();
+    if header != names {
+        return Err(damaged(1, "header does not name the table's columns".into()));
+    }
+    let mut rows = 0u64;
+    let mut cells = Vec::new();
+    loop {
+        let line = reader.line();
+        if !reader.next_into(&mut cells).map_err(|e| damaged(line, e.to_string()))? {
+            break;
+        }
+        if cells.len() != meta.columns.len() {
+            return Err(damaged(line, format!("{} fields, the table has {} columns", cells.len(), meta.columns.len())));
+        }
+        each(line, &cells)?;
+        rows += 1;
+    }
+    if intact && rows != chunk.rows {
+        return Err(damaged(0, format!("{rows} rows, the metadata of the same commit says {}", chunk.rows)));
+    }
+    Ok(rows)
+}
+
 /// [`read_rows`] of some of the table's chunks.
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
 pub(crate) fn read_chunks(
@@ -1305,53 +1348,28 @@ pub(crate) fn read_chunks(
     let mut total = 0;
     for chunk in chunks {
         let (data, intact) = load_chunk(repo, rev, chunk, meta.chunk_limit, edited)?;
-        let data = decompress(&chunk.file, data, decompress_limit(meta, chunk, intact))?;
-        let mut reader = csv::Reader::new(&data);
-        let damaged = |line: usize, reason: String| Error::Damaged { file: chunk.file.clone(), line, reason };
-        let header = reader.next_record().map_err(|e| damaged(1, e.to_string()))?.unwrap_or_default();
-        let names: Vec<Cell> = meta.columns.iter().map(|c| Some(c.name.clone())).collect();
-        if header != names {
-            return Err(damaged(1, "header does not name the table's columns".into()));
-        }
-        let mut rows = 0u64;
         let mut record = Vec::new();
-        let mut cells = Vec::new();
-        loop {
-            let line = reader.line();
-            if !reader.next_into(&mut cells).map_err(|e| damaged(line, e.to_string()))? {
-                break;
-            }
-            if cells.len() != meta.columns.len() {
-                return Err(damaged(
-                    line,
-                    format!("{} fields, the table has {} columns", cells.len(), meta.columns.len()),
-                ));
-            }
+        let rows = chunk_cells(meta, chunk, data, intact, &mut |line, cells| {
+            let damaged = |reason: String| Error::Damaged { file: chunk.file.clone(), line, reason };
             if !typed {
                 record.clear();
-                csv::write_record(&mut record, &cells);
-                each(&chunk.file, line, Vec::new(), &record)?;
-                rows += 1;
-                continue;
+                csv::write_record(&mut record, cells);
+                return each(&chunk.file, line, Vec::new(), &record);
             }
             let mut values = Vec::with_capacity(cells.len());
             for (cell, col) in cells.iter().zip(&meta.columns) {
-                let v = value::from_cell(cell, col.affinity)
-                    .map_err(|e| damaged(line, format!("column {}: {e}", col.name)))?;
+                let v =
+                    value::from_cell(cell, col.affinity).map_err(|e| damaged(format!("column {}: {e}", col.name)))?;
                 if v == Value::Null && col.not_null {
-                    return Err(damaged(line, format!("column {} is NOT NULL", col.name)));
+                    return Err(damaged(format!("column {} is NOT NULL", col.name)));
                 }
                 values.push(v);
             }
             record.clear();
             let canon: Vec<Cell> = values.iter().zip(&meta.columns).map(|(v, c)| v.to_cell(c.affinity)).collect();
             csv::write_record(&mut record, &canon);
-            each(&chunk.file, line, values, &record)?;
-            rows += 1;
-        }
-        if intact && rows != chunk.rows {
-            return Err(damaged(0, format!("{rows} rows, the metadata of the same commit says {}", chunk.rows)));
-        }
+            each(&chunk.file, line, values, &record)
+        })?;
         total += rows;
     }
     Ok(total)
@@ -1362,11 +1380,14 @@ pub fn import(repo: &Path, database: &str, opts: &ImportOptions) -> Result<Impor
         Some(b) => b.clone(),
         None => git::default_branch(repo)?,
     };
-    // A branch, or a commit id naming no branch: sync creates new tables
-    // from exactly the commit it merged.
-    let as_branch = format!("refs/heads/{branch}");
-    let is_commit_id = matches!(branch.len(), 40 | 64) && branch.bytes().all(|b| b.is_ascii_hexdigit());
-    let rev = if is_commit_id && git::resolve(repo, &as_branch).is_none() { branch.clone() } else { as_branch };
+    import_at(repo, &format!("refs/heads/{branch}"), database, opts)
+}
+
+/// [`import`] of the commit `rev` names (a full ref or a commit id), not
+/// of a branch: sync creates new tables from exactly the commit it merged.
+/// `opts.branch` is not read.
+pub(crate) fn import_at(repo: &Path, rev: &str, database: &str, opts: &ImportOptions) -> Result<ImportReport, Error> {
+    let rev = rev.to_string();
     let manifest = load_manifest(repo, &rev)?;
     let mut names = manifest.tables.clone();
     if let Some(only) = &opts.tables {
@@ -1379,6 +1400,8 @@ pub fn import(repo: &Path, database: &str, opts: &ImportOptions) -> Result<Impor
     }
     let target_engine = if is_postgres(database) {
         "postgres"
+    } else if is_mysql(database) {
+        "mysql"
     } else if crate::doltlite::is_doltlite(database)
         || (manifest.source.engine == "doltlite"
             && !std::path::Path::new(database.strip_prefix("sqlite://").unwrap_or(database)).exists())
@@ -1389,10 +1412,14 @@ pub fn import(repo: &Path, database: &str, opts: &ImportOptions) -> Result<Impor
     } else {
         "sqlite"
     };
+    // SQLite and doltlite share the SQLite dialect and CSV profile: an
+    // export of one imports into the other as into itself. Other
+    // directions go through the type table of `mapping`.
+    let family = |engine: &str| if engine == "doltlite" { "sqlite".to_string() } else { engine.to_string() };
     // Hostile metadata is refused before any engine touches the target:
     // every table's metadata is checked, and for a same-engine import its
     // DDL generated, first.
-    if manifest.source.engine == target_engine {
+    if family(&manifest.source.engine) == family(target_engine) {
         table_metas(repo, &rev, &names)?;
     } else {
         for name in &names {
@@ -1400,14 +1427,22 @@ pub fn import(repo: &Path, database: &str, opts: &ImportOptions) -> Result<Impor
                 .ok_or_else(|| Error::Layout(format!("no metadata for table {name}")))?;
         }
     }
-    if manifest.source.engine != target_engine {
-        if target_engine == "sqlite" {
-            return crate::mapping::import_into_sqlite(repo, &rev, &names, database, opts.replace);
-        }
-        return Err(Error::Unsupported(format!(
-            "importing a {} export into {target_engine}: only same-engine imports and imports into SQLite are implemented",
-            manifest.source.engine
-        )));
+    if family(&manifest.source.engine) != family(target_engine) {
+        let target = match target_engine {
+            "postgres" => crate::mapping::Target::Postgres,
+            "mysql" => crate::mapping::Target::Mysql,
+            "doltlite" => crate::mapping::Target::Doltlite,
+            _ => crate::mapping::Target::Sqlite,
+        };
+        return crate::mapping::import_cross(
+            repo,
+            &rev,
+            &names,
+            &manifest.source.engine,
+            database,
+            target,
+            opts.replace,
+        );
     }
     if target_engine == "postgres" {
         return crate::postgres::import(repo, &rev, &names, database, opts.replace);
@@ -1732,6 +1767,195 @@ pub struct TableDiff {
     pub database_rows: Option<u64>,
     pub repo_rows: u64,
     pub same_content: bool,
+    /// Where the two sides differ first, when they differ and both have the table.
+    pub first_difference: Option<Difference>,
+}
+
+/// One place where a table's rows in the database and in the repository
+/// disagree, as [`verify`] reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Difference {
+    /// The two sides have different columns (names, in order).
+    Columns { database: Vec<String>, repository: Vec<String> },
+    /// The row with this key has a different value in `column`.
+    Cell { key: Vec<(String, Cell)>, column: String, database: Cell, repository: Cell },
+    /// The row with this key (the whole row, for a table without a
+    /// primary key) is on one side only, or more often on one side.
+    Row { key: Vec<(String, Cell)>, database_copies: usize, repository_copies: usize },
+}
+
+impl std::fmt::Display for Difference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let cell = |c: &Cell| match c {
+            None => "NULL".to_string(),
+            Some(t) => format!("{t:?}"),
+        };
+        // Integer keys bare (`id=2`), others quoted.
+        let key_cell = |c: &Cell| match c {
+            Some(t) if t.parse::<i128>().is_ok() => t.clone(),
+            other => cell(other),
+        };
+        let key =
+            |k: &[(String, Cell)]| k.iter().map(|(n, c)| format!("{n}={}", key_cell(c))).collect::<Vec<_>>().join(", ");
+        match self {
+            Difference::Columns { database, repository } => write!(
+                f,
+                "columns differ: database ({}) vs repository ({})",
+                database.join(", "),
+                repository.join(", ")
+            ),
+            Difference::Cell { key: k, column, database, repository } => write!(
+                f,
+                "differs at {}, column {column}: database {} vs repository {}",
+                key(k),
+                cell(database),
+                cell(repository)
+            ),
+            Difference::Row { key: k, database_copies: 0, .. } => {
+                write!(f, "differs at {}: only in the repository", key(k))
+            }
+            Difference::Row { key: k, repository_copies: 0, .. } => {
+                write!(f, "differs at {}: only in the database", key(k))
+            }
+            Difference::Row { key: k, database_copies, repository_copies } => write!(
+                f,
+                "differs at {}: {database_copies} copies in the database, {repository_copies} in the repository",
+                key(k)
+            ),
+        }
+    }
+}
+
+/// Buckets rows are spread over, by key hash, to find a difference
+/// without holding a whole table: only the rows of differing buckets are
+/// held, up to [`DIFF_ROWS`] of them (at least one bucket's).
+const DIFF_BUCKETS: u64 = 4096;
+const DIFF_ROWS: u64 = 100_000;
+
+/// Orders key cells as numbers when both are integers, else as text, NULL first.
+fn key_order(a: &[Cell], b: &[Cell]) -> std::cmp::Ordering {
+    for (x, y) in a.iter().zip(b) {
+        let o = match (x, y) {
+            (None, None) => std::cmp::Ordering::Equal,
+            (None, Some(_)) => std::cmp::Ordering::Less,
+            (Some(_), None) => std::cmp::Ordering::Greater,
+            (Some(x), Some(y)) => match (x.parse::<i128>(), y.parse::<i128>()) {
+                (Ok(x), Ok(y)) => x.cmp(&y),
+                _ => x.cmp(y),
+            },
+        };
+        if o != std::cmp::Ordering::Equal {
+            return o;
+        }
+    }
+    a.len().cmp(&b.len())
+}
+
+/// The first (lowest key) difference between a table in the database and
+/// in the repository, found in at most three reads of each side: bucket
+/// hashes, then the rows of the differing buckets.
+fn first_difference(
+    source: &mut dyn Source,
+    shape: &Shape,
+    repo: &Path,
+    rev: &str,
+    meta: &TableMeta,
+    typed: bool,
+) -> Result<Option<Difference>, Error> {
+    let names = |cols: &[layout::Column]| cols.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
+    let (db_columns, repo_columns) = (names(&shape.columns), names(&meta.columns));
+    if db_columns != repo_columns {
+        return Ok(Some(Difference::Columns { database: db_columns, repository: repo_columns }));
+    }
+    let key: Vec<usize> = if meta.primary_key.is_empty() {
+        (0..meta.columns.len()).collect()
+    } else {
+        meta.primary_key.iter().filter_map(|k| meta.columns.iter().position(|c| &c.name == k)).collect()
+    };
+    let parse = |record: &[u8]| -> Vec<Cell> {
+        crate::csv::Reader::new(record).next_record().ok().flatten().unwrap_or_default()
+    };
+    let key_of = |cells: &[Cell]| -> Vec<Cell> { key.iter().map(|&i| cells.get(i).cloned().flatten()).collect() };
+    let bucket_of = |k: &[Cell]| -> usize {
+        let mut encoded = Vec::new();
+        layout::encode_key(&mut encoded, k.iter());
+        (xxhash_rust::xxh3::xxh3_64(&encoded) % DIFF_BUCKETS) as usize
+    };
+    // Pass 1: a content hash and a row count per bucket on each side.
+    let n = DIFF_BUCKETS as usize;
+    let (mut db_hash, mut repo_hash) = (vec![ContentHash::default(); n], vec![ContentHash::default(); n]);
+    let (mut db_count, mut repo_count) = (vec![0u64; n], vec![0u64; n]);
+    source.scan_records(shape, &[], &mut |_, record| {
+        let b = bucket_of(&key_of(&parse(record)));
+        db_hash[b].add(RowHash::NEWEST, record);
+        db_count[b] += 1;
+        Ok(())
+    })?;
+    read_rows(repo, rev, meta, typed, &mut Vec::new(), &mut |_, _, _, record| {
+        let b = bucket_of(&key_of(&parse(record)));
+        repo_hash[b].add(RowHash::NEWEST, record);
+        repo_count[b] += 1;
+        Ok(())
+    })?;
+    let mut wanted = vec![false; n];
+    let mut held = 0u64;
+    for b in 0..n {
+        if db_hash[b] != repo_hash[b] || db_count[b] != repo_count[b] {
+            let rows = db_count[b] + repo_count[b];
+            if held > 0 && held + rows > DIFF_ROWS {
+                break;
+            }
+            wanted[b] = true;
+            held += rows;
+        }
+    }
+    if held == 0 {
+        return Ok(None);
+    }
+    // Pass 2: the rows of those buckets, by key, with their copies.
+    type Rows = std::collections::HashMap<Vec<Cell>, Vec<Vec<Cell>>>;
+    let (mut db_rows, mut repo_rows): (Rows, Rows) = Default::default();
+    source.scan_records(shape, &[], &mut |_, record| {
+        let cells = parse(record);
+        let k = key_of(&cells);
+        if wanted[bucket_of(&k)] {
+            db_rows.entry(k).or_default().push(cells);
+        }
+        Ok(())
+    })?;
+    read_rows(repo, rev, meta, typed, &mut Vec::new(), &mut |_, _, _, record| {
+        let cells = parse(record);
+        let k = key_of(&cells);
+        if wanted[bucket_of(&k)] {
+            repo_rows.entry(k).or_default().push(cells);
+        }
+        Ok(())
+    })?;
+    let mut keys: Vec<&Vec<Cell>> = db_rows.keys().chain(repo_rows.keys()).collect();
+    keys.sort_by(|a, b| key_order(a, b));
+    keys.dedup();
+    let named = |k: &[Cell]| -> Vec<(String, Cell)> {
+        key.iter().zip(k).map(|(&i, c)| (meta.columns[i].name.clone(), c.clone())).collect()
+    };
+    for k in keys {
+        let (ours, theirs) = (db_rows.get(k), repo_rows.get(k));
+        let (n_ours, n_theirs) = (ours.map_or(0, Vec::len), theirs.map_or(0, Vec::len));
+        if n_ours != n_theirs {
+            return Ok(Some(Difference::Row { key: named(k), database_copies: n_ours, repository_copies: n_theirs }));
+        }
+        let (Some(ours), Some(theirs)) = (ours, theirs) else { continue };
+        for (o, t) in ours.iter().zip(theirs) {
+            if let Some(i) = (0..o.len().max(t.len())).find(|&i| o.get(i) != t.get(i)) {
+                return Ok(Some(Difference::Cell {
+                    key: named(k),
+                    column: meta.columns.get(i).map(|c| c.name.clone()).unwrap_or_else(|| format!("#{}", i + 1)),
+                    database: o.get(i).cloned().flatten(),
+                    repository: t.get(i).cloned().flatten(),
+                }));
+            }
+        }
+    }
+    Ok(None)
 }
 
 pub fn verify(database: &str, repo: &Path, branch: Option<&str>) -> Result<Vec<TableDiff>, Error> {
@@ -1757,7 +1981,13 @@ pub fn verify(database: &str, repo: &Path, branch: Option<&str>) -> Result<Vec<T
             Ok(())
         })?;
         if !present.contains(name) {
-            out.push(TableDiff { table: name.clone(), database_rows: None, repo_rows, same_content: false });
+            out.push(TableDiff {
+                table: name.clone(),
+                database_rows: None,
+                repo_rows,
+                same_content: false,
+                first_difference: None,
+            });
             continue;
         }
         let shape = source.describe(name)?;
@@ -1769,7 +1999,15 @@ pub fn verify(database: &str, repo: &Path, branch: Option<&str>) -> Result<Vec<T
             Ok(())
         })?;
         let same_content = db_hash == repo_hash && db_rows == repo_rows;
-        out.push(TableDiff { table: name.clone(), database_rows: Some(db_rows), repo_rows, same_content });
+        let first_difference =
+            if same_content { None } else { first_difference(source.as_mut(), &shape, repo, &rev, &meta, typed)? };
+        out.push(TableDiff {
+            table: name.clone(),
+            database_rows: Some(db_rows),
+            repo_rows,
+            same_content,
+            first_difference,
+        });
     }
     Ok(out)
 }

@@ -48,6 +48,33 @@ impl Postgres {
         Ok(Postgres { rt, conn, storage_order: false, unordered: Default::default(), options, url: url.to_string() })
     }
 
+    /// Runs one statement (no parameters).
+    pub(crate) fn execute(&mut self, sql: &str) -> Result<(), sqlx::Error> {
+        let Postgres { rt, conn, .. } = self;
+        rt.block_on(sqlx::raw_sql(sql).execute(&mut *conn)).map(|_| ())
+    }
+
+    /// Runs one statement with `values` bound as their PostgreSQL text
+    /// forms (the statement casts each to its column's type, as COPY would
+    /// read it); the database's message on failure.
+    pub(crate) fn insert_values(&mut self, sql: &str, values: &[crate::value::Value]) -> Result<(), String> {
+        use crate::value::Value;
+        let Postgres { rt, conn, .. } = self;
+        let mut q = sqlx::query(sql);
+        for v in values {
+            q = q.bind(match v {
+                Value::Null => None,
+                Value::Integer(i) => Some(i.to_string()),
+                Value::Real(f) => Some(crate::value::real_text(*f)),
+                Value::Text(t) => Some(t.clone()),
+                Value::Blob(b) => Some(format!("\\x{}", hex::encode(b))),
+            });
+        }
+        rt.block_on(q.execute(&mut *conn))
+            .map(|_| ())
+            .map_err(|e| e.as_database_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string()))
+    }
+
     pub fn table_exists(&mut self, table: &str) -> Result<bool, Error> {
         let Postgres { rt, conn, .. } = self;
         let row = rt

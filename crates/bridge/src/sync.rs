@@ -417,6 +417,7 @@ pub fn sync(database: &str, target: &git::Target, opts: &SyncOptions) -> Result<
         Some(b) => b.clone(),
         None => git::default_branch(repo)?,
     };
+    git::require_clean(repo, &branch)?;
     let rev = format!("refs/heads/{branch}");
     let mut report = SyncReport::default();
     let head = git::resolve(repo, &rev);
@@ -637,14 +638,12 @@ pub fn sync(database: &str, target: &git::Target, opts: &SyncOptions) -> Result<
     if opts.direction != Direction::PushOnly {
         if !report.created.is_empty() {
             drop(source);
-            ops::import(
+            // Exactly the commit merged (the branch may have moved meanwhile).
+            ops::import_at(
                 repo,
+                &head,
                 database,
-                &ops::ImportOptions {
-                    tables: Some(report.created.clone()),
-                    branch: Some(head.clone()),
-                    replace: false,
-                },
+                &ops::ImportOptions { tables: Some(report.created.clone()), branch: None, replace: false },
             )?;
             source = ops::open_source(database)?;
         }
@@ -660,6 +659,13 @@ pub fn sync(database: &str, target: &git::Target, opts: &SyncOptions) -> Result<
         return push(database, target, &branch, &head, &manifest, opts, report, false);
     }
     Ok(report)
+}
+
+/// Records `commit` as the last commit of `branch` that `database` and the
+/// repository agreed on: what an export does, so that the first sync after
+/// it merges against the export instead of without a base.
+pub fn record_base(database: &str, repo_id: &str, branch: &str, commit: &str) -> Result<(), Error> {
+    ops::open_source(database)?.apply(&[], Some((repo_id, branch, commit)))
 }
 
 /// The database holds the merge: an export on top of the head writes only

@@ -332,7 +332,7 @@ fn sqlite_repo(dir: &Path, compression: Compression) -> PathBuf {
         .unwrap();
     let repo = dir.join("repo");
     ops::export(src.to_str().unwrap(), &repo, &ops::ExportOptions { compression, ..opts(50 << 20) }).unwrap();
-    git(&repo, &["config", "receive.denyCurrentBranch", "ignore"]);
+    git(&repo, &["config", "receive.denyCurrentBranch", "updateInstead"]);
     repo
 }
 
@@ -348,7 +348,7 @@ fn postgres_repo_with(dir: &Path, src: &PgDb, compression: Compression) -> PathB
     );
     let repo = dir.join("repo");
     ops::export(&src.url(), &repo, &ops::ExportOptions { compression, ..opts(50 << 20) }).unwrap();
-    git(&repo, &["config", "receive.denyCurrentBranch", "ignore"]);
+    git(&repo, &["config", "receive.denyCurrentBranch", "updateInstead"]);
     repo
 }
 
@@ -429,7 +429,7 @@ fn hostile_metadata_is_refused_and_changes_nothing_in_mysql() {
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("repo");
     ops::export(&src.url(), &repo, &opts(50 << 20)).unwrap();
-    git(&repo, &["config", "receive.denyCurrentBranch", "ignore"]);
+    git(&repo, &["config", "receive.denyCurrentBranch", "updateInstead"]);
     let mut cases = common_cases();
     cases.push((
         "mysql-create-sql-extra-statement",
@@ -467,7 +467,7 @@ fn sync_refuses_hostile_branches(database: &str, snapshot: &dyn Fn() -> String) 
         export: Some(opts(1 << 20)),
     };
     sync::sync(database, &target, &options("main")).unwrap();
-    git(&repo, &["config", "receive.denyCurrentBranch", "ignore"]);
+    git(&repo, &["config", "receive.denyCurrentBranch", "updateInstead"]);
     on_branch(&repo, "pk-missing", |work| edit_json(work, TABLE, |m| m["primary_key"] = serde_json::json!(["nope"])));
     on_branch(&repo, "new-table-drops-t", |work| {
         let chunk = git(work, &["ls-files", "data/t/"]).trim().to_string();

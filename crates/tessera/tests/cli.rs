@@ -502,6 +502,126 @@ fn a_killed_mysql_import_resumes_where_it_stopped() {
     mysql(None, &format!("DROP DATABASE {name}; DROP DATABASE {name}_in"));
 }
 
+/// `git status --porcelain` of a work tree: empty when clean.
+fn status(repo: &Path) -> String {
+    git(repo, &["status", "--porcelain", "--untracked-files=all"])
+}
+
+/// A local export leaves a work tree that matches the new commit (index
+/// too), is recorded as the base of the next sync (no false conflicts), and
+/// a sync keeps the work tree in step; `--bare` makes a bare repository.
+#[test]
+fn data_export_leaves_a_clean_work_tree_and_is_a_sync_base() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db.sqlite");
+    sqlite_table(&db, 3000);
+    let repo = dir.path().join("repo");
+    let (db_arg, repo_arg) = (db.to_str().unwrap(), repo.to_str().unwrap());
+    ok(&tessera(&["data", "export", db_arg, repo_arg, "--chunk-size", "16KB"], &[]));
+    assert_eq!(status(&repo), "", "a fresh export leaves a clean work tree");
+    assert!(repo.join("datapackage.json").is_file() && repo.join(".dolt-metadata/manifest.json").is_file());
+    let files = git(&repo, &["ls-files", "data/t/"]);
+    assert!(files.lines().count() > 2, "{files}");
+
+    // The first sync after the export: a row changed in the database and
+    // one changed in git merge without conflict (without the export as the
+    // base, each side's change was the other's conflict).
+    sqlite_exec(&db, "UPDATE t SET v = 'changed in the database' WHERE id = 1500");
+    let chunk = git(&repo, &["grep", "-l", "^2900,", "HEAD", "--", "data/"]);
+    let chunk = chunk.trim().trim_start_matches("HEAD:").to_string();
+    let text = std::fs::read_to_string(repo.join(&chunk)).unwrap();
+    std::fs::write(repo.join(&chunk), text.replace("2900,row 2900", "2900,changed in git")).unwrap();
+    git(&repo, &["-c", "user.name=t", "-c", "user.email=t@x", "commit", "-qam", "edit in git"]);
+    let out = ok(&tessera(&["data", "sync", db_arg, repo_arg], &[]));
+    assert!(out.contains("pushed commit") && out.contains("pulled 0 insert(s), 1 update(s)"), "{out}");
+    assert_eq!(git(&repo, &["rev-list", "--count", "HEAD"]).trim(), "3");
+    assert_eq!(status(&repo), "", "a sync keeps the work tree clean");
+    assert!(git(&repo, &["grep", "-c", "changed in the database", "--", "data/"]).contains(':'));
+    let one = |sql: &str| {
+        let out = Command::new("sqlite3").arg(&db).arg(sql).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(one("SELECT v FROM t WHERE id = 2900"), "changed in git");
+
+    // Uncommitted work in the work tree is never overwritten.
+    std::fs::write(repo.join("notes.txt"), "mine").unwrap();
+    sqlite_exec(&db, "UPDATE t SET v = 'again' WHERE id = 10");
+    let head = git(&repo, &["rev-parse", "HEAD"]);
+    let out = tessera(&["data", "sync", db_arg, repo_arg], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("changes in its work tree") && err.contains("notes.txt"), "{err}");
+    assert_eq!(git(&repo, &["rev-parse", "HEAD"]), head);
+    std::fs::remove_file(repo.join("notes.txt")).unwrap();
+    ok(&tessera(&["data", "sync", db_arg, repo_arg], &[]));
+    assert_eq!(status(&repo), "");
+
+    // --bare: no work tree at all. A sync right after the export, with no
+    // change, makes no commit.
+    let bare = dir.path().join("bare");
+    ok(&tessera(&["data", "export", db_arg, bare.to_str().unwrap(), "--bare"], &[]));
+    assert_eq!(git(&bare, &["rev-parse", "--is-bare-repository"]).trim(), "true");
+    let exported = git(&bare, &["rev-parse", "HEAD"]);
+    assert!(ok(&tessera(&["data", "sync", db_arg, bare.to_str().unwrap()], &[])).contains("nothing to push"));
+    assert_eq!(git(&bare, &["rev-parse", "HEAD"]), exported);
+    sqlite_exec(&db, "DELETE FROM t WHERE id = 7");
+    assert!(ok(&tessera(&["data", "sync", db_arg, bare.to_str().unwrap()], &[])).contains("pushed commit"));
+    assert!(!git(&bare, &["show", "HEAD:data/t/t_000001.csv"]).contains("\n7,row 7\n"));
+    let out = tessera(&["data", "export", db_arg, repo_arg, "--bare"], &[]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("work tree"));
+}
+
+/// A table another database added to the repository is created by the
+/// next sync of the first (it failed, naming a commit id as a branch).
+#[test]
+fn data_sync_creates_a_table_added_on_the_repository_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db1, db2) = (dir.path().join("one.sqlite"), dir.path().join("two.sqlite"));
+    sqlite_table(&db1, 100);
+    let repo = dir.path().join("repo");
+    let repo_arg = repo.to_str().unwrap();
+    ok(&tessera(&["data", "export", db1.to_str().unwrap(), repo_arg], &[]));
+    // The second database starts from the repository and adds a table.
+    assert!(ok(&tessera(&["data", "sync", db2.to_str().unwrap(), repo_arg], &[])).contains("t: created"));
+    sqlite_exec(&db2, "CREATE TABLE u (id INTEGER PRIMARY KEY, name TEXT NOT NULL); INSERT INTO u VALUES (1, 'new');");
+    assert!(ok(&tessera(&["data", "sync", db2.to_str().unwrap(), repo_arg], &[])).contains("pushed commit"));
+    let out = ok(&tessera(&["data", "sync", db1.to_str().unwrap(), repo_arg], &[]));
+    assert!(out.contains("u: created from the repository"), "{out}");
+    assert!(ok(&tessera(&["data", "verify", db1.to_str().unwrap(), repo_arg], &[])).contains("2 table(s) identical"));
+    assert_eq!(status(&repo), "");
+}
+
+/// An export to a new repository on a host that refused the credential
+/// leaves nothing behind in the cache that stops the rerun with the right
+/// one; the same for an existing repository behind C git's http-backend.
+#[test]
+fn a_failed_remote_export_does_not_poison_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db.sqlite");
+    sqlite_table(&db, 50);
+    let cache = dir.path().join("cache");
+    let server = TestServer::start(Backend::Sqlite).expect("sqlite");
+    let root = tempfile::tempdir().unwrap();
+    git(root.path(), &["init", "-q", "--bare", "-b", "main", "data.git"]);
+    let host = tessera_testkit::HttpBackend::start(root.path(), "s3cret");
+    let hosts = [
+        (server.repo("/import/fresh"), server.token.clone(), server.push_url("/import/fresh")),
+        (format!("{}/data.git", host.url), "s3cret".to_string(), root.path().join("data.git").display().to_string()),
+    ];
+    for (url, token, read_url) in hosts {
+        let args = ["data", "export", db.to_str().unwrap(), &url];
+        let wrong = [("TESSERA_GIT_TOKEN", "wrong"), ("TESSERA_CACHE_DIR", cache.to_str().unwrap())];
+        let out = tessera(&args, &wrong);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains("authentication failed"), "{url}: {err}");
+        let right = [("TESSERA_GIT_TOKEN", token.as_str()), ("TESSERA_CACHE_DIR", cache.to_str().unwrap())];
+        ok(&tessera(&args, &right));
+        let clone = dir.path().join(format!("clone-{}", url.len()));
+        git(dir.path(), &["clone", "-q", &read_url, clone.to_str().unwrap()]);
+        assert!(std::fs::read_to_string(clone.join("data/t/t_000001.csv")).unwrap().contains("50,row 50"));
+        assert_eq!(git(&clone, &["rev-list", "--count", "HEAD"]).trim(), "1", "{url}: only the export that worked");
+    }
+}
+
 #[test]
 fn every_configuration_key_can_be_set_in_the_environment() {
     // One sample per key of tessera.toml: the variable's value, and what
