@@ -209,6 +209,21 @@ struct Push<'a> {
 }
 
 impl Push<'_> {
+    /// Checks the spooled pack against `snapshot`, writing nothing; `None`
+    /// when the push brought no pack (deletes only, or every object already
+    /// here: the command checks find any object that is missing). An error
+    /// is the reason the client sees as `unpack <reason>`.
+    async fn check_pack(&self, snapshot: &Snapshot) -> Result<Option<ingest::Prepared>, String> {
+        if !self.has_pack {
+            return Ok(None);
+        }
+        failpoint("receive-ingest");
+        match ingest::check(snapshot, self.spooled.to_path_buf(), &self.state.ingest).await {
+            Ok(checked) => Ok(Some(ingest::prepare(snapshot, checked))),
+            Err(e) => Err(self.refused(e)),
+        }
+    }
+
     fn refused(&self, e: ingest::IngestError) -> String {
         tracing::warn!("push to {} by {} refused: {e}", self.path, self.who);
         e.to_string()
@@ -230,16 +245,9 @@ impl Push<'_> {
                 Some(r) => repos::snapshot(state, r.id).await?,
                 None => Snapshot::empty(),
             };
-            let prepared = if self.has_pack {
-                failpoint("receive-ingest");
-                match ingest::check(&snapshot, self.spooled.to_path_buf(), &state.ingest).await {
-                    Ok(checked) => Some(ingest::prepare(&snapshot, checked)),
-                    Err(e) => return Ok((Err(self.refused(e)), unpacker_error(self.req))),
-                }
-            } else {
-                // No pack (deletes only, or every object already here): the
-                // command checks find any object that is missing.
-                None
+            let prepared = match self.check_pack(&snapshot).await {
+                Ok(prepared) => prepared,
+                Err(reason) => return Ok((Err(reason), unpacker_error(self.req))),
             };
             let nothing = Ingested::default();
             let ingested = prepared.as_ref().map_or(&nothing, |p| &p.ingested);
@@ -333,14 +341,9 @@ impl Push<'_> {
             return Ok((Ok(Ingested::default()), results));
         }
         let snapshot = repos::snapshot(state, root.id).await?;
-        let prepared = if self.has_pack {
-            failpoint("receive-ingest");
-            match ingest::check(&snapshot, self.spooled.to_path_buf(), &state.ingest).await {
-                Ok(checked) => Some(ingest::prepare(&snapshot, checked)),
-                Err(e) => return Ok((Err(self.refused(e)), unpacker_error(self.req))),
-            }
-        } else {
-            None
+        let prepared = match self.check_pack(&snapshot).await {
+            Ok(prepared) => prepared,
+            Err(reason) => return Ok((Err(reason), unpacker_error(self.req))),
         };
         // Each proposed head must be able to open a merge request before
         // anything is stored ("nothing new", "does not build on ...").
