@@ -77,10 +77,11 @@ async fn info_refs(state: &State, raw_path: &str, query: &str, headers: &HeaderM
     let path = repos::normalize(raw_path)?;
     // Permissions first, so that a path the caller may not read looks the
     // same whether it exists or not.
-    match service {
+    let caller = match service {
         Service::UploadPack => {
             let caller = auth::caller(state, headers).await?;
             auth::check(state, &caller, &path, Need::Read).await?;
+            caller
         }
         Service::ReceivePack => {
             let caller = auth::require(state, headers).await?;
@@ -88,8 +89,9 @@ async fn info_refs(state: &State, raw_path: &str, query: &str, headers: &HeaderM
                 crate::push::record_denied(state, caller.name(), &path, &denied).await;
                 return Err(denied);
             }
+            caller
         }
-    }
+    };
     let target = repos::resolve(state, &path).await?;
     if service == Service::ReceivePack {
         // As the push will resolve it: a new path under an import root.
@@ -102,8 +104,7 @@ async fn info_refs(state: &State, raw_path: &str, query: &str, headers: &HeaderM
             other => other.clone(),
         };
         if let Err(refused) = crate::push::refuse_target(state, &path, &as_pushed).await {
-            let who = auth::caller(state, headers).await?;
-            crate::push::record_denied(state, who.name(), &path, &refused).await;
+            crate::push::record_denied(state, caller.name(), &path, &refused).await;
             return Err(refused);
         }
     }

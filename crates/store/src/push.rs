@@ -46,58 +46,42 @@ impl Store {
     ) -> Result<Received, Error> {
         let _guard = self.write_guard().await;
         let mut tx = self.pool.begin().await?;
-        let repo_id = match destination {
-            Destination::Repo(id) => id,
-            Destination::New { path, kind, head } => match self.insert_repo(&mut tx, path, kind, head).await {
-                Ok(id) => id,
-                Err(e) => {
-                    let _ = tx.rollback().await;
-                    return Err(e);
+        let mut pack_id = None;
+        let written: Result<(i64, Vec<RefOutcome>), Error> = async {
+            let repo_id = match destination {
+                Destination::Repo(id) => id,
+                Destination::New { path, kind, head } => self.insert_repo(&mut tx, path, kind, head).await?,
+            };
+            let version = self.bump_version(&mut tx, repo_id).await?;
+            if let Some(pack) = pack {
+                match self.insert_pack(&mut tx, repo_id, version, pack, false).await {
+                    Ok(id) => pack_id = Some(id),
+                    Err((id, e)) => {
+                        pack_id = id;
+                        return Err(e);
+                    }
                 }
-            },
-        };
-        let version = match self.bump_version(&mut tx, repo_id).await {
-            Ok(v) => v,
+            }
+            // Crash tests kill the process here: pack rows written, refs not.
+            crate::failpoint("receive-ref-update");
+            let mut outcomes = Vec::with_capacity(updates.len());
+            for update in updates {
+                outcomes.push(self.apply_one(&mut tx, repo_id, update).await?);
+            }
+            Ok((repo_id, outcomes))
+        }
+        .await;
+        let (repo_id, outcomes) = match written {
+            Ok(written) => written,
             Err(e) => {
-                let _ = tx.rollback().await;
+                self.abandon(tx, pack_id).await;
                 return Err(e);
             }
         };
-        let pack_id = match pack {
-            None => None,
-            Some(pack) => match self.insert_pack(&mut tx, repo_id, version, pack, false).await {
-                Ok(id) => Some(id),
-                Err((pack_id, e)) => {
-                    let _ = tx.rollback().await;
-                    if let Some(pack_id) = pack_id {
-                        self.forget_pack(pack_id).await;
-                    }
-                    return Err(e);
-                }
-            },
-        };
-        // Crash tests kill the process here: pack rows written, refs not.
-        crate::failpoint("receive-ref-update");
-        let mut outcomes = Vec::with_capacity(updates.len());
-        for update in updates {
-            match self.apply_one(&mut tx, repo_id, update).await {
-                Ok(outcome) => outcomes.push(outcome),
-                Err(e) => {
-                    let _ = tx.rollback().await;
-                    if let Some(pack_id) = pack_id {
-                        self.forget_pack(pack_id).await;
-                    }
-                    return Err(e);
-                }
-            }
-        }
         let moved = outcomes.iter().filter(|o| **o == RefOutcome::Updated).count();
         let keep = if atomic { moved == updates.len() && moved > 0 } else { moved > 0 };
         if !keep {
-            tx.rollback().await?;
-            if let Some(pack_id) = pack_id {
-                self.forget_pack(pack_id).await;
-            }
+            self.abandon(tx, pack_id).await;
             let outcomes = outcomes
                 .into_iter()
                 .map(|o| match o {
@@ -114,6 +98,14 @@ impl Store {
             return Err(e.into());
         }
         Ok(Received { repo_id, pack_id, outcomes })
+    }
+
+    /// Rolls `tx` back and drops the bytes of the pack it stored, if any.
+    async fn abandon(&self, tx: sqlx::Transaction<'_, sqlx::Any>, pack_id: Option<i64>) {
+        let _ = tx.rollback().await;
+        if let Some(pack_id) = pack_id {
+            self.forget_pack(pack_id).await;
+        }
     }
 
     /// Inserts a repository row inside `tx`; a path already taken (seen
