@@ -4,8 +4,17 @@ use std::process::Command;
 
 use anyhow::{bail, Context};
 
-const FUZZ_TARGETS: &[&str] =
-    &["pktline", "push_commands", "fetch_request", "objects", "delta", "pack_scan", "pack_ingest", "bridge_chunk"];
+const FUZZ_TARGETS: &[&str] = &[
+    "pktline",
+    "push_commands",
+    "fetch_request",
+    "objects",
+    "delta",
+    "pack_end",
+    "pack_scan",
+    "pack_ingest",
+    "bridge_chunk",
+];
 
 fn run(cmd: &mut Command) -> anyhow::Result<()> {
     let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;

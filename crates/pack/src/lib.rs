@@ -19,6 +19,7 @@ pub mod entry;
 pub mod index;
 pub mod local;
 pub mod read;
+pub mod stream;
 pub mod write;
 
 pub use gix_hash::{Kind as HashKind, ObjectId};
