@@ -164,9 +164,9 @@ pub fn valid_name(name: &str) -> bool {
         && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
-const USER_COLUMNS: &str = "id, name, email, is_admin, disabled_at, created_at";
+pub(crate) const USER_COLUMNS: &str = "id, name, email, is_admin, disabled_at, created_at";
 
-fn user_from_row(row: &sqlx::any::AnyRow) -> Result<User, Error> {
+pub(crate) fn user_from_row(row: &sqlx::any::AnyRow) -> Result<User, Error> {
     let email = opt_text(row, 2)?;
     let admin: i64 = row.try_get(3)?;
     let disabled: Option<i64> = row.try_get(4)?;

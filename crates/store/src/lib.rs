@@ -23,6 +23,7 @@
 
 pub mod access;
 pub mod index;
+mod keys;
 mod monorepo;
 mod objects;
 pub mod packs;
@@ -37,6 +38,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
 pub use access::{Level, Policy, Scope, Token, TokenCheck, User};
+pub use keys::SshKey;
 pub use monorepo::{MergeRequest, MrStatus};
 pub use objects::{NewCommit, NewObject, NewPack, PackToStore};
 pub use packs::PackStorage;

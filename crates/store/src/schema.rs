@@ -3,7 +3,7 @@
 use crate::Dialect;
 
 /// The schema version this build writes and understands.
-pub const VERSION: i64 = 2;
+pub const VERSION: i64 = 3;
 
 struct Types {
     id: &'static str,
@@ -189,6 +189,20 @@ pub fn statements(dialect: Dialect) -> Vec<String> {
         // Bumped by every change to users, groups, rules and public paths,
         // so that each process's cached policy knows when to reload.
         "CREATE TABLE IF NOT EXISTS access_version (version BIGINT NOT NULL)".to_string(),
+        // Version 3. Users' SSH public keys: the OpenSSH text and its
+        // SHA-256 fingerprint, by which a connecting key is found.
+        format!(
+            "CREATE TABLE IF NOT EXISTS ssh_keys (
+                id {id},
+                user_id BIGINT NOT NULL,
+                title {name} NOT NULL,
+                fingerprint VARCHAR(128) NOT NULL,
+                public_key {text} NOT NULL,
+                created_at BIGINT NOT NULL,
+                last_used_at BIGINT,
+                UNIQUE (fingerprint)
+            )"
+        ),
         // Every write, with who did it, where, and how it ended.
         format!(
             "CREATE TABLE IF NOT EXISTS audit_log (
