@@ -32,6 +32,14 @@ pub fn v0(service: Service, refs: &[Ref], head: Option<(&str, ObjectId)>, versio
     let mut out = Vec::new();
     pkt::write_line(&mut out, format!("# service={}", service.name()));
     pkt::write_flush(&mut out);
+    out.extend(v0_refs(service, refs, head, version_1));
+    out
+}
+
+/// The v0/v1 advertisement without the banner, as SSH (and any transport
+/// that runs the service directly) sends it.
+pub fn v0_refs(service: Service, refs: &[Ref], head: Option<(&str, ObjectId)>, version_1: bool) -> Vec<u8> {
+    let mut out = Vec::new();
     if version_1 {
         pkt::write_line(&mut out, "version 1");
     }

@@ -15,6 +15,7 @@ mod push;
 mod repos;
 mod serve;
 mod smart;
+pub mod ssh;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -30,6 +31,8 @@ pub use error::HttpError;
 pub struct Config {
     pub data_dir: PathBuf,
     pub listen: String,
+    /// Where to serve git over SSH; `None`: no SSH.
+    pub ssh_listen: Option<String>,
     pub database: String,
     /// Paths under which a push creates an import repository, e.g. `/import`.
     pub import_roots: Vec<String>,
@@ -62,6 +65,7 @@ impl Config {
         Config {
             data_dir,
             listen: "127.0.0.1:8000".into(),
+            ssh_listen: None,
             database,
             import_roots: vec!["/import".into()],
             require_token_for_reads: false,
@@ -90,6 +94,7 @@ pub(crate) struct State {
 /// A bound, ready server.
 pub struct Server {
     listener: tokio::net::TcpListener,
+    ssh: Option<(tokio::net::TcpListener, Arc<russh::server::Config>)>,
     state: Arc<State>,
 }
 
@@ -106,6 +111,8 @@ pub enum StartError {
     DataDir { path: PathBuf, source: std::io::Error },
     #[error("fsck configuration: {0}")]
     Fsck(#[from] tessera_protocol::fsck::PolicyError),
+    #[error(transparent)]
+    Ssh(#[from] ssh::SshError),
 }
 
 impl Server {
@@ -143,12 +150,27 @@ impl Server {
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await
             .map_err(|source| StartError::Listen { addr: config.listen.clone(), source })?;
+        let ssh = match &config.ssh_listen {
+            Some(addr) => {
+                let key = ssh::host_key(&config.data_dir)?;
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartError::Listen { addr: addr.clone(), source })?;
+                Some((listener, Arc::new(ssh::russh_config(key, config.request_timeout_secs))))
+            }
+            None => None,
+        };
         let state = Arc::new(State { config, store, snapshots, ingest, policy: Default::default() });
-        Ok(Server { listener, state })
+        Ok(Server { listener, ssh, state })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// Where git over SSH is served, if it is.
+    pub fn ssh_addr(&self) -> Option<SocketAddr> {
+        self.ssh.as_ref().map(|(l, _)| l.local_addr().expect("a bound listener has an address"))
     }
 
     /// Whether nobody can push yet: the database has no user.
@@ -169,7 +191,22 @@ impl Server {
     ) -> std::io::Result<()> {
         let state = self.state.clone();
         let app = smart::router(self.state.clone()).merge(api::router(self.state));
-        let result = serve::run(self.listener, app, &state.config, shutdown).await;
+        // One shutdown signal for both listeners.
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        });
+        let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let ssh = self
+            .ssh
+            .map(|(listener, config)| tokio::spawn(ssh::run(listener, config, state.clone(), wait(stopped.clone()))));
+        let result = serve::run(self.listener, app, &state.config, wait(stopped)).await;
+        if let Some(ssh) = ssh {
+            let _ = ssh.await;
+        }
         state.store.pool().close().await;
         result
     }

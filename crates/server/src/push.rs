@@ -6,6 +6,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::Request;
 use axum::http::{header, StatusCode};
 use axum::response::Response;
@@ -16,7 +17,7 @@ use tessera_repo::monorepo::Monorepo;
 use tessera_store::{failpoint, Destination, RefOutcome, RefUpdate, Repo, RepoKind};
 use tokio::io::AsyncWriteExt;
 
-use crate::auth::{self, Need};
+use crate::auth::{self, Caller, Need};
 use crate::error::HttpError;
 use crate::repos::{self, Snapshot, Target};
 use crate::smart::{err_packet, git_response, not_pushable};
@@ -27,95 +28,173 @@ const RESULT: &str = "application/x-git-receive-pack-result";
 /// What became of each command: `Ok` or the reason sent as `ng`.
 type Results = Vec<(String, Result<(), String>)>;
 
+/// Where a push's bytes come from: an HTTP request body, an SSH channel.
+pub(crate) trait Input: Send {
+    /// The next piece of the push; `None` when the client closed its side.
+    fn next(&mut self) -> impl std::future::Future<Output = Result<Option<Bytes>, HttpError>> + Send;
+}
+
+/// An HTTP request body; every read waits at most `idle_secs`.
+struct BodyInput {
+    stream: axum::body::BodyDataStream,
+    idle_secs: u64,
+}
+
+impl Input for BodyInput {
+    async fn next(&mut self) -> Result<Option<Bytes>, HttpError> {
+        match crate::serve::next_chunk(&mut self.stream, self.idle_secs).await? {
+            Some(Ok(chunk)) => Ok(Some(chunk)),
+            Some(Err(e)) => Err(HttpError::bad_request(format!("reading push: {e}"))),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Where a pack ends: with the input (HTTP: the request body ends with
+/// it), or where its own framing says (SSH: the client may keep its side
+/// open while it waits for the report).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PackEnds {
+    AtEndOfInput,
+    Framed,
+}
+
 pub(crate) async fn receive_pack(state: Arc<State>, raw_path: &str, request: Request) -> Result<Response, HttpError> {
     let caller = auth::require(&state, request.headers()).await?;
-    let who = caller.name().to_string();
     let host = request.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost").to_string();
     let path = repos::normalize(raw_path)?;
-    let policy = auth::policy(&state).await?;
-    if let Err(denied) = auth::decide(&policy, &caller, &path, Need::Write) {
-        record_denied(&state, &who, &path, &denied).await;
+    let input =
+        BodyInput { stream: request.into_body().into_data_stream(), idle_secs: state.config.request_timeout_secs };
+    let body = receive(&state, &caller, &path, &host, input, PackEnds::AtEndOfInput).await?;
+    Ok(git_response(RESULT, body))
+}
+
+/// Takes one push to `path` by `caller` from `input` (what follows the ref
+/// advertisement) and returns what the client is sent back: messages and
+/// the status report. Every transport's push comes here.
+pub(crate) async fn receive(
+    state: &State,
+    caller: &Caller,
+    path: &str,
+    host: &str,
+    mut input: impl Input,
+    ends: PackEnds,
+) -> Result<Vec<u8>, HttpError> {
+    let who = caller.name().to_string();
+    let policy = auth::policy(state).await?;
+    if let Err(denied) = auth::decide(&policy, caller, path, Need::Write) {
+        record_denied(state, &who, path, &denied).await;
         return Err(denied);
     }
     // Tags need maintain on the path (on `/` for the monorepo root).
-    let may_tag = auth::decide(&policy, &caller, &path, Need::Maintain).is_ok();
-    let target = match repos::resolve(&state, &path).await? {
+    let may_tag = auth::decide(&policy, caller, path, Need::Maintain).is_ok();
+    let target = match repos::resolve(state, path).await? {
         Some(Target::Dir { .. })
-            if repos::under_import_root(&state, &path) && state.store.repo_by_path(&path).await?.is_none() =>
+            if repos::under_import_root(state, path) && state.store.repo_by_path(path).await?.is_none() =>
         {
             None
         }
         other => other,
     };
-    if target.is_none() && !repos::under_import_root(&state, &path) {
-        return Err(not_pushable(&path));
+    if target.is_none() && !repos::under_import_root(state, path) {
+        return Err(not_pushable(path));
     }
-    if let Err(refused) = refuse_target(&state, &path, &target).await {
-        record_denied(&state, &who, &path, &refused).await;
+    if let Err(refused) = refuse_target(state, path, &target).await {
+        record_denied(state, &who, path, &refused).await;
         return Err(refused);
     }
 
     // Commands first, held in memory; the pack that follows goes to disk.
     // The list is parsed only once a flush packet (its end) has arrived, so
     // a long list sent in small pieces costs one pass, not one per piece.
-    let mut stream = request.into_body().into_data_stream();
     let mut head = Vec::new();
     let mut framing = receive::Framing::default();
     let req = loop {
         match framing.advance(&head) {
-            Err(e) => return Ok(git_response(RESULT, err_packet(&format!("bad push request: {e}")))),
+            Err(e) => return Ok(err_packet(&format!("bad push request: {e}"))),
             Ok(true) => match receive::parse(&head) {
                 Ok(Some(req)) => break req,
                 Ok(None) => {}
-                Err(e) => return Ok(git_response(RESULT, err_packet(&format!("bad push request: {e}")))),
+                Err(e) => return Ok(err_packet(&format!("bad push request: {e}"))),
             },
             Ok(false) => {}
         }
         if head.len() > 64 << 20 {
             return Err(HttpError::new(StatusCode::PAYLOAD_TOO_LARGE, "push command list is too long"));
         }
-        match crate::serve::next_chunk(&mut stream, state.config.request_timeout_secs).await? {
-            Some(Ok(chunk)) => head.extend_from_slice(&chunk),
-            Some(Err(e)) => return Err(HttpError::bad_request(format!("reading push: {e}"))),
-            None => return Ok(git_response(RESULT, err_packet("push request ended inside its command list"))),
+        match input.next().await? {
+            Some(chunk) => head.extend_from_slice(&chunk),
+            None if head.is_empty() && ends == PackEnds::Framed => {
+                // The client hung up without a command (git does this when
+                // nothing needs pushing): nothing to answer.
+                return Ok(Vec::new());
+            }
+            None => return Ok(err_packet("push request ended inside its command list")),
         }
     };
     let spooled = state.store.pack_storage().new_spool().map_err(|e| HttpError::internal("creating spool file", e))?;
     let mut file =
         tokio::fs::File::from_std(spooled.reopen().map_err(|e| HttpError::internal("opening spool file", e))?);
-    let mut n_bytes = (head.len() - req.pack_offset) as u64;
-    file.write_all(&head[req.pack_offset..]).await.map_err(|e| HttpError::internal("spooling push", e))?;
-    file.flush().await.map_err(|e| HttpError::internal("spooling push", e))?;
-    failpoint("receive-upload");
+    // Over a framed transport, reading stops where the pack ends (or at
+    // once when no pack can follow: deletes only).
+    let mut pack_end = match ends {
+        PackEnds::Framed => Some(tessera_pack::stream::PackEnd::new()),
+        PackEnds::AtEndOfInput => None,
+    };
+    let mut framing_error = None;
+    let mut done = pack_end.is_some() && !req.expects_pack();
+    let mut n_bytes = 0u64;
     let mut too_large = false;
-    while let Some(chunk) = crate::serve::next_chunk(&mut stream, state.config.request_timeout_secs).await? {
-        let chunk = chunk.map_err(|e| HttpError::bad_request(format!("reading push: {e}")))?;
-        n_bytes += chunk.len() as u64;
+    let mut piece = Bytes::copy_from_slice(&head[req.pack_offset..]);
+    drop(head);
+    let mut first = true;
+    let mut spooling = false;
+    while !done {
+        if !first {
+            match input.next().await? {
+                Some(chunk) => piece = chunk,
+                None => break,
+            }
+        }
+        first = false;
+        if let Some(end) = pack_end.as_mut() {
+            match end.feed(&piece) {
+                Ok(Some(used)) => {
+                    piece.truncate(used);
+                    done = true;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    framing_error = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        n_bytes += piece.len() as u64;
         if n_bytes > state.config.max_push_bytes {
             too_large = true;
             break;
         }
-        file.write_all(&chunk).await.map_err(|e| HttpError::internal("spooling push", e))?;
+        file.write_all(&piece).await.map_err(|e| HttpError::internal("spooling push", e))?;
+        if !spooling {
+            spooling = true;
+            file.flush().await.map_err(|e| HttpError::internal("spooling push", e))?;
+            failpoint("receive-upload");
+        }
     }
     file.flush().await.map_err(|e| HttpError::internal("spooling push", e))?;
     drop(file);
 
-    let push = Push {
-        state: &state,
-        req: &req,
-        path: &path,
-        who: &who,
-        may_tag,
-        spooled: spooled.path(),
-        has_pack: n_bytes > 0,
-    };
+    let push = Push { state, req: &req, path, who: &who, may_tag, spooled: spooled.path(), has_pack: n_bytes > 0 };
     let mut body = Vec::new();
     let (unpack, results) = if too_large {
         let reason = format!("push is over the limit of {} bytes", state.config.max_push_bytes);
         (Err(reason), unpacker_error(&req))
+    } else if let Some(reason) = framing_error {
+        (Err(reason), unpacker_error(&req))
     } else {
         match target {
-            Some(Target::Dir { root, path: dir }) => push.to_directory(&root, &dir, &host, &mut body).await?,
+            Some(Target::Dir { root, path: dir }) => push.to_directory(&root, &dir, host, &mut body).await?,
             Some(Target::Import(repo)) | Some(Target::Root(repo)) => push.to_repository(Some(repo), &mut body).await?,
             None => push.to_repository(None, &mut body).await?,
         }
@@ -129,12 +208,12 @@ pub(crate) async fn receive_pack(state: Arc<State>, raw_path: &str, request: Req
             body.extend(receive::message(&req, &text));
         }
     }
-    record(&state, &who, &path, &unpack, &results).await;
+    record(state, &who, path, &unpack, &results).await;
     body.extend(receive::report(&req, unpack.map(|_| ()), &results));
     // The spool file (already moved into storage if the pack was kept) is
     // unlocked only now, after the transaction that stored it.
     drop(spooled);
-    Ok(git_response(RESULT, body))
+    Ok(body)
 }
 
 /// Pushes no permission allows: a repository inside an import repository,

@@ -12,7 +12,7 @@ use tessera_pktline::{self as pkt, Packet};
 use tessera_protocol::advertise::{self, LsRefs, Service};
 use tessera_protocol::upload;
 
-use crate::auth::{self, Need};
+use crate::auth::{self, Caller, Need};
 use crate::error::HttpError;
 use crate::repos::{self, Target};
 use crate::State;
@@ -75,41 +75,65 @@ async fn info_refs(state: &State, raw_path: &str, query: &str, headers: &HeaderM
         }
     };
     let path = repos::normalize(raw_path)?;
+    let caller = match service {
+        Service::UploadPack => auth::caller(state, headers).await?,
+        Service::ReceivePack => auth::require(state, headers).await?,
+    };
+    let content_type = match service {
+        Service::UploadPack => "application/x-git-upload-pack-advertisement",
+        Service::ReceivePack => "application/x-git-receive-pack-advertisement",
+    };
+    let mut body = Vec::new();
+    pkt::write_line(&mut body, format!("# service={}", service.name()));
+    pkt::write_flush(&mut body);
+    if service == Service::UploadPack && protocol_v2(headers) {
+        upload_view(state, &caller, &path).await?;
+        body.extend(advertise::v2_capabilities());
+    } else {
+        body.extend(advertisement(state, &caller, &path, service, asks_protocol(headers, 1)).await?);
+    }
+    Ok(git_response(content_type, body))
+}
+
+/// The v0/v1 ref advertisement of `service` at `path` for `caller`, after
+/// the permission checks (the HTTP banner is the caller's to add). Every
+/// transport starts here.
+pub(crate) async fn advertisement(
+    state: &State,
+    caller: &Caller,
+    path: &str,
+    service: Service,
+    version_1: bool,
+) -> Result<Vec<u8>, HttpError> {
     // Permissions first, so that a path the caller may not read looks the
     // same whether it exists or not.
-    let caller = match service {
-        Service::UploadPack => {
-            let caller = auth::caller(state, headers).await?;
-            auth::check(state, &caller, &path, Need::Read).await?;
-            caller
-        }
+    match service {
+        Service::UploadPack => auth::check(state, caller, path, Need::Read).await?,
         Service::ReceivePack => {
-            let caller = auth::require(state, headers).await?;
-            if let Err(denied) = auth::check(state, &caller, &path, Need::Write).await {
-                crate::push::record_denied(state, caller.name(), &path, &denied).await;
+            if let Err(denied) = auth::check(state, caller, path, Need::Write).await {
+                crate::push::record_denied(state, caller.name(), path, &denied).await;
                 return Err(denied);
             }
-            caller
         }
-    };
-    let target = repos::resolve(state, &path).await?;
+    }
+    let target = repos::resolve(state, path).await?;
     if service == Service::ReceivePack {
         // As the push will resolve it: a new path under an import root.
         let as_pushed = match &target {
             Some(Target::Dir { .. })
-                if repos::under_import_root(state, &path) && state.store.repo_by_path(&path).await?.is_none() =>
+                if repos::under_import_root(state, path) && state.store.repo_by_path(path).await?.is_none() =>
             {
                 None
             }
             other => other.clone(),
         };
-        if let Err(refused) = crate::push::refuse_target(state, &path, &as_pushed).await {
-            crate::push::record_denied(state, caller.name(), &path, &refused).await;
+        if let Err(refused) = crate::push::refuse_target(state, path, &as_pushed).await {
+            crate::push::record_denied(state, caller.name(), path, &refused).await;
             return Err(refused);
         }
     }
     let (refs, head) = match (&target, service) {
-        (None, Service::ReceivePack) if repos::under_import_root(state, &path) => {
+        (None, Service::ReceivePack) if repos::under_import_root(state, path) => {
             (Vec::new(), "refs/heads/main".to_string())
         }
         (None, _) => return Err(HttpError::not_found(format!("repository {path} not found"))),
@@ -128,20 +152,7 @@ async fn info_refs(state: &State, raw_path: &str, query: &str, headers: &HeaderM
         },
     };
     let head_id = refs.iter().find(|r| r.name == head).map(|r| r.target);
-    let content_type = match service {
-        Service::UploadPack => "application/x-git-upload-pack-advertisement",
-        Service::ReceivePack => "application/x-git-receive-pack-advertisement",
-    };
-    let body = if service == Service::UploadPack && protocol_v2(headers) {
-        let mut out = Vec::new();
-        pkt::write_line(&mut out, "# service=git-upload-pack");
-        pkt::write_flush(&mut out);
-        out.extend(advertise::v2_capabilities());
-        out
-    } else {
-        advertise::v0(service, &refs, head_id.map(|id| (head.as_str(), id)), asks_protocol(headers, 1))
-    };
-    Ok(git_response(content_type, body))
+    Ok(advertise::v0_refs(service, &refs, head_id.map(|id| (head.as_str(), id)), version_1))
 }
 
 pub(crate) fn not_pushable(path: &str) -> HttpError {
@@ -193,14 +204,20 @@ pub(crate) fn err_packet(message: &str) -> Vec<u8> {
     out
 }
 
-/// Runs `work` on a blocking thread, streaming what it sinks as the
-/// response body. An error before any output becomes an `ERR` packet; after
-/// output began, a side-band error message.
-fn stream_response(
-    content_type: &'static str,
-    sideband: bool,
-    work: impl FnOnce(&mut upload::Sink<'_>) -> Result<(), upload::ServeError> + Send + 'static,
-) -> Response {
+/// The work that writes a pack into a sink, on a blocking thread.
+pub(crate) type PackWork = Box<dyn FnOnce(&mut upload::Sink<'_>) -> Result<(), upload::ServeError> + Send>;
+
+/// What upload-pack answers one request with: bytes at once, or a pack
+/// written by `work`.
+pub(crate) enum Reply {
+    Now(Vec<u8>),
+    Stream { sideband: bool, work: PackWork },
+}
+
+/// Runs `work` on a blocking thread and returns what it sinks, in order.
+/// An error before any output becomes an `ERR` packet; after output
+/// began, a side-band error message.
+pub(crate) fn spawn_work(sideband: bool, work: PackWork) -> tokio::sync::mpsc::Receiver<Vec<u8>> {
     let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(8);
     tokio::task::spawn_blocking(move || {
         let mut started = false;
@@ -227,66 +244,104 @@ fn stream_response(
             let _ = tx.blocking_send(out);
         }
     });
-    let stream = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<_, std::io::Error>(Bytes::from(b)), rx))
-    });
-    git_response(content_type, Body::from_stream(stream))
+    rx
 }
 
-async fn upload_pack(state: Arc<State>, raw_path: &str, request: Request) -> Result<Response, HttpError> {
+fn reply_response(reply: Reply) -> Response {
     const RESULT: &str = "application/x-git-upload-pack-result";
-    let path = repos::normalize(raw_path)?;
-    let caller = auth::caller(&state, request.headers()).await?;
-    auth::check(&state, &caller, &path, Need::Read).await?;
-    let target = repos::resolve(&state, &path)
+    match reply {
+        Reply::Now(bytes) => git_response(RESULT, bytes),
+        Reply::Stream { sideband, work } => {
+            let rx = spawn_work(sideband, work);
+            let stream = futures::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|b| (Ok::<_, std::io::Error>(Bytes::from(b)), rx))
+            });
+            git_response(RESULT, Body::from_stream(stream))
+        }
+    }
+}
+
+/// What a fetch reads: the refs, HEAD's target and the objects.
+#[derive(Clone)]
+pub(crate) struct View {
+    pub refs: Vec<tessera_store::Ref>,
+    pub head: String,
+    pub snapshot: repos::Snapshot,
+    pub max_objects: Option<u64>,
+}
+
+/// The view `caller` may fetch from at `path`, after the read check.
+pub(crate) async fn upload_view(state: &State, caller: &Caller, path: &str) -> Result<View, HttpError> {
+    auth::check(state, caller, path, Need::Read).await?;
+    let target = repos::resolve(state, path)
         .await?
         .ok_or_else(|| HttpError::not_found(format!("repository {path} not found")))?;
-    let (refs, head, snapshot) = repos::read_view(&state, &target).await?.ok_or_else(|| {
+    let (refs, head, snapshot) = repos::read_view(state, &target).await?.ok_or_else(|| {
         HttpError::not_found(format!("{path} is neither a repository nor a directory of the monorepo"))
     })?;
-    let v2 = protocol_v2(request.headers());
-    let body = read_body(request, state.config.max_request_bytes, state.config.request_timeout_secs).await?;
-    let max_objects = state.config.max_clone_objects;
+    Ok(View { refs, head, snapshot, max_objects: state.config.max_clone_objects })
+}
 
-    if !v2 {
-        let req = match upload::parse_v0(&body) {
-            Ok(r) => r,
-            Err(e) => return Ok(git_response(RESULT, err_packet(&e.to_string()))),
-        };
-        let sideband = req.caps.contains("side-band-64k") || req.caps.contains("side-band");
-        return Ok(stream_response(RESULT, sideband, move |sink| {
-            let odb = snapshot.odb();
-            upload::Upload { odb: &odb, refs: &refs, max_pack_objects: max_objects }.respond_v0(&req, sink)
-        }));
+/// Answers one protocol v0 request (wants, haves, done) in one go, as a
+/// stateless transport sends it.
+pub(crate) fn v0_request(view: View, body: &[u8]) -> Reply {
+    let req = match upload::parse_v0(body) {
+        Ok(r) => r,
+        Err(e) => return Reply::Now(err_packet(&e.to_string())),
+    };
+    let sideband = req.caps.contains("side-band-64k") || req.caps.contains("side-band");
+    Reply::Stream {
+        sideband,
+        work: Box::new(move |sink| {
+            let odb = view.snapshot.odb();
+            upload::Upload { odb: &odb, refs: &view.refs, max_pack_objects: view.max_objects }.respond_v0(&req, sink)
+        }),
     }
+}
 
-    let (command, args) = match parse_v2_command(&body) {
+/// Answers one protocol v2 command (`ls-refs` or `fetch`).
+pub(crate) fn v2_request(view: View, body: &[u8]) -> Reply {
+    let (command, args) = match parse_v2_command(body) {
         Ok(c) => c,
-        Err(e) => return Ok(git_response(RESULT, err_packet(&e))),
+        Err(e) => return Reply::Now(err_packet(&e)),
     };
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match command.as_str() {
         "ls-refs" => {
             let ls = LsRefs::parse(&args);
-            let id = refs.iter().find(|r| r.name == head).map(|r| r.target);
-            Ok(git_response(RESULT, ls.respond(&refs, (&head, id))))
+            let id = view.refs.iter().find(|r| r.name == view.head).map(|r| r.target);
+            Reply::Now(ls.respond(&view.refs, (&view.head, id)))
         }
         "fetch" => {
             let req = match upload::parse_v2_fetch(&args) {
                 Ok(r) => r,
-                Err(e) => return Ok(git_response(RESULT, err_packet(&e.to_string()))),
+                Err(e) => return Reply::Now(err_packet(&e.to_string())),
             };
-            Ok(stream_response(RESULT, true, move |sink| {
-                let odb = snapshot.odb();
-                upload::Upload { odb: &odb, refs: &refs, max_pack_objects: max_objects }.respond_v2(req, sink)
-            }))
+            Reply::Stream {
+                sideband: true,
+                work: Box::new(move |sink| {
+                    let odb = view.snapshot.odb();
+                    upload::Upload { odb: &odb, refs: &view.refs, max_pack_objects: view.max_objects }
+                        .respond_v2(req, sink)
+                }),
+            }
         }
-        other => Ok(git_response(RESULT, err_packet(&format!("unknown command {other:?}")))),
+        other => Reply::Now(err_packet(&format!("unknown command {other:?}"))),
     }
 }
 
+async fn upload_pack(state: Arc<State>, raw_path: &str, request: Request) -> Result<Response, HttpError> {
+    let path = repos::normalize(raw_path)?;
+    let caller = auth::caller(&state, request.headers()).await?;
+    let view = upload_view(&state, &caller, &path).await?;
+    let v2 = protocol_v2(request.headers());
+    let body = read_body(request, state.config.max_request_bytes, state.config.request_timeout_secs).await?;
+    let reply = if v2 { v2_request(view, &body) } else { v0_request(view, &body) };
+    Ok(reply_response(reply))
+}
+
 /// Splits a v2 request into its command and argument lines.
-fn parse_v2_command(body: &[u8]) -> Result<(String, Vec<String>), String> {
+pub(crate) fn parse_v2_command(body: &[u8]) -> Result<(String, Vec<String>), String> {
     let mut parser = pkt::Parser::new(body);
     let mut command = None;
     let mut args = Vec::new();

@@ -3,7 +3,7 @@
 //! change is recorded in the audit log as the local operator
 //! (`local:<os user>`).
 
-use std::io::BufRead;
+use std::io::{BufRead, Read};
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
@@ -28,6 +28,27 @@ pub enum UserAction {
     /// Set a user's password for the web UI, read from the first line of
     /// standard input; stored as an argon2id hash.
     Passwd { name: String },
+    /// A user's SSH public keys, for git over SSH.
+    Key {
+        #[command(subcommand)]
+        action: KeyAction,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum KeyAction {
+    /// Register a public key (`FILE.pub`, or `-` for standard input).
+    Add {
+        name: String,
+        file: std::path::PathBuf,
+        /// What to call the key [default: its comment]
+        #[arg(long)]
+        title: Option<String>,
+    },
+    /// List keys with their fingerprints, of one user or of all.
+    List { name: Option<String> },
+    /// Remove one of a user's keys, by id, fingerprint or title.
+    Remove { name: String, key: String },
 }
 
 #[derive(Subcommand)]
@@ -183,6 +204,57 @@ pub async fn user(store: &Store, action: UserAction) -> anyhow::Result<()> {
             store.set_password_hash(&name, &phc).await?;
             audited(store, "user.passwd", None, &name).await?;
             println!("password set for {name}");
+        }
+        UserAction::Key { action } => key(store, action).await?,
+    }
+    Ok(())
+}
+
+async fn key(store: &Store, action: KeyAction) -> anyhow::Result<()> {
+    match action {
+        KeyAction::Add { name, file, title } => {
+            let user = store.require_user(&name).await?;
+            let text = if file.as_os_str() == "-" {
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin().lock().take(64 << 10), &mut text)
+                    .context("reading the key from standard input")?;
+                text
+            } else {
+                let meta = std::fs::metadata(&file).with_context(|| format!("reading {}", file.display()))?;
+                if meta.len() > 64 << 10 {
+                    bail!("{} is larger than a public key file can be", file.display());
+                }
+                std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?
+            };
+            let parsed =
+                tessera_server::ssh::parse_public_key(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let title = title.unwrap_or_else(|| {
+                if parsed.comment.is_empty() {
+                    parsed.fingerprint.clone()
+                } else {
+                    parsed.comment.clone()
+                }
+            });
+            let key = store.add_ssh_key(&user, &title, &parsed.fingerprint, &parsed.openssh).await?;
+            audited(store, "key.add", None, &format!("{} {} ({})", user.name, key.fingerprint, key.title)).await?;
+            println!("added key {} ({}) for {} (id {})", key.fingerprint, key.title, user.name, key.id);
+        }
+        KeyAction::List { name } => {
+            if let Some(n) = &name {
+                store.require_user(n).await?;
+            }
+            for k in store.list_ssh_keys(name.as_deref()).await? {
+                let used = k.last_used_at.map(utc).unwrap_or_else(|| "never used".into());
+                let algorithm = k.public_key.split(' ').next().unwrap_or_default();
+                println!("{}\t{}\t{}\t{algorithm}\t{}\t{used}", k.id, k.user, k.fingerprint, k.title);
+            }
+        }
+        KeyAction::Remove { name, key } => {
+            store.require_user(&name).await?;
+            let removed = store.remove_ssh_key(&name, &key).await?;
+            audited(store, "key.remove", None, &format!("{} {} ({})", name, removed.fingerprint, removed.title))
+                .await?;
+            println!("removed key {} ({}) of {name}", removed.fingerprint, removed.title);
         }
     }
     Ok(())

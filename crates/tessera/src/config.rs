@@ -18,6 +18,8 @@ use crate::ServerArgs;
 pub struct FileConfig {
     data_dir: Option<PathBuf>,
     listen: Option<String>,
+    /// Serve git over SSH here too (`127.0.0.1:2222`); default: no SSH.
+    ssh_listen: Option<String>,
     database: Option<String>,
     import_roots: Option<Vec<String>>,
     require_token_for_reads: Option<bool>,
@@ -130,6 +132,7 @@ pub fn load(args: &ServerArgs) -> anyhow::Result<Config> {
     if let Some(listen) = args.listen.clone().or(file.listen) {
         config.listen = listen;
     }
+    config.ssh_listen = args.ssh_listen.clone().or(file.ssh_listen).filter(|s| !s.is_empty());
     if let Some(db) = args.database.clone().or(file.database) {
         Dialect::from_url(&db)
             .with_context(|| format!("database URL {db:?} must start with sqlite://, postgres:// or mysql://"))?;
@@ -168,6 +171,7 @@ pub fn show(config: &Config) -> String {
     let mut line = |k: &str, v: String| out.push_str(&format!("{k} = {v}\n"));
     line("data_dir", format!("{:?}", config.data_dir.display().to_string()));
     line("listen", format!("{:?}", config.listen));
+    line("ssh_listen", config.ssh_listen.as_ref().map_or("none".into(), |s| format!("{s:?}")));
     line("database", format!("{:?}", config.database));
     line("import_roots", format!("{:?}", config.import_roots));
     line("require_token_for_reads", config.require_token_for_reads.to_string());

@@ -27,9 +27,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve git over smart HTTP (creates and migrates the data dir on first start).
+    /// Serve git over smart HTTP, and SSH with --ssh-listen (creates and
+    /// migrates the data dir on first start).
     Serve(ServerArgs),
-    /// Add, list and disable users; set their passwords.
+    /// Add, list and disable users; set their passwords and SSH keys.
     User {
         #[command(subcommand)]
         action: admin::UserAction,
@@ -173,6 +174,9 @@ struct ServerArgs {
     /// Address to listen on [default: 127.0.0.1:8000]
     #[arg(long, env = "TESSERA_LISTEN", global = true)]
     listen: Option<String>,
+    /// Also serve git over SSH on this address, e.g. 127.0.0.1:2222 [default: no SSH]
+    #[arg(long, env = "TESSERA_SSH_LISTEN", global = true)]
+    ssh_listen: Option<String>,
     /// Database URL: sqlite://…, postgres://… or mysql://… [default: sqlite in the data dir]
     #[arg(long, env = "TESSERA_DATABASE", global = true)]
     database: Option<String>,
@@ -207,6 +211,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = config::load(&args)?;
             let server = tessera_server::Server::bind(config.clone()).await?;
             println!("tessera listening on http://{}  (data: {})", server.local_addr(), config.data_dir.display());
+            if let Some(addr) = server.ssh_addr() {
+                println!(
+                    "tessera serving git over SSH on ssh://git@{addr}/  (host key: {})",
+                    config.data_dir.join(tessera_server::ssh::HOST_KEY_FILE).display()
+                );
+            }
             if server.has_no_users().await? {
                 eprintln!(
                     "no users yet: create one with `tessera user add NAME --admin`, then a token to push with \

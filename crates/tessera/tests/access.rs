@@ -6,7 +6,7 @@ use std::io::BufRead;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 
-use tessera_testkit::{commit_all, git, git_output, new_repo, write, Backend, TempDatabase};
+use tessera_testkit::{commit_all, fsck, git, git_output, new_repo, pack_revs, pkt, write, Backend, TempDatabase};
 
 fn tessera(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
@@ -62,8 +62,21 @@ impl Site {
     }
 
     fn serve(&self, env: &[(&str, &str)]) -> (Child, String) {
+        let (child, url, _) = self.spawn(&[], env);
+        (child, url)
+    }
+
+    /// Serves HTTP and SSH; returns the HTTP URL and the SSH port.
+    fn serve_ssh(&self) -> (Child, String, u16) {
+        let (child, url, ssh) = self.spawn(&["--ssh-listen", "127.0.0.1:0"], &[]);
+        let port = ssh.expect("an SSH banner").rsplit(':').next().unwrap().trim_end_matches('/').parse().unwrap();
+        (child, url, port)
+    }
+
+    fn spawn(&self, extra: &[&str], env: &[(&str, &str)]) -> (Child, String, Option<String>) {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir", &self.data, "--database", &self.database])
+            .args(extra)
             .env_remove("TESSERA_REQUIRE_TOKEN_FOR_READS")
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
@@ -71,10 +84,16 @@ impl Site {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap());
         let mut banner = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut banner).unwrap();
+        lines.read_line(&mut banner).unwrap();
         let url = banner.split_whitespace().find(|w| w.starts_with("http://")).unwrap().to_string();
-        (child, url)
+        let ssh = (!extra.is_empty()).then(|| {
+            let mut line = String::new();
+            lines.read_line(&mut line).unwrap();
+            line.split_whitespace().find(|w| w.starts_with("ssh://")).unwrap().to_string()
+        });
+        (child, url, ssh)
     }
 }
 
@@ -305,4 +324,307 @@ fn users_paths_and_tokens_on_sqlite() {
 #[test]
 fn users_paths_and_tokens_on_postgres() {
     users_paths_and_tokens(Backend::Postgres);
+}
+
+/// An OpenSSH client identity, and the `GIT_SSH_COMMAND` that uses it
+/// (and only it) against the server's host key, pinned in known_hosts.
+struct SshClient {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl SshClient {
+    fn new(site: &Site, port: u16, names: &[&str]) -> SshClient {
+        let dir = tempfile::tempdir().unwrap();
+        for name in names {
+            let key = dir.path().join(name);
+            let out = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-C", &format!("{name}@test"), "-f"])
+                .arg(&key)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", text(&out.stderr));
+        }
+        // The host key the server generated in its data dir, pinned.
+        let host_key = Path::new(&site.data).join("ssh_host_ed25519_key");
+        let out = Command::new("ssh-keygen").arg("-y").arg("-f").arg(&host_key).output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let known = format!("[127.0.0.1]:{port} {}", text(&out.stdout));
+        std::fs::write(dir.path().join("known_hosts"), known).unwrap();
+        SshClient { dir, port }
+    }
+
+    fn public(&self, name: &str) -> String {
+        self.dir.path().join(format!("{name}.pub")).to_str().unwrap().to_string()
+    }
+
+    /// The ssh command line for `name`'s key.
+    fn command(&self, name: &str) -> String {
+        format!(
+            "ssh -F /dev/null -i {} -o IdentitiesOnly=yes -o IdentityAgent=none -o BatchMode=yes \
+             -o StrictHostKeyChecking=yes -o UserKnownHostsFile={} -o LogLevel=ERROR",
+            self.dir.path().join(name).display(),
+            self.dir.path().join("known_hosts").display()
+        )
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("ssh://git@127.0.0.1:{}{path}", self.port)
+    }
+
+    /// git with `name`'s key.
+    fn git(&self, name: &str, dir: &Path, args: &[&str]) -> Output {
+        Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_SSH_COMMAND", self.command(name))
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .output()
+            .unwrap()
+    }
+
+    /// Runs `remote` over ssh as `name`.
+    fn ssh(&self, name: &str, remote: &str) -> Output {
+        let mut args: Vec<String> = self.command(name).split_whitespace().skip(1).map(str::to_string).collect();
+        args.extend(["-p".into(), self.port.to_string(), "git@127.0.0.1".into()]);
+        if !remote.is_empty() {
+            args.push(remote.into());
+        }
+        Command::new("ssh").args(&args).stdin(Stdio::null()).output().unwrap()
+    }
+}
+
+fn ssh_transport(backend: Backend) {
+    let Some(site) = Site::new(backend) else { return };
+    site.admin(&["user", "add", "admin", "--admin", "--init"]);
+    for user in ["alice", "bob", "carol"] {
+        site.admin(&["user", "add", user]);
+    }
+    let bob_token = site.token("bob", "t", "write");
+    site.admin(&["access", "grant", "/projects/a", "write", "--user", "alice"]);
+    site.admin(&["access", "grant", "/projects/a", "maintain", "--user", "bob"]);
+    site.admin(&["access", "grant", "/projects/private", "maintain", "--user", "bob"]);
+    site.admin(&["access", "public", "/projects/private", "off"]);
+    site.admin(&["access", "grant", "/import", "write", "--user", "carol"]);
+
+    let (mut server, url, port) = site.serve_ssh();
+    let client = SshClient::new(&site, port, &["alice", "bob", "carol", "stranger"]);
+    for user in ["alice", "bob", "carol"] {
+        let added = site.admin(&["user", "key", "add", user, &client.public(user)]);
+        assert!(added.contains(&format!("{user}@test")), "{added}");
+    }
+    // The fingerprint is the one ssh-keygen computes.
+    let listed = site.admin(&["user", "key", "list", "alice"]);
+    let out = Command::new("ssh-keygen").args(["-l", "-f", &client.public("alice")]).output().unwrap();
+    let fingerprint = text(&out.stdout).split_whitespace().nth(1).unwrap().to_string();
+    assert!(listed.contains(&fingerprint) && listed.contains("ssh-ed25519"), "{listed} / {fingerprint}");
+    // One key, one user; a private key or garbage is refused with a reason.
+    let dup = site.admin_output(&["user", "key", "add", "bob", &client.public("alice")]);
+    assert!(!dup.status.success() && text(&dup.stderr).contains("registered to user alice"), "{}", text(&dup.stderr));
+    let private = client.dir.path().join("alice").to_str().unwrap().to_string();
+    let bad = site.admin_output(&["user", "key", "add", "bob", &private]);
+    assert!(!bad.status.success() && text(&bad.stderr).contains("private key"), "{}", text(&bad.stderr));
+
+    // alice pushes to /projects/a over SSH: a merge request opens.
+    let src = new_repo();
+    write(src.path(), "a.txt", "over ssh\n");
+    commit_all(src.path(), "alice's change over ssh");
+    let out = client.git("alice", src.path(), &["push", &client.url("/projects/a"), "main"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("merge request !1 opened"), "{}", text(&out.stderr));
+    // Not to /projects/b, and the message names the path.
+    let out = client.git("alice", src.path(), &["push", &client.url("/projects/b"), "main"]);
+    let err = text(&out.stderr);
+    assert!(!out.status.success() && err.contains("/projects/b") && err.contains("write access"), "{err}");
+    // bob merges (REST); alice clones the directory over SSH and gets what
+    // HTTP serves.
+    let (status, body) = rest("POST", &format!("{url}/api/v1/mr/1/merge"), Some(&bob_token));
+    assert_eq!(status, 200, "{body}");
+    let work = tempfile::tempdir().unwrap();
+    let out = client.git("alice", work.path(), &["clone", "-q", &client.url("/projects/a"), "a-ssh"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    fsck(&work.path().join("a-ssh"));
+    assert_eq!(text(&std::fs::read(work.path().join("a-ssh/a.txt")).unwrap()), "over ssh\n");
+    let over_http = git(work.path(), &["ls-remote", &format!("{url}/projects/a")]);
+    let over_ssh = client.git("alice", work.path(), &["ls-remote", &client.url("/projects/a")]);
+    assert_eq!(text(&over_ssh.stdout), over_http);
+
+    // A private path is "not found" to alice over SSH, as over HTTP.
+    let out = client.git("alice", work.path(), &["clone", "-q", &client.url("/projects/private"), "p"]);
+    let err = text(&out.stderr);
+    assert!(!out.status.success() && err.contains("not found"), "{err}");
+    assert!(!work.path().join("p").exists());
+
+    // carol creates an import repository over SSH, pushes more history
+    // (incrementally) and a delete; fetches see exactly what HTTP sees.
+    let imp = new_repo();
+    for i in 0..5 {
+        write(imp.path(), format!("f{i}.txt"), format!("{i}\n"));
+        commit_all(imp.path(), &format!("commit {i}"));
+    }
+    let out = client.git("carol", imp.path(), &["push", &client.url("/import/lib"), "main"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    write(imp.path(), "more.txt", "more\n");
+    commit_all(imp.path(), "more");
+    git(imp.path(), &["branch", "side"]);
+    let out = client.git("carol", imp.path(), &["push", &client.url("/import/lib"), "main", "side"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = client.git("carol", imp.path(), &["push", &client.url("/import/lib"), ":side"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = client.git("carol", work.path(), &["clone", "-q", "--mirror", &client.url("/import/lib"), "lib.git"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    fsck(&work.path().join("lib.git"));
+    assert_eq!(git(&work.path().join("lib.git"), &["rev-parse", "main"]), git(imp.path(), &["rev-parse", "main"]));
+    assert_eq!(git(work.path(), &["ls-remote", &format!("{url}/import/lib")]).lines().count(), 2);
+    // An incremental fetch over SSH (negotiation over several rounds).
+    write(imp.path(), "later.txt", "later\n");
+    commit_all(imp.path(), "later");
+    assert!(client.git("carol", imp.path(), &["push", &client.url("/import/lib"), "main"]).status.success());
+    let out = client.git("carol", &work.path().join("lib.git"), &["fetch", "-q", "origin"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(git(&work.path().join("lib.git"), &["rev-parse", "main"]), git(imp.path(), &["rev-parse", "main"]));
+
+    // Keys nobody registered, removed keys and disabled users are refused.
+    let out = client.git("stranger", work.path(), &["ls-remote", &client.url("/projects/a")]);
+    assert!(!out.status.success() && text(&out.stderr).contains("Permission denied"), "{}", text(&out.stderr));
+    site.admin(&["user", "key", "remove", "carol", "carol@test"]);
+    let out = client.git("carol", work.path(), &["ls-remote", &client.url("/import/lib")]);
+    assert!(!out.status.success(), "a removed key still signs in");
+    site.admin(&["user", "disable", "bob"]);
+    let out = client.git("bob", work.path(), &["ls-remote", &client.url("/projects/private")]);
+    assert!(!out.status.success(), "a disabled user still signs in");
+
+    // No shell, no other commands; the server goes on serving.
+    let out = client.ssh("alice", "");
+    assert!(!out.status.success() && text(&out.stderr).contains("no shell"), "{}", text(&out.stderr));
+    let out = client.ssh("alice", "sh -c 'touch /tmp/tessera-pwned'");
+    assert!(!out.status.success() && text(&out.stderr).contains("not served"), "{}", text(&out.stderr));
+    assert!(!Path::new("/tmp/tessera-pwned").exists());
+    let out = client.ssh("alice", "git-upload-pack '/projects/a'; id");
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    let out = client.ssh("alice", "git-lfs-authenticate '/projects/a' download");
+    assert!(!out.status.success() && text(&out.stderr).contains("LFS"), "{}", text(&out.stderr));
+    // Protocol v0 fetches are refused with a way forward.
+    let out = Command::new("git")
+        .args(["-c", "protocol.version=0", "ls-remote", &client.url("/projects/a")])
+        .env("GIT_SSH_COMMAND", client.command("alice"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && text(&out.stderr).contains("protocol version 2"), "{}", text(&out.stderr));
+
+    // The host key stays across restarts (clients pinned it above).
+    let _ = server.kill();
+    let _ = server.wait();
+    let (mut server, _, port2) = site.serve_ssh();
+    let client2 = SshClient { dir: tempfile::tempdir().unwrap(), port: port2 };
+    std::fs::copy(client.dir.path().join("alice"), client2.dir.path().join("alice")).unwrap();
+    let known = std::fs::read_to_string(client.dir.path().join("known_hosts")).unwrap();
+    std::fs::write(client2.dir.path().join("known_hosts"), known.replace(&format!(":{port} "), &format!(":{port2} ")))
+        .unwrap();
+    let out = client2.git("alice", work.path(), &["ls-remote", &client2.url("/projects/a")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let _ = server.kill();
+    let _ = server.wait();
+
+    // The audit log names the SSH pushes and key changes.
+    let log = site.admin(&["audit", "--limit", "1000"]);
+    for needle in [
+        "\talice\tpush\t/projects/a\tok",
+        "\talice\tpush\t/projects/b\tdenied",
+        "\tcarol\tpush\t/import/lib\tok",
+        "\tkey.add\t",
+        "\tkey.remove\t",
+    ] {
+        assert!(log.contains(needle), "{needle:?} missing from the audit log:\n{log}");
+    }
+}
+
+#[test]
+fn ssh_transport_on_sqlite() {
+    ssh_transport(Backend::Sqlite);
+}
+
+#[test]
+fn ssh_transport_on_postgres() {
+    ssh_transport(Backend::Postgres);
+}
+
+/// A client that keeps its side open after the pack, waiting for the
+/// report (as clients other than C git may): the server finds the pack's
+/// end by itself. Also hostile bytes on the SSH port, and connections
+/// that never sign in, leave the server serving.
+#[test]
+fn ssh_pushes_end_where_the_pack_ends_and_junk_does_not_hurt() {
+    use std::io::{Read, Write};
+    let Some(site) = Site::new(Backend::Sqlite) else { return };
+    site.admin(&["user", "add", "carol", "--init"]);
+    site.admin(&["access", "grant", "/import", "write", "--user", "carol"]);
+    let (mut server, url, port) = site.serve_ssh();
+    let client = SshClient::new(&site, port, &["carol"]);
+    site.admin(&["user", "key", "add", "carol", &client.public("carol")]);
+
+    // Junk and silence on the SSH port.
+    let mut junk = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    junk.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+    let mut garbage = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    garbage.write_all(b"SSH-2.0-x\r\n").unwrap();
+    garbage.write_all(&[0xffu8; 70_000]).unwrap_or(());
+    let _silent: Vec<_> = (0..20).map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap()).collect();
+
+    let src = new_repo();
+    write(src.path(), "x.txt", "x\n");
+    let head = commit_all(src.path(), "x");
+    let pack = pack_revs(src.path(), &head);
+    let mut ssh_args: Vec<String> = client.command("carol").split_whitespace().skip(1).map(str::to_string).collect();
+    ssh_args.extend(["-p".into(), port.to_string(), "git@127.0.0.1".into(), "git-receive-pack '/import/open'".into()]);
+    let mut child = Command::new("ssh")
+        .args(&ssh_args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    // The advertisement: pkt-lines up to a flush.
+    let mut advertised = Vec::new();
+    loop {
+        let mut len = [0u8; 4];
+        stdout.read_exact(&mut len).unwrap();
+        let n = usize::from_str_radix(std::str::from_utf8(&len).unwrap(), 16).unwrap();
+        if n == 0 {
+            break;
+        }
+        let mut line = vec![0u8; n - 4];
+        stdout.read_exact(&mut line).unwrap();
+        advertised.extend(line);
+    }
+    assert!(text(&advertised).contains("report-status"), "{}", text(&advertised));
+    let zero = "0".repeat(40);
+    let mut request = pkt(&format!("{zero} {head} refs/heads/main\0report-status\n"));
+    request.extend_from_slice(b"0000");
+    request.extend_from_slice(&pack);
+    stdin.write_all(&request).unwrap();
+    stdin.flush().unwrap();
+    // stdin stays open: the report must come anyway.
+    let mut report = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !text(&report).contains("0000") {
+        let n = stdout.read(&mut buf).unwrap();
+        assert!(n > 0, "the server hung up without a report: {}", text(&report));
+        report.extend_from_slice(&buf[..n]);
+    }
+    let report = text(&report);
+    assert!(report.contains("unpack ok") && report.contains("ok refs/heads/main"), "{report}");
+    drop(stdin);
+    let _ = child.wait();
+
+    // Still serving, over both transports.
+    let work = tempfile::tempdir().unwrap();
+    let out = client.git("carol", work.path(), &["clone", "-q", &client.url("/import/open"), "open"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(git(&work.path().join("open"), &["rev-parse", "HEAD"]).trim(), head);
+    git(work.path(), &["ls-remote", &format!("{url}/import/open")]);
+    let _ = server.kill();
+    let _ = server.wait();
 }

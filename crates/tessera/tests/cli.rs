@@ -629,6 +629,7 @@ fn every_configuration_key_can_be_set_in_the_environment() {
     let samples: &[(&str, &str, &str)] = &[
         ("data_dir", "/tmp/x-data", "data_dir = \"/tmp/x-data\""),
         ("listen", "127.0.0.1:9999", "listen = \"127.0.0.1:9999\""),
+        ("ssh_listen", "127.0.0.1:2222", "ssh_listen = \"127.0.0.1:2222\""),
         ("database", "postgres://u@h/db", "database = \"postgres://u@h/db\""),
         ("import_roots", "/import, /vendor", "import_roots = [\"/import\", \"/vendor\"]"),
         ("require_token_for_reads", "true", "require_token_for_reads = true"),
