@@ -76,6 +76,10 @@ pub struct ExternalBase {
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// Blobs up to this size reach the visitor with their content, like every
+/// other object; larger ones (whole in the pack) without it.
+pub const SMALL_BLOB_BYTES: u64 = 1024;
+
 /// Sees each object once it is known (see [`scan`]).
 pub type Visit<'v> = dyn FnMut(&Scanned, Option<&[u8]>) -> Result<(), BoxError> + 'v;
 /// Finds a delta base outside the pack (see [`scan`]).
@@ -165,7 +169,9 @@ pub fn scan(path: &Path, limits: Limits, lookup: &mut Lookup<'_>, visit: &mut Vi
                 }
                 let mut hasher = Hasher::new(kind, size);
                 data.clear();
-                let keep = kind != Kind::Blob;
+                // Blobs are hashed, not kept, except small ones (whose
+                // content the caller may want, e.g. Git LFS pointers).
+                let keep = kind != Kind::Blob || size <= SMALL_BLOB_BYTES;
                 let used = read::inflate(&mut window, data_offset, size, &mut |piece| {
                     hasher.update(piece);
                     if keep {

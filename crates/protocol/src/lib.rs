@@ -13,6 +13,7 @@
 
 pub mod advertise;
 pub mod fsck;
+pub mod lfs;
 pub mod odb;
 pub mod receive;
 pub mod upload;

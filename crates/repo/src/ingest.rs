@@ -19,6 +19,8 @@ pub struct Ingested {
     pub tag_targets: HashMap<ObjectId, ObjectId>,
     /// Findings accepted under the fsck policy, for the push's remote message.
     pub fsck: fsck::Report,
+    /// The Git LFS pointer files among the pushed blobs, sorted, once each.
+    pub lfs_pointers: Vec<tessera_protocol::lfs::Pointer>,
 }
 
 /// How a pack is checked: the limits on what it may ask of the server and
@@ -40,6 +42,8 @@ pub enum IngestError {
     Store(#[from] tessera_store::Error),
     #[error("internal error while checking the pack")]
     Join,
+    #[error("reading the pushed trees: {0}")]
+    Repo(#[source] Box<crate::Error>),
     #[error("object {id}: {source}")]
     Fsck { id: ObjectId, source: fsck::Error },
     #[error("reading pushed .gitmodules {id}: {source}")]
@@ -55,6 +59,7 @@ struct Collected {
     /// so hashed by the id's own bytes.
     needed: gix_hashtable::HashSet<ObjectId>,
     gitmodules: HashSet<ObjectId>,
+    lfs_pointers: std::collections::BTreeSet<tessera_protocol::lfs::Pointer>,
     report: fsck::Report,
 }
 
@@ -116,6 +121,85 @@ impl Prepared {
         self.commits.iter().map(|c| (c.id, c.parents.clone())).collect()
     }
 
+    /// Which of `files` (paths relative to the repository or directory,
+    /// `a/b.bin`) differ between the trees of each update's old and new
+    /// commit: what a push would change among locked files. Reads the
+    /// pushed objects from the spool file beside `snapshot`'s, on a
+    /// blocking thread; callers ask only when locks exist.
+    pub async fn changed_files(
+        &self,
+        snapshot: &Snapshot,
+        updates: &[(Option<ObjectId>, Option<ObjectId>)],
+        files: &[String],
+    ) -> Result<Vec<String>, IngestError> {
+        // The snapshot's objects plus this pack's, read as one store.
+        const SPOOL: i64 = -1;
+        let mut index = (*snapshot.index).clone();
+        for o in &self.objects {
+            index.objects.insert(
+                o.id,
+                tessera_store::index::Location {
+                    pack_id: SPOOL,
+                    offset: o.offset,
+                    end: o.end,
+                    kind: o.kind,
+                    size: o.size,
+                    delta_base: o.delta_base,
+                },
+            );
+        }
+        let mut paths = (*snapshot.pack_paths).clone();
+        paths.insert(SPOOL, self.spooled.clone());
+        let trees: HashMap<ObjectId, ObjectId> = self.commits.iter().map(|c| (c.id, c.tree)).collect();
+        let updates = updates.to_vec();
+        let files = files.to_vec();
+        let task = move || -> Result<Vec<String>, crate::Error> {
+            let odb = tessera_protocol::odb::Odb::new(std::sync::Arc::new(index), paths);
+            let tree_of = |commit: Option<ObjectId>| -> Result<Option<ObjectId>, crate::Error> {
+                let Some(commit) = commit else { return Ok(None) };
+                if let Some(tree) = trees.get(&commit) {
+                    return Ok(Some(*tree));
+                }
+                let (_, data) = odb.read(&commit)?;
+                let hex =
+                    data.strip_prefix(b"tree ").and_then(|d| d.get(..40)).ok_or(crate::Error::NotACommit(commit))?;
+                Ok(Some(ObjectId::from_hex(hex).map_err(|_| crate::Error::NotACommit(commit))?))
+            };
+            let builder = crate::objects::Builder::default();
+            let view = crate::tree::View { odb: &odb, builder: &builder };
+            let entry_at = |tree: Option<ObjectId>, file: &str| -> Result<Option<ObjectId>, crate::Error> {
+                let Some(mut current) = tree else { return Ok(None) };
+                let parts: Vec<&str> = crate::tree::components(file).collect();
+                for (i, part) in parts.iter().enumerate() {
+                    let entries = view.read_tree(&current)?;
+                    let Some(entry) = entries.iter().find(|e| e.name == part.as_bytes()) else { return Ok(None) };
+                    if i + 1 == parts.len() {
+                        return Ok(Some(entry.id));
+                    }
+                    if !entry.is_tree() {
+                        return Ok(None);
+                    }
+                    current = entry.id;
+                }
+                Ok(None)
+            };
+            let mut changed = Vec::new();
+            for (old, new) in updates {
+                let (old_tree, new_tree) = (tree_of(old)?, tree_of(new)?);
+                for file in &files {
+                    if !changed.contains(file) && entry_at(old_tree, file)? != entry_at(new_tree, file)? {
+                        changed.push(file.clone());
+                    }
+                }
+            }
+            Ok(changed)
+        };
+        tokio::task::spawn_blocking(task)
+            .await
+            .map_err(|_| IngestError::Join)?
+            .map_err(|e| IngestError::Repo(Box::new(e)))
+    }
+
     /// Stores the pack for `repo_id` on its own, in one transaction.
     pub async fn store(self, store: &tessera_store::Store, repo_id: i64) -> Result<Ingested, IngestError> {
         let Prepared { mut ingested, spooled, pack, objects, commits } = self;
@@ -151,7 +235,13 @@ pub fn prepare(snapshot: &Snapshot, checked: Checked) -> Prepared {
     let size = std::fs::metadata(&spooled).map(|m| m.len()).unwrap_or(0);
     let kinds = collected.objects.iter().map(|o| (o.id, o.kind)).collect();
     Prepared {
-        ingested: Ingested { pack_id: None, kinds, tag_targets: collected.tags, fsck: collected.report },
+        ingested: Ingested {
+            pack_id: None,
+            kinds,
+            tag_targets: collected.tags,
+            fsck: collected.report,
+            lfs_pointers: collected.lfs_pointers.into_iter().collect(),
+        },
         spooled,
         pack: NewPack { checksum: outcome.checksum, size },
         objects: collected.objects,
@@ -220,7 +310,11 @@ fn scan(
                     }
                     collected.gitmodules.extend(gitmodules);
                 }
-                Parsed::Blob => {}
+                Parsed::Blob => {
+                    if let Some(pointer) = data.and_then(tessera_protocol::lfs::parse_pointer) {
+                        collected.lfs_pointers.insert(pointer);
+                    }
+                }
             }
             Ok(())
         },

@@ -11,6 +11,7 @@ mod api;
 mod auth;
 mod error;
 mod layout;
+mod lfs;
 mod push;
 mod repos;
 mod serve;
@@ -56,6 +57,11 @@ pub struct Config {
     /// Severity overrides per fsck message id (`badFilemode = "error"`),
     /// like git's `receive.fsck.<id>`.
     pub fsck: Vec<(String, String)>,
+    /// The largest Git LFS object an upload may bring.
+    pub lfs_max_object_bytes: u64,
+    /// Refuse pushes whose new LFS pointers name objects not uploaded
+    /// (where the pusher can see them), as GitLab does.
+    pub lfs_verify_pushes: bool,
 }
 
 impl Config {
@@ -77,6 +83,8 @@ impl Config {
             max_db_connections: None,
             max_object_bytes: tessera_pack::index::Limits::default().max_object_size,
             fsck: Vec::new(),
+            lfs_max_object_bytes: 50 << 30,
+            lfs_verify_pushes: true,
         }
     }
 }
@@ -134,6 +142,10 @@ impl Server {
         let freed = store.pack_storage().clean_spool();
         if freed > 0 {
             tracing::info!("removed {freed} bytes of spool files left by interrupted pushes");
+        }
+        let freed = store.lfs_storage().clean_uploads();
+        if freed > 0 {
+            tracing::info!("removed {freed} bytes of LFS uploads left by interrupted requests");
         }
         let freed = store.clean_orphan_packs().await?;
         if freed > 0 {

@@ -303,6 +303,39 @@ impl Push<'_> {
         }
     }
 
+    /// What Git LFS asks of a push: the objects its new pointers name were
+    /// uploaded (where the pusher can see them), and it changes no file
+    /// someone else holds a lock on. `Some(reason)` refuses every command.
+    async fn check_lfs(
+        &self,
+        snapshot: &Snapshot,
+        prepared: &ingest::Prepared,
+        updates: &[(Option<ObjectId>, Option<ObjectId>)],
+    ) -> Result<Option<String>, HttpError> {
+        let state = self.state;
+        if state.config.lfs_verify_pushes {
+            let mut missing = Vec::new();
+            for pointer in &prepared.ingested.lfs_pointers {
+                if state.store.lfs_visible(&pointer.oid, self.path).await? != Some(pointer.size) {
+                    missing.push(pointer.oid.clone());
+                }
+            }
+            if !missing.is_empty() {
+                let shown: Vec<&str> = missing.iter().take(10).map(String::as_str).collect();
+                let more = if missing.len() > 10 { format!(" and {} more", missing.len() - 10) } else { String::new() };
+                return Ok(Some(format!(
+                    "missing LFS objects: {}{more}; run `git lfs push --all` to this remote first",
+                    shown.join(", ")
+                )));
+            }
+        }
+        let locked = crate::lfs::locked_by_others(state, self.who, self.path, prepared, snapshot, updates).await?;
+        if !locked.is_empty() {
+            return Ok(Some(format!("changes locked files: {}", locked.join(", "))));
+        }
+        Ok(None)
+    }
+
     fn refused(&self, e: ingest::IngestError) -> String {
         tracing::warn!("push to {} by {} refused: {e}", self.path, self.who);
         e.to_string()
@@ -345,6 +378,13 @@ impl Push<'_> {
                     .collect();
                 let ingested = prepared.map(|p| p.ingested).unwrap_or_default();
                 return Ok((Ok(ingested), results));
+            }
+            if let Some(p) = &prepared {
+                let pairs: Vec<_> = updates.iter().map(|u| (u.old, u.new)).collect();
+                if let Some(reason) = self.check_lfs(&snapshot, p, &pairs).await? {
+                    let results = verdicts.into_iter().map(|(name, _)| (name, Err(reason.clone()))).collect();
+                    return Ok((Ok(prepared.map(|p| p.ingested).unwrap_or_default()), results));
+                }
             }
             let head = default_head(&verdicts);
             let destination = match &repo {
@@ -444,6 +484,19 @@ impl Push<'_> {
             let results =
                 self.req.commands.iter().zip(verdicts).map(|(c, v)| (c.name.clone(), v.map(|_| ()))).collect();
             return Ok((Ok(ingested), results));
+        }
+        if let Some(p) = &prepared {
+            let pairs: Vec<_> = self
+                .req
+                .commands
+                .iter()
+                .zip(&verdicts)
+                .filter_map(|(c, v)| v.as_ref().ok().map(|new| (c.old, Some(*new))))
+                .collect();
+            if let Some(reason) = self.check_lfs(&snapshot, p, &pairs).await? {
+                let results = self.req.commands.iter().map(|c| (c.name.clone(), Err(reason.clone()))).collect();
+                return Ok((Ok(prepared.map(|p| p.ingested).unwrap_or_default()), results));
+            }
         }
         let ingested = match prepared {
             Some(prepared) => match prepared.store(&state.store, root.id).await {

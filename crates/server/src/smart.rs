@@ -27,6 +27,15 @@ async fn dispatch(AxState(state): AxState<Arc<State>>, request: Request) -> Resp
     let method = request.method().clone();
     let get = method == Method::GET;
     let post = method == Method::POST;
+    // `<repo>/info/lfs/...`: the Git LFS API of that repository or directory.
+    if let Some(at) = path.find("/info/lfs").filter(|at| {
+        let rest = &path[at + "/info/lfs".len()..];
+        rest.is_empty() || rest.starts_with('/')
+    }) {
+        let (repo, rest) = (path[..at].to_string(), path[at + "/info/lfs".len()..].to_string());
+        let repo = if repo.is_empty() { "/".to_string() } else { repo };
+        return crate::lfs::dispatch(state, &repo, &rest, request).await;
+    }
     let result = if let (true, Some(repo)) = (get, path.strip_suffix("/info/refs")) {
         info_refs(&state, repo, &query, request.headers()).await
     } else if let (true, Some(repo)) = (post, path.strip_suffix("/git-upload-pack")) {
@@ -162,7 +171,7 @@ pub(crate) fn not_pushable(path: &str) -> HttpError {
 }
 
 /// Reads a whole request body up to `limit` bytes, un-gzipping if needed.
-async fn read_body(request: Request, limit: usize, idle_secs: u64) -> Result<Vec<u8>, HttpError> {
+pub(crate) async fn read_body(request: Request, limit: usize, idle_secs: u64) -> Result<Vec<u8>, HttpError> {
     let gzip = request
         .headers()
         .get(header::CONTENT_ENCODING)

@@ -24,6 +24,7 @@
 pub mod access;
 pub mod index;
 mod keys;
+pub mod lfs;
 mod monorepo;
 mod objects;
 pub mod packs;
@@ -39,6 +40,7 @@ use sqlx::{AnyPool, Executor, Row};
 
 pub use access::{Level, Policy, Scope, Token, TokenCheck, User};
 pub use keys::SshKey;
+pub use lfs::{LfsLock, LfsStorage};
 pub use monorepo::{MergeRequest, MrStatus};
 pub use objects::{NewCommit, NewObject, NewPack, PackToStore};
 pub use packs::PackStorage;
@@ -153,6 +155,7 @@ pub struct Store {
     pool: AnyPool,
     dialect: Dialect,
     packs: PackStorage,
+    data_dir: PathBuf,
     /// SQLite allows one writer; serializing writers in-process avoids
     /// SQLITE_BUSY on lock upgrades instead of retrying them.
     write_lock: Option<tokio::sync::Mutex<()>>,
@@ -218,6 +221,7 @@ impl Store {
             pool,
             dialect,
             packs,
+            data_dir: data_dir.to_path_buf(),
             write_lock: (dialect == Dialect::Sqlite).then(|| tokio::sync::Mutex::new(())),
         };
         store.migrate().await?;

@@ -203,6 +203,36 @@ pub fn statements(dialect: Dialect) -> Vec<String> {
                 UNIQUE (fingerprint)
             )"
         ),
+        // Seed: lfs_objects. Version 3. Each LFS object's bytes once (a file
+        // named by the SHA-256), whatever the number of paths using it.
+        "CREATE TABLE IF NOT EXISTS lfs_objects (
+                oid VARCHAR(64) NOT NULL,
+                size BIGINT NOT NULL,
+                created_at BIGINT NOT NULL,
+                PRIMARY KEY (oid)
+            )"
+        .to_string(),
+        // Where each LFS object is visible: the repository or directory
+        // paths it was uploaded or pushed to (readers of a path see what
+        // is below it).
+        format!(
+            "CREATE TABLE IF NOT EXISTS lfs_paths (
+                path {name} NOT NULL,
+                oid VARCHAR(64) NOT NULL,
+                created_at BIGINT NOT NULL,
+                PRIMARY KEY (path, oid)
+            )"
+        ),
+        // Seed: lfs_locks. One lock per file, on its monorepo path.
+        format!(
+            "CREATE TABLE IF NOT EXISTS lfs_locks (
+                id {id},
+                path {name} NOT NULL,
+                owner_id BIGINT NOT NULL,
+                created_at BIGINT NOT NULL,
+                UNIQUE (path)
+            )"
+        ),
         // Every write, with who did it, where, and how it ended.
         format!(
             "CREATE TABLE IF NOT EXISTS audit_log (

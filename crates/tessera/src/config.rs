@@ -29,6 +29,10 @@ pub struct FileConfig {
     max_object_bytes: Option<u64>,
     max_db_connections: Option<u32>,
     request_timeout_secs: Option<u64>,
+    /// The largest Git LFS object an upload may bring.
+    lfs_max_object_bytes: Option<u64>,
+    /// Refuse pushes whose LFS pointers name objects never uploaded.
+    lfs_verify_pushes: Option<bool>,
     /// fsck severities per C git message id, as `receive.fsck.<id>`.
     fsck: Option<std::collections::BTreeMap<String, String>>,
 }
@@ -161,6 +165,10 @@ pub fn load(args: &ServerArgs) -> anyhow::Result<Config> {
         config.request_timeout_secs = secs;
     }
     config.fsck = file.fsck.unwrap_or_default().into_iter().collect();
+    if let Some(max) = file.lfs_max_object_bytes {
+        config.lfs_max_object_bytes = max;
+    }
+    config.lfs_verify_pushes = file.lfs_verify_pushes.unwrap_or(true);
     Ok(config)
 }
 
@@ -181,6 +189,8 @@ pub fn show(config: &Config) -> String {
     line("max_object_bytes", config.max_object_bytes.to_string());
     line("max_db_connections", config.max_db_connections.map_or("none".into(), |n| n.to_string()));
     line("request_timeout_secs", config.request_timeout_secs.to_string());
+    line("lfs_max_object_bytes", config.lfs_max_object_bytes.to_string());
+    line("lfs_verify_pushes", config.lfs_verify_pushes.to_string());
     let fsck: Vec<String> = config.fsck.iter().map(|(k, v)| format!("{k}={v}")).collect();
     line("fsck", format!("{:?}", fsck.join(",")));
     out

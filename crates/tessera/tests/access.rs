@@ -2,127 +2,14 @@
 //! against `tessera serve`, set up with the real `tessera` administration
 //! commands. On SQLite, and once on PostgreSQL.
 
-use std::io::BufRead;
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 
-use tessera_testkit::{commit_all, fsck, git, git_output, new_repo, pack_revs, pkt, write, Backend, TempDatabase};
+use common::{git_refused, rest, text, with, Site};
 
-fn tessera(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
-    cmd.args(args).env_remove("TESSERA_REQUIRE_TOKEN_FOR_READS");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("tessera runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-struct Site {
-    data: String,
-    database: String,
-    _db: Option<TempDatabase>,
-    _dir: tempfile::TempDir,
-}
-
-impl Site {
-    fn new(backend: Backend) -> Option<Site> {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data").to_str().unwrap().to_string();
-        let db = match backend {
-            Backend::Sqlite => None,
-            other => Some(TempDatabase::create(other)?),
-        };
-        let database = match &db {
-            Some(db) => db.url.clone(),
-            None => format!("sqlite://{data}/tessera.db"),
-        };
-        Some(Site { data, database, _db: db, _dir: dir })
-    }
-
-    /// Runs an administration command on this site; panics if it fails.
-    fn admin(&self, args: &[&str]) -> String {
-        let out = self.admin_output(args);
-        assert!(out.status.success(), "tessera {args:?}: {}", text(&out.stderr));
-        text(&out.stdout)
-    }
-
-    fn admin_output(&self, args: &[&str]) -> Output {
-        let mut all: Vec<&str> = args.to_vec();
-        all.extend(["--data-dir", &self.data, "--database", &self.database]);
-        tessera(&all, &[])
-    }
-
-    fn token(&self, user: &str, name: &str, scope: &str) -> String {
-        let out = self.admin(&["token", "create", "--user", user, "--name", name, "--scope", scope]);
-        out.split_whitespace().last().unwrap().to_string()
-    }
-
-    fn serve(&self, env: &[(&str, &str)]) -> (Child, String) {
-        let (child, url, _) = self.spawn(&[], env);
-        (child, url)
-    }
-
-    /// Serves HTTP and SSH; returns the HTTP URL and the SSH port.
-    fn serve_ssh(&self) -> (Child, String, u16) {
-        let (child, url, ssh) = self.spawn(&["--ssh-listen", "127.0.0.1:0"], &[]);
-        let port = ssh.expect("an SSH banner").rsplit(':').next().unwrap().trim_end_matches('/').parse().unwrap();
-        (child, url, port)
-    }
-
-    fn spawn(&self, extra: &[&str], env: &[(&str, &str)]) -> (Child, String, Option<String>) {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir", &self.data, "--database", &self.database])
-            .args(extra)
-            .env_remove("TESSERA_REQUIRE_TOKEN_FOR_READS")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().unwrap();
-        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap());
-        let mut banner = String::new();
-        lines.read_line(&mut banner).unwrap();
-        let url = banner.split_whitespace().find(|w| w.starts_with("http://")).unwrap().to_string();
-        let ssh = (!extra.is_empty()).then(|| {
-            let mut line = String::new();
-            lines.read_line(&mut line).unwrap();
-            line.split_whitespace().find(|w| w.starts_with("ssh://")).unwrap().to_string()
-        });
-        (child, url, ssh)
-    }
-}
-
-/// `url` with `token` as the Basic password.
-fn with(url: &str, token: &str) -> String {
-    url.replacen("http://", &format!("http://x:{token}@"), 1)
-}
-
-/// A REST call; returns the status and body.
-fn rest(method: &str, url: &str, token: Option<&str>) -> (u16, String) {
-    let mut args = vec!["-s", "-o", "-", "-w", "\n%{http_code}", "-X", method];
-    let auth;
-    if let Some(t) = token {
-        auth = format!("x:{t}");
-        args.extend(["-u", &auth]);
-    }
-    args.push(url);
-    let out = Command::new("curl").args(&args).output().unwrap();
-    let body = text(&out.stdout);
-    let (body, code) = body.rsplit_once('\n').unwrap();
-    (code.trim().parse().unwrap(), body.to_string())
-}
-
-/// A git command that must fail; returns its stderr.
-fn git_refused(dir: &Path, args: &[&str]) -> String {
-    let out = git_output(dir, args);
-    assert!(!out.status.success(), "git {args:?} succeeded");
-    text(&out.stderr)
-}
+use tessera_testkit::{commit_all, fsck, git, git_output, new_repo, pack_revs, pkt, write, Backend};
 
 fn users_paths_and_tokens(backend: Backend) {
     let Some(site) = Site::new(backend) else { return };

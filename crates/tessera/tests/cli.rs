@@ -639,6 +639,8 @@ fn every_configuration_key_can_be_set_in_the_environment() {
         ("max_object_bytes", "4096", "max_object_bytes = 4096"),
         ("max_db_connections", "3", "max_db_connections = 3"),
         ("request_timeout_secs", "7", "request_timeout_secs = 7"),
+        ("lfs_max_object_bytes", "1000", "lfs_max_object_bytes = 1000"),
+        ("lfs_verify_pushes", "false", "lfs_verify_pushes = false"),
         (
             "fsck",
             "badFilemode=ignore,missingTaggerEntry=error",
