@@ -67,6 +67,9 @@ pub async fn caller(state: &State, headers: &HeaderMap) -> Result<Caller, HttpEr
 
 /// The caller a token secret names (HTTP password, or other transports).
 pub async fn caller_for_secret(state: &State, secret: &str) -> Result<Caller, HttpError> {
+    if let Some(signed) = secret.strip_prefix(SIGNED_PREFIX) {
+        return signed_caller(state, signed).await;
+    }
     match state.store.check_token(secret).await? {
         TokenCheck::Valid(token, user) => Ok(Caller { user: Some(user), scope: token.scope }),
         TokenCheck::Expired(token) => Err(unauthorized(format!(
@@ -168,4 +171,63 @@ pub fn require_admin(caller: &Caller) -> Result<(), HttpError> {
         }
         Some(_) => Ok(()),
     }
+}
+
+/// Short-lived tokens the server hands out itself (`git-lfs-authenticate`
+/// over SSH): `tsl_<user id>.<expiry>.<scope>.<HMAC-SHA256>`, signed with a
+/// secret all processes on the database share. Nothing is stored per
+/// token; disabling the user ends them at once, and they expire.
+const SIGNED_PREFIX: &str = "tsl_";
+const SIGNING_KEY: &str = "signed-tokens";
+
+type Mac = hmac::Hmac<sha2::Sha256>;
+
+async fn signing_mac(state: &State) -> Result<Mac, HttpError> {
+    let key = state.store.server_secret(SIGNING_KEY).await?;
+    <Mac as hmac::Mac>::new_from_slice(key.as_bytes()).map_err(|e| HttpError::internal("signing a token", e))
+}
+
+/// A token for `user` with `scope`, valid for `ttl_secs`.
+pub async fn signed_token(
+    state: &State,
+    user: &tessera_store::User,
+    scope: Scope,
+    ttl_secs: i64,
+) -> Result<String, HttpError> {
+    use hmac::Mac as _;
+    let expires = tessera_now() + ttl_secs;
+    let payload = format!("{}.{expires}.{}", user.id, scope.as_str());
+    let mut mac = signing_mac(state).await?;
+    mac.update(payload.as_bytes());
+    Ok(format!("{SIGNED_PREFIX}{payload}.{}", hex::encode(mac.finalize().into_bytes())))
+}
+
+async fn signed_caller(state: &State, signed: &str) -> Result<Caller, HttpError> {
+    use hmac::Mac as _;
+    let invalid = || unauthorized("invalid or expired token");
+    let (payload, tag) = signed.rsplit_once('.').ok_or_else(invalid)?;
+    let tag = hex::decode(tag).map_err(|_| invalid())?;
+    let mut mac = signing_mac(state).await?;
+    mac.update(payload.as_bytes());
+    mac.verify_slice(&tag).map_err(|_| invalid())?;
+    let mut parts = payload.split('.');
+    let (Some(user), Some(expires), Some(scope), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(invalid());
+    };
+    let user: i64 = user.parse().map_err(|_| invalid())?;
+    let expires: i64 = expires.parse().map_err(|_| invalid())?;
+    let scope = Scope::parse(scope).ok_or_else(invalid)?;
+    if expires <= tessera_now() {
+        return Err(invalid());
+    }
+    match state.store.user_by_id(user).await? {
+        Some(user) if !user.disabled => Ok(Caller { user: Some(user), scope }),
+        Some(user) => Err(unauthorized(format!("user {} is disabled", user.name))),
+        None => Err(invalid()),
+    }
+}
+
+fn tessera_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }

@@ -34,6 +34,10 @@ pub struct Config {
     pub listen: String,
     /// Where to serve git over SSH; `None`: no SSH.
     pub ssh_listen: Option<String>,
+    /// The server's HTTP URL as users reach it (`https://git.example.com`),
+    /// for links the server makes outside an HTTP request (SSH pushes,
+    /// `git-lfs-authenticate`); default `http://<listen>`.
+    pub public_url: Option<String>,
     pub database: String,
     /// Paths under which a push creates an import repository, e.g. `/import`.
     pub import_roots: Vec<String>,
@@ -72,6 +76,7 @@ impl Config {
             data_dir,
             listen: "127.0.0.1:8000".into(),
             ssh_listen: None,
+            public_url: None,
             database,
             import_roots: vec!["/import".into()],
             require_token_for_reads: false,
@@ -162,6 +167,11 @@ impl Server {
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await
             .map_err(|source| StartError::Listen { addr: config.listen.clone(), source })?;
+        // Links name the address actually bound (port 0 picks one).
+        let mut config = config;
+        if let Ok(addr) = listener.local_addr() {
+            config.listen = addr.to_string();
+        }
         let ssh = match &config.ssh_listen {
             Some(addr) => {
                 let key = ssh::host_key(&config.data_dir)?;
@@ -221,6 +231,16 @@ impl Server {
         }
         state.store.pool().close().await;
         result
+    }
+}
+
+impl Config {
+    /// [`Config::public_url`], or `http://<listen>` without it.
+    pub fn http_url(&self) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => format!("http://{}", self.listen),
+        }
     }
 }
 

@@ -220,7 +220,7 @@ pub(crate) async fn run(
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum GitCommand {
     Git { service: Service, path: String },
-    LfsAuthenticate,
+    LfsAuthenticate { path: String, upload: bool },
 }
 
 /// Parses an exec request: `git-upload-pack '/a/b'` (also `git
@@ -243,7 +243,19 @@ fn parse_command(raw: &[u8]) -> Result<GitCommand, String> {
     let service = match program.as_str() {
         "git-upload-pack" => Service::UploadPack,
         "git-receive-pack" => Service::ReceivePack,
-        "git-lfs-authenticate" => return Ok(GitCommand::LfsAuthenticate),
+        "git-lfs-authenticate" => {
+            let (path, operation) = rest.trim().rsplit_once(' ').ok_or("usage: git-lfs-authenticate PATH OPERATION")?;
+            let path = unquote(path.trim()).ok_or("the repository path is not one quoted argument")?;
+            let upload = match operation {
+                "upload" => true,
+                "download" => false,
+                other => {
+                    let shown: String = other.chars().take(20).collect();
+                    return Err(format!("git-lfs-authenticate: unknown operation {shown:?}"));
+                }
+            };
+            return Ok(GitCommand::LfsAuthenticate { path, upload });
+        }
         other => {
             let shown: String = other.chars().take(40).collect();
             return Err(format!("{shown:?} is not served; tessera serves git-upload-pack and git-receive-pack"));
@@ -435,9 +447,17 @@ impl russh::server::Handler for Connection {
                 Ok(GitCommand::Git { service, path }) => {
                     serve_git(&state, &caller, pending, &handle, service, &path).await
                 }
-                Ok(GitCommand::LfsAuthenticate) => {
-                    stderr(&handle, channel, "git-lfs-authenticate: this server does not serve Git LFS yet").await;
-                    1
+                Ok(GitCommand::LfsAuthenticate { path, upload }) => {
+                    match lfs_authenticate(&state, &caller, &path, upload).await {
+                        Ok(json) => {
+                            let _ = handle.data(channel, Bytes::from(json)).await;
+                            0
+                        }
+                        Err(e) => {
+                            stderr(&handle, channel, &e.message).await;
+                            1
+                        }
+                    }
                 }
                 Err(message) => {
                     stderr(&handle, channel, &message).await;
@@ -530,9 +550,36 @@ async fn serve_git(
     }
 }
 
-/// The HTTP address merge request links name when the push came by SSH.
+/// The HTTP host merge request links name when the push came by SSH.
 fn ssh_host(state: &State) -> String {
-    state.config.listen.clone()
+    let url = state.config.http_url();
+    url.split_once("://").map_or(url.as_str(), |(_, rest)| rest).trim_end_matches('/').to_string()
+}
+
+/// How long the token `git-lfs-authenticate` hands out lasts.
+const LFS_TOKEN_SECS: i64 = 3600;
+
+/// `git-lfs-authenticate PATH download|upload`: where the path's LFS API
+/// is over HTTP, and a short-lived token for it, after the same check as
+/// the LFS request itself will make.
+async fn lfs_authenticate(state: &State, caller: &Caller, raw_path: &str, upload: bool) -> Result<String, HttpError> {
+    let path = repos::normalize(raw_path)?;
+    let need = if upload { crate::auth::Need::Write } else { crate::auth::Need::Read };
+    crate::auth::check(state, caller, &path, need).await?;
+    let user = caller.user.as_ref().ok_or_else(|| HttpError::bad_request("not signed in"))?;
+    let scope = if upload { Scope::Write } else { Scope::Read };
+    let token = crate::auth::signed_token(state, user, scope, LFS_TOKEN_SECS).await?;
+    let base = state.config.http_url();
+    let base = base.trim_end_matches('/');
+    let href = if path == "/" { format!("{base}/.git/info/lfs") } else { format!("{base}{path}.git/info/lfs") };
+    use base64::Engine;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{}:{token}", user.name));
+    let answer = serde_json::json!({
+        "href": href,
+        "header": { "Authorization": format!("Basic {basic}") },
+        "expires_in": LFS_TOKEN_SECS,
+    });
+    Ok(format!("{answer}\n"))
 }
 
 /// Writes to the channel, each write within the timeout.
@@ -647,7 +694,15 @@ mod tests {
         assert_eq!(parse_command(b"git upload-pack '/a'"), git(Service::UploadPack, "/a"));
         assert_eq!(parse_command(b"git-upload-pack /a/b"), git(Service::UploadPack, "/a/b"));
         assert_eq!(parse_command(b"git-upload-pack '/it'\\''s'"), git(Service::UploadPack, "/it's"));
-        assert_eq!(parse_command(b"git-lfs-authenticate '/a' download"), Ok(GitCommand::LfsAuthenticate));
+        assert_eq!(
+            parse_command(b"git-lfs-authenticate '/a' download"),
+            Ok(GitCommand::LfsAuthenticate { path: "/a".into(), upload: false })
+        );
+        assert_eq!(
+            parse_command(b"git-lfs-authenticate 'x/y.git' upload"),
+            Ok(GitCommand::LfsAuthenticate { path: "x/y.git".into(), upload: true })
+        );
+        assert!(parse_command(b"git-lfs-authenticate '/a' delete").is_err());
     }
 
     #[test]

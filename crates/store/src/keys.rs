@@ -134,6 +134,40 @@ impl Store {
         Ok(Some((key, user)))
     }
 
+    /// The shared secret named `name` (64 hex digits), created on first
+    /// use; every process on this database gets the same one.
+    pub async fn server_secret(&self, name: &str) -> Result<String, Error> {
+        let read = || async {
+            let row = sqlx::query(&self.sql("SELECT value FROM server_secrets WHERE name = ?"))
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+            row.as_ref().map(|r| text(r, 0)).transpose()
+        };
+        if let Some(value) = read().await? {
+            return Ok(value);
+        }
+        let mut raw = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut raw);
+        {
+            let _guard = self.write_guard().await;
+            // A racing process may insert first: its value wins.
+            let _ = sqlx::query(&self.sql("INSERT INTO server_secrets (name, value) VALUES (?, ?)"))
+                .bind(name)
+                .bind(hex::encode(raw))
+                .execute(&self.pool)
+                .await;
+        }
+        read().await?.ok_or_else(|| Error::Corrupt(format!("server secret {name} could not be stored")))
+    }
+
+    /// A user by id (for signed tokens, which name the user by id).
+    pub async fn user_by_id(&self, id: i64) -> Result<Option<User>, Error> {
+        let sql = self.sql(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?"));
+        let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
     /// Notes that a key was just used to sign in (shown by `key list`).
     pub async fn touch_ssh_key(&self, id: i64) -> Result<(), Error> {
         let _guard = self.write_guard().await;

@@ -233,6 +233,14 @@ pub fn statements(dialect: Dialect) -> Vec<String> {
                 UNIQUE (path)
             )"
         ),
+        // Version 3. Keys the server processes sharing this database share
+        // (the one that signs short-lived LFS tokens), made on first use.
+        "CREATE TABLE IF NOT EXISTS server_secrets (
+                name VARCHAR(64) NOT NULL,
+                value VARCHAR(128) NOT NULL,
+                PRIMARY KEY (name)
+            )"
+        .to_string(),
         // Every write, with who did it, where, and how it ended.
         format!(
             "CREATE TABLE IF NOT EXISTS audit_log (

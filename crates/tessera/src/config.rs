@@ -20,6 +20,9 @@ pub struct FileConfig {
     listen: Option<String>,
     /// Serve git over SSH here too (`127.0.0.1:2222`); default: no SSH.
     ssh_listen: Option<String>,
+    /// The HTTP URL users reach the server at, for links made outside a
+    /// request (SSH pushes, git-lfs-authenticate); default http://<listen>.
+    public_url: Option<String>,
     database: Option<String>,
     import_roots: Option<Vec<String>>,
     require_token_for_reads: Option<bool>,
@@ -137,6 +140,12 @@ pub fn load(args: &ServerArgs) -> anyhow::Result<Config> {
         config.listen = listen;
     }
     config.ssh_listen = args.ssh_listen.clone().or(file.ssh_listen).filter(|s| !s.is_empty());
+    if let Some(url) = file.public_url.filter(|u| !u.is_empty()) {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            bail!("public_url must start with http:// or https://");
+        }
+        config.public_url = Some(url);
+    }
     if let Some(db) = args.database.clone().or(file.database) {
         Dialect::from_url(&db)
             .with_context(|| format!("database URL {db:?} must start with sqlite://, postgres:// or mysql://"))?;
@@ -180,6 +189,7 @@ pub fn show(config: &Config) -> String {
     line("data_dir", format!("{:?}", config.data_dir.display().to_string()));
     line("listen", format!("{:?}", config.listen));
     line("ssh_listen", config.ssh_listen.as_ref().map_or("none".into(), |s| format!("{s:?}")));
+    line("public_url", config.public_url.as_ref().map_or("none".into(), |s| format!("{s:?}")));
     line("database", format!("{:?}", config.database));
     line("import_roots", format!("{:?}", config.import_roots));
     line("require_token_for_reads", config.require_token_for_reads.to_string());

@@ -5,9 +5,9 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
-use common::{git_refused, rest, text, with, Site};
+use common::{git_refused, rest, text, with, Site, SshClient};
 
 use tessera_testkit::{commit_all, fsck, git, git_output, new_repo, pack_revs, pkt, write, Backend};
 
@@ -213,74 +213,6 @@ fn users_paths_and_tokens_on_postgres() {
     users_paths_and_tokens(Backend::Postgres);
 }
 
-/// An OpenSSH client identity, and the `GIT_SSH_COMMAND` that uses it
-/// (and only it) against the server's host key, pinned in known_hosts.
-struct SshClient {
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl SshClient {
-    fn new(site: &Site, port: u16, names: &[&str]) -> SshClient {
-        let dir = tempfile::tempdir().unwrap();
-        for name in names {
-            let key = dir.path().join(name);
-            let out = Command::new("ssh-keygen")
-                .args(["-q", "-t", "ed25519", "-N", "", "-C", &format!("{name}@test"), "-f"])
-                .arg(&key)
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "{}", text(&out.stderr));
-        }
-        // The host key the server generated in its data dir, pinned.
-        let host_key = Path::new(&site.data).join("ssh_host_ed25519_key");
-        let out = Command::new("ssh-keygen").arg("-y").arg("-f").arg(&host_key).output().unwrap();
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        let known = format!("[127.0.0.1]:{port} {}", text(&out.stdout));
-        std::fs::write(dir.path().join("known_hosts"), known).unwrap();
-        SshClient { dir, port }
-    }
-
-    fn public(&self, name: &str) -> String {
-        self.dir.path().join(format!("{name}.pub")).to_str().unwrap().to_string()
-    }
-
-    /// The ssh command line for `name`'s key.
-    fn command(&self, name: &str) -> String {
-        format!(
-            "ssh -F /dev/null -i {} -o IdentitiesOnly=yes -o IdentityAgent=none -o BatchMode=yes \
-             -o StrictHostKeyChecking=yes -o UserKnownHostsFile={} -o LogLevel=ERROR",
-            self.dir.path().join(name).display(),
-            self.dir.path().join("known_hosts").display()
-        )
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("ssh://git@127.0.0.1:{}{path}", self.port)
-    }
-
-    /// git with `name`'s key.
-    fn git(&self, name: &str, dir: &Path, args: &[&str]) -> Output {
-        Command::new("git")
-            .args(args)
-            .current_dir(dir)
-            .env("GIT_SSH_COMMAND", self.command(name))
-            .env("GIT_TERMINAL_PROMPT", "0")
-            .output()
-            .unwrap()
-    }
-
-    /// Runs `remote` over ssh as `name`.
-    fn ssh(&self, name: &str, remote: &str) -> Output {
-        let mut args: Vec<String> = self.command(name).split_whitespace().skip(1).map(str::to_string).collect();
-        args.extend(["-p".into(), self.port.to_string(), "git@127.0.0.1".into()]);
-        if !remote.is_empty() {
-            args.push(remote.into());
-        }
-        Command::new("ssh").args(&args).stdin(Stdio::null()).output().unwrap()
-    }
-}
-
 fn ssh_transport(backend: Backend) {
     let Some(site) = Site::new(backend) else { return };
     site.admin(&["user", "add", "admin", "--admin", "--init"]);
@@ -390,7 +322,9 @@ fn ssh_transport(backend: Backend) {
     let out = client.ssh("alice", "git-upload-pack '/projects/a'; id");
     assert!(!out.status.success(), "{}", text(&out.stdout));
     let out = client.ssh("alice", "git-lfs-authenticate '/projects/a' download");
-    assert!(!out.status.success() && text(&out.stderr).contains("LFS"), "{}", text(&out.stderr));
+    assert!(out.status.success() && text(&out.stdout).contains("/projects/a.git/info/lfs"), "{}", text(&out.stderr));
+    let out = client.ssh("alice", "git-lfs-authenticate '/projects/b' upload");
+    assert!(!out.status.success() && text(&out.stderr).contains("write access"), "{}", text(&out.stderr));
     // Protocol v0 fetches are refused with a way forward.
     let out = Command::new("git")
         .args(["-c", "protocol.version=0", "ls-remote", &client.url("/projects/a")])

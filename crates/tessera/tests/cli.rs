@@ -630,6 +630,7 @@ fn every_configuration_key_can_be_set_in_the_environment() {
         ("data_dir", "/tmp/x-data", "data_dir = \"/tmp/x-data\""),
         ("listen", "127.0.0.1:9999", "listen = \"127.0.0.1:9999\""),
         ("ssh_listen", "127.0.0.1:2222", "ssh_listen = \"127.0.0.1:2222\""),
+        ("public_url", "https://git.example.com", "public_url = \"https://git.example.com\""),
         ("database", "postgres://u@h/db", "database = \"postgres://u@h/db\""),
         ("import_roots", "/import, /vendor", "import_roots = [\"/import\", \"/vendor\"]"),
         ("require_token_for_reads", "true", "require_token_for_reads = true"),

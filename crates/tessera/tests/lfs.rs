@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{rest, text, with, Site};
+use common::{rest, text, with, Site, SshClient};
 use sha2::Digest;
 use tessera_testkit::Backend;
 
@@ -439,4 +439,92 @@ fn hostile_lfs_requests_are_refused_and_the_server_serves() {
     let _ = rest("GET", &format!("{url}/api/v1/repos"), None);
     let _ = server.kill();
     let _ = server.wait();
+}
+
+/// git-lfs over SSH: `git-lfs-authenticate` hands out a short-lived token
+/// for the HTTP API, after the same permission check.
+#[test]
+fn lfs_over_ssh_authenticates_with_short_lived_tokens() {
+    let Some(site) = Site::new(Backend::Sqlite) else { return };
+    site.admin(&["user", "add", "alice", "--init"]);
+    site.admin(&["user", "add", "mallory"]);
+    site.admin(&["access", "grant", "/import", "write", "--user", "alice"]);
+    site.admin(&["access", "public", "/import/private", "off"]);
+    let (mut server, url, port) = site.serve_ssh();
+    let client = SshClient::new(&site, port, &["alice", "mallory"]);
+    site.admin(&["user", "key", "add", "alice", &client.public("alice")]);
+    site.admin(&["user", "key", "add", "mallory", &client.public("mallory")]);
+
+    // The real clients: git and git-lfs over an ssh:// remote.
+    let lfs = Lfs::new();
+    let src = lfs.repo();
+    let payload = noise(3 << 20, 7);
+    std::fs::write(src.path().join("data.bin"), &payload).unwrap();
+    lfs.ok(src.path(), &["add", "-A"]);
+    lfs.ok(src.path(), &["commit", "-q", "-m", "LFS over SSH"]);
+    let ssh_env = |dir: &Path, args: &[&str]| {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("HOME", lfs.home.path())
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", lfs.home.path().join("gitconfig"))
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("GIT_SSH_COMMAND", client.command("alice"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", text(&out.stderr));
+    };
+    ssh_env(src.path(), &["push", "-q", &client.url("/import/private"), "main"]);
+    let work = tempfile::tempdir().unwrap();
+    ssh_env(work.path(), &["clone", "-q", &client.url("/import/private"), "c"]);
+    assert_eq!(std::fs::read(work.path().join("c/data.bin")).unwrap(), payload);
+
+    // The answer itself: an href on the HTTP side and a header that works
+    // there, for what the check allowed and nothing more.
+    let out = client.ssh("alice", "git-lfs-authenticate '/import/private' download");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(answer["href"].as_str().unwrap().ends_with("/import/private.git/info/lfs"), "{answer}");
+    assert!(answer["expires_in"].as_i64().unwrap() > 0);
+    let header = format!("Authorization: {}", answer["header"]["Authorization"].as_str().unwrap());
+    let oid = sha256(&payload);
+    let get = format!("{url}/import/private/info/lfs/objects/{oid}");
+    let (status, body, _) = curl(&["-H", &header, &get]);
+    assert_eq!(status, 200);
+    assert_eq!(body.len(), payload.len());
+    // A download token does not upload.
+    let put = format!("{url}/import/private/info/lfs/objects/{}", sha256(b"x"));
+    let (status, _, _) = curl(&["-X", "PUT", "-H", &header, "--data-binary", "x", &put]);
+    assert_eq!(status, 403);
+    // A tampered token is refused.
+    let token = answer["header"]["Authorization"].as_str().unwrap().trim_start_matches("Basic ");
+    let decoded = String::from_utf8(base64_decode(token)).unwrap();
+    let forged = decoded.replacen(".read.", ".write.", 1);
+    assert_ne!(forged, decoded);
+    let (status, _, _) = curl(&["-u", &forged, &get]);
+    assert_eq!(status, 401);
+    // mallory may not read the private path: no token, and a clear error.
+    let out = client.ssh("mallory", "git-lfs-authenticate '/import/private' download");
+    assert!(!out.status.success() && text(&out.stderr).contains("not found"), "{}", text(&out.stderr));
+    let out = client.ssh("alice", "git-lfs-authenticate '/import/private' delete");
+    assert!(!out.status.success());
+    // Disabling alice ends her tokens at once.
+    site.admin(&["user", "disable", "alice"]);
+    let (status, _, _) = curl(&["-H", &header, &get]);
+    assert_eq!(status, 401);
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    let out = Command::new("base64")
+        .arg("-d")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn();
+    let mut child = out.unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    child.wait_with_output().unwrap().stdout
 }

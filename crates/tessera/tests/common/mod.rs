@@ -130,3 +130,71 @@ pub fn git_refused(dir: &Path, args: &[&str]) -> String {
     assert!(!out.status.success(), "git {args:?} succeeded");
     text(&out.stderr)
 }
+
+/// An OpenSSH client identity, and the `GIT_SSH_COMMAND` that uses it
+/// (and only it) against the server's host key, pinned in known_hosts.
+pub struct SshClient {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl SshClient {
+    pub fn new(site: &Site, port: u16, names: &[&str]) -> SshClient {
+        let dir = tempfile::tempdir().unwrap();
+        for name in names {
+            let key = dir.path().join(name);
+            let out = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-C", &format!("{name}@test"), "-f"])
+                .arg(&key)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", text(&out.stderr));
+        }
+        // The host key the server generated in its data dir, pinned.
+        let host_key = Path::new(&site.data).join("ssh_host_ed25519_key");
+        let out = Command::new("ssh-keygen").arg("-y").arg("-f").arg(&host_key).output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let known = format!("[127.0.0.1]:{port} {}", text(&out.stdout));
+        std::fs::write(dir.path().join("known_hosts"), known).unwrap();
+        SshClient { dir, port }
+    }
+
+    pub fn public(&self, name: &str) -> String {
+        self.dir.path().join(format!("{name}.pub")).to_str().unwrap().to_string()
+    }
+
+    /// The ssh command line for `name`'s key.
+    pub fn command(&self, name: &str) -> String {
+        format!(
+            "ssh -F /dev/null -i {} -o IdentitiesOnly=yes -o IdentityAgent=none -o BatchMode=yes \
+             -o StrictHostKeyChecking=yes -o UserKnownHostsFile={} -o LogLevel=ERROR",
+            self.dir.path().join(name).display(),
+            self.dir.path().join("known_hosts").display()
+        )
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("ssh://git@127.0.0.1:{}{path}", self.port)
+    }
+
+    /// git with `name`'s key.
+    pub fn git(&self, name: &str, dir: &Path, args: &[&str]) -> Output {
+        Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_SSH_COMMAND", self.command(name))
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .output()
+            .unwrap()
+    }
+
+    /// Runs `remote` over ssh as `name`.
+    pub fn ssh(&self, name: &str, remote: &str) -> Output {
+        let mut args: Vec<String> = self.command(name).split_whitespace().skip(1).map(str::to_string).collect();
+        args.extend(["-p".into(), self.port.to_string(), "git@127.0.0.1".into()]);
+        if !remote.is_empty() {
+            args.push(remote.into());
+        }
+        Command::new("ssh").args(&args).stdin(Stdio::null()).output().unwrap()
+    }
+}
