@@ -10,7 +10,7 @@
 //! Directory histories are therefore fixed when written and a clone only
 //! reads them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use tessera_pack::{Kind, ObjectId};
 use tessera_store::{MergeRequest, MrStatus, RefUpdate, Repo, RepoKind, Store};
@@ -375,17 +375,28 @@ impl<'a> Monorepo<'a> {
                 Some(r) => self.dir_head(&root, &snapshot, &mr.path, r).await?,
                 None => None,
             };
-            let (builder, steps) = match plan_merge(&snapshot, &mr, dir_head)? {
+            // Every commit that was ever the directory's: pushed commits
+            // found here are in already (a stacked MR whose base merged).
+            let known: HashSet<ObjectId> = self.store.dir_commits(root.id, &mr.path).await?.into_values().collect();
+            let (builder, steps) = match plan_merge(&snapshot, &mr, dir_head, &known)? {
                 Plan::Steps(b, s) => (b, s),
                 Plan::Conflict(paths) => {
                     conflicts = paths;
                     break;
+                }
+                Plan::AlreadyIn => {
+                    let at = base_root.ok_or_else(|| Error::Refused("the monorepo root is empty".into()))?;
+                    self.store
+                        .set_mr_status(id, &[MrStatus::Open, MrStatus::Conflict], MrStatus::Merged, &[], Some(at))
+                        .await?;
+                    return Ok(MergeOutcome::Merged { root: at });
                 }
             };
             if let Some(new_root) = self.advance(&root, &snapshot, base_root, builder, steps).await? {
                 self.store
                     .set_mr_status(id, &[MrStatus::Open, MrStatus::Conflict], MrStatus::Merged, &[], Some(new_root))
                     .await?;
+                self.settle_merged(&root, &mr.path, new_root).await?;
                 return Ok(MergeOutcome::Merged { root: new_root });
             }
         }
@@ -396,6 +407,22 @@ impl<'a> Monorepo<'a> {
             .set_mr_status(id, &[MrStatus::Open, MrStatus::Conflict], MrStatus::Conflict, &conflicts, None)
             .await?;
         Ok(MergeOutcome::Conflict { paths: conflicts })
+    }
+
+    /// Marks merged the other open merge requests of `path` whose head is
+    /// now in the directory's history (stacked requests merged by a later
+    /// one): their commits are all in.
+    async fn settle_merged(&self, root: &Repo, path: &str, at: ObjectId) -> Result<(), Error> {
+        let known: HashSet<ObjectId> = self.store.dir_commits(root.id, path).await?.into_values().collect();
+        for other in self.store.list_mrs(None).await? {
+            let open = matches!(other.status, MrStatus::Open | MrStatus::Conflict);
+            if open && other.path == path && known.contains(&other.head) {
+                self.store
+                    .set_mr_status(other.id, &[MrStatus::Open, MrStatus::Conflict], MrStatus::Merged, &[], Some(at))
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     /// Makes an import directory a monorepo directory: its import history
@@ -598,14 +625,29 @@ fn pushed_chain<'p>(
 enum Plan {
     Steps(Builder, Vec<Step>),
     Conflict(Vec<String>),
+    /// Every commit of the request is in the directory already.
+    AlreadyIn,
 }
 
-fn plan_merge(snapshot: &Snapshot, mr: &MergeRequest, dir_head: Option<ObjectId>) -> Result<Plan, Error> {
+/// How merge request `mr` lands on a directory whose head is `dir_head`;
+/// `known` holds every commit that was ever the directory's. Commits
+/// already in (same id: the newest pushed commit found in `known` becomes
+/// the base) or whose change is already applied (replaying them changes
+/// nothing) are skipped, so stacked requests never land twice.
+fn plan_merge(
+    snapshot: &Snapshot,
+    mr: &MergeRequest,
+    dir_head: Option<ObjectId>,
+    known: &HashSet<ObjectId>,
+) -> Result<Plan, Error> {
     let odb = snapshot.odb();
     let mut builder = Builder::default();
-    let base = mr.base;
     let parents = |c: &ObjectId| snapshot.index.commits.get(c).map(|i| i.parents.as_slice());
-    let chain = pushed_chain(mr.head, |c| Some(*c) == base, parents)?;
+    let chain = pushed_chain(mr.head, |c| Some(*c) == mr.base || known.contains(c), parents)?;
+    if chain.commits.is_empty() {
+        return Ok(Plan::AlreadyIn);
+    }
+    let base = chain.base.or(mr.base);
     let view = View { odb: &odb, builder: &builder };
     if dir_head == base {
         // Fast-forward: the pushed commits become the directory's history.
@@ -656,12 +698,19 @@ fn plan_merge(snapshot: &Snapshot, mr: &MergeRequest, dir_head: Option<ObjectId>
         let changes: BTreeMap<String, Option<tree::FileState>> =
             own.into_iter().map(|(p, (_, after))| (p, after)).collect();
         let new_tree = tree::apply_files(&mut ViewMut { odb: &odb, builder: &mut builder }, dir_tree, &changes)?;
+        if Some(new_tree) == dir_tree {
+            // Its change is in already (the same change merged before).
+            continue;
+        }
         let meta = Meta::of_commit(&raw);
         let parents: Vec<ObjectId> = prev_dir.into_iter().collect();
         let rebased = builder.add(Kind::Commit, meta.commit(new_tree, &parents));
         steps.push(Step { path: mr.path.clone(), tree: Some(new_tree), dir_commit: Some(rebased), meta });
         prev_dir = Some(rebased);
         dir_tree = Some(new_tree);
+    }
+    if steps.is_empty() {
+        return Ok(Plan::AlreadyIn);
     }
     Ok(Plan::Steps(builder, steps))
 }

@@ -267,7 +267,83 @@ fn tags_on_the_root(backend: Backend) {
     fsck(&again);
 }
 
+/// The commits of the root history that change nothing.
+fn empty_root_commits(root: &Path) -> Vec<String> {
+    git(root, &["rev-list", "main"])
+        .lines()
+        .filter(|c| {
+            let parent = git_output(root, &["rev-parse", "--verify", "-q", &format!("{c}^")]);
+            parent.status.success() && git_output(root, &["diff", "--quiet", &format!("{c}^"), c]).status.success()
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+fn mr_status(server: &TestServer, id: i64) -> String {
+    let (_, body) = api(server, "GET", &format!("/api/v1/mr/{id}"));
+    let mr: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    mr["status"].as_str().expect("a status").to_string()
+}
+
+fn stacked_merge_requests_land_once(backend: Backend) {
+    let Some(server) = TestServer::start(backend) else { return };
+    let work = tempfile::tempdir().unwrap();
+    create_project(&server, work.path());
+    let x = clone(&server, "/projects/x", work.path());
+    // !2 holds A; !3 was pushed on top of it and holds A and B.
+    write(&x, "a.txt", "a\n");
+    commit_all(&x, "stack A");
+    git(&x, &["push", "-q", "origin", "HEAD:refs/for/one"]);
+    write(&x, "b.txt", "b\n");
+    commit_all(&x, "stack B");
+    git(&x, &["push", "-q", "origin", "HEAD:refs/for/two"]);
+    for id in [2, 3] {
+        let (status, body) = api(&server, "POST", &format!("/api/v1/mr/{id}/merge"));
+        assert_eq!(status, 200, "{body}");
+    }
+    let root = clone(&server, "/", work.path());
+    assert_eq!(empty_root_commits(&root), Vec::<String>::new(), "a commit landed twice");
+    let subjects = git(&root, &["log", "--format=%s"]);
+    assert_eq!(subjects.matches("stack A").count(), 1, "{subjects}");
+    let dir = clone(&server, "/projects/x", work.path());
+    assert_eq!(git(&dir, &["log", "--format=%s", "-2"]), "stack B\nstack A\n");
+
+    // The other way round: merging the stacked request first brings the
+    // first one's commits in, and it shows as merged.
+    git(&x, &["pull", "-q", "--rebase", "origin", "main"]);
+    write(&x, "c.txt", "c\n");
+    commit_all(&x, "stack C");
+    git(&x, &["push", "-q", "origin", "HEAD:refs/for/three"]);
+    write(&x, "d.txt", "d\n");
+    commit_all(&x, "stack D");
+    git(&x, &["push", "-q", "origin", "HEAD:refs/for/four"]);
+    let (status, body) = api(&server, "POST", "/api/v1/mr/5/merge");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(mr_status(&server, 4), "merged");
+    let (status, _) = api(&server, "POST", "/api/v1/mr/4/merge");
+    assert_eq!(status, 409, "merging it again is refused");
+    let root = clone(&server, "/", work.path());
+    assert_eq!(empty_root_commits(&root), Vec::<String>::new());
+    assert_eq!(git(&root, &["log", "--format=%s"]).matches("stack C").count(), 1);
+
+    // A directory created as a side effect of a change to its parent has
+    // the commit that created it in its history.
+    let parent = clone(&server, "/projects", work.path());
+    write(&parent, "y/new.txt", "y\n");
+    commit_all(&parent, "create y inside projects");
+    git(&parent, &["push", "-q", "origin", "HEAD:refs/for/main"]);
+    let id = *mr_ids(&server, "open").iter().max().unwrap();
+    let (status, body) = api(&server, "POST", &format!("/api/v1/mr/{id}/merge"));
+    assert_eq!(status, 200, "{body}");
+    let y = clone(&server, "/projects/y", work.path());
+    assert_eq!(git(&y, &["log", "--format=%s"]), "create y inside projects\n");
+    for dir in [&root, &dir, &y] {
+        fsck(dir);
+    }
+}
+
 per_backend!(
+    stacked_merge_requests_land_once,
     directories_clone_with_their_history,
     push_opens_merge_request_and_merge_moves_main,
     disjoint_merge_requests_both_merge_and_conflicts_are_reported,
