@@ -427,7 +427,12 @@ impl<'a> Monorepo<'a> {
 
     /// Makes an import directory a monorepo directory: its import history
     /// stays its history; later pushes open merge requests.
-    pub async fn convert(&self, path: &str) -> Result<ObjectId, Error> {
+    ///
+    /// A directory has one branch, `main`: every other ref of the import
+    /// repository (branches, tags) would be gone, and a default branch of
+    /// another name is served as `main`. Unless `drop_refs` says so, such a
+    /// conversion is refused with the list of what would go.
+    pub async fn convert(&self, path: &str, drop_refs: bool) -> Result<ObjectId, Error> {
         let path = dir_key(path);
         let import = self
             .store
@@ -435,14 +440,32 @@ impl<'a> Monorepo<'a> {
             .await?
             .filter(|r| r.kind == RepoKind::Import)
             .ok_or_else(|| Error::Refused(format!("{path} is not an import repository")))?;
-        let head = self
-            .store
-            .list_refs(import.id)
-            .await?
-            .into_iter()
+        let refs = self.store.list_refs(import.id).await?;
+        let head = refs
+            .iter()
             .find(|r| r.name == import.head)
             .map(|r| r.target)
             .ok_or_else(|| Error::Refused(format!("{path} has no default branch to convert")))?;
+        let lost: Vec<&str> = refs.iter().map(|r| r.name.as_str()).filter(|n| *n != import.head).collect();
+        if !drop_refs && (!lost.is_empty() || import.head != MAIN) {
+            const SHOWN: usize = 20;
+            let mut what = Vec::new();
+            if import.head != MAIN {
+                what.push(format!("{} is served as refs/heads/main from then on", import.head));
+            }
+            if !lost.is_empty() {
+                let mut names: Vec<&str> = lost.iter().take(SHOWN).copied().collect();
+                let more = lost.len().saturating_sub(SHOWN);
+                let tail = if more > 0 { format!(" and {more} more") } else { String::new() };
+                names.sort_unstable();
+                what.push(format!("{} ref(s) would be dropped: {}{tail}", lost.len(), names.join(", ")));
+            }
+            return Err(Error::Refused(format!(
+                "converting {path} keeps only its default branch: {}; keep them elsewhere (e.g. push the \
+                 tags to / or to another import repository) or convert with --drop-refs",
+                what.join("; ")
+            )));
+        }
         // Make sure the root holds exactly that commit at this path.
         let root = self.root().await?;
         let root_head = self.root_head(&root).await?;

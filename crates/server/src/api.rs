@@ -181,6 +181,9 @@ async fn merge(
 #[derive(Deserialize)]
 struct ConvertQuery {
     path: String,
+    /// Convert even though refs other than the default branch go.
+    #[serde(default)]
+    drop_refs: bool,
 }
 
 async fn convert(
@@ -194,7 +197,7 @@ async fn convert(
         audited(&state, &caller, "import.convert", &path, denied.message.clone(), "denied").await;
         return Err(denied);
     }
-    let converted = Monorepo::new(&state.store, &state.snapshots).convert(&path).await.map_err(repo_error);
+    let converted = Monorepo::new(&state.store, &state.snapshots).convert(&path, q.drop_refs).await.map_err(repo_error);
     let detail = match &converted {
         Ok(head) => format!("head {head}"),
         Err(e) => e.message.clone(),

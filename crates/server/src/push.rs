@@ -231,9 +231,23 @@ pub(crate) async fn refuse_target(state: &State, path: &str, target: &Option<Tar
                 ));
             }
         }
-        Some(Target::Dir { path: dir, .. }) => {
+        Some(target @ Target::Dir { root, path: dir }) => {
             if let Some(reason) = repos::merge_requests_refused(state, dir).await? {
                 return Err(HttpError::new(StatusCode::FORBIDDEN, reason));
+            }
+            // A push creates a directory only inside one that exists.
+            let parent = match dir.rsplit_once('/') {
+                Some(("", _)) | None => "/".to_string(),
+                Some((parent, _)) => parent.to_string(),
+            };
+            if parent != "/" && repos::read_view(state, target).await?.is_none() {
+                let parent_target = Target::Dir { root: root.clone(), path: parent.clone() };
+                if repos::read_view(state, &parent_target).await?.is_none() {
+                    return Err(HttpError::not_found(format!(
+                        "{parent} does not exist: a push creates a directory only inside an existing one \
+                         (push to {parent} first, or to an import root such as /import/<name>)"
+                    )));
+                }
             }
         }
         Some(_) => {}
@@ -594,9 +608,15 @@ async fn open_merge_requests(
             Ok(new) => match mono.open_mr(dir, &c.name, new, who).await {
                 Ok((mr, created)) => {
                     let verb = if created { "opened" } else { "updated" };
+                    let next = if c.name == tessera_repo::monorepo::MAIN {
+                        "your origin/main now shows your push, but the server's main moves only with the merge; \
+                         after it, run `git pull --rebase` to get main as merged"
+                    } else {
+                        "after it is merged, run `git pull --rebase origin main` to get main as merged"
+                    };
                     let text = format!(
-                        "tessera: merge request !{} {verb} for {dir}: http://{host}/api/v1/mr/{}\ntessera: {} stays where it is until the merge request is merged\n",
-                        mr.id, mr.id, c.name
+                        "tessera: merge request !{} {verb} for {dir}: http://{host}/api/v1/mr/{}\ntessera: {next}\n",
+                        mr.id, mr.id
                     );
                     messages.extend(receive::message(req, &text));
                     Ok(())

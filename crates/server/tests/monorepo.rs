@@ -201,7 +201,19 @@ fn import_pushes_appear_in_the_root_and_conversion_keeps_history(backend: Backen
     let imported = clone(&server, "/import/lib", work.path());
     assert_eq!(head(&imported, "HEAD"), head(lib.path(), "main"));
 
+    // Other refs than the default branch cannot live on in a directory:
+    // conversion lists them and refuses, unless told to drop them.
+    git(lib.path(), &["tag", "v1"]);
+    git(lib.path(), &["branch", "side", "HEAD~1"]);
+    git(lib.path(), &["push", "-q", &server.push_url("/import/lib"), "v1", "side"]);
     let (status, body) = api(&server, "POST", "/api/v1/import/convert?path=/import/lib");
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body.contains("refs/tags/v1") && body.contains("refs/heads/side") && body.contains("--drop-refs"),
+        "{body}"
+    );
+    assert_eq!(git(imported.as_path(), &["ls-remote", "origin"]).lines().count(), 4, "nothing changed");
+    let (status, body) = api(&server, "POST", "/api/v1/import/convert?path=/import/lib&drop_refs=true");
     assert_eq!(status, 200, "{body}");
     let converted = clone(&server, "/import/lib", work.path());
     assert_eq!(head(&converted, "HEAD"), head(lib.path(), "main"), "conversion keeps the import history");
@@ -342,8 +354,50 @@ fn stacked_merge_requests_land_once(backend: Backend) {
     }
 }
 
+fn unknown_paths_and_push_feedback(backend: Backend) {
+    let Some(server) = TestServer::start(backend) else { return };
+    let work = tempfile::tempdir().unwrap();
+    create_project(&server, work.path());
+    let src = new_repo();
+    write(src.path(), "n.txt", "n\n");
+    commit_all(src.path(), "new");
+    // A new directory only inside an existing one; otherwise a 404 naming
+    // the missing parent.
+    let err = git_fails(src.path(), &["push", &server.push_url("/foo/bar"), "main"]);
+    assert!(err.contains("/foo does not exist"), "{err}");
+    assert!(mr_ids(&server, "open").is_empty());
+    let out = git_output(src.path(), &["push", &server.push_url("/projects/new"), "main"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("merge request !2 opened"), "{out:?}");
+
+    // `git push origin main` to a directory, someone else's change merged
+    // first, then ours (rebased): the remote message says what to run,
+    // and after it the clone is exactly the server's main.
+    let ours = clone(&server, "/projects/x", work.path());
+    let theirs = clone(&server, "/projects/x", work.path());
+    write(&theirs, "theirs.txt", "t\n");
+    commit_all(&theirs, "their change");
+    git(&theirs, &["push", "-q", "origin", "HEAD:refs/for/main"]);
+    write(&ours, "ours.txt", "o\n");
+    commit_all(&ours, "our change");
+    let out = git_output(&ours, &["push", "origin", "main"]);
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(said.contains("run `git pull --rebase`"), "{said}");
+    let mut ids = mr_ids(&server, "open");
+    ids.sort_unstable();
+    assert_eq!(ids, [2, 3, 4], "/projects/new, theirs, ours");
+    let (theirs_id, ours_id) = (3, 4);
+    assert_eq!(api(&server, "POST", &format!("/api/v1/mr/{theirs_id}/merge")).0, 200);
+    assert_eq!(api(&server, "POST", &format!("/api/v1/mr/{ours_id}/merge")).0, 200);
+    git(&ours, &["pull", "-q", "--rebase"]);
+    assert_eq!(head(&ours, "HEAD"), head(&ours, "origin/main"), "the clone is the server's main");
+    assert!(git(&ours, &["status", "--porcelain"]).is_empty());
+    let subjects = git(&ours, &["log", "--format=%s", "-2"]);
+    assert_eq!(subjects, "our change\ntheir change\n");
+}
+
 per_backend!(
     stacked_merge_requests_land_once,
+    unknown_paths_and_push_feedback,
     directories_clone_with_their_history,
     push_opens_merge_request_and_merge_moves_main,
     disjoint_merge_requests_both_merge_and_conflicts_are_reported,

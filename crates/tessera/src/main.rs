@@ -153,8 +153,15 @@ enum MrAction {
 #[derive(Subcommand)]
 enum ImportAction {
     /// Make an import directory a monorepo directory (irreversible): its
-    /// history stays, and later pushes open merge requests.
-    Convert { path: String },
+    /// history stays, and later pushes open merge requests. A directory has
+    /// one branch, main: converting an import with other branches or tags,
+    /// or whose default branch has another name, is refused (listing them)
+    /// unless --drop-refs.
+    Convert {
+        path: String,
+        #[arg(long)]
+        drop_refs: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -245,10 +252,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Mr { action, server, token } => {
             return tokio::task::spawn_blocking(move || mr(action, &server, token.as_deref())).await?;
         }
-        Command::Import { action: ImportAction::Convert { path }, server } => {
+        Command::Import { action: ImportAction::Convert { path, drop_refs }, server } => {
             let (_, store) = admin_store(&server).await?;
             let snapshots = tessera_repo::Snapshots::default();
-            let converted = tessera_repo::monorepo::Monorepo::new(&store, &snapshots).convert(&path).await;
+            let converted = tessera_repo::monorepo::Monorepo::new(&store, &snapshots).convert(&path, drop_refs).await;
             let (detail, outcome) = match &converted {
                 Ok(head) => (format!("head {head}"), "ok"),
                 Err(e) => (e.to_string(), "refused"),
@@ -329,6 +336,13 @@ fn mr(action: MrAction, server: &str, token: Option<&str>) -> anyhow::Result<Exi
         MrAction::Close { id } => call("POST", &format!("/api/v1/mr/{id}/close"))?,
         MrAction::Reopen { id } => call("POST", &format!("/api/v1/mr/{id}/reopen"))?,
     };
+    if status == 401 && token.is_none() {
+        eprintln!(
+            "error: {base} needs a token for this: pass --token TOKEN or set TESSERA_TOKEN \
+             (create one with `tessera token create --user NAME`)"
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     if !(200..300).contains(&status) {
         match (&action, &value) {
             (MrAction::Merge { id }, serde_json::Value::Object(mr)) if status == 409 => {

@@ -101,6 +101,8 @@ fn merge_requests_through_the_cli() {
     // Merging needs the token.
     let anonymous = tessera(&["mr", "merge", "1"], &[("TESSERA_SERVER", server.url.as_str())]);
     assert!(!anonymous.status.success());
+    let said = String::from_utf8_lossy(&anonymous.stderr);
+    assert!(said.contains("--token") && said.contains("TESSERA_TOKEN"), "{said}");
     assert!(ok(&tessera(&["mr", "merge", "1"], &env)).contains("merged"));
     assert!(ok(&tessera(&["mr", "merge", "2"], &env)).contains("merged"));
     let clone = work.path().join("check");
