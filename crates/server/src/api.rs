@@ -84,7 +84,7 @@ async fn load(state: &State, id: i64) -> Result<MergeRequest, HttpError> {
 
 /// The merge request `id`, if `caller` may do `need` on its path; one the
 /// caller cannot read is "not found", like one that does not exist.
-async fn load_for(
+pub(crate) async fn load_for(
     state: &State,
     caller: &auth::Caller,
     id: i64,
@@ -154,28 +154,41 @@ async fn merge(
     Path(id): Path<i64>,
 ) -> Result<(StatusCode, Json<Value>), HttpError> {
     let caller = auth::require(&state, &headers).await?;
-    let mr = load_for(&state, &caller, id, Need::Maintain, "mr.merge").await?;
-    if let Some(reason) = crate::repos::merge_requests_refused(&state, &mr.path).await? {
-        audited(&state, &caller, "mr.merge", &mr.path, format!("!{id}: {reason}"), "refused").await;
+    let (status, mr) = merge_as(&state, &caller, id).await?;
+    Ok((status, Json(mr_json(&mr))))
+}
+
+/// Merges request `id` for `caller` (maintain on its path), audited; 200
+/// when merged, 409 with the request in `conflict` status otherwise. The
+/// REST API and the web UI both merge through here.
+pub(crate) async fn merge_as(
+    state: &State,
+    caller: &auth::Caller,
+    id: i64,
+) -> Result<(StatusCode, MergeRequest), HttpError> {
+    let caller = caller.clone();
+    let mr = load_for(state, &caller, id, Need::Maintain, "mr.merge").await?;
+    if let Some(reason) = crate::repos::merge_requests_refused(state, &mr.path).await? {
+        audited(state, &caller, "mr.merge", &mr.path, format!("!{id}: {reason}"), "refused").await;
         return Err(HttpError::new(StatusCode::FORBIDDEN, reason));
     }
     let outcome = Monorepo::new(&state.store, &state.snapshots).merge(id).await.map_err(repo_error);
     let outcome = match outcome {
         Ok(o) => o,
         Err(e) => {
-            audited(&state, &caller, "mr.merge", &mr.path, format!("!{id}: {}", e.message), "refused").await;
+            audited(state, &caller, "mr.merge", &mr.path, format!("!{id}: {}", e.message), "refused").await;
             return Err(e);
         }
     };
-    let mr = load(&state, id).await?;
+    let mr = load(state, id).await?;
     let status = match outcome {
         MergeOutcome::Merged { .. } => StatusCode::OK,
         MergeOutcome::Conflict { .. } => StatusCode::CONFLICT,
     };
     let merged = status == StatusCode::OK;
     let detail = if merged { format!("!{id} merged") } else { format!("!{id} has conflicts") };
-    audited(&state, &caller, "mr.merge", &mr.path, detail, if merged { "ok" } else { "conflict" }).await;
-    Ok((status, Json(mr_json(&mr))))
+    audited(state, &caller, "mr.merge", &mr.path, detail, if merged { "ok" } else { "conflict" }).await;
+    Ok((status, mr))
 }
 
 #[derive(Deserialize)]
@@ -215,6 +228,18 @@ async fn set_status(
     to: MrStatus,
 ) -> Result<Json<Value>, HttpError> {
     let caller = auth::require(state, headers).await?;
+    Ok(Json(mr_json(&set_status_as(state, &caller, id, from, to).await?)))
+}
+
+/// Closes or reopens request `id` for `caller` (maintain), audited.
+pub(crate) async fn set_status_as(
+    state: &State,
+    caller: &auth::Caller,
+    id: i64,
+    from: &[MrStatus],
+    to: MrStatus,
+) -> Result<MergeRequest, HttpError> {
+    let caller = caller.clone();
     let action = format!("mr.{}", if to == MrStatus::Closed { "close" } else { "reopen" });
     let mr = load_for(state, &caller, id, Need::Maintain, &action).await?;
     if !state.store.set_mr_status(id, from, to, &mr.conflicts, None).await? {
@@ -223,7 +248,7 @@ async fn set_status(
         return Err(HttpError::new(StatusCode::CONFLICT, reason));
     }
     audited(state, &caller, &action, &mr.path, format!("!{id}"), "ok").await;
-    Ok(Json(mr_json(&load(state, id).await?)))
+    load(state, id).await
 }
 
 async fn close(

@@ -231,3 +231,44 @@ async fn signed_caller(state: &State, signed: &str) -> Result<Caller, HttpError>
 fn tessera_now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
+
+/// The form token of a web session: an HMAC of the session cookie, so a
+/// page from another site cannot know it.
+pub async fn csrf_token(state: &State, session: &str) -> Result<String, HttpError> {
+    use hmac::Mac as _;
+    let mut mac = signing_mac(state).await?;
+    mac.update(b"csrf\0");
+    mac.update(session.as_bytes());
+    Ok(hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Signs in to the web UI with a password (`tessera user passwd`) or one of
+/// the user's tokens; returns the user and what the session may do (a
+/// token's scope; write for a password). Every failure reads the same.
+pub async fn sign_in(state: &State, name: &str, secret: &str) -> Result<(tessera_store::User, Scope), HttpError> {
+    let refused = || unauthorized("wrong user name, password or token");
+    if name.is_empty() || secret.is_empty() || secret.len() > 1024 {
+        return Err(refused());
+    }
+    if secret.starts_with("tsr_") {
+        return match state.store.check_token(secret).await? {
+            TokenCheck::Valid(token, user) if user.name == name => Ok((user, token.scope)),
+            _ => Err(refused()),
+        };
+    }
+    let user = state.store.user(name).await?.filter(|u| !u.disabled).ok_or_else(refused)?;
+    let phc = state.store.password_hash(name).await?.ok_or_else(refused)?;
+    let secret = secret.to_string();
+    let ok = tokio::task::spawn_blocking(move || {
+        use argon2::password_hash::{PasswordHash, PasswordVerifier};
+        PasswordHash::new(&phc)
+            .is_ok_and(|hash| argon2::Argon2::default().verify_password(secret.as_bytes(), &hash).is_ok())
+    })
+    .await
+    .map_err(|e| HttpError::internal("checking a password", e))?;
+    if ok {
+        Ok((user, Scope::Write))
+    } else {
+        Err(refused())
+    }
+}

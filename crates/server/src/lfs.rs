@@ -427,7 +427,7 @@ fn lock_view(lock: &LfsLock, root: &str) -> LockView {
     }
 }
 
-fn rfc3339(seconds: i64) -> String {
+pub(crate) fn rfc3339(seconds: i64) -> String {
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let days = seconds.div_euclid(86_400);
     let secs = seconds.rem_euclid(86_400);

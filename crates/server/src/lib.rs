@@ -17,6 +17,7 @@ mod repos;
 mod serve;
 mod smart;
 pub mod ssh;
+mod ui;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -42,8 +42,10 @@ async fn dispatch(AxState(state): AxState<Arc<State>>, request: Request) -> Resp
         upload_pack(state.clone(), repo, request).await
     } else if let (true, Some(repo)) = (post, path.strip_suffix("/git-receive-pack")) {
         crate::push::receive_pack(state.clone(), repo, request).await
-    } else if method == Method::GET && (path == "/" || path == "/health") {
+    } else if method == Method::GET && path == "/health" {
         Ok((StatusCode::OK, "tessera git server\n").into_response())
+    } else if crate::ui::is_ui(&method, &path) {
+        return crate::ui::dispatch(state, request).await;
     } else {
         Err(HttpError::not_found(format!("no such endpoint: {method} {path}")))
     };

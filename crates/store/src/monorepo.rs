@@ -46,6 +46,17 @@ impl MrStatus {
             MrStatus::Conflict => "conflict",
         }
     }
+    /// A status by name (`open`, `merged`, `closed`, `conflict`).
+    pub fn named(s: &str) -> Option<MrStatus> {
+        Some(match s {
+            "open" => MrStatus::Open,
+            "merged" => MrStatus::Merged,
+            "closed" => MrStatus::Closed,
+            "conflict" => MrStatus::Conflict,
+            _ => return None,
+        })
+    }
+
     fn parse(s: &str) -> MrStatus {
         match s {
             "merged" => MrStatus::Merged,

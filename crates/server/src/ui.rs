@@ -1,0 +1,933 @@
+//! The web UI: `/<path>` is a directory's or repository's overview, and
+//! `/<path>/-/<view>/...` its views (tree, blob, raw, commits, commit,
+//! refs, merge requests), GitLab-style so nested monorepo paths stay
+//! unambiguous: the first `/-/` ends the path. `/-/login`, `/-/logout` and
+//! `/-/mr/N` are the site's own pages.
+//!
+//! Every page is authorized by [`auth`] exactly as git and REST are: the
+//! UI has no rules of its own. The caller is the session cookie (a signed
+//! token, HttpOnly, SameSite=Lax, Secure behind https) or HTTP Basic. Every
+//! form carries a CSRF token derived from the session. Repository content
+//! is escaped, READMEs sanitized, raw files served with `nosniff` and a
+//! sandboxing CSP, and reads are bounded (blob sizes, diff budgets, history
+//! walks).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use tessera_pack::{Kind, ObjectId};
+use tessera_repo::tree::{self, View};
+use tessera_store::{MergeRequest, MrStatus};
+use tessera_web as web;
+
+use crate::auth::{self, Caller, Need};
+use crate::error::HttpError;
+use crate::repos::{self, Snapshot, Target};
+use crate::State;
+
+const SESSION_COOKIE: &str = "tessera_session";
+const SESSION_SECS: i64 = 12 * 3600;
+/// Blobs larger than this are not shown inline (the raw view serves them).
+const MAX_SHOWN_BLOB: u64 = 1 << 20;
+/// Bytes of blobs one diff page reads at most.
+const DIFF_BUDGET: u64 = 8 << 20;
+/// Files one diff page shows at most.
+const MAX_DIFF_FILES: usize = 300;
+const PAGE: usize = 50;
+/// Commits one history page walks at most (filtered histories).
+const MAX_WALK: usize = 20_000;
+
+/// Whether this request is the UI's: GETs (and the UI's own POSTs) that are
+/// not git, LFS or REST requests.
+pub(crate) fn is_ui(method: &Method, path: &str) -> bool {
+    if path.starts_with("/api/") || path.contains("/info/lfs") {
+        return false;
+    }
+    match *method {
+        Method::GET | Method::HEAD => !path.ends_with("/info/refs") && path != "/health",
+        Method::POST => path == "/-/login" || path == "/-/logout" || path.starts_with("/-/mr/"),
+        _ => false,
+    }
+}
+
+pub(crate) async fn dispatch(state: Arc<State>, request: Request) -> Response {
+    let headers = request.headers().clone();
+    let session = session_cookie(&headers);
+    let caller = match caller(&state, &headers, session.as_deref()).await {
+        Ok(c) => c,
+        // A stale session: treat as signed out (and drop the cookie).
+        Err(_) => Caller::anonymous(),
+    };
+    let csrf = match (&caller.user, &session) {
+        (Some(_), Some(s)) => auth::csrf_token(&state, s).await.ok(),
+        _ => None,
+    };
+    let mut frame =
+        web::Frame { user: caller.user.as_ref().map(|u| u.name.clone()), csrf: csrf.clone(), ..Default::default() };
+    let path = request.uri().path().to_string();
+    let query = request.uri().query().unwrap_or("").to_string();
+    let result = if request.method() == Method::POST {
+        post(&state, &caller, csrf.as_deref(), &path, request).await
+    } else {
+        get(&state, &caller, &mut frame, &path, &query).await
+    };
+    let mut response = match result {
+        Ok(r) => r,
+        Err(e) => {
+            frame.title = format!("{}", e.status.as_u16());
+            frame.path = None;
+            let mut r = (e.status, web::error(&frame, e.status.as_u16(), &e.message)).into_response();
+            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+            r
+        }
+    };
+    let h = response.headers_mut();
+    h.entry(header::CONTENT_SECURITY_POLICY).or_insert(HeaderValue::from_static(
+        "default-src 'none'; style-src 'self'; img-src 'self' https: data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    ));
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
+    response
+}
+
+fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|kv| {
+        let (k, v) = kv.trim().split_once('=')?;
+        (k == SESSION_COOKIE && !v.is_empty()).then(|| v.to_string())
+    })
+}
+
+async fn caller(state: &State, headers: &HeaderMap, session: Option<&str>) -> Result<Caller, HttpError> {
+    if headers.contains_key(header::AUTHORIZATION) {
+        return auth::caller(state, headers).await;
+    }
+    match session {
+        Some(secret) => auth::caller_for_secret(state, secret).await,
+        None => Ok(Caller::anonymous()),
+    }
+}
+
+fn html(body: String) -> Response {
+    let mut r = Response::new(Body::from(body));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    r
+}
+
+fn redirect(to: &str) -> Response {
+    let mut r = StatusCode::SEE_OTHER.into_response();
+    r.headers_mut().insert(header::LOCATION, HeaderValue::from_str(to).unwrap_or(HeaderValue::from_static("/")));
+    r
+}
+
+/// `/a/b/-/view/rest` → (`/a/b`, `view`, `rest`); no `/-/`: the overview.
+fn split_url(path: &str) -> (String, Option<String>, String) {
+    let decoded = percent_decode(path);
+    let (repo, views) = if let Some(rest) = decoded.strip_prefix("/-/") {
+        ("/".to_string(), Some(rest.to_string()))
+    } else if let Some((repo, rest)) = decoded.split_once("/-/") {
+        (repo.to_string(), Some(rest.to_string()))
+    } else {
+        (decoded.trim_end_matches('/').to_string(), None)
+    };
+    let repo = if repo.is_empty() { "/".to_string() } else { repo };
+    match views {
+        None => (repo, None, String::new()),
+        Some(v) => {
+            let (view, rest) = v.split_once('/').unwrap_or((&v, ""));
+            (repo, Some(view.to_string()), rest.to_string())
+        }
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn query_value(query: &str, key: &str) -> Option<String> {
+    query.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == key).map(|(_, v)| percent_decode(v))
+}
+
+/// What a page reads: the refs, HEAD's name and the objects of `path`.
+struct Repo {
+    path: String,
+    /// The caller can read the path but not everything below it: only a
+    /// filtered listing is shown, no history (it would tell of the rest).
+    partial: bool,
+    refs: Vec<tessera_store::Ref>,
+    head: String,
+    snapshot: Snapshot,
+    kind: &'static str,
+}
+
+async fn open(state: &State, caller: &Caller, path: &str) -> Result<Repo, HttpError> {
+    let path = repos::normalize(path)?;
+    let policy = auth::policy(state).await?;
+    let partial = match auth::decide(&policy, caller, &path, Need::Read) {
+        Ok(()) => false,
+        Err(e) if e.status == StatusCode::FORBIDDEN && policy.level(caller.user.as_ref(), &path).is_some() => true,
+        Err(e) => return Err(e),
+    };
+    let target =
+        repos::resolve(state, &path).await?.ok_or_else(|| HttpError::not_found(format!("{path} not found")))?;
+    let kind = match &target {
+        Target::Import(_) => "Import repository",
+        Target::Root(_) => "Monorepo root",
+        Target::Dir { .. } => "Monorepo directory",
+    };
+    let (refs, head, snapshot) = repos::read_view(state, &target)
+        .await?
+        .ok_or_else(|| HttpError::not_found(format!("{path} is neither a repository nor a directory")))?;
+    Ok(Repo { path, partial, refs, head, snapshot, kind })
+}
+
+/// The commit a URL's leading segments name (a branch, a tag or an id,
+/// longest first since branch names hold slashes) and the rest of it.
+fn resolve_rev(repo: &Repo, rest: &str) -> Result<(String, ObjectId, String), HttpError> {
+    let parts: Vec<&str> = rest.split('/').collect();
+    for n in (1..=parts.len()).rev() {
+        let name = parts[..n].join("/");
+        let found = repo
+            .refs
+            .iter()
+            .find(|r| r.name == format!("refs/heads/{name}") || r.name == format!("refs/tags/{name}"))
+            .map(|r| r.peeled.unwrap_or(r.target))
+            .or_else(|| {
+                let id = ObjectId::from_hex(name.as_bytes()).ok()?;
+                repo.snapshot.index.objects.get(&id).is_some_and(|l| l.kind == Kind::Commit).then_some(id)
+            });
+        if let Some(id) = found {
+            return Ok((name, id, parts[n..].join("/")));
+        }
+    }
+    Err(HttpError::not_found(format!("no branch, tag or commit {:?} in {}", parts.first().unwrap_or(&""), repo.path)))
+}
+
+fn head_commit(repo: &Repo) -> Option<ObjectId> {
+    repo.refs.iter().find(|r| r.name == repo.head).map(|r| r.target)
+}
+
+fn short_ref(name: &str) -> &str {
+    name.strip_prefix("refs/heads/").or_else(|| name.strip_prefix("refs/tags/")).unwrap_or(name)
+}
+
+/// Runs reads over the repository's objects on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    snapshot: &Snapshot,
+    work: impl FnOnce(&View<'_>) -> Result<T, tessera_repo::Error> + Send + 'static,
+) -> Result<T, HttpError> {
+    let snapshot = snapshot.clone();
+    tokio::task::spawn_blocking(move || {
+        let odb = snapshot.odb();
+        let builder = tessera_repo::objects::Builder::default();
+        work(&View { odb: &odb, builder: &builder })
+    })
+    .await
+    .map_err(|e| HttpError::internal("reading the repository", e))?
+    .map_err(|e| match e {
+        tessera_repo::Error::Refused(m) => HttpError::not_found(m),
+        other => HttpError::internal("reading the repository", other),
+    })
+}
+
+/// A commit's parsed header and message.
+struct CommitInfo {
+    tree: ObjectId,
+    parents: Vec<ObjectId>,
+    author: String,
+    committer: String,
+    message: String,
+}
+
+fn read_commit(view: &View<'_>, id: &ObjectId) -> Result<CommitInfo, tessera_repo::Error> {
+    let raw = view.read_commit(id)?;
+    let meta = tessera_repo::monorepo::Meta::of_commit(&raw);
+    let header_end = raw.windows(2).position(|w| w == b"\n\n").unwrap_or(raw.len());
+    let mut tree = None;
+    let mut parents = Vec::new();
+    for line in raw[..header_end].split(|b| *b == b'\n') {
+        if let Some(hex) = line.strip_prefix(b"tree ") {
+            tree = ObjectId::from_hex(hex).ok();
+        } else if let Some(hex) = line.strip_prefix(b"parent ") {
+            parents.extend(ObjectId::from_hex(hex).ok());
+        }
+    }
+    Ok(CommitInfo {
+        tree: tree.ok_or(tessera_repo::Error::NotACommit(*id))?,
+        parents,
+        author: meta.author,
+        committer: meta.committer,
+        message: String::from_utf8_lossy(&meta.message).into_owned(),
+    })
+}
+
+/// `Name <mail> 1700000000 +0100` → (`Name`, `2023-11-14 22:13`).
+fn person(signature: &str) -> (String, String) {
+    let name = signature.split('<').next().unwrap_or(signature).trim().to_string();
+    let seconds = signature.rsplit(' ').nth(1).and_then(|t| t.parse::<i64>().ok()).unwrap_or(0);
+    let date = crate::lfs::rfc3339(seconds);
+    (name, date.replace('T', " ").trim_end_matches('Z').chars().take(16).collect())
+}
+
+fn commit_row(repo_path: &str, id: ObjectId, info: &CommitInfo) -> web::CommitRow {
+    let (author, date) = person(&info.author);
+    web::CommitRow {
+        id: id.to_string(),
+        title: info.message.lines().next().unwrap_or("").to_string(),
+        author,
+        date,
+        href: format!("{}/commit/{id}", web::views(repo_path)),
+    }
+}
+
+/// The newest commits from `start` (first parents), skipping `skip`; only
+/// those changing `subpath` when one is given.
+fn history(
+    view: &View<'_>,
+    start: ObjectId,
+    subpath: &str,
+    skip: usize,
+    take: usize,
+) -> Result<(Vec<(ObjectId, CommitInfo)>, bool), tessera_repo::Error> {
+    let mut out = Vec::new();
+    let mut seen = 0;
+    let mut walked = 0;
+    let mut current = Some(start);
+    while let Some(id) = current {
+        walked += 1;
+        if walked > MAX_WALK + skip {
+            break;
+        }
+        let info = read_commit(view, &id)?;
+        let parent = info.parents.first().copied();
+        let touches = subpath.is_empty() || {
+            let at = |c: Option<ObjectId>| -> Result<Option<ObjectId>, tessera_repo::Error> {
+                let Some(c) = c else { return Ok(None) };
+                let tree = read_commit(view, &c)?.tree;
+                entry_at(view, tree, subpath)
+            };
+            at(Some(id))? != at(parent)?
+        };
+        if touches {
+            if seen >= skip {
+                if out.len() == take {
+                    return Ok((out, true));
+                }
+                out.push((id, info));
+            }
+            seen += 1;
+        }
+        current = parent;
+    }
+    Ok((out, false))
+}
+
+/// The id of the entry at `path` under `tree`.
+fn entry_at(view: &View<'_>, tree: ObjectId, path: &str) -> Result<Option<ObjectId>, tessera_repo::Error> {
+    let parts: Vec<&str> = tree::components(path).collect();
+    let mut current = tree;
+    for (i, part) in parts.iter().enumerate() {
+        let entries = view.read_tree(&current)?;
+        let Some(e) = entries.iter().find(|e| e.name == part.as_bytes()) else { return Ok(None) };
+        if i + 1 == parts.len() {
+            return Ok(Some(e.id));
+        }
+        if !e.is_tree() {
+            return Ok(None);
+        }
+        current = e.id;
+    }
+    Ok(Some(current))
+}
+
+fn entries(
+    view: &View<'_>,
+    tree: ObjectId,
+    base: &str,
+    refname: &str,
+    subpath: &str,
+    visible: &dyn Fn(&str) -> bool,
+) -> Result<Vec<web::Entry>, tessera_repo::Error> {
+    let mut list: Vec<web::Entry> = view
+        .read_tree(&tree)?
+        .into_iter()
+        .filter(|e| {
+            let name = String::from_utf8_lossy(&e.name);
+            visible(&if subpath.is_empty() { name.into_owned() } else { format!("{subpath}/{name}") })
+        })
+        .map(|e| {
+            let name = String::from_utf8_lossy(&e.name).into_owned();
+            let full = if subpath.is_empty() { name.clone() } else { format!("{subpath}/{name}") };
+            let kind = match e.mode.as_slice() {
+                b"160000" => web::EntryKind::Submodule,
+                b"120000" => web::EntryKind::Link,
+                _ if e.is_tree() => web::EntryKind::Dir,
+                _ => web::EntryKind::File,
+            };
+            let view = if kind == web::EntryKind::Dir { "tree" } else { "blob" };
+            let href = format!("{base}/{view}/{}/{}", web::url_path(refname), web::url_path(&full));
+            web::Entry { name, kind, href }
+        })
+        .collect();
+    list.sort_by(|a, b| {
+        (a.kind != web::EntryKind::Dir).cmp(&(b.kind != web::EntryKind::Dir)).then(a.name.cmp(&b.name))
+    });
+    Ok(list)
+}
+
+fn crumbs(path: &str) -> Vec<web::Crumb> {
+    web::path_crumbs(path)
+}
+
+async fn get(
+    state: &State,
+    caller: &Caller,
+    frame: &mut web::Frame,
+    url: &str,
+    query: &str,
+) -> Result<Response, HttpError> {
+    let (path, view, rest) = split_url(url);
+    match (path.as_str(), view.as_deref()) {
+        ("/", Some("style.css")) => {
+            let mut r = Response::new(Body::from(web::stylesheet()));
+            let h = r.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8"));
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
+            return Ok(r);
+        }
+        ("/", Some("login")) => {
+            frame.title = "Sign in".into();
+            let next = query_value(query, "next").unwrap_or_else(|| "/".into());
+            return Ok(html(web::login(frame, None, &next)));
+        }
+        ("/", Some("mr")) => return mr_page(state, caller, frame, &rest).await,
+        _ => {}
+    }
+    let repo = open(state, caller, &path).await?;
+    frame.crumbs = crumbs(&repo.path);
+    frame.path = Some(repo.path.clone());
+    let base = web::views(&repo.path);
+    let head_name = short_ref(&repo.head).to_string();
+    // In a partly readable directory, what the caller may see of it.
+    let policy = auth::policy(state).await?;
+    let visible: Arc<dyn Fn(&str) -> bool + Send + Sync> = if repo.partial {
+        let (policy, user, root) = (policy.clone(), caller.user.clone(), repo.path.clone());
+        Arc::new(move |sub: &str| {
+            let full = if root == "/" { format!("/{sub}") } else { format!("{root}/{sub}") };
+            policy.level(user.as_ref(), &full).is_some()
+        })
+    } else {
+        Arc::new(|_: &str| true)
+    };
+    if repo.partial && !matches!(view.as_deref(), None | Some("tree") | Some("blob") | Some("raw")) {
+        return Err(HttpError::new(
+            StatusCode::FORBIDDEN,
+            format!("{} holds directories you cannot read; open one of its directories you can read", repo.path),
+        ));
+    }
+    frame.refname = Some(head_name.clone());
+    match view.as_deref() {
+        None => {
+            frame.title = format!("Overview {}", repo.path);
+            let head = head_commit(&repo);
+            let imports: Vec<web::Crumb> = if repo.kind == "Import repository" {
+                Vec::new()
+            } else {
+                let policy = auth::policy(state).await?;
+                let prefix = if repo.path == "/" { "/".to_string() } else { format!("{}/", repo.path) };
+                state
+                    .store
+                    .list_repos()
+                    .await?
+                    .into_iter()
+                    .filter(|r| r.path.starts_with(&prefix) && r.kind == tessera_store::RepoKind::Import)
+                    .filter(|r| policy.level(caller.user.as_ref(), &r.path).is_some())
+                    .map(|r| web::Crumb { href: web::url_path(&r.path), name: r.path })
+                    .collect()
+            };
+            let http = format!("{}{}", state.config.http_url(), if repo.path == "/" { "/" } else { &repo.path });
+            let ssh = state.config.ssh_listen.as_ref().map(|listen| {
+                let port = listen.rsplit(':').next().unwrap_or("22");
+                let host = state.config.http_url();
+                let host = host
+                    .split("://")
+                    .nth(1)
+                    .unwrap_or("localhost")
+                    .split([':', '/'])
+                    .next()
+                    .unwrap_or("localhost")
+                    .to_string();
+                format!("ssh://git@{host}:{port}{}", repo.path)
+            });
+            let path = repo.path.clone();
+            let refname = head_name.clone();
+            let kind = repo.kind.to_string();
+            let partial = repo.partial;
+            let visible = visible.clone();
+            let mut overview = blocking(&repo.snapshot, move |view| {
+                let mut o = web::Overview { clone_http: http, clone_ssh: ssh, imports, kind, ..Default::default() };
+                let Some(head) = head else { return Ok(o) };
+                let info = read_commit(view, &head)?;
+                o.entries = entries(view, info.tree, &base, &refname, "", &*visible)?;
+                let readme = view.read_tree(&info.tree)?.into_iter().find(|e| {
+                    let n = String::from_utf8_lossy(&e.name).to_lowercase();
+                    !e.is_tree()
+                        && (n == "readme.md" || n == "readme" || n == "readme.markdown" || n == "readme.txt")
+                        && visible(&String::from_utf8_lossy(&e.name))
+                });
+                if let Some(readme) = readme {
+                    let (kind, data) = view.odb.read(&readme.id)?;
+                    if kind == Kind::Blob {
+                        let text = String::from_utf8_lossy(&data);
+                        o.readme = Some(web::markdown::render(&text));
+                    }
+                }
+                if partial {
+                    o.kind.push_str(" (some directories here are private: open one to see its history)");
+                } else {
+                    let (rows, _) = history(view, head, "", 0, 10)?;
+                    o.commits = rows.iter().map(|(id, info)| commit_row(&path, *id, info)).collect();
+                }
+                Ok(o)
+            })
+            .await?;
+            overview.imports.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(html(web::overview(frame, &overview)))
+        }
+        Some("tree") => {
+            let (refname, commit, subpath) = resolve_rev(&repo, &rest)?;
+            frame.title = format!("Files {}", repo.path);
+            frame.refname = Some(refname.clone());
+            let shown = subpath.clone();
+            if !subpath.is_empty() && !visible(&subpath) {
+                return Err(HttpError::not_found(format!("no directory {subpath:?} at {refname}")));
+            }
+            let visible = visible.clone();
+            let list = blocking(&repo.snapshot, move |view| {
+                let info = read_commit(view, &commit)?;
+                let tree = entry_at(view, info.tree, &subpath)?
+                    .ok_or_else(|| tessera_repo::Error::Refused(format!("no directory {subpath:?} at {refname}")))?;
+                entries(view, tree, &base, &refname, &subpath, &*visible)
+            })
+            .await?;
+            Ok(html(web::tree(frame, &shown, &list)))
+        }
+        Some(v @ ("blob" | "raw")) => {
+            let raw = v == "raw";
+            let (refname, commit, file) = resolve_rev(&repo, &rest)?;
+            frame.title = format!("{file} · {}", repo.path);
+            frame.refname = Some(refname.clone());
+            if !visible(&file) {
+                return Err(HttpError::not_found(format!("no file {file:?} at {refname}")));
+            }
+            let name = file.rsplit('/').next().unwrap_or(&file).to_string();
+            let raw_href = format!("{base}/raw/{}/{}", web::url_path(&refname), web::url_path(&file));
+            let (size, data) = blocking(&repo.snapshot, move |view| {
+                let info = read_commit(view, &commit)?;
+                let id = entry_at(view, info.tree, &file)?
+                    .ok_or_else(|| tessera_repo::Error::Refused(format!("no file {file:?} at {refname}")))?;
+                let size = view.odb.index.objects.get(&id).map(|l| l.size).unwrap_or(0);
+                if view.odb.index.objects.get(&id).is_some_and(|l| l.kind != Kind::Blob) {
+                    return Err(tessera_repo::Error::Refused(format!("{file:?} is not a file")));
+                }
+                if !raw && size > MAX_SHOWN_BLOB {
+                    return Ok((size, None));
+                }
+                let (_, data) = view.odb.read(&id)?;
+                Ok((size, Some(data)))
+            })
+            .await?;
+            if raw {
+                let data = data.map(|d| d.as_ref().clone()).unwrap_or_default();
+                let text = std::str::from_utf8(&data).is_ok() && !data.contains(&0);
+                let mut r = Response::new(Body::from(data));
+                let h = r.headers_mut();
+                h.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(if text {
+                        "text/plain; charset=utf-8"
+                    } else {
+                        "application/octet-stream"
+                    }),
+                );
+                h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox; default-src 'none'"));
+                return Ok(r);
+            }
+            let content = match data {
+                None => web::BlobContent::TooLarge,
+                Some(d) if d.iter().take(8000).any(|b| *b == 0) => web::BlobContent::Binary,
+                Some(d) => {
+                    let text = String::from_utf8_lossy(&d).into_owned();
+                    let name = name.clone();
+                    let lines = tokio::task::spawn_blocking(move || web::highlight::lines(&name, &text))
+                        .await
+                        .map_err(|e| HttpError::internal("highlighting", e))?;
+                    web::BlobContent::Lines(lines)
+                }
+            };
+            Ok(html(web::blob(frame, &web::Blob { name, size, raw_href, content })))
+        }
+        Some("commits") => {
+            let (refname, commit, subpath) = if rest.is_empty() {
+                let head = head_commit(&repo).ok_or_else(|| HttpError::not_found("no commits yet"))?;
+                (head_name.clone(), head, String::new())
+            } else {
+                resolve_rev(&repo, &rest)?
+            };
+            frame.title = format!("Commits {}", repo.path);
+            frame.refname = Some(refname.clone());
+            let page: usize = query_value(query, "page").and_then(|p| p.parse().ok()).unwrap_or(0).min(100_000);
+            let path = repo.path.clone();
+            let sub = subpath.clone();
+            let (rows, more) = blocking(&repo.snapshot, move |view| {
+                let (list, more) = history(view, commit, &sub, page * PAGE, PAGE)?;
+                Ok((list.iter().map(|(id, info)| commit_row(&path, *id, info)).collect::<Vec<_>>(), more))
+            })
+            .await?;
+            let here = format!(
+                "{base}/commits/{}{}",
+                web::url_path(&refname),
+                if subpath.is_empty() { String::new() } else { format!("/{}", web::url_path(&subpath)) }
+            );
+            let newer = (page > 0).then(|| format!("{here}?page={}", page - 1));
+            let older = more.then(|| format!("{here}?page={}", page + 1));
+            Ok(html(web::commits(frame, &rows, newer.as_deref(), older.as_deref())))
+        }
+        Some("commit") => {
+            let id = ObjectId::from_hex(rest.trim_matches('/').as_bytes())
+                .map_err(|_| HttpError::not_found(format!("no commit {rest:?}")))?;
+            if repo.snapshot.index.objects.get(&id).is_none_or(|l| l.kind != Kind::Commit) {
+                return Err(HttpError::not_found(format!("no commit {id} in {}", repo.path)));
+            }
+            frame.title = format!("Commit {}", &id.to_string()[..10]);
+            let path = repo.path.clone();
+            let page = blocking(&repo.snapshot, move |view| {
+                let info = read_commit(view, &id)?;
+                let parent_tree = match info.parents.first() {
+                    Some(p) => Some(read_commit(view, p)?.tree),
+                    None => None,
+                };
+                let files = diff_pages(view, parent_tree, Some(info.tree))?;
+                let (author, adate) = person(&info.author);
+                let (committer, cdate) = person(&info.committer);
+                Ok(web::Commit {
+                    id: id.to_string(),
+                    message: info.message.clone(),
+                    author: format!("{author}, {adate}"),
+                    committer: format!("{committer}, {cdate}"),
+                    parents: info
+                        .parents
+                        .iter()
+                        .map(|p| (p.to_string(), format!("{}/commit/{p}", web::views(&path))))
+                        .collect(),
+                    tree_href: format!("{}/tree/{id}", web::views(&path)),
+                    files,
+                })
+            })
+            .await?;
+            Ok(html(web::commit(frame, &page)))
+        }
+        Some("refs") => {
+            frame.title = format!("Refs {}", repo.path);
+            let row = |r: &tessera_store::Ref| {
+                let name = short_ref(&r.name).to_string();
+                let href = format!("{base}/tree/{}", web::url_path(&name));
+                (name, r.target.to_string(), href)
+            };
+            let branches: Vec<_> = repo.refs.iter().filter(|r| r.name.starts_with("refs/heads/")).map(row).collect();
+            let tags: Vec<_> = repo.refs.iter().filter(|r| r.name.starts_with("refs/tags/")).map(row).collect();
+            Ok(html(web::refs(frame, &branches, &tags)))
+        }
+        Some("mrs") => {
+            frame.title = format!("Merge requests {}", repo.path);
+            let status = query_value(query, "status").unwrap_or_else(|| "open".into());
+            let wanted = match status.as_str() {
+                "all" => None,
+                s => Some(MrStatus::named(s).ok_or_else(|| HttpError::bad_request(format!("unknown status {s:?}")))?),
+            };
+            let policy = auth::policy(state).await?;
+            let prefix = if repo.path == "/" { "/".to_string() } else { format!("{}/", repo.path) };
+            let rows: Vec<web::MrRow> = state
+                .store
+                .list_mrs(wanted)
+                .await?
+                .into_iter()
+                .filter(|m| m.path == repo.path || m.path.starts_with(&prefix))
+                .filter(|m| policy.level(caller.user.as_ref(), &m.path).is_some())
+                .map(|m| web::MrRow {
+                    id: m.id,
+                    href: format!("/-/mr/{}", m.id),
+                    title: m.title,
+                    path: m.path,
+                    status: m.status.as_str().to_string(),
+                    author: m.author,
+                })
+                .collect();
+            Ok(html(web::merge_requests(frame, &rows, &status, &format!("{base}/mrs"))))
+        }
+        Some(other) => Err(HttpError::not_found(format!("no view {other:?}"))),
+    }
+}
+
+/// The diff of two trees as the pages show it, within the page budgets.
+fn diff_pages(
+    view: &View<'_>,
+    old: Option<ObjectId>,
+    new: Option<ObjectId>,
+) -> Result<Vec<web::FileDiff>, tessera_repo::Error> {
+    let changes = tree::diff_files(view, old, new)?;
+    let mut budget = DIFF_BUDGET;
+    let mut out = Vec::new();
+    for (n, (path, (before, after))) in changes.into_iter().enumerate() {
+        let status = match (&before, &after) {
+            (None, _) => "added",
+            (_, None) => "deleted",
+            _ => "modified",
+        }
+        .to_string();
+        if n >= MAX_DIFF_FILES {
+            out.push(web::FileDiff {
+                path,
+                status,
+                added: 0,
+                removed: 0,
+                body: web::DiffBody::Omitted("past the files one page shows".into()),
+            });
+            continue;
+        }
+        let size = |s: &Option<tree::FileState>| {
+            s.as_ref().and_then(|(_, id)| view.odb.index.objects.get(id).map(|l| l.size)).unwrap_or(0)
+        };
+        let (a_size, b_size) = (size(&before), size(&after));
+        if a_size > MAX_SHOWN_BLOB || b_size > MAX_SHOWN_BLOB || a_size + b_size > budget {
+            out.push(web::FileDiff {
+                path,
+                status,
+                added: 0,
+                removed: 0,
+                body: web::DiffBody::Omitted("too large to show here".into()),
+            });
+            continue;
+        }
+        budget -= a_size + b_size;
+        let read = |s: &Option<tree::FileState>| -> Result<Vec<u8>, tessera_repo::Error> {
+            match s {
+                Some((mode, id)) if mode.as_slice() != b"160000" => Ok(view.odb.read(id)?.1.as_ref().clone()),
+                _ => Ok(Vec::new()),
+            }
+        };
+        let (a, b) = (read(&before)?, read(&after)?);
+        if a.iter().chain(b.iter()).take(16_000).any(|b| *b == 0) {
+            out.push(web::FileDiff { path, status, added: 0, removed: 0, body: web::DiffBody::Binary });
+            continue;
+        }
+        let (a, b) = (String::from_utf8_lossy(&a), String::from_utf8_lossy(&b));
+        let diff = similar::TextDiff::from_lines(a.as_ref(), b.as_ref());
+        let (mut added, mut removed) = (0, 0);
+        let mut lines = Vec::new();
+        for group in diff.grouped_ops(3) {
+            let (first, last) = (group.first().expect("non-empty"), group.last().expect("non-empty"));
+            lines.push(web::DiffLine {
+                kind: '@',
+                old: None,
+                new: None,
+                text: format!(
+                    "@ -{},{} +{},{} @@",
+                    first.old_range().start + 1,
+                    last.old_range().end - first.old_range().start,
+                    first.new_range().start + 1,
+                    last.new_range().end - first.new_range().start
+                ),
+            });
+            for op in &group {
+                for change in diff.iter_changes(op) {
+                    let kind = match change.tag() {
+                        similar::ChangeTag::Insert => {
+                            added += 1;
+                            '+'
+                        }
+                        similar::ChangeTag::Delete => {
+                            removed += 1;
+                            '-'
+                        }
+                        similar::ChangeTag::Equal => ' ',
+                    };
+                    lines.push(web::DiffLine {
+                        kind,
+                        old: change.old_index().map(|i| i + 1),
+                        new: change.new_index().map(|i| i + 1),
+                        text: change.value().trim_end_matches('\n').to_string(),
+                    });
+                }
+            }
+        }
+        out.push(web::FileDiff { path, status, added, removed, body: web::DiffBody::Lines(lines) });
+    }
+    Ok(out)
+}
+
+async fn mr_page(state: &State, caller: &Caller, frame: &mut web::Frame, rest: &str) -> Result<Response, HttpError> {
+    let id: i64 =
+        rest.trim_matches('/').parse().map_err(|_| HttpError::not_found(format!("no merge request {rest:?}")))?;
+    let mr: MergeRequest = crate::api::load_for(state, caller, id, Need::Read, "mr.show").await?;
+    let policy = auth::policy(state).await?;
+    let can_maintain = auth::decide(&policy, caller, &mr.path, Need::Maintain).is_ok();
+    frame.title = format!("!{id} {}", mr.title);
+    frame.crumbs = crumbs(&mr.path);
+    let mono = tessera_repo::monorepo::Monorepo::new(&state.store, &state.snapshots);
+    let root = mono.root().await.map_err(repos::repo_error)?;
+    let snapshot = repos::snapshot(state, root.id).await?;
+    let (base, head, path) = (mr.base, mr.head, mr.path.clone());
+    let (commits, files) = blocking(&snapshot, move |view| {
+        let mut commits = Vec::new();
+        let mut current = Some(head);
+        while let Some(c) = current {
+            if Some(c) == base || commits.len() >= 1000 {
+                break;
+            }
+            let info = read_commit(view, &c)?;
+            current = info.parents.first().copied();
+            commits.push(commit_row(&path, c, &info));
+        }
+        let base_tree = match base {
+            Some(b) => Some(read_commit(view, &b)?.tree),
+            None => None,
+        };
+        let head_tree = read_commit(view, &head)?.tree;
+        Ok((commits, diff_pages(view, base_tree, Some(head_tree))?))
+    })
+    .await?;
+    let page = web::Mr {
+        id,
+        title: mr.title.clone(),
+        path: mr.path.clone(),
+        branch: mr.branch.clone(),
+        status: mr.status.as_str().to_string(),
+        author: mr.author.clone(),
+        conflicts: mr.conflicts.clone(),
+        commits,
+        files,
+        can_maintain,
+    };
+    Ok(html(web::merge_request(frame, &page)))
+}
+
+/// `application/x-www-form-urlencoded` fields of a small form.
+async fn form(state: &State, request: Request) -> Result<HashMap<String, String>, HttpError> {
+    let body = crate::smart::read_body(request, 64 << 10, state.config.request_timeout_secs).await?;
+    let text = String::from_utf8_lossy(&body);
+    Ok(text
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (percent_decode(&k.replace('+', " ")), percent_decode(&v.replace('+', " "))))
+        .collect())
+}
+
+fn secure(state: &State, headers: &HeaderMap) -> bool {
+    state.config.http_url().starts_with("https://")
+        || headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()) == Some("https")
+}
+
+async fn post(
+    state: &State,
+    caller: &Caller,
+    csrf: Option<&str>,
+    path: &str,
+    request: Request,
+) -> Result<Response, HttpError> {
+    let headers = request.headers().clone();
+    let secure = secure(state, &headers);
+    let fields = form(state, request).await?;
+    if path == "/-/login" {
+        let user = fields.get("user").cloned().unwrap_or_default();
+        let secret = fields.get("secret").cloned().unwrap_or_default();
+        let next =
+            fields.get("next").filter(|n| n.starts_with('/') && !n.starts_with("//")).cloned().unwrap_or("/".into());
+        let signed_in = auth::sign_in(state, &user, &secret).await;
+        let (user, scope) = match signed_in {
+            Ok(ok) => ok,
+            Err(e) => {
+                let frame = web::Frame { title: "Sign in".into(), ..Default::default() };
+                let mut r = (StatusCode::UNAUTHORIZED, web::login(&frame, Some(&e.message), &next)).into_response();
+                r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+                return Ok(r);
+            }
+        };
+        let token = auth::signed_token(state, &user, scope, SESSION_SECS).await?;
+        let cookie = format!(
+            "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={SESSION_SECS}{}",
+            if secure { "; Secure" } else { "" }
+        );
+        let mut r = redirect(&next);
+        r.headers_mut().insert(
+            header::SET_COOKIE,
+            HeaderValue::from_str(&cookie).map_err(|e| HttpError::internal("setting the session", e))?,
+        );
+        return Ok(r);
+    }
+    // Every other form needs the session's CSRF token.
+    let sent = fields.get("csrf").map(String::as_str);
+    if caller.user.is_none() || csrf.is_none() || sent != csrf {
+        return Err(HttpError::new(
+            StatusCode::FORBIDDEN,
+            "the form is stale or not from this site: reload the page and try again",
+        ));
+    }
+    if path == "/-/logout" {
+        let cookie = format!(
+            "{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{}",
+            if secure { "; Secure" } else { "" }
+        );
+        let mut r = redirect("/");
+        r.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("ascii"));
+        return Ok(r);
+    }
+    let rest = path.strip_prefix("/-/mr/").unwrap_or("");
+    let (id, action) = rest.split_once('/').ok_or_else(|| HttpError::not_found("no such form"))?;
+    let id: i64 = id.parse().map_err(|_| HttpError::not_found("no such merge request"))?;
+    match action {
+        "merge" => {
+            crate::api::merge_as(state, caller, id).await?;
+        }
+        "close" => {
+            crate::api::set_status_as(state, caller, id, &[MrStatus::Open, MrStatus::Conflict], MrStatus::Closed)
+                .await?;
+        }
+        _ => return Err(HttpError::not_found("no such form")),
+    }
+    Ok(redirect(&format!("/-/mr/{id}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_split_at_the_first_dash_segment() {
+        assert_eq!(split_url("/"), ("/".into(), None, String::new()));
+        assert_eq!(split_url("/projects/x/"), ("/projects/x".into(), None, String::new()));
+        assert_eq!(split_url("/-/tree/main/a"), ("/".into(), Some("tree".into()), "main/a".into()));
+        assert_eq!(
+            split_url("/projects/x/-/blob/feature/y/src/-/lib.rs"),
+            ("/projects/x".into(), Some("blob".into()), "feature/y/src/-/lib.rs".into())
+        );
+        assert_eq!(split_url("/a%20b/-/refs"), ("/a b".into(), Some("refs".into()), String::new()));
+    }
+}

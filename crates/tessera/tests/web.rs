@@ -1,0 +1,231 @@
+//! The web UI end to end: the real binary, pages fetched with curl (with a
+//! cookie jar for sessions), repositories pushed with the real git.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{text, with, Site};
+use tessera_testkit::{commit_all, git_output, new_repo, write, Backend};
+
+/// A browser-like client: curl with its own cookie jar.
+struct Browser {
+    jar: tempfile::NamedTempFile,
+}
+
+struct Page {
+    status: u16,
+    headers: String,
+    body: String,
+}
+
+impl Browser {
+    fn new() -> Browser {
+        Browser { jar: tempfile::NamedTempFile::new().unwrap() }
+    }
+
+    fn request(&self, args: &[&str]) -> Page {
+        let headers = tempfile::NamedTempFile::new().unwrap();
+        let jar = self.jar.path().to_str().unwrap();
+        let out = Command::new("curl")
+            .args(["-s", "-b", jar, "-c", jar, "-o", "-", "-D"])
+            .arg(headers.path())
+            .args(["-w", "\n%{http_code}"])
+            .args(args)
+            .output()
+            .unwrap();
+        let body = text(&out.stdout);
+        let (body, status) = body.rsplit_once('\n').unwrap();
+        Page {
+            status: status.trim().parse().unwrap(),
+            headers: std::fs::read_to_string(headers.path()).unwrap().to_lowercase(),
+            body: body.to_string(),
+        }
+    }
+
+    fn get(&self, url: &str) -> Page {
+        self.request(&[url])
+    }
+
+    fn post(&self, url: &str, fields: &[(&str, &str)]) -> Page {
+        let mut args = Vec::new();
+        for (k, v) in fields {
+            args.push("--data-urlencode".to_string());
+            args.push(format!("{k}={v}"));
+        }
+        args.push(url.to_string());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.request(&args)
+    }
+
+    fn sign_in(&self, url: &str, user: &str, secret: &str) -> Page {
+        self.post(&format!("{url}/-/login"), &[("user", user), ("secret", secret), ("next", "/")])
+    }
+}
+
+/// The value of the first `name="csrf"` field on a page.
+fn csrf(page: &Page) -> String {
+    let at = page.body.find("name=\"csrf\" value=\"").expect("a form token") + 19;
+    page.body[at..].split('"').next().unwrap().to_string()
+}
+
+fn push(dir: &Path, url: &str) {
+    let out = git_output(dir, &["push", "-q", url, "main"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+fn web_ui(backend: Backend) {
+    let Some(site) = Site::new(backend) else { return };
+    site.admin(&["user", "add", "admin", "--admin", "--init"]);
+    for user in ["alice", "bob"] {
+        site.admin(&["user", "add", user]);
+    }
+    let admin = site.token("admin", "t", "admin");
+    let alice = site.token("alice", "t", "write");
+    site.admin(&["access", "grant", "/projects/a", "write", "--user", "alice"]);
+    site.admin(&["access", "grant", "/projects/a", "maintain", "--user", "bob"]);
+    site.admin(&["access", "public", "/import/secret", "off"]);
+    let mut passwd = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["user", "passwd", "bob", "--data-dir", &site.data, "--database", &site.database])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut passwd.stdin.take().unwrap(), b"correct horse battery\n").unwrap();
+    assert!(passwd.wait().unwrap().success());
+    let (mut server, url) = site.serve(&[]);
+
+    // A repository with a README that tries to run script, code, and an
+    // HTML file whose raw view must not render.
+    let demo = new_repo();
+    write(demo.path(), "README.md", "# Demo\n\n**bold** <script>alert(1)</script> <a href=\"javascript:x\">x</a>\n");
+    write(demo.path(), "src/main.rs", "fn main() {\n    println!(\"<b>hi</b>\");\n}\n");
+    write(demo.path(), "page.html", "<script>alert(document.cookie)</script>\n");
+    commit_all(demo.path(), "first");
+    write(demo.path(), "src/main.rs", "fn main() {\n    println!(\"<b>hi</b>\");\n}\nfn added() {}\n");
+    let second = commit_all(demo.path(), "second: add a function");
+    push(demo.path(), &with(&format!("{url}/import/demo"), &admin));
+    let secret = new_repo();
+    write(secret.path(), "plans.txt", "secret\n");
+    commit_all(secret.path(), "plans");
+    push(secret.path(), &with(&format!("{url}/import/secret"), &admin));
+
+    let anon = Browser::new();
+    let page = anon.get(&format!("{url}/import/demo"));
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("<h1>Demo</h1>") && page.body.contains("<strong>bold</strong>"), "{}", page.body);
+    assert!(!page.body.contains("<script") && !page.body.contains("javascript:"), "{}", page.body);
+    assert!(page.headers.contains("content-security-policy: default-src 'none'"), "{}", page.headers);
+    assert!(page.body.contains("git clone http://") && page.body.contains("second: add a function"));
+    // Tree, blob with highlighting and line anchors, raw, history, commit.
+    let page = anon.get(&format!("{url}/import/demo/-/tree/main/src"));
+    assert!(page.status == 200 && page.body.contains("/import/demo/-/blob/main/src/main.rs"), "{}", page.body);
+    let page = anon.get(&format!("{url}/import/demo/-/blob/main/src/main.rs"));
+    assert!(page.body.contains("id=\"L2\"") && page.body.contains("hl-"), "{}", page.body);
+    assert!(page.body.contains("&lt;b&gt;hi&lt;/b&gt;") && !page.body.contains("<b>hi</b>"), "{}", page.body);
+    let page = anon.get(&format!("{url}/import/demo/-/raw/main/page.html"));
+    assert_eq!(page.body, "<script>alert(document.cookie)</script>\n");
+    assert!(page.headers.contains("content-type: text/plain") && page.headers.contains("sandbox"), "{}", page.headers);
+    let page = anon.get(&format!("{url}/import/demo/-/commits/main"));
+    assert!(page.body.contains("second: add a function") && page.body.contains("first"));
+    let page = anon.get(&format!("{url}/import/demo/-/commits/main/page.html"));
+    assert!(page.body.contains("first") && !page.body.contains("second: add"), "history of one file");
+    let page = anon.get(&format!("{url}/import/demo/-/commit/{second}"));
+    assert!(page.body.contains("+fn added() {}") && page.body.contains("1 file(s) changed"), "{}", page.body);
+    let page = anon.get(&format!("{url}/import/demo/-/refs"));
+    assert!(page.body.contains(">main<"), "{}", page.body);
+    let page = anon.get(&format!("{url}/-/style.css"));
+    assert!(page.status == 200 && page.body.contains(".hl-"));
+
+    // Hostile URLs are 404s, and the server goes on.
+    for bad in [
+        "/import/demo/-/blob/main/../../../etc/passwd",
+        "/import/demo/-/blob/nosuchref/x",
+        "/import/demo/-/commit/zzzz",
+        "/import/demo/-/nosuchview",
+        "/%ff%fe/-/tree/main",
+    ] {
+        let page = anon.get(&format!("{url}{bad}"));
+        assert!(matches!(page.status, 400 | 404), "{bad}: {}", page.status);
+    }
+
+    // Pages past the history, or not numbers, are pages, not errors.
+    for odd in ["?page=99999999999999999999", "?page=100000", "?page=-1"] {
+        assert_eq!(anon.get(&format!("{url}/import/demo/-/commits/main{odd}")).status, 200, "{odd}");
+    }
+
+    // Private paths: anonymous callers are asked to sign in, alice gets a
+    // 404, and no listing shows them.
+    let page = anon.get(&format!("{url}/import/secret"));
+    assert_eq!(page.status, 401);
+    assert!(page.body.contains("/-/login"));
+    let alice_browser = Browser::new();
+    let page = alice_browser.sign_in(&url, "alice", &alice);
+    assert_eq!(page.status, 303, "{}", page.body);
+    assert!(page.headers.contains("httponly") && page.headers.contains("samesite=lax"), "{}", page.headers);
+    let page = alice_browser.get(&format!("{url}/import/secret/-/tree/main"));
+    assert_eq!(page.status, 404);
+    // A directory holding a private one lists only what alice may read,
+    // and shows no history (it would tell of the rest).
+    let page = alice_browser.get(&format!("{url}/import"));
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("/import/demo") && !page.body.contains("secret"), "{}", page.body);
+    let page = alice_browser.get(&format!("{url}/import/-/commits/main"));
+    assert_eq!(page.status, 403);
+    let page = alice_browser.get(&format!("{url}/import/-/tree/main/secret"));
+    assert_eq!(page.status, 404);
+    // Wrong credentials read the same whatever was wrong.
+    let wrong = Browser::new().sign_in(&url, "bob", "not his password");
+    let unknown = Browser::new().sign_in(&url, "nobody", "whatever");
+    assert_eq!((wrong.status, unknown.status), (401, 401));
+    assert!(wrong.body.contains("wrong user name, password or token") && unknown.body.contains("wrong user name"));
+
+    // A merge request: alice opens it; her page has no merge button; bob
+    // (password sign-in) merges it through the form, which needs its token.
+    let a = new_repo();
+    write(a.path(), "a.txt", "from alice\n");
+    commit_all(a.path(), "alice's change");
+    let out = git_output(a.path(), &["push", &with(&format!("{url}/projects/a"), &alice), "main"]);
+    assert!(text(&out.stderr).contains("merge request !1 opened"), "{}", text(&out.stderr));
+    let page = alice_browser.get(&format!("{url}/-/mr/1"));
+    assert!(page.status == 200 && page.body.contains("+from alice"), "{}", page.body);
+    assert!(!page.body.contains("action=\"/-/mr/1/merge\""), "alice may not merge");
+    let page = alice_browser.get(&format!("{url}/projects/-/mrs"));
+    assert!(page.body.contains("alice&#39;s change") || page.body.contains("alice's change"), "{}", page.body);
+    let bob_browser = Browser::new();
+    assert_eq!(bob_browser.sign_in(&url, "bob", "correct horse battery").status, 303);
+    let page = bob_browser.get(&format!("{url}/-/mr/1"));
+    assert!(page.body.contains("action=\"/-/mr/1/merge\""), "{}", page.body);
+    let token = csrf(&page);
+    let forged = bob_browser.post(&format!("{url}/-/mr/1/merge"), &[("csrf", "0000")]);
+    assert_eq!(forged.status, 403);
+    let stolen = alice_browser.post(&format!("{url}/-/mr/1/merge"), &[("csrf", &token)]);
+    assert_eq!(stolen.status, 403, "another session's token");
+    let merged = bob_browser.post(&format!("{url}/-/mr/1/merge"), &[("csrf", &token)]);
+    assert_eq!(merged.status, 303, "{}", merged.body);
+    let page = bob_browser.get(&format!("{url}/-/mr/1"));
+    assert!(page.body.contains("badge merged"), "{}", page.body);
+    let page = anon.get(&format!("{url}/projects/a"));
+    assert!(page.body.contains("a.txt"), "{}", page.body);
+    // Signing out ends the session in this browser.
+    let page = bob_browser.get(&format!("{url}/"));
+    let out = bob_browser.post(&format!("{url}/-/logout"), &[("csrf", &csrf(&page))]);
+    assert_eq!(out.status, 303);
+    assert!(bob_browser.get(&format!("{url}/")).body.contains("Sign in"));
+
+    let _ = server.kill();
+    let _ = server.wait();
+    let log = site.admin(&["audit", "--limit", "100"]);
+    assert!(log.contains("\tbob\tmr.merge\t/projects/a\tok"), "{log}");
+}
+
+#[test]
+fn web_ui_on_sqlite() {
+    web_ui(Backend::Sqlite);
+}
+
+#[test]
+fn web_ui_on_postgres() {
+    web_ui(Backend::Postgres);
+}

@@ -1,0 +1,472 @@
+//! The pages: plain data in, HTML out.
+
+use maud::{html, Markup, PreEscaped, DOCTYPE};
+
+use crate::{url_path, views, Crumb, Frame};
+
+const STYLE: &str = r#"
+:root { --fg:#1f2328; --muted:#59636e; --line:#d1d9e0; --bg2:#f6f8fa; --link:#0969da; --add:#e6ffec; --del:#ffebe9; }
+* { box-sizing: border-box; }
+body { margin:0; font:14px/1.5 -apple-system,"Segoe UI",Helvetica,Arial,sans-serif; color:var(--fg); }
+a { color:var(--link); text-decoration:none; } a:hover { text-decoration:underline; }
+header { display:flex; gap:1em; align-items:center; padding:.6em 1.2em; border-bottom:1px solid var(--line); background:var(--bg2); }
+header .brand { font-weight:600; color:var(--fg); } header .who { margin-left:auto; }
+main { max-width:1200px; margin:0 auto; padding:1em 1.2em; }
+nav.tabs { display:flex; gap:1.2em; border-bottom:1px solid var(--line); margin-bottom:1em; }
+nav.tabs a { padding:.4em 0; } nav.tabs a.on { border-bottom:2px solid #fd8c73; color:var(--fg); font-weight:600; }
+table.list { width:100%; border-collapse:collapse; } table.list td, table.list th { padding:.35em .6em; border-bottom:1px solid var(--line); text-align:left; vertical-align:top; }
+.muted { color:var(--muted); } .mono, pre, code { font-family:ui-monospace,SFMono-Regular,Menlo,monospace; font-size:12.5px; }
+table.code { border-collapse:collapse; width:100%; } table.code td { padding:0 .6em; white-space:pre; vertical-align:top; }
+table.code td.n { text-align:right; color:var(--muted); user-select:none; width:1%; } table.code td.n a { color:inherit; }
+table.code tr:target { background:#fff8c5; }
+tr.add td.t { background:var(--add); } tr.del td.t { background:var(--del); } tr.hunk td { background:#ddf4ff; color:var(--muted); }
+.box { border:1px solid var(--line); border-radius:6px; margin:1em 0; overflow-x:auto; }
+.box > .head { padding:.5em .8em; background:var(--bg2); border-bottom:1px solid var(--line); display:flex; gap:1em; }
+.readme { padding:0 1.5em; } .clone input { width:28em; font-family:monospace; }
+.badge { padding:.1em .5em; border-radius:1em; border:1px solid var(--line); font-size:12px; }
+.open { background:#dafbe1; } .merged { background:#fbefff; } .closed, .conflict { background:#ffebe9; }
+form.inline { display:inline; } button { cursor:pointer; }
+"#;
+
+/// The stylesheet every page links (`/-/style.css`): layout and highlighting.
+pub fn stylesheet() -> String {
+    format!("{STYLE}\n{}", crate::highlight::css())
+}
+
+fn page(frame: &Frame, body: Markup) -> String {
+    let markup = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (frame.title) " · tessera" }
+                link rel="stylesheet" href="/-/style.css";
+            }
+            body {
+                header {
+                    a.brand href="/" { "tessera" }
+                    span.crumbs {
+                        @for (i, crumb) in frame.crumbs.iter().enumerate() {
+                            @if i > 0 { " / " }
+                            a href=(crumb.href) { (crumb.name) }
+                        }
+                    }
+                    span.who {
+                        @match (&frame.user, &frame.csrf) {
+                            (Some(user), Some(csrf)) => {
+                                (user) " · "
+                                form.inline method="post" action="/-/logout" {
+                                    input type="hidden" name="csrf" value=(csrf);
+                                    button type="submit" { "Sign out" }
+                                }
+                            }
+                            (Some(user), None) => { (user) }
+                            _ => { a href="/-/login" { "Sign in" } }
+                        }
+                    }
+                }
+                main {
+                    @if let Some(path) = &frame.path {
+                        (tabs(path, frame.refname.as_deref().unwrap_or("main"), &frame.title))
+                    }
+                    (body)
+                }
+            }
+        }
+    };
+    markup.into_string()
+}
+
+fn tabs(path: &str, refname: &str, current: &str) -> Markup {
+    let base = views(path);
+    let home = if path == "/" { "/".to_string() } else { url_path(path) };
+    let tab = |name: &str, href: String| {
+        let on = current.starts_with(name);
+        html! { a class=@if on { "on" } href=(href) { (name) } }
+    };
+    html! {
+        nav.tabs {
+            (tab("Overview", home))
+            (tab("Files", format!("{base}/tree/{}", url_path(refname))))
+            (tab("Commits", format!("{base}/commits/{}", url_path(refname))))
+            (tab("Refs", format!("{base}/refs")))
+            (tab("Merge requests", format!("{base}/mrs")))
+        }
+    }
+}
+
+/// Breadcrumbs for a monorepo path: each directory links to its overview.
+pub fn path_crumbs(path: &str) -> Vec<Crumb> {
+    let mut crumbs = vec![Crumb { name: "/".into(), href: "/".into() }];
+    let mut at = String::new();
+    for part in path.split('/').filter(|p| !p.is_empty()) {
+        at.push('/');
+        at.push_str(part);
+        crumbs.push(Crumb { name: part.to_string(), href: url_path(&at) });
+    }
+    crumbs
+}
+
+/// One row of a tree listing.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub name: String,
+    pub kind: EntryKind,
+    pub href: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    Dir,
+    File,
+    Link,
+    Submodule,
+}
+
+/// One commit in a list.
+#[derive(Debug, Clone)]
+pub struct CommitRow {
+    pub id: String,
+    pub title: String,
+    pub author: String,
+    pub date: String,
+    pub href: String,
+}
+
+fn short(id: &str) -> &str {
+    &id[..id.len().min(10)]
+}
+
+fn commit_table(rows: &[CommitRow]) -> Markup {
+    html! {
+        table.list {
+            @for c in rows {
+                tr {
+                    td { a href=(c.href) { (c.title) } }
+                    td.muted { (c.author) }
+                    td.muted.mono { (c.date) }
+                    td.mono { a href=(c.href) { (short(&c.id)) } }
+                }
+            }
+        }
+    }
+}
+
+fn entries_table(entries: &[Entry]) -> Markup {
+    html! {
+        table.list {
+            @for e in entries {
+                tr {
+                    td {
+                        @match e.kind {
+                            EntryKind::Dir => { "📁 " a href=(e.href) { (e.name) "/" } }
+                            EntryKind::Submodule => { "🔗 " (e.name) span.muted { " (submodule)" } }
+                            _ => { "📄 " a href=(e.href) { (e.name) } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A directory's or repository's home page.
+#[derive(Debug, Clone, Default)]
+pub struct Overview {
+    pub clone_http: String,
+    pub clone_ssh: Option<String>,
+    pub entries: Vec<Entry>,
+    /// Sanitized HTML of the README, if there is one.
+    pub readme: Option<String>,
+    pub commits: Vec<CommitRow>,
+    /// Import repositories below this path the caller may read.
+    pub imports: Vec<Crumb>,
+    pub kind: String,
+}
+
+pub fn overview(frame: &Frame, o: &Overview) -> String {
+    page(
+        frame,
+        html! {
+            p.muted { (o.kind) }
+            div.clone {
+                "Clone: " input readonly value=(format!("git clone {}", o.clone_http));
+                @if let Some(ssh) = &o.clone_ssh { " " input readonly value=(format!("git clone {ssh}")); }
+            }
+            @if !o.imports.is_empty() {
+                div.box { div.head { "Import repositories below" } table.list {
+                    @for i in &o.imports { tr { td { a href=(i.href) { (i.name) } } } }
+                } }
+            }
+            @if o.entries.is_empty() && o.commits.is_empty() {
+                p { "Nothing here yet: push to it to create it." }
+            } @else {
+                div.box { div.head { "Files" } (entries_table(&o.entries)) }
+                div.box { div.head { "Latest commits" } (commit_table(&o.commits)) }
+            }
+            @if let Some(readme) = &o.readme {
+                div.box { div.head { "README" } div.readme { (PreEscaped(readme)) } }
+            }
+        },
+    )
+}
+
+pub fn tree(frame: &Frame, subpath: &str, entries: &[Entry]) -> String {
+    page(
+        frame,
+        html! {
+            @if !subpath.is_empty() { p.mono { (subpath) } }
+            div.box { (entries_table(entries)) }
+        },
+    )
+}
+
+/// A file's page.
+#[derive(Debug, Clone)]
+pub struct Blob {
+    pub name: String,
+    pub size: u64,
+    pub raw_href: String,
+    pub content: BlobContent,
+}
+
+#[derive(Debug, Clone)]
+pub enum BlobContent {
+    /// Highlighted HTML, one fragment per line.
+    Lines(Vec<String>),
+    Binary,
+    TooLarge,
+}
+
+pub fn blob(frame: &Frame, b: &Blob) -> String {
+    page(
+        frame,
+        html! {
+            div.box {
+                div.head { span.mono { (b.name) } span.muted { (b.size) " bytes" } a href=(b.raw_href) { "Raw" } }
+                @match &b.content {
+                    BlobContent::Lines(lines) => {
+                        table.code { @for (i, line) in lines.iter().enumerate() {
+                            tr id=(format!("L{}", i + 1)) {
+                                td.n { a href=(format!("#L{}", i + 1)) { (i + 1) } }
+                                td.t { (PreEscaped(line)) }
+                            }
+                        } }
+                    }
+                    BlobContent::Binary => { p.readme { "Binary file: " a href=(b.raw_href) { "download it" } } }
+                    BlobContent::TooLarge => { p.readme { "Too large to show here: " a href=(b.raw_href) { "view it raw" } } }
+                }
+            }
+        },
+    )
+}
+
+pub fn commits(frame: &Frame, rows: &[CommitRow], newer: Option<&str>, older: Option<&str>) -> String {
+    page(
+        frame,
+        html! {
+            div.box { (commit_table(rows)) }
+            p {
+                @if let Some(h) = newer { a href=(h) { "← Newer" } " " }
+                @if let Some(h) = older { a href=(h) { "Older →" } }
+            }
+        },
+    )
+}
+
+/// One changed file with its diff.
+#[derive(Debug, Clone)]
+pub struct FileDiff {
+    pub path: String,
+    pub status: String,
+    pub added: usize,
+    pub removed: usize,
+    pub body: DiffBody,
+}
+
+#[derive(Debug, Clone)]
+pub enum DiffBody {
+    Lines(Vec<DiffLine>),
+    Binary,
+    /// Not shown (too large, or past the page's budget).
+    Omitted(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct DiffLine {
+    /// `+`, `-`, ` ` or `@` (a hunk header).
+    pub kind: char,
+    pub old: Option<usize>,
+    pub new: Option<usize>,
+    pub text: String,
+}
+
+fn diff_boxes(files: &[FileDiff]) -> Markup {
+    html! {
+        p.muted { (files.len()) " file(s) changed, +" (files.iter().map(|f| f.added).sum::<usize>()) " −" (files.iter().map(|f| f.removed).sum::<usize>()) }
+        @for (n, f) in files.iter().enumerate() {
+            div.box id=(format!("f{n}")) {
+                div.head { span.mono { (f.path) } span.muted { (f.status) " +" (f.added) " −" (f.removed) } }
+                @match &f.body {
+                    DiffBody::Lines(lines) => {
+                        table.code { @for l in lines {
+                            @let class = match l.kind { '+' => "add", '-' => "del", '@' => "hunk", _ => "ctx" };
+                            tr class=(class) {
+                                td.n { @if let Some(o) = l.old { (o) } }
+                                td.n { @if let Some(n) = l.new { (n) } }
+                                td.t { (l.kind) (l.text) }
+                            }
+                        } }
+                    }
+                    DiffBody::Binary => { p.readme.muted { "Binary file" } }
+                    DiffBody::Omitted(why) => { p.readme.muted { (why) } }
+                }
+            }
+        }
+    }
+}
+
+/// A commit's page.
+#[derive(Debug, Clone)]
+pub struct Commit {
+    pub id: String,
+    pub message: String,
+    pub author: String,
+    pub committer: String,
+    pub parents: Vec<(String, String)>,
+    pub tree_href: String,
+    pub files: Vec<FileDiff>,
+}
+
+pub fn commit(frame: &Frame, c: &Commit) -> String {
+    let (title, rest) = c.message.split_once('\n').unwrap_or((&c.message, ""));
+    page(
+        frame,
+        html! {
+            h2 { (title) }
+            @if !rest.trim().is_empty() { pre { (rest.trim()) } }
+            table.list {
+                tr { th { "commit" } td.mono { (c.id) " · " a href=(c.tree_href) { "browse files" } } }
+                tr { th { "author" } td { (c.author) } }
+                tr { th { "committer" } td { (c.committer) } }
+                tr { th { "parents" } td.mono { @for (id, href) in &c.parents { a href=(href) { (short(id)) } " " } } }
+            }
+            (diff_boxes(&c.files))
+        },
+    )
+}
+
+pub fn refs(frame: &Frame, branches: &[(String, String, String)], tags: &[(String, String, String)]) -> String {
+    let table = |rows: &[(String, String, String)]| {
+        html! { table.list { @for (name, id, href) in rows { tr { td { a href=(href) { (name) } } td.mono { (short(id)) } } } } }
+    };
+    page(
+        frame,
+        html! {
+            div.box { div.head { "Branches" } (table(branches)) }
+            div.box { div.head { "Tags" } (table(tags)) }
+        },
+    )
+}
+
+/// One merge request in a list.
+#[derive(Debug, Clone)]
+pub struct MrRow {
+    pub id: i64,
+    pub title: String,
+    pub path: String,
+    pub status: String,
+    pub author: String,
+    pub href: String,
+}
+
+pub fn merge_requests(frame: &Frame, rows: &[MrRow], status: &str, base: &str) -> String {
+    page(
+        frame,
+        html! {
+            p { @for s in ["open", "merged", "closed", "conflict", "all"] {
+                @if s == status { b { (s) } } @else { a href=(format!("{base}?status={s}")) { (s) } } " "
+            } }
+            @if rows.is_empty() { p.muted { "No merge requests." } }
+            table.list { @for m in rows { tr {
+                td { a href=(m.href) { "!" (m.id) " " (m.title) } }
+                td.mono { (m.path) }
+                td { span class=(format!("badge {}", m.status)) { (m.status) } }
+                td.muted { (m.author) }
+            } } }
+        },
+    )
+}
+
+/// A merge request's page.
+#[derive(Debug, Clone)]
+pub struct Mr {
+    pub id: i64,
+    pub title: String,
+    pub path: String,
+    pub branch: String,
+    pub status: String,
+    pub author: String,
+    pub conflicts: Vec<String>,
+    pub commits: Vec<CommitRow>,
+    pub files: Vec<FileDiff>,
+    /// Whether the viewer may merge and close it.
+    pub can_maintain: bool,
+}
+
+pub fn merge_request(frame: &Frame, m: &Mr) -> String {
+    page(
+        frame,
+        html! {
+            h2 { "!" (m.id) " " (m.title) " " span class=(format!("badge {}", m.status)) { (m.status) } }
+            p.muted { (m.author) " wants to merge " span.mono { (m.branch) } " into " span.mono { (m.path) } }
+            @if !m.conflicts.is_empty() {
+                div.box { div.head { "Conflicts" } ul { @for c in &m.conflicts { li.mono { (c) } } } }
+            }
+            @if m.can_maintain && (m.status == "open" || m.status == "conflict") {
+                @if let Some(csrf) = &frame.csrf {
+                    form.inline method="post" action=(format!("/-/mr/{}/merge", m.id)) {
+                        input type="hidden" name="csrf" value=(csrf);
+                        button type="submit" { "Merge" }
+                    }
+                    " "
+                    form.inline method="post" action=(format!("/-/mr/{}/close", m.id)) {
+                        input type="hidden" name="csrf" value=(csrf);
+                        button type="submit" { "Close" }
+                    }
+                }
+            }
+            div.box { div.head { (m.commits.len()) " commit(s)" } (commit_table(&m.commits)) }
+            (diff_boxes(&m.files))
+        },
+    )
+}
+
+pub fn login(frame: &Frame, error: Option<&str>, next: &str) -> String {
+    page(
+        frame,
+        html! {
+            h2 { "Sign in" }
+            @if let Some(e) = error { p.closed { (e) } }
+            form method="post" action="/-/login" {
+                input type="hidden" name="next" value=(next);
+                p { label { "User " input name="user" autocomplete="username"; } }
+                p { label { "Password or token " input type="password" name="secret" autocomplete="current-password"; } }
+                p { button type="submit" { "Sign in" } }
+            }
+            p.muted { "Sign in with your password (set with tessera user passwd) or with an access token." }
+        },
+    )
+}
+
+pub fn error(frame: &Frame, status: u16, message: &str) -> String {
+    page(
+        frame,
+        html! {
+            h2 { (status) }
+            p { (message) }
+            @if frame.user.is_none() && (status == 401 || status == 404) { p { a href="/-/login" { "Sign in" } " to see more." } }
+        },
+    )
+}
