@@ -165,21 +165,32 @@ impl Prepared {
                     data.strip_prefix(b"tree ").and_then(|d| d.get(..40)).ok_or(crate::Error::NotACommit(commit))?;
                 Ok(Some(ObjectId::from_hex(hex).map_err(|_| crate::Error::NotACommit(commit))?))
             };
-            let builder = crate::objects::Builder::default();
-            let view = crate::tree::View { odb: &odb, builder: &builder };
+            // Tree walks straight over the object store (the `tree` module
+            // builds on this one, not the other way round).
             let entry_at = |tree: Option<ObjectId>, file: &str| -> Result<Option<ObjectId>, crate::Error> {
                 let Some(mut current) = tree else { return Ok(None) };
-                let parts: Vec<&str> = crate::tree::components(file).collect();
+                let parts: Vec<&str> = file.split('/').filter(|p| !p.is_empty()).collect();
                 for (i, part) in parts.iter().enumerate() {
-                    let entries = view.read_tree(&current)?;
-                    let Some(entry) = entries.iter().find(|e| e.name == part.as_bytes()) else { return Ok(None) };
-                    if i + 1 == parts.len() {
-                        return Ok(Some(entry.id));
-                    }
-                    if !entry.is_tree() {
+                    let (kind, data) = odb.read(&current)?;
+                    if kind != Kind::Tree {
                         return Ok(None);
                     }
-                    current = entry.id;
+                    let mut found = None;
+                    for entry in fsck::tree_entries(&data) {
+                        let entry = entry.map_err(|_| crate::Error::NotATree(current))?;
+                        if entry.name == part.as_bytes() {
+                            found = Some((entry.id, fsck::mode_kind(entry.mode) == TreeEntryKind::Tree));
+                            break;
+                        }
+                    }
+                    let Some((id, is_tree)) = found else { return Ok(None) };
+                    if i + 1 == parts.len() {
+                        return Ok(Some(id));
+                    }
+                    if !is_tree {
+                        return Ok(None);
+                    }
+                    current = id;
                 }
                 Ok(None)
             };

@@ -79,7 +79,7 @@ pub(crate) async fn dispatch(state: Arc<State>, repo: &str, rest: &str, request:
 /// A JSON body of at most `max_request_bytes`.
 async fn body<T: for<'de> Deserialize<'de>>(state: &State, request: Request) -> Result<T, HttpError> {
     let bytes =
-        crate::smart::read_body(request, state.config.max_request_bytes, state.config.request_timeout_secs).await?;
+        crate::wire::read_body(request, state.config.max_request_bytes, state.config.request_timeout_secs).await?;
     serde_json::from_slice(&bytes).map_err(|e| {
         HttpError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("the request is not valid LFS JSON: {e}"))
     })

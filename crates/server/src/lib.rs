@@ -18,6 +18,7 @@ mod serve;
 mod smart;
 pub mod ssh;
 mod ui;
+mod wire;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -20,7 +20,7 @@ use tokio::io::AsyncWriteExt;
 use crate::auth::{self, Caller, Need};
 use crate::error::HttpError;
 use crate::repos::{self, Snapshot, Target};
-use crate::smart::{err_packet, git_response, not_pushable};
+use crate::wire::{err_packet, git_response, not_pushable};
 use crate::State;
 
 const RESULT: &str = "application/x-git-receive-pack-result";

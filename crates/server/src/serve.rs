@@ -3,7 +3,7 @@
 //! byte at a time (slowloris) would hold them, and their file descriptors,
 //! for ever. Here every connection's request headers must arrive within
 //! `request_timeout_secs`; request bodies are held to the same idle bound
-//! where they are read (`push`, `smart::read_body`).
+//! where they are read (`push`, `wire::read_body`).
 
 use std::time::Duration;
 

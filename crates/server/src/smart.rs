@@ -1,11 +1,10 @@
 //! The smart HTTP endpoints: `info/refs`, `git-upload-pack`, `git-receive-pack`.
 
-use std::io::Read;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State as AxState};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use tessera_pktline::{self as pkt, Packet};
@@ -15,6 +14,7 @@ use tessera_protocol::upload;
 use crate::auth::{self, Caller, Need};
 use crate::error::HttpError;
 use crate::repos::{self, Target};
+use crate::wire::{err_packet, git_response, read_body};
 use crate::State;
 
 pub fn router(state: Arc<State>) -> Router {
@@ -64,14 +64,6 @@ fn asks_protocol(headers: &HeaderMap, n: u8) -> bool {
 
 fn protocol_v2(headers: &HeaderMap) -> bool {
     asks_protocol(headers, 2)
-}
-
-pub(crate) fn git_response(content_type: &'static str, body: impl Into<Body>) -> Response {
-    let mut res = Response::new(body.into());
-    let headers = res.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, max-age=0, must-revalidate"));
-    res
 }
 
 async fn info_refs(state: &State, raw_path: &str, query: &str, headers: &HeaderMap) -> Result<Response, HttpError> {
@@ -164,55 +156,6 @@ pub(crate) async fn advertisement(
     };
     let head_id = refs.iter().find(|r| r.name == head).map(|r| r.target);
     Ok(advertise::v0_refs(service, &refs, head_id.map(|id| (head.as_str(), id)), version_1))
-}
-
-pub(crate) fn not_pushable(path: &str) -> HttpError {
-    HttpError::not_found(format!(
-        "repository {path} not found; pushing creates repositories only under an import root such as /import/<name>"
-    ))
-}
-
-/// Reads a whole request body up to `limit` bytes, un-gzipping if needed.
-pub(crate) async fn read_body(request: Request, limit: usize, idle_secs: u64) -> Result<Vec<u8>, HttpError> {
-    let gzip = request
-        .headers()
-        .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.contains("gzip"))
-        .unwrap_or(false);
-    let mut stream = request.into_body().into_data_stream();
-    let mut body = Vec::new();
-    while let Some(chunk) = crate::serve::next_chunk(&mut stream, idle_secs).await? {
-        let chunk = chunk.map_err(|e| HttpError::bad_request(format!("reading request body: {e}")))?;
-        if body.len() + chunk.len() > limit {
-            return Err(HttpError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("request body is over the limit of {limit} bytes"),
-            ));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    if gzip {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&body[..])
-            .take(limit as u64 + 1)
-            .read_to_end(&mut out)
-            .map_err(|_| HttpError::bad_request("request body is not valid gzip"))?;
-        if out.len() > limit {
-            return Err(HttpError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("request body is over the limit of {limit} bytes"),
-            ));
-        }
-        body = out;
-    }
-    Ok(body)
-}
-
-pub(crate) fn err_packet(message: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    pkt::write_line(&mut out, format!("ERR {message}"));
-    out
 }
 
 /// The work that writes a pack into a sink, on a blocking thread.

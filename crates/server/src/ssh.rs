@@ -36,7 +36,8 @@ use tokio::net::TcpListener;
 use crate::auth::Caller;
 use crate::error::HttpError;
 use crate::push::{self, Input, PackEnds};
-use crate::smart::{self, err_packet, Reply};
+use crate::smart::{self, Reply};
+use crate::wire::err_packet;
 use crate::{repos, State};
 
 /// Connections served at once; more wait in the kernel's backlog.

@@ -831,7 +831,7 @@ async fn mr_page(state: &State, caller: &Caller, frame: &mut web::Frame, rest: &
 
 /// `application/x-www-form-urlencoded` fields of a small form.
 async fn form(state: &State, request: Request) -> Result<HashMap<String, String>, HttpError> {
-    let body = crate::smart::read_body(request, 64 << 10, state.config.request_timeout_secs).await?;
+    let body = crate::wire::read_body(request, 64 << 10, state.config.request_timeout_secs).await?;
     let text = String::from_utf8_lossy(&body);
     Ok(text
         .split('&')
