@@ -7,6 +7,7 @@
 
 pub mod fsck;
 pub mod ingest;
+pub mod merge3;
 pub mod monorepo;
 pub mod objects;
 mod snapshot;

@@ -319,8 +319,7 @@ impl<'a> Monorepo<'a> {
             Some(r) => self.dir_head(root, snapshot, path, r).await?,
             None => None,
         };
-        let known: std::collections::HashSet<ObjectId> =
-            self.store.dir_commits(root.id, path).await?.into_values().collect();
+        let known = dir_history(snapshot, dir_head);
         let chain = pushed_chain(head, |c| known.contains(c) || Some(*c) == dir_head, parents)?;
         let base = match chain.base {
             Some(b) => Some(b),
@@ -375,9 +374,9 @@ impl<'a> Monorepo<'a> {
                 Some(r) => self.dir_head(&root, &snapshot, &mr.path, r).await?,
                 None => None,
             };
-            // Every commit that was ever the directory's: pushed commits
-            // found here are in already (a stacked MR whose base merged).
-            let known: HashSet<ObjectId> = self.store.dir_commits(root.id, &mr.path).await?.into_values().collect();
+            // The directory's history: pushed commits found in it are in
+            // already (a stacked MR whose base merged).
+            let known = dir_history(&snapshot, dir_head);
             let (builder, steps) = match plan_merge(&snapshot, &mr, dir_head, &known)? {
                 Plan::Steps(b, s) => (b, s),
                 Plan::Conflict(paths) => {
@@ -413,7 +412,9 @@ impl<'a> Monorepo<'a> {
     /// now in the directory's history (stacked requests merged by a later
     /// one): their commits are all in.
     async fn settle_merged(&self, root: &Repo, path: &str, at: ObjectId) -> Result<(), Error> {
-        let known: HashSet<ObjectId> = self.store.dir_commits(root.id, path).await?.into_values().collect();
+        let snapshot = self.snapshot(root).await?;
+        let head = self.dir_head(root, &snapshot, path, at).await?;
+        let known = dir_history(&snapshot, head);
         for other in self.store.list_mrs(None).await? {
             let open = matches!(other.status, MrStatus::Open | MrStatus::Conflict);
             if open && other.path == path && known.contains(&other.head) {
@@ -645,6 +646,60 @@ fn pushed_chain<'p>(
     Ok(Chain { commits, base: None })
 }
 
+/// The commits of a directory's history, from its head down its first
+/// parents. Not the `dir_commits` rows: a merge that lost its race to move
+/// the root leaves rows for a root commit that never landed.
+fn dir_history(snapshot: &Snapshot, head: Option<ObjectId>) -> HashSet<ObjectId> {
+    let mut out = HashSet::new();
+    let mut current = head;
+    while let Some(c) = current {
+        if !out.insert(c) {
+            break;
+        }
+        current = snapshot.index.commits.get(&c).and_then(|i| i.parents.first().copied());
+    }
+    out
+}
+
+/// A blob's bytes, whether stored or just built by this merge.
+fn read_blob(view: &View<'_>, id: &ObjectId) -> Result<Vec<u8>, Error> {
+    if let Some(data) = view.builder.get(id) {
+        return Ok(data.to_vec());
+    }
+    Ok(view.odb.read(id)?.1.as_ref().clone())
+}
+
+/// A three-way merge of three versions of a text file; binary or very
+/// large files are not merged (`Err` with no hunks: the whole file).
+fn text_merge(base: &[u8], ours: &[u8], theirs: &[u8]) -> Result<String, Vec<crate::merge3::Conflict>> {
+    fn text(b: &[u8]) -> Option<&str> {
+        (b.len() <= crate::merge3::MAX_BYTES && !b.contains(&0)).then(|| std::str::from_utf8(b).ok()).flatten()
+    }
+    match (text(base), text(ours), text(theirs)) {
+        (Some(b), Some(o), Some(t)) => crate::merge3::merge(b, o, t),
+        _ => Err(Vec::new()),
+    }
+}
+
+/// One line for the merge request's conflict list: the path, the base
+/// lines, and what each side made of them (shortened).
+fn describe_conflict(path: &str, c: &crate::merge3::Conflict) -> String {
+    let short = |s: &str| {
+        let one: String = s.chars().take(120).collect();
+        if s.chars().count() > 120 {
+            format!("{one:?}…")
+        } else {
+            format!("{one:?}")
+        }
+    };
+    let lines = if c.base_len == 0 {
+        format!("after line {}", c.base_line - 1)
+    } else {
+        format!("lines {}-{}", c.base_line, c.base_line + c.base_len - 1)
+    };
+    format!("{path}: {lines}: the directory has {}, this request {}", short(&c.ours), short(&c.theirs))
+}
+
 enum Plan {
     Steps(Builder, Vec<Step>),
     Conflict(Vec<String>),
@@ -686,27 +741,15 @@ fn plan_merge(
         }
         return Ok(Plan::Steps(builder, steps));
     }
-    // The directory moved: compare both sides file by file against the base.
-    let base_tree = match base {
-        Some(b) => Some(commit_tree(&view, &b)?),
-        None => None,
-    };
+    // The directory moved: replay each pushed commit's own changes on it,
+    // as a rebase does. A file the directory changed too since the
+    // commit's parent is merged line by line (three-way); overlapping
+    // changes, and changes to binary, deleted or re-moded files, conflict.
     let ours_tree = match dir_head {
         Some(h) => Some(commit_tree(&view, &h)?),
         None => None,
     };
-    let theirs_tree = commit_tree(&view, &mr.head)?;
-    let ours = tree::diff_files(&view, base_tree, ours_tree)?;
-    let theirs = tree::diff_files(&view, base_tree, Some(theirs_tree))?;
-    let conflicts: Vec<String> = theirs
-        .iter()
-        .filter(|(path, (_, after))| ours.get(*path).map(|(_, ours_after)| ours_after != after).unwrap_or(false))
-        .map(|(path, _)| path.clone())
-        .collect();
-    if !conflicts.is_empty() {
-        return Ok(Plan::Conflict(conflicts));
-    }
-    // Replay each pushed commit's own changes on the moved directory.
+    let mut conflicts: Vec<String> = Vec::new();
     let mut steps = Vec::new();
     let mut prev_dir = dir_head;
     let mut dir_tree = ours_tree;
@@ -718,8 +761,38 @@ fn plan_merge(
             None => None,
         };
         let own = tree::diff_files(&view, parent_tree, Some(commit_tree(&view, c)?))?;
-        let changes: BTreeMap<String, Option<tree::FileState>> =
-            own.into_iter().map(|(p, (_, after))| (p, after)).collect();
+        // What the directory changed since this commit's parent.
+        let moved = tree::diff_files(&view, parent_tree, dir_tree)?;
+        let mut changes: BTreeMap<String, Option<tree::FileState>> = BTreeMap::new();
+        let mut merged_blobs: Vec<(String, Vec<u8>, Vec<u8>)> = Vec::new();
+        for (path, (before, after)) in own {
+            let Some((_, current)) = moved.get(&path) else {
+                changes.insert(path, after);
+                continue;
+            };
+            if *current == after {
+                continue; // the same change is there already
+            }
+            match (&before, current, &after) {
+                (Some((bm, b)), Some((om, o)), Some((tm, t))) if bm == om && om == tm => {
+                    let read = |id: &ObjectId| read_blob(&view, id);
+                    let (base_text, ours_text, theirs_text) = (read(b)?, read(o)?, read(t)?);
+                    match text_merge(&base_text, &ours_text, &theirs_text) {
+                        Ok(merged) => merged_blobs.push((path, tm.clone(), merged.into_bytes())),
+                        Err(found) if found.is_empty() => conflicts.push(path),
+                        Err(found) => conflicts.extend(found.iter().map(|h| describe_conflict(&path, h))),
+                    }
+                }
+                _ => conflicts.push(path),
+            }
+        }
+        if !conflicts.is_empty() {
+            continue; // keep looking, to report every conflict at once
+        }
+        for (path, mode, bytes) in merged_blobs {
+            let id = builder.add(Kind::Blob, bytes);
+            changes.insert(path, Some((mode, id)));
+        }
         let new_tree = tree::apply_files(&mut ViewMut { odb: &odb, builder: &mut builder }, dir_tree, &changes)?;
         if Some(new_tree) == dir_tree {
             // Its change is in already (the same change merged before).
@@ -731,6 +804,10 @@ fn plan_merge(
         steps.push(Step { path: mr.path.clone(), tree: Some(new_tree), dir_commit: Some(rebased), meta });
         prev_dir = Some(rebased);
         dir_tree = Some(new_tree);
+    }
+    if !conflicts.is_empty() {
+        conflicts.dedup();
+        return Ok(Plan::Conflict(conflicts));
     }
     if steps.is_empty() {
         return Ok(Plan::AlreadyIn);

@@ -395,7 +395,63 @@ fn unknown_paths_and_push_feedback(backend: Backend) {
     assert_eq!(subjects, "our change\ntheir change\n");
 }
 
+fn same_file_changes_merge_line_by_line(backend: Backend) {
+    let Some(server) = TestServer::start(backend) else { return };
+    let work = tempfile::tempdir().unwrap();
+    create_project(&server, work.path());
+    let base: String = (1..=20).map(|i| format!("line {i}\n")).collect();
+    let setup = clone(&server, "/projects/x", work.path());
+    write(&setup, "shared.txt", &base);
+    commit_all(&setup, "shared file");
+    git(&setup, &["push", "-q", "origin", "HEAD:refs/for/setup"]);
+    let id = *mr_ids(&server, "open").iter().max().unwrap();
+    assert_eq!(api(&server, "POST", &format!("/api/v1/mr/{id}/merge")).0, 200);
+
+    // Both change shared.txt, in different places: it merges.
+    let a = clone(&server, "/projects/x", work.path());
+    let b = clone(&server, "/projects/x", work.path());
+    write(&a, "shared.txt", base.replace("line 2\n", "line 2 (a)\n"));
+    commit_all(&a, "a changes line 2");
+    git(&a, &["push", "-q", "origin", "HEAD:refs/for/a"]);
+    write(&b, "shared.txt", base.replace("line 18\n", "line 18 (b)\n").replace("line 19\n", ""));
+    commit_all(&b, "b changes the end");
+    git(&b, &["push", "-q", "origin", "HEAD:refs/for/b"]);
+    let mut open = mr_ids(&server, "open");
+    open.sort();
+    for id in &open {
+        let (status, body) = api(&server, "POST", &format!("/api/v1/mr/{id}/merge"));
+        assert_eq!(status, 200, "{body}");
+    }
+    let check = clone(&server, "/projects/x", work.path());
+    let merged = std::fs::read_to_string(check.join("shared.txt")).unwrap();
+    assert_eq!(
+        merged,
+        base.replace("line 2\n", "line 2 (a)\n").replace("line 18\n", "line 18 (b)\n").replace("line 19\n", "")
+    );
+    fsck(&check);
+
+    // Both change line 10: a conflict that shows both sides' hunks.
+    git(&a, &["pull", "-q", "--rebase", "origin", "main"]);
+    write(&a, "shared.txt", merged.replace("line 10\n", "ten from a\n"));
+    commit_all(&a, "a changes line 10");
+    git(&a, &["push", "-q", "origin", "HEAD:refs/for/a2"]);
+    let c = clone(&server, "/projects/x", work.path());
+    write(&c, "shared.txt", merged.replace("line 10\n", "ten from c\n"));
+    commit_all(&c, "c changes line 10");
+    git(&c, &["push", "-q", "origin", "HEAD:refs/for/c"]);
+    let mut open = mr_ids(&server, "open");
+    open.sort();
+    assert_eq!(api(&server, "POST", &format!("/api/v1/mr/{}/merge", open[0])).0, 200);
+    let (status, body) = api(&server, "POST", &format!("/api/v1/mr/{}/merge", open[1]));
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body.contains("shared.txt: lines 10-10") && body.contains("ten from a") && body.contains("ten from c"),
+        "{body}"
+    );
+}
+
 per_backend!(
+    same_file_changes_merge_line_by_line,
     stacked_merge_requests_land_once,
     unknown_paths_and_push_feedback,
     directories_clone_with_their_history,
