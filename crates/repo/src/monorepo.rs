@@ -320,7 +320,8 @@ impl<'a> Monorepo<'a> {
             None => None,
         };
         let known = dir_history(snapshot, dir_head);
-        let chain = pushed_chain(head, |c| known.contains(c) || Some(*c) == dir_head, parents)?;
+        let rank = |c: &ObjectId| known.get(c).copied().unwrap_or(usize::MAX);
+        let chain = pushed_chain(head, |c| known.contains_key(c) || Some(*c) == dir_head, parents, rank)?;
         let base = match chain.base {
             Some(b) => Some(b),
             None if dir_head.is_none() => None,
@@ -417,7 +418,7 @@ impl<'a> Monorepo<'a> {
         let known = dir_history(&snapshot, head);
         for other in self.store.list_mrs(None).await? {
             let open = matches!(other.status, MrStatus::Open | MrStatus::Conflict);
-            if open && other.path == path && known.contains(&other.head) {
+            if open && other.path == path && known.contains_key(&other.head) {
                 self.store
                     .set_mr_status(other.id, &[MrStatus::Open, MrStatus::Conflict], MrStatus::Merged, &[], Some(at))
                     .await?;
@@ -505,7 +506,7 @@ pub const MAX_DIFF_TOTAL_BYTES: u64 = 32 << 20;
 fn describe_change(snapshot: &Snapshot, base: Option<ObjectId>, head: ObjectId) -> Result<Description, Error> {
     let odb = snapshot.odb();
     let parents = |c: &ObjectId| snapshot.index.commits.get(c).map(|i| i.parents.as_slice());
-    let chain = pushed_chain(head, |c| Some(*c) == base, parents)?;
+    let chain = pushed_chain(head, |c| Some(*c) == base, parents, |_| 0)?;
     let view = View { odb: &odb, builder: &Builder::default() };
     let mut commits = Vec::new();
     for c in chain.commits.iter().rev() {
@@ -616,49 +617,186 @@ pub fn commit_tree(view: &View<'_>, commit: &ObjectId) -> Result<ObjectId, Error
 struct Chain {
     commits: Vec<ObjectId>,
     base: Option<ObjectId>,
+    /// The history holds merge commits: it lands squashed.
+    merges: bool,
 }
 
 fn pushed_chain<'p>(
     head: ObjectId,
     is_base: impl Fn(&ObjectId) -> bool,
     parents_of: impl Fn(&ObjectId) -> Option<&'p [ObjectId]>,
+    rank: impl Fn(&ObjectId) -> usize,
 ) -> Result<Chain, Error> {
     let mut commits = Vec::new();
     let mut current = Some(head);
     while let Some(c) = current {
         if is_base(&c) {
             commits.reverse();
-            return Ok(Chain { commits, base: Some(c) });
+            return Ok(Chain { commits, base: Some(c), merges: false });
         }
         let parents = parents_of(&c).ok_or_else(|| Error::Refused(format!("commit {c} is not stored")))?;
         if parents.len() > 1 {
-            return Err(Error::Refused(format!(
-                "commit {c} is a merge; merge requests take a linear series of commits"
-            )));
+            return with_merges(head, is_base, parents_of, rank);
         }
         commits.push(c);
         current = parents.first().copied();
-        if commits.len() > 100_000 {
+        if commits.len() > MAX_PUSHED_COMMITS {
             return Err(Error::Refused("pushed history is too long".into()));
         }
     }
     commits.reverse();
-    Ok(Chain { commits, base: None })
+    Ok(Chain { commits, base: None, merges: false })
+}
+
+const MAX_PUSHED_COMMITS: usize = 100_000;
+
+/// A pushed history holding merges: every commit reachable from `head`
+/// that `is_base` does not stop at, and as base the reachable base commit
+/// `rank` puts first (the newest of the directory's history).
+fn with_merges<'p>(
+    head: ObjectId,
+    is_base: impl Fn(&ObjectId) -> bool,
+    parents_of: impl Fn(&ObjectId) -> Option<&'p [ObjectId]>,
+    rank: impl Fn(&ObjectId) -> usize,
+) -> Result<Chain, Error> {
+    let mut commits = Vec::new();
+    let mut base: Option<ObjectId> = None;
+    let mut seen = HashSet::new();
+    let mut queue = std::collections::VecDeque::from([head]);
+    while let Some(c) = queue.pop_front() {
+        if !seen.insert(c) {
+            continue;
+        }
+        if is_base(&c) {
+            if base.is_none_or(|b| rank(&c) < rank(&b)) {
+                base = Some(c);
+            }
+            continue;
+        }
+        let parents = parents_of(&c).ok_or_else(|| Error::Refused(format!("commit {c} is not stored")))?;
+        commits.push(c);
+        if commits.len() > MAX_PUSHED_COMMITS {
+            return Err(Error::Refused("pushed history is too long".into()));
+        }
+        queue.extend(parents.iter().copied());
+    }
+    commits.reverse();
+    Ok(Chain { commits, base, merges: true })
 }
 
 /// The commits of a directory's history, from its head down its first
 /// parents. Not the `dir_commits` rows: a merge that lost its race to move
 /// the root leaves rows for a root commit that never landed.
-fn dir_history(snapshot: &Snapshot, head: Option<ObjectId>) -> HashSet<ObjectId> {
-    let mut out = HashSet::new();
+fn dir_history(snapshot: &Snapshot, head: Option<ObjectId>) -> HashMap<ObjectId, usize> {
+    let mut out = HashMap::new();
     let mut current = head;
     while let Some(c) = current {
-        if !out.insert(c) {
+        if out.contains_key(&c) {
             break;
         }
+        out.insert(c, out.len());
         current = snapshot.index.commits.get(&c).and_then(|i| i.parents.first().copied());
     }
     out
+}
+
+/// The changes that turn `from` into `to`, made to `onto` instead (a
+/// cherry-pick): files `onto` did not touch since `from` take `to`'s
+/// version; files both changed are merged line by line. `Err` lists the
+/// conflicts (paths, or hunks of text files).
+#[allow(clippy::type_complexity)]
+fn rebase_changes(
+    odb: &tessera_protocol::odb::Odb,
+    builder: &mut Builder,
+    from: Option<ObjectId>,
+    to: ObjectId,
+    onto: Option<ObjectId>,
+) -> Result<Result<BTreeMap<String, Option<tree::FileState>>, Vec<String>>, Error> {
+    let view = View { odb, builder };
+    let own = tree::diff_files(&view, from, Some(to))?;
+    // What the directory changed since `from`.
+    let moved = tree::diff_files(&view, from, onto)?;
+    let mut changes: BTreeMap<String, Option<tree::FileState>> = BTreeMap::new();
+    let mut merged_blobs: Vec<(String, Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut conflicts = Vec::new();
+    for (path, (before, after)) in own {
+        let Some((_, current)) = moved.get(&path) else {
+            changes.insert(path, after);
+            continue;
+        };
+        if *current == after {
+            continue; // the same change is there already
+        }
+        match (&before, current, &after) {
+            (Some((bm, b)), Some((om, o)), Some((tm, t))) if bm == om && om == tm => {
+                let (base_text, ours_text, theirs_text) =
+                    (read_blob(&view, b)?, read_blob(&view, o)?, read_blob(&view, t)?);
+                match text_merge(&base_text, &ours_text, &theirs_text) {
+                    Ok(merged) => merged_blobs.push((path, tm.clone(), merged.into_bytes())),
+                    Err(found) if found.is_empty() => conflicts.push(path),
+                    Err(found) => conflicts.extend(found.iter().map(|h| describe_conflict(&path, h))),
+                }
+            }
+            _ => conflicts.push(path),
+        }
+    }
+    if !conflicts.is_empty() {
+        return Ok(Err(conflicts));
+    }
+    for (path, mode, bytes) in merged_blobs {
+        let id = builder.add(Kind::Blob, bytes);
+        changes.insert(path, Some((mode, id)));
+    }
+    Ok(Ok(changes))
+}
+
+/// A merge request whose history holds merges lands as one commit: the
+/// change from its base (the newest directory commit it contains) to its
+/// head, made to the directory as it is now. Directory histories stay
+/// linear, one parent per commit, derived from root commits.
+fn squash(
+    odb: &tessera_protocol::odb::Odb,
+    mut builder: Builder,
+    mr: &MergeRequest,
+    chain: &Chain,
+    base: Option<ObjectId>,
+    dir_head: Option<ObjectId>,
+) -> Result<Plan, Error> {
+    let view = View { odb, builder: &builder };
+    let head_tree = commit_tree(&view, &mr.head)?;
+    let base_tree = match base {
+        Some(b) => Some(commit_tree(&view, &b)?),
+        None => None,
+    };
+    let dir_tree = match dir_head {
+        Some(h) => Some(commit_tree(&view, &h)?),
+        None => None,
+    };
+    let head_meta = Meta::of_commit(&view.read_commit(&mr.head)?);
+    let new_tree = if dir_head == base {
+        head_tree
+    } else {
+        let changes = match rebase_changes(odb, &mut builder, base_tree, head_tree, dir_tree)? {
+            Ok(changes) => changes,
+            Err(conflicts) => return Ok(Plan::Conflict(conflicts)),
+        };
+        tree::apply_files(&mut ViewMut { odb, builder: &mut builder }, dir_tree, &changes)?
+    };
+    if Some(new_tree) == dir_tree {
+        return Ok(Plan::AlreadyIn);
+    }
+    let mut message = format!("{} (!{}, squashed)\n\n", mr.title, mr.id);
+    message.push_str(&format!("{} commits, merges included, from {}:\n", chain.commits.len(), mr.branch));
+    let view = View { odb, builder: &builder };
+    for c in chain.commits.iter().rev().take(50) {
+        let title = Meta::of_commit(&view.read_commit(c)?).title();
+        message.push_str(&format!("* {title}\n"));
+    }
+    let meta = Meta { message: message.into_bytes(), encoding: None, ..head_meta };
+    let parents: Vec<ObjectId> = dir_head.into_iter().collect();
+    let commit = builder.add(Kind::Commit, meta.commit(new_tree, &parents));
+    let step = Step { path: mr.path.clone(), tree: Some(new_tree), dir_commit: Some(commit), meta };
+    Ok(Plan::Steps(builder, vec![step]))
 }
 
 /// A blob's bytes, whether stored or just built by this merge.
@@ -716,17 +854,21 @@ fn plan_merge(
     snapshot: &Snapshot,
     mr: &MergeRequest,
     dir_head: Option<ObjectId>,
-    known: &HashSet<ObjectId>,
+    known: &HashMap<ObjectId, usize>,
 ) -> Result<Plan, Error> {
     let odb = snapshot.odb();
     let mut builder = Builder::default();
     let parents = |c: &ObjectId| snapshot.index.commits.get(c).map(|i| i.parents.as_slice());
-    let chain = pushed_chain(mr.head, |c| Some(*c) == mr.base || known.contains(c), parents)?;
+    let rank = |c: &ObjectId| known.get(c).copied().unwrap_or(usize::MAX);
+    let chain = pushed_chain(mr.head, |c| Some(*c) == mr.base || known.contains_key(c), parents, rank)?;
     if chain.commits.is_empty() {
         return Ok(Plan::AlreadyIn);
     }
     let base = chain.base.or(mr.base);
     let view = View { odb: &odb, builder: &builder };
+    if chain.merges {
+        return squash(&odb, builder, mr, &chain, base, dir_head);
+    }
     if dir_head == base {
         // Fast-forward: the pushed commits become the directory's history.
         let mut steps = Vec::new();
@@ -760,38 +902,16 @@ fn plan_merge(
             Some(p) => Some(commit_tree(&view, &p)?),
             None => None,
         };
-        let own = tree::diff_files(&view, parent_tree, Some(commit_tree(&view, c)?))?;
-        // What the directory changed since this commit's parent.
-        let moved = tree::diff_files(&view, parent_tree, dir_tree)?;
-        let mut changes: BTreeMap<String, Option<tree::FileState>> = BTreeMap::new();
-        let mut merged_blobs: Vec<(String, Vec<u8>, Vec<u8>)> = Vec::new();
-        for (path, (before, after)) in own {
-            let Some((_, current)) = moved.get(&path) else {
-                changes.insert(path, after);
-                continue;
-            };
-            if *current == after {
-                continue; // the same change is there already
+        let commit_tree_id = commit_tree(&view, c)?;
+        let changes = match rebase_changes(&odb, &mut builder, parent_tree, commit_tree_id, dir_tree)? {
+            Ok(changes) => changes,
+            Err(found) => {
+                conflicts.extend(found);
+                continue; // keep looking, to report every conflict at once
             }
-            match (&before, current, &after) {
-                (Some((bm, b)), Some((om, o)), Some((tm, t))) if bm == om && om == tm => {
-                    let read = |id: &ObjectId| read_blob(&view, id);
-                    let (base_text, ours_text, theirs_text) = (read(b)?, read(o)?, read(t)?);
-                    match text_merge(&base_text, &ours_text, &theirs_text) {
-                        Ok(merged) => merged_blobs.push((path, tm.clone(), merged.into_bytes())),
-                        Err(found) if found.is_empty() => conflicts.push(path),
-                        Err(found) => conflicts.extend(found.iter().map(|h| describe_conflict(&path, h))),
-                    }
-                }
-                _ => conflicts.push(path),
-            }
-        }
+        };
         if !conflicts.is_empty() {
-            continue; // keep looking, to report every conflict at once
-        }
-        for (path, mode, bytes) in merged_blobs {
-            let id = builder.add(Kind::Blob, bytes);
-            changes.insert(path, Some((mode, id)));
+            continue;
         }
         let new_tree = tree::apply_files(&mut ViewMut { odb: &odb, builder: &mut builder }, dir_tree, &changes)?;
         if Some(new_tree) == dir_tree {

@@ -450,7 +450,44 @@ fn same_file_changes_merge_line_by_line(backend: Backend) {
     );
 }
 
+fn merge_requests_holding_merges_land_squashed(backend: Backend) {
+    let Some(server) = TestServer::start(backend) else { return };
+    let work = tempfile::tempdir().unwrap();
+    create_project(&server, work.path());
+    let a = clone(&server, "/projects/x", work.path());
+    let b = clone(&server, "/projects/x", work.path());
+    write(&a, "from-a.txt", "a\n");
+    commit_all(&a, "a's work");
+    git(&a, &["push", "-q", "origin", "HEAD:refs/for/a"]);
+    write(&b, "from-b.txt", "b\n");
+    commit_all(&b, "b's work");
+    git(&b, &["push", "-q", "origin", "HEAD:refs/for/b"]);
+    let b_id = *mr_ids(&server, "open").iter().max().unwrap();
+    assert_eq!(api(&server, "POST", &format!("/api/v1/mr/{b_id}/merge")).0, 200);
+    // a merges the directory's main into her branch (a merge commit) and
+    // pushes again: the request now holds a merge.
+    git(&a, &["fetch", "-q", "origin"]);
+    git(&a, &["merge", "-q", "--no-edit", "--no-ff", "origin/main"]);
+    write(&a, "from-a.txt", "a, after merging main\n");
+    commit_all(&a, "a's follow-up");
+    let out = git_output(&a, &["push", "origin", "HEAD:refs/for/a"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let a_id = *mr_ids(&server, "open").iter().max().unwrap();
+    let (status, body) = api(&server, "POST", &format!("/api/v1/mr/{a_id}/merge"));
+    assert_eq!(status, 200, "{body}");
+    let x = clone(&server, "/projects/x", work.path());
+    assert_eq!(std::fs::read_to_string(x.join("from-a.txt")).unwrap(), "a, after merging main\n");
+    assert_eq!(std::fs::read_to_string(x.join("from-b.txt")).unwrap(), "b\n");
+    assert!(git(&x, &["log", "-1", "--format=%s"]).contains("squashed"), "{}", git(&x, &["log", "-1"]));
+    let root = clone(&server, "/", work.path());
+    for dir in [&x, &root] {
+        assert_eq!(git(dir, &["rev-list", "--merges", "HEAD"]), "", "histories stay linear");
+        fsck(dir);
+    }
+}
+
 per_backend!(
+    merge_requests_holding_merges_land_squashed,
     same_file_changes_merge_line_by_line,
     stacked_merge_requests_land_once,
     unknown_paths_and_push_feedback,
