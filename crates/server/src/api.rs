@@ -140,6 +140,10 @@ async fn show(
             file
         })
         .collect::<Vec<_>>());
+    let a = crate::review::approvals(&state, &mr).await?;
+    out["approvals"] = json!({ "required": a.required, "set_at": a.set_at, "current": a.current,
+        "stale": a.stale.iter().map(|(u, h)| json!({ "user": u, "head": h })).collect::<Vec<_>>() });
+    out["comments"] = json!(state.store.comments(mr.id).await?);
     out["diffstat"] = json!({
         "files": description.files.len(),
         "added": description.files.iter().map(|f| f.added).sum::<usize>(),
@@ -168,6 +172,10 @@ pub(crate) async fn merge_as(
 ) -> Result<(StatusCode, MergeRequest), HttpError> {
     let caller = caller.clone();
     let mr = load_for(state, &caller, id, Need::Maintain, "mr.merge").await?;
+    if let Err(short) = crate::review::merge_gate(state, &mr).await {
+        audited(state, &caller, "mr.merge", &mr.path, format!("!{id}: {}", short.message), "refused").await;
+        return Err(short);
+    }
     if let Some(reason) = crate::repos::merge_requests_refused(state, &mr.path).await? {
         audited(state, &caller, "mr.merge", &mr.path, format!("!{id}: {reason}"), "refused").await;
         return Err(HttpError::new(StatusCode::FORBIDDEN, reason));

@@ -14,6 +14,7 @@ mod layout;
 mod lfs;
 mod push;
 mod repos;
+mod review;
 mod serve;
 mod smart;
 pub mod ssh;
@@ -214,7 +215,8 @@ impl Server {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let state = self.state.clone();
-        let app = smart::router(self.state.clone()).merge(api::router(self.state));
+        let app =
+            smart::router(self.state.clone()).merge(api::router(self.state.clone())).merge(review::router(self.state));
         // One shutdown signal for both listeners.
         let (stop, stopped) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {

@@ -814,7 +814,29 @@ async fn mr_page(state: &State, caller: &Caller, frame: &mut web::Frame, rest: &
         Ok((commits, diff_pages(view, base_tree, Some(head_tree))?))
     })
     .await?;
+    let approvals = crate::review::approvals(state, &mr).await?;
+    let user = caller.user.as_ref().map(|u| u.name.clone());
+    let comments = state
+        .store
+        .comments(id)
+        .await?
+        .into_iter()
+        .map(|c| web::CommentView {
+            when: crate::lfs::rfc3339(c.created_at).replace('T', " ").trim_end_matches('Z').chars().take(16).collect(),
+            place: c.file.map(|f| match c.line {
+                Some(l) => format!("{f}:{l}"),
+                None => f,
+            }),
+            author: c.author,
+            body: c.body,
+        })
+        .collect();
     let page = web::Mr {
+        can_approve: can_maintain && user.as_deref() != Some(mr.author.as_str()),
+        required_approvals: approvals.required,
+        approved_by: approvals.current,
+        stale_approvals: approvals.stale.into_iter().map(|(u, _)| u).collect(),
+        comments,
         id,
         title: mr.title.clone(),
         path: mr.path.clone(),
@@ -909,6 +931,18 @@ async fn post(
         "close" => {
             crate::api::set_status_as(state, caller, id, &[MrStatus::Open, MrStatus::Conflict], MrStatus::Closed)
                 .await?;
+        }
+        "approve" => {
+            crate::review::approve_as(state, caller, id).await?;
+        }
+        "comment" => {
+            let body = fields.get("body").map(String::as_str).unwrap_or("");
+            let file = fields.get("file").map(|f| f.trim()).filter(|f| !f.is_empty());
+            let line = match fields.get("line").map(|l| l.trim()).filter(|l| !l.is_empty()) {
+                Some(l) => Some(l.parse::<i64>().map_err(|_| HttpError::bad_request("the line must be a number"))?),
+                None => None,
+            };
+            crate::review::comment_as(state, caller, id, body, file, line).await?;
         }
         _ => return Err(HttpError::not_found("no such form")),
     }

@@ -30,6 +30,7 @@ mod objects;
 pub mod packs;
 mod push;
 mod refs;
+pub mod review;
 pub mod schema;
 
 use std::path::{Path, PathBuf};

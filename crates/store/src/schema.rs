@@ -241,6 +241,36 @@ pub fn statements(dialect: Dialect) -> Vec<String> {
                 PRIMARY KEY (name)
             )"
         .to_string(),
+        // Version 3. Reviews: comments (on a request, or a file's line),
+        // approvals of a head commit, and approvals paths require.
+        format!(
+            "CREATE TABLE IF NOT EXISTS mr_comments (
+                id {id},
+                mr_id BIGINT NOT NULL,
+                author {name} NOT NULL,
+                body {text} NOT NULL,
+                file {text},
+                line BIGINT,
+                head_commit {oid} NOT NULL,
+                created_at BIGINT NOT NULL
+            )"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS mr_approvals (
+                mr_id BIGINT NOT NULL,
+                user_name {name} NOT NULL,
+                head_commit {oid} NOT NULL,
+                created_at BIGINT NOT NULL,
+                PRIMARY KEY (mr_id, user_name)
+            )"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS path_settings (
+                path {name} NOT NULL,
+                required_approvals BIGINT NOT NULL DEFAULT 0,
+                PRIMARY KEY (path)
+            )"
+        ),
         // Every write, with who did it, where, and how it ended.
         format!(
             "CREATE TABLE IF NOT EXISTS audit_log (

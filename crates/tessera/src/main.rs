@@ -142,8 +142,22 @@ enum MrAction {
         #[arg(long)]
         json: bool,
     },
-    /// Merge it into the monorepo.
+    /// Merge it into the monorepo (once it has the approvals its path requires).
     Merge { id: i64 },
+    /// Comment on it, or on a line of one of its files.
+    Comment {
+        id: i64,
+        text: String,
+        /// A file, relative to the merge request's directory.
+        #[arg(long)]
+        file: Option<String>,
+        #[arg(long, requires = "file")]
+        line: Option<i64>,
+    },
+    /// Approve its current head (maintainers of its path, not its author).
+    Approve { id: i64 },
+    /// How many maintainer approvals merges at or below PATH need (maintain on PATH).
+    RequireApprovals { path: String, count: i64 },
     /// Close it without merging.
     Close { id: i64 },
     /// Reopen a closed one.
@@ -329,7 +343,33 @@ fn mr(action: MrAction, server: &str, token: Option<&str>) -> anyhow::Result<Exi
         let value = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text.trim().to_string()));
         Ok((status, value))
     };
+    let send = |method: &str, path: &str, body: serde_json::Value| -> anyhow::Result<(u16, serde_json::Value)> {
+        let mut req = ureq::request(method, &format!("{base}{path}"));
+        if let Some(a) = &auth {
+            req = req.set("Authorization", a);
+        }
+        let response = match req.send_json(body) {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => anyhow::bail!("cannot reach {base}: {e}"),
+        };
+        let status = response.status();
+        let text = response.into_string().context("reading the server's answer")?;
+        let value = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text.trim().to_string()));
+        Ok((status, value))
+    };
     let (status, value) = match &action {
+        MrAction::Comment { id, text, file, line } => send(
+            "POST",
+            &format!("/api/v1/mr/{id}/comments"),
+            serde_json::json!({ "body": text, "file": file, "line": line }),
+        )?,
+        MrAction::Approve { id } => call("POST", &format!("/api/v1/mr/{id}/approve"))?,
+        MrAction::RequireApprovals { path, count } => send(
+            "POST",
+            &format!("/api/v1/settings?path={}", path.replace('%', "%25").replace('&', "%26")),
+            serde_json::json!({ "required_approvals": count }),
+        )?,
         MrAction::List { status } => call("GET", &format!("/api/v1/mr?status={status}"))?,
         MrAction::Show { id, .. } => call("GET", &format!("/api/v1/mr/{id}"))?,
         MrAction::Merge { id } => call("POST", &format!("/api/v1/mr/{id}/merge"))?,
@@ -370,6 +410,16 @@ fn mr(action: MrAction, server: &str, token: Option<&str>) -> anyhow::Result<Exi
         }
         MrAction::Show { json: true, .. } => println!("{}", serde_json::to_string_pretty(&value)?),
         MrAction::Show { json: false, .. } => print!("{}", mr_summary(&value)),
+        MrAction::Comment { id, .. } => println!("commented on !{id} (comment {})", value["id"]),
+        MrAction::Approve { id } => println!(
+            "approved !{id} at {} ({} of {} required)",
+            value["approved_head"].as_str().unwrap_or(""),
+            value["current"].as_array().map_or(0, Vec::len),
+            value["required"]
+        ),
+        MrAction::RequireApprovals { path, count } => {
+            println!("merges at or below {path} now need {count} approval(s)")
+        }
         _ => println!("!{} is {}", value["id"], value["status"].as_str().unwrap_or("")),
     }
     Ok(ExitCode::SUCCESS)
@@ -406,6 +456,29 @@ fn mr_summary(mr: &serde_json::Value) -> String {
             _ => who,
         };
         out.push_str(&format!("  {} {} ({who})\n", short(&c["id"]), text(&c["title"])));
+    }
+    let approvals = &mr["approvals"];
+    if approvals.is_object() {
+        let current: Vec<&str> =
+            approvals["current"].as_array().into_iter().flatten().filter_map(|v| v.as_str()).collect();
+        out.push_str(&format!(
+            "\napprovals: {} of {} required{}\n",
+            current.len(),
+            approvals["required"],
+            if current.is_empty() { String::new() } else { format!(" ({})", current.join(", ")) }
+        ));
+    }
+    let comments = mr["comments"].as_array().cloned().unwrap_or_default();
+    if !comments.is_empty() {
+        out.push_str(&format!("\n{} comment(s):\n", comments.len()));
+        for c in &comments {
+            let at = match (c["file"].as_str(), c["line"].as_i64()) {
+                (Some(f), Some(l)) => format!(" on {f}:{l}"),
+                (Some(f), None) => format!(" on {f}"),
+                _ => String::new(),
+            };
+            out.push_str(&format!("  {}{at}: {}\n", text(&c["author"]), text(&c["body"]).replace('\n', "\n    ")));
+        }
     }
     let files = mr["files"].as_array().cloned().unwrap_or_default();
     out.push_str(&format!(

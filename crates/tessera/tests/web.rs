@@ -229,3 +229,97 @@ fn web_ui_on_sqlite() {
 fn web_ui_on_postgres() {
     web_ui(Backend::Postgres);
 }
+
+fn tessera_as(url: &str, token: &str, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(args)
+        .env("TESSERA_SERVER", url)
+        .env("TESSERA_TOKEN", token)
+        .output()
+        .unwrap()
+}
+
+/// Comments, approvals of a head, and the approvals a path requires,
+/// through the CLI, REST and the pages.
+#[test]
+fn reviews_need_current_approvals_from_maintainers() {
+    let Some(site) = Site::new(Backend::Sqlite) else { return };
+    site.admin(&["user", "add", "admin", "--admin", "--init"]);
+    for user in ["alice", "bob", "carol"] {
+        site.admin(&["user", "add", user]);
+    }
+    let alice = site.token("alice", "t", "write");
+    let bob = site.token("bob", "t", "write");
+    let carol = site.token("carol", "t", "write");
+    site.admin(&["access", "grant", "/projects/a", "write", "--user", "alice"]);
+    site.admin(&["access", "grant", "/projects/a", "maintain", "--user", "bob"]);
+    site.admin(&["access", "grant", "/projects/a", "maintain", "--user", "carol"]);
+    let (mut server, url) = site.serve(&[]);
+
+    // Maintainers set the rule; writers cannot.
+    let out = tessera_as(&url, &alice, &["mr", "require-approvals", "/projects/a", "0"]);
+    assert!(!out.status.success(), "alice changed the rule");
+    let out = tessera_as(&url, &bob, &["mr", "require-approvals", "/projects/a", "2"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let a = new_repo();
+    write(a.path(), "a.txt", "one\n");
+    commit_all(a.path(), "alice's change");
+    push(a.path(), &with(&format!("{url}/projects/a"), &alice));
+    let out = tessera_as(&url, &alice, &["mr", "comment", "1", "please review"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = tessera_as(&url, &bob, &["mr", "comment", "1", "why one?", "--file", "a.txt", "--line", "1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = tessera_as(&url, &alice, &["mr", "approve", "1"]);
+    assert!(!out.status.success(), "the author approved");
+    let out = tessera_as(&url, &bob, &["mr", "approve", "1"]);
+    assert!(text(&out.stdout).contains("1 of 2 required"), "{}", text(&out.stdout));
+    let out = tessera_as(&url, &bob, &["mr", "merge", "1"]);
+    assert!(!out.status.success() && text(&out.stderr).contains("needs 2 approval(s)"), "{}", text(&out.stderr));
+
+    // carol approves on the page.
+    let browser = Browser::new();
+    assert_eq!(browser.sign_in(&url, "carol", &carol).status, 303);
+    let page = browser.get(&format!("{url}/-/mr/1"));
+    assert!(
+        page.body.contains("why one?") && page.body.contains("a.txt:1") && page.body.contains("1 of 2"),
+        "{}",
+        page.body
+    );
+    let approved = browser.post(&format!("{url}/-/mr/1/approve"), &[("csrf", &csrf(&page))]);
+    assert_eq!(approved.status, 303);
+    let commented = browser.post(&format!("{url}/-/mr/1/comment"), &[("csrf", &csrf(&page)), ("body", "looks fine")]);
+    assert_eq!(commented.status, 303);
+
+    // A new push keeps the comments and resets the approvals.
+    write(a.path(), "a.txt", "one\ntwo\n");
+    commit_all(a.path(), "alice answers");
+    push(a.path(), &with(&format!("{url}/projects/a"), &alice));
+    let shown = tessera_as(&url, &bob, &["mr", "show", "1"]);
+    let shown = text(&shown.stdout);
+    assert!(
+        shown.contains("approvals: 0 of 2") && shown.contains("3 comment(s)") && shown.contains("looks fine"),
+        "{shown}"
+    );
+    let out = tessera_as(&url, &bob, &["mr", "merge", "1"]);
+    assert!(!out.status.success(), "stale approvals merged");
+    let page = browser.get(&format!("{url}/-/mr/1"));
+    assert!(page.body.contains("approved an earlier push"), "{}", page.body);
+    for token in [&bob, &carol] {
+        assert!(tessera_as(&url, token, &["mr", "approve", "1"]).status.success());
+    }
+    let out = tessera_as(&url, &bob, &["mr", "merge", "1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let _ = server.kill();
+    let _ = server.wait();
+    let log = site.admin(&["audit", "--limit", "100"]);
+    for needle in [
+        "\tbob\tsettings.approvals\t/projects/a\tok",
+        "\tcarol\tmr.approve\t",
+        "\talice\tmr.comment\t",
+        "\tbob\tmr.merge\t/projects/a\trefused",
+    ] {
+        assert!(log.contains(needle), "{needle:?} missing:\n{log}");
+    }
+}

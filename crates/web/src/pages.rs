@@ -413,6 +413,24 @@ pub struct Mr {
     pub files: Vec<FileDiff>,
     /// Whether the viewer may merge and close it.
     pub can_maintain: bool,
+    /// Whether the viewer may approve it (a maintainer, not its author).
+    pub can_approve: bool,
+    pub required_approvals: i64,
+    /// Maintainers who approved the current head.
+    pub approved_by: Vec<String>,
+    /// Approvals of earlier heads (who has not seen the latest push).
+    pub stale_approvals: Vec<String>,
+    pub comments: Vec<CommentView>,
+}
+
+/// One review comment.
+#[derive(Debug, Clone)]
+pub struct CommentView {
+    pub author: String,
+    pub when: String,
+    /// `file:line`, if it is on a line.
+    pub place: Option<String>,
+    pub body: String,
 }
 
 pub fn merge_request(frame: &Frame, m: &Mr) -> String {
@@ -437,8 +455,38 @@ pub fn merge_request(frame: &Frame, m: &Mr) -> String {
                     }
                 }
             }
+            p {
+                "Approvals: " (m.approved_by.len()) " of " (m.required_approvals) " required"
+                @if !m.approved_by.is_empty() { " (" (m.approved_by.join(", ")) ")" }
+                @if !m.stale_approvals.is_empty() { span.muted { " · approved an earlier push: " (m.stale_approvals.join(", ")) } }
+                @if m.can_approve && (m.status == "open" || m.status == "conflict") {
+                    @if let Some(csrf) = &frame.csrf {
+                        " "
+                        form.inline method="post" action=(format!("/-/mr/{}/approve", m.id)) {
+                            input type="hidden" name="csrf" value=(csrf);
+                            button type="submit" { "Approve" }
+                        }
+                    }
+                }
+            }
             div.box { div.head { (m.commits.len()) " commit(s)" } (commit_table(&m.commits)) }
             (diff_boxes(&m.files))
+            div.box {
+                div.head { (m.comments.len()) " comment(s)" }
+                @for c in &m.comments {
+                    div.readme {
+                        p { b { (c.author) } span.muted { " " (c.when) @if let Some(place) = &c.place { " on " span.mono { (place) } } } }
+                        pre { (c.body) }
+                    }
+                }
+                @if let Some(csrf) = &frame.csrf {
+                    form.readme method="post" action=(format!("/-/mr/{}/comment", m.id)) {
+                        input type="hidden" name="csrf" value=(csrf);
+                        p { textarea name="body" rows="4" cols="80" {} }
+                        p { "On file " input name="file" placeholder="optional: path"; " line " input name="line" size="5"; " " button type="submit" { "Comment" } }
+                    }
+                }
+            }
         },
     )
 }
