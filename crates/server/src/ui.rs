@@ -532,7 +532,7 @@ async fn get(
         Some(v @ ("blob" | "raw")) => {
             let raw = v == "raw";
             let (refname, commit, file) = resolve_rev(&repo, &rest)?;
-            frame.title = format!("{file} · {}", repo.path);
+            frame.title = format!("Files: {file} · {}", repo.path);
             frame.refname = Some(refname.clone());
             if !visible(&file) {
                 return Err(HttpError::not_found(format!("no file {file:?} at {refname}")));

@@ -323,3 +323,52 @@ fn reviews_need_current_approvals_from_maintainers() {
         assert!(log.contains(needle), "{needle:?} missing:\n{log}");
     }
 }
+
+/// The pages in a real browser: headless Chromium renders them under
+/// their Content-Security-Policy (the stylesheet loads, nothing is
+/// refused), escapes what the repository holds, and draws them.
+#[test]
+fn pages_render_in_headless_chromium() {
+    let Some(chromium) = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|b| Command::new(b).arg("--version").output().is_ok_and(|o| o.status.success()))
+    else {
+        tessera_testkit::unavailable("chromium", "no chromium on PATH (apt-get install chromium)");
+        return;
+    };
+    let Some(site) = Site::new(Backend::Sqlite) else { return };
+    site.admin(&["user", "add", "admin", "--admin", "--init"]);
+    let admin = site.token("admin", "t", "admin");
+    let (mut server, url) = site.serve(&[]);
+    let demo = new_repo();
+    write(demo.path(), "README.md", "# Rendered\n\n<img src=x onerror=\"document.title='pwned'\">\n");
+    write(demo.path(), "lib.rs", "/// docs\npub fn f() -> u32 { 42 }\n");
+    commit_all(demo.path(), "demo");
+    push(demo.path(), &with(&format!("{url}/import/demo"), &admin));
+    let profile = tempfile::tempdir().unwrap();
+    let browse = |page: &str, extra: &[&str]| {
+        Command::new(chromium)
+            .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--enable-logging=stderr", "--v=0"])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(extra)
+            .arg(format!("{url}{page}"))
+            .output()
+            .unwrap()
+    };
+    for page in ["/import/demo", "/import/demo/-/blob/main/lib.rs", "/import/demo/-/commits/main"] {
+        let out = browse(page, &["--dump-dom"]);
+        let dom = text(&out.stdout);
+        let log = text(&out.stderr);
+        assert!(dom.contains("tessera") && dom.contains("</main>"), "{page}: {dom}");
+        assert!(!dom.contains("pwned") && !dom.contains("onerror"), "{page}: {dom}");
+        assert!(!log.contains("Content Security Policy") && !log.contains("Refused to"), "{page}: {log}");
+    }
+    let dom = text(&browse("/import/demo/-/blob/main/lib.rs", &["--dump-dom"]).stdout);
+    assert!(dom.contains("id=\"L2\"") && dom.contains("hl-"), "{dom}");
+    let shot = profile.path().join("page.png");
+    let out = browse("/import/demo", &["--window-size=1200,900", &format!("--screenshot={}", shot.display())]);
+    let png = std::fs::read(&shot).unwrap_or_else(|_| panic!("no screenshot: {}", text(&out.stderr)));
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{} bytes", png.len());
+    let _ = server.kill();
+    let _ = server.wait();
+}

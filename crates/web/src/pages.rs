@@ -25,7 +25,7 @@ tr.add td.t { background:var(--add); } tr.del td.t { background:var(--del); } tr
 .readme { padding:0 1.5em; } .clone input { width:28em; font-family:monospace; }
 .badge { padding:.1em .5em; border-radius:1em; border:1px solid var(--line); font-size:12px; }
 .open { background:#dafbe1; } .merged { background:#fbefff; } .closed, .conflict { background:#ffebe9; }
-form.inline { display:inline; } button { cursor:pointer; }
+form.inline { display:inline; } button { cursor:pointer; } a.dir { font-weight:600; }
 "#;
 
 /// The stylesheet every page links (`/-/style.css`): layout and highlighting.
@@ -98,7 +98,7 @@ fn tabs(path: &str, refname: &str, current: &str) -> Markup {
 
 /// Breadcrumbs for a monorepo path: each directory links to its overview.
 pub fn path_crumbs(path: &str) -> Vec<Crumb> {
-    let mut crumbs = vec![Crumb { name: "/".into(), href: "/".into() }];
+    let mut crumbs = vec![Crumb { name: "root".into(), href: "/".into() }];
     let mut at = String::new();
     for part in path.split('/').filter(|p| !p.is_empty()) {
         at.push('/');
@@ -160,9 +160,10 @@ fn entries_table(entries: &[Entry]) -> Markup {
                 tr {
                     td {
                         @match e.kind {
-                            EntryKind::Dir => { "📁 " a href=(e.href) { (e.name) "/" } }
-                            EntryKind::Submodule => { "🔗 " (e.name) span.muted { " (submodule)" } }
-                            _ => { "📄 " a href=(e.href) { (e.name) } }
+                            EntryKind::Dir => { a.dir href=(e.href) { (e.name) "/" } }
+                            EntryKind::Submodule => { (e.name) span.muted { " (submodule)" } }
+                            EntryKind::Link => { a href=(e.href) { (e.name) } span.muted { " (symbolic link)" } }
+                            EntryKind::File => { a href=(e.href) { (e.name) } }
                         }
                     }
                 }
