@@ -14,7 +14,7 @@ use tessera_repo::monorepo::{MergeOutcome, Monorepo};
 use tessera_store::{MergeRequest, MrStatus};
 
 use crate::auth::{self, Need};
-use crate::error::HttpError;
+use crate::error::{ApiError, HttpError};
 use crate::repos::repo_error;
 use crate::State;
 
@@ -61,7 +61,7 @@ async fn list(
     AxState(state): AxState<Arc<State>>,
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
-) -> Result<Json<Value>, HttpError> {
+) -> Result<Json<Value>, ApiError> {
     let caller = auth::caller(&state, &headers).await?;
     let policy = auth::policy(&state).await?;
     let status = match q.status.as_deref() {
@@ -70,7 +70,7 @@ async fn list(
         Some("merged") => Some(MrStatus::Merged),
         Some("closed") => Some(MrStatus::Closed),
         Some("conflict") => Some(MrStatus::Conflict),
-        Some(other) => return Err(HttpError::bad_request(format!("unknown status {other:?}"))),
+        Some(other) => return Err(HttpError::bad_request(format!("unknown status {other:?}")).into()),
     };
     // Only what the caller may read is listed.
     let mrs = state.store.list_mrs(status).await?;
@@ -119,7 +119,7 @@ async fn show(
     AxState(state): AxState<Arc<State>>,
     headers: HeaderMap,
     Path(id): Path<i64>,
-) -> Result<Json<Value>, HttpError> {
+) -> Result<Json<Value>, ApiError> {
     let caller = auth::caller(&state, &headers).await?;
     let mr = load_for(&state, &caller, id, Need::Read, "mr.show").await?;
     let description = Monorepo::new(&state.store, &state.snapshots).describe(&mr).await.map_err(repo_error)?;
@@ -156,7 +156,7 @@ async fn merge(
     AxState(state): AxState<Arc<State>>,
     headers: HeaderMap,
     Path(id): Path<i64>,
-) -> Result<(StatusCode, Json<Value>), HttpError> {
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let caller = auth::require(&state, &headers).await?;
     let (status, mr) = merge_as(&state, &caller, id).await?;
     Ok((status, Json(mr_json(&mr))))
@@ -211,12 +211,12 @@ async fn convert(
     AxState(state): AxState<Arc<State>>,
     headers: HeaderMap,
     Query(q): Query<ConvertQuery>,
-) -> Result<Json<Value>, HttpError> {
+) -> Result<Json<Value>, ApiError> {
     let caller = auth::require(&state, &headers).await?;
     let path = crate::repos::normalize(&q.path)?;
     if let Err(denied) = auth::check(&state, &caller, &path, Need::Maintain).await {
         audited(&state, &caller, "import.convert", &path, denied.message.clone(), "denied").await;
-        return Err(denied);
+        return Err(denied.into());
     }
     let converted = Monorepo::new(&state.store, &state.snapshots).convert(&path, q.drop_refs).await.map_err(repo_error);
     let detail = match &converted {
@@ -234,7 +234,7 @@ async fn set_status(
     id: i64,
     from: &[MrStatus],
     to: MrStatus,
-) -> Result<Json<Value>, HttpError> {
+) -> Result<Json<Value>, ApiError> {
     let caller = auth::require(state, headers).await?;
     Ok(Json(mr_json(&set_status_as(state, &caller, id, from, to).await?)))
 }
@@ -263,7 +263,7 @@ async fn close(
     AxState(state): AxState<Arc<State>>,
     headers: HeaderMap,
     Path(id): Path<i64>,
-) -> Result<Json<Value>, HttpError> {
+) -> Result<Json<Value>, ApiError> {
     set_status(&state, &headers, id, &[MrStatus::Open, MrStatus::Conflict], MrStatus::Closed).await
 }
 
@@ -271,13 +271,13 @@ async fn reopen(
     AxState(state): AxState<Arc<State>>,
     headers: HeaderMap,
     Path(id): Path<i64>,
-) -> Result<Json<Value>, HttpError> {
+) -> Result<Json<Value>, ApiError> {
     set_status(&state, &headers, id, &[MrStatus::Closed], MrStatus::Open).await
 }
 
 /// `GET /api/v1/repos`: the repositories the caller may read (the
 /// monorepo root, import repositories, converted ones), by path.
-async fn list_repos(AxState(state): AxState<Arc<State>>, headers: HeaderMap) -> Result<Json<Value>, HttpError> {
+async fn list_repos(AxState(state): AxState<Arc<State>>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     let caller = auth::caller(&state, &headers).await?;
     let policy = auth::policy(&state).await?;
     let repos: Vec<Value> = state
@@ -308,7 +308,7 @@ async fn list_access(
     AxState(state): AxState<Arc<State>>,
     headers: HeaderMap,
     Query(q): Query<AccessQuery>,
-) -> Result<Json<Value>, HttpError> {
+) -> Result<Json<Value>, ApiError> {
     auth::require_admin(&auth::require(&state, &headers).await?)?;
     let path = q.path.as_deref().map(crate::repos::normalize).transpose()?;
     let policy = auth::policy(&state).await?;
@@ -336,7 +336,7 @@ async fn grant(
     AxState(state): AxState<Arc<State>>,
     headers: HeaderMap,
     Json(body): Json<RuleBody>,
-) -> Result<Json<Value>, HttpError> {
+) -> Result<Json<Value>, ApiError> {
     let caller = auth::require(&state, &headers).await?;
     auth::require_admin(&caller)?;
     let path = crate::repos::normalize(&body.path)?;
@@ -357,14 +357,14 @@ async fn revoke(
     AxState(state): AxState<Arc<State>>,
     headers: HeaderMap,
     Json(body): Json<RuleBody>,
-) -> Result<Json<Value>, HttpError> {
+) -> Result<Json<Value>, ApiError> {
     let caller = auth::require(&state, &headers).await?;
     auth::require_admin(&caller)?;
     let path = crate::repos::normalize(&body.path)?;
     let subject = state.store.subject(body.user.as_deref(), body.group.as_deref()).await?;
     let who = body.user.map(|u| format!("user {u}")).or(body.group.map(|g| format!("group {g}"))).unwrap_or_default();
     if !state.store.revoke(&path, subject).await? {
-        return Err(HttpError::not_found(format!("{who} has no rule on {path}")));
+        return Err(HttpError::not_found(format!("{who} has no rule on {path}")).into());
     }
     audited(&state, &caller, "access.revoke", &path, who.clone(), "ok").await;
     Ok(Json(json!({ "path": path, "subject": who, "revoked": true })))
@@ -375,7 +375,7 @@ async fn public(
     AxState(state): AxState<Arc<State>>,
     headers: HeaderMap,
     Json(body): Json<RuleBody>,
-) -> Result<Json<Value>, HttpError> {
+) -> Result<Json<Value>, ApiError> {
     let caller = auth::require(&state, &headers).await?;
     auth::require_admin(&caller)?;
     let path = crate::repos::normalize(&body.path)?;
@@ -397,7 +397,7 @@ async fn audit(
     AxState(state): AxState<Arc<State>>,
     headers: HeaderMap,
     Query(q): Query<AuditQuery>,
-) -> Result<Json<Value>, HttpError> {
+) -> Result<Json<Value>, ApiError> {
     auth::require_admin(&auth::require(&state, &headers).await?)?;
     let path = q.path.as_deref().map(crate::repos::normalize).transpose()?;
     let limit = q.limit.unwrap_or(100).clamp(1, 10_000);

@@ -49,3 +49,32 @@ impl IntoResponse for HttpError {
         res
     }
 }
+
+/// An error of the REST API: the same status and message as [`HttpError`],
+/// sent as `{"error": "..."}`.
+#[derive(Debug)]
+pub struct ApiError(pub HttpError);
+
+impl From<HttpError> for ApiError {
+    fn from(e: HttpError) -> Self {
+        ApiError(e)
+    }
+}
+
+impl From<tessera_store::Error> for ApiError {
+    fn from(e: tessera_store::Error) -> Self {
+        ApiError(e.into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "error": self.0.message });
+        let mut res = (self.0.status, axum::Json(body)).into_response();
+        if self.0.status == StatusCode::UNAUTHORIZED {
+            res.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Basic realm=\"tessera\""));
+        }
+        res
+    }
+}

@@ -16,7 +16,7 @@ use tessera_store::review::Comment;
 use tessera_store::MergeRequest;
 
 use crate::auth::{self, Caller, Need};
-use crate::error::HttpError;
+use crate::error::{ApiError, HttpError};
 use crate::State;
 
 pub fn router(state: Arc<State>) -> Router {
@@ -117,7 +117,7 @@ async fn list_comments(
     AxState(state): AxState<Arc<State>>,
     headers: HeaderMap,
     Path(id): Path<i64>,
-) -> Result<Json<Value>, HttpError> {
+) -> Result<Json<Value>, ApiError> {
     let caller = auth::caller(&state, &headers).await?;
     let mr = crate::api::load_for(&state, &caller, id, Need::Read, "mr.show").await?;
     let a = approvals(&state, &mr).await?;
@@ -140,7 +140,7 @@ async fn post_comment(
     headers: HeaderMap,
     Path(id): Path<i64>,
     Json(body): Json<CommentBody>,
-) -> Result<(StatusCode, Json<Value>), HttpError> {
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let caller = auth::require(&state, &headers).await?;
     let comment = comment_as(&state, &caller, id, &body.body, body.file.as_deref(), body.line).await?;
     Ok((StatusCode::CREATED, Json(json!(comment))))
@@ -150,7 +150,7 @@ async fn approve(
     AxState(state): AxState<Arc<State>>,
     headers: HeaderMap,
     Path(id): Path<i64>,
-) -> Result<Json<Value>, HttpError> {
+) -> Result<Json<Value>, ApiError> {
     let caller = auth::require(&state, &headers).await?;
     let mr = approve_as(&state, &caller, id).await?;
     let a = approvals(&state, &mr).await?;
@@ -171,7 +171,7 @@ async fn get_settings(
     AxState(state): AxState<Arc<State>>,
     headers: HeaderMap,
     Query(q): Query<SettingsQuery>,
-) -> Result<Json<Value>, HttpError> {
+) -> Result<Json<Value>, ApiError> {
     let caller = auth::caller(&state, &headers).await?;
     let path = crate::repos::normalize(&q.path)?;
     auth::check(&state, &caller, &path, Need::Read).await?;
@@ -185,7 +185,7 @@ async fn put_settings(
     headers: HeaderMap,
     Query(q): Query<SettingsQuery>,
     Json(body): Json<SettingsBody>,
-) -> Result<Json<Value>, HttpError> {
+) -> Result<Json<Value>, ApiError> {
     let caller = auth::require(&state, &headers).await?;
     let path = crate::repos::normalize(&q.path)?;
     auth::check(&state, &caller, &path, Need::Maintain).await?;

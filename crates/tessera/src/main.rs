@@ -385,13 +385,18 @@ fn mr(action: MrAction, server: &str, token: Option<&str>) -> anyhow::Result<Exi
     }
     if !(200..300).contains(&status) {
         match (&action, &value) {
-            (MrAction::Merge { id }, serde_json::Value::Object(mr)) if status == 409 => {
+            (MrAction::Merge { id }, serde_json::Value::Object(mr))
+                if status == 409 && mr.contains_key("conflicts") =>
+            {
                 eprintln!("merge request !{id} has conflicts:");
                 for path in mr.get("conflicts").and_then(|c| c.as_array()).into_iter().flatten() {
                     eprintln!("  {}", path.as_str().unwrap_or_default());
                 }
             }
             (_, serde_json::Value::String(message)) => eprintln!("error: {message}"),
+            (_, serde_json::Value::Object(o)) if o.get("error").is_some_and(|e| e.is_string()) => {
+                eprintln!("error: {}", o["error"].as_str().unwrap_or_default())
+            }
             (_, other) => eprintln!("error: {other}"),
         }
         return Ok(ExitCode::FAILURE);

@@ -55,7 +55,8 @@ fn users_paths_and_tokens(backend: Backend) {
     // Only maintainers merge.
     let (status, body) = rest("POST", &format!("{url}/api/v1/mr/1/merge"), Some(&alice));
     assert_eq!(status, 403, "{body}");
-    assert!(body.contains("maintain access to /projects/a"), "{body}");
+    let error: serde_json::Value = serde_json::from_str(&body).expect("REST errors are JSON");
+    assert!(error["error"].as_str().unwrap().contains("maintain access to /projects/a"), "{body}");
     let (status, body) = rest("POST", &format!("{url}/api/v1/mr/1/merge"), Some(&bob));
     assert_eq!(status, 200, "{body}");
 
