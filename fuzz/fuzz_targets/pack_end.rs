@@ -1,5 +1,7 @@
 //! Finding where a pack ends in a stream does not depend on how the
-//! stream is cut into pieces, and never reads past the end it reports.
+//! stream is cut into pieces (the same end, or a refusal either way; which
+//! zlib error is met first may depend on how much input zlib saw), and
+//! never reads past the end it reports.
 #![no_main]
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let Some((&cut, stream)) = data.split_first() else { return };
@@ -21,7 +23,10 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    assert_eq!(whole, pieces);
+    match (&whole, &pieces) {
+        (Err(_), Err(_)) => {}
+        _ => assert_eq!(whole, pieces),
+    }
     if let Ok(Some(at)) = whole {
         assert_eq!(end.consumed(), at as u64);
     }

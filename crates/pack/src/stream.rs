@@ -92,7 +92,9 @@ impl PackEnd {
 
     /// Takes the next piece of the stream. Returns `Some(n)` when the pack
     /// ends `n` bytes into `input` (what follows is not part of it), `None`
-    /// when more is needed.
+    /// when more is needed. Where the pack ends, and whether it is refused,
+    /// do not depend on how the stream is cut; which error a refusal names
+    /// may (zlib meets invalid data sooner with more input at hand).
     pub fn feed(&mut self, input: &[u8]) -> Result<Option<usize>, Error> {
         let mut pos = 0;
         while self.part != Part::Done && pos < input.len() {
@@ -171,9 +173,13 @@ impl PackEnd {
         let mut pos = 0;
         loop {
             let (in_before, out_before) = (self.inflate.total_in(), self.inflate.total_out());
+            // Never more output than one byte past the declared size: the
+            // first of "invalid data" and "too long" in the stream is the
+            // answer, however the stream was cut into pieces.
+            let room = (self.size + 1 - out_before).min(self.scratch.len() as u64) as usize;
             let status = self
                 .inflate
-                .decompress(&input[pos..], &mut self.scratch, FlushDecompress::None)
+                .decompress(&input[pos..], &mut self.scratch[..room], FlushDecompress::None)
                 .map_err(|_| Error::Zlib { index })?;
             pos += (self.inflate.total_in() - in_before) as usize;
             let produced = self.inflate.total_out() - out_before;
@@ -262,5 +268,34 @@ mod tests {
         let mut pack = pack_of(&[b"hello world"]);
         pack[12] = 0x32; // blob of declared size 2
         assert_eq!(PackEnd::new().feed(&pack), Err(Error::TooLong { index: 0, size: 2 }));
+    }
+    #[test]
+    fn the_answer_does_not_depend_on_the_pieces() {
+        // Found by the pack_end fuzz target: an entry that inflates past
+        // its declared size before its zlib data turns invalid.
+        let stream: &[u8] = &[
+            0x50, 0x41, 0x43, 0x4b, 0x00, 0x00, 0x00, 0x02, 0xcb, 0x07, 0xcb, 0xc9, 0x35, 0x38, 0xcb, 0xcb, 0xcb, 0xcb,
+            0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17,
+            0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17,
+            0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17,
+            0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17,
+            0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17,
+            0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0x17, 0xcb, 0x26, 0xff, 0x00, 0x4b,
+            0x01,
+        ];
+        let whole = PackEnd::new().feed(stream);
+        let mut end = PackEnd::new();
+        let mut pieces = Ok(None);
+        for chunk in stream.chunks(46) {
+            match end.feed(chunk) {
+                Ok(None) => {}
+                other => {
+                    pieces = other;
+                    break;
+                }
+            }
+        }
+        assert_eq!(whole, Err(Error::TooLong { index: 0, size: 5 }));
+        assert!(pieces.is_err(), "{pieces:?}");
     }
 }
