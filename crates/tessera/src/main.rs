@@ -328,47 +328,39 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn mr(action: MrAction, server: &str, token: Option<&str>) -> anyhow::Result<ExitCode> {
     let base = server.trim_end_matches('/');
     let auth = token.map(|t| format!("Basic {}", base64_basic(t)));
-    let call = |method: &str, path: &str| -> anyhow::Result<(u16, serde_json::Value)> {
-        let mut req = ureq::request(method, &format!("{base}{path}"));
-        if let Some(a) = &auth {
-            req = req.set("Authorization", a);
-        }
-        let response = match req.call() {
-            Ok(r) => r,
-            Err(ureq::Error::Status(_, r)) => r,
-            Err(e) => anyhow::bail!("cannot reach {base}: {e}"),
+    // One request: a JSON body when given; the answer as JSON (or its text).
+    let send =
+        |method: &str, path: &str, body: Option<serde_json::Value>| -> anyhow::Result<(u16, serde_json::Value)> {
+            let mut req = ureq::request(method, &format!("{base}{path}"));
+            if let Some(a) = &auth {
+                req = req.set("Authorization", a);
+            }
+            let sent = match body {
+                Some(body) => req.send_json(body),
+                None => req.call(),
+            };
+            let response = match sent {
+                Ok(r) => r,
+                Err(ureq::Error::Status(_, r)) => r,
+                Err(e) => anyhow::bail!("cannot reach {base}: {e}"),
+            };
+            let status = response.status();
+            let text = response.into_string().context("reading the server's answer")?;
+            let value = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text.trim().to_string()));
+            Ok((status, value))
         };
-        let status = response.status();
-        let text = response.into_string().context("reading the server's answer")?;
-        let value = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text.trim().to_string()));
-        Ok((status, value))
-    };
-    let send = |method: &str, path: &str, body: serde_json::Value| -> anyhow::Result<(u16, serde_json::Value)> {
-        let mut req = ureq::request(method, &format!("{base}{path}"));
-        if let Some(a) = &auth {
-            req = req.set("Authorization", a);
-        }
-        let response = match req.send_json(body) {
-            Ok(r) => r,
-            Err(ureq::Error::Status(_, r)) => r,
-            Err(e) => anyhow::bail!("cannot reach {base}: {e}"),
-        };
-        let status = response.status();
-        let text = response.into_string().context("reading the server's answer")?;
-        let value = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text.trim().to_string()));
-        Ok((status, value))
-    };
+    let call = |method: &str, path: &str| send(method, path, None);
     let (status, value) = match &action {
         MrAction::Comment { id, text, file, line } => send(
             "POST",
             &format!("/api/v1/mr/{id}/comments"),
-            serde_json::json!({ "body": text, "file": file, "line": line }),
+            Some(serde_json::json!({ "body": text, "file": file, "line": line })),
         )?,
         MrAction::Approve { id } => call("POST", &format!("/api/v1/mr/{id}/approve"))?,
         MrAction::RequireApprovals { path, count } => send(
             "POST",
             &format!("/api/v1/settings?path={}", path.replace('%', "%25").replace('&', "%26")),
-            serde_json::json!({ "required_approvals": count }),
+            Some(serde_json::json!({ "required_approvals": count })),
         )?,
         MrAction::List { status } => call("GET", &format!("/api/v1/mr?status={status}"))?,
         MrAction::Show { id, .. } => call("GET", &format!("/api/v1/mr/{id}"))?,
