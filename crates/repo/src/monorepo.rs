@@ -416,9 +416,10 @@ impl<'a> Monorepo<'a> {
         let snapshot = self.snapshot(root).await?;
         let head = self.dir_head(root, &snapshot, path, at).await?;
         let known = dir_history(&snapshot, head);
-        for other in self.store.list_mrs(None).await? {
-            let open = matches!(other.status, MrStatus::Open | MrStatus::Conflict);
-            if open && other.path == path && known.contains_key(&other.head) {
+        let mut open = self.store.list_mrs(Some(MrStatus::Open)).await?;
+        open.extend(self.store.list_mrs(Some(MrStatus::Conflict)).await?);
+        for other in open {
+            if other.path == path && known.contains_key(&other.head) {
                 self.store
                     .set_mr_status(other.id, &[MrStatus::Open, MrStatus::Conflict], MrStatus::Merged, &[], Some(at))
                     .await?;
@@ -613,7 +614,7 @@ pub fn commit_tree(view: &View<'_>, commit: &ObjectId) -> Result<ObjectId, Error
 }
 
 /// Commits from a pushed tip back to (not including) the first commit
-/// `is_base` accepts, oldest first; refuses merges.
+/// `is_base` accepts, oldest first; with merges, every pushed commit.
 struct Chain {
     commits: Vec<ObjectId>,
     base: Option<ObjectId>,

@@ -422,25 +422,9 @@ fn lock_view(lock: &LfsLock, root: &str) -> LockView {
     LockView {
         id: lock.id.to_string(),
         path: relative.to_string(),
-        locked_at: rfc3339(lock.locked_at),
+        locked_at: crate::wire::rfc3339(lock.locked_at),
         owner: LockOwner { name: lock.owner.clone() },
     }
-}
-
-pub(crate) fn rfc3339(seconds: i64) -> String {
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let days = seconds.div_euclid(86_400);
-    let secs = seconds.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
 }
 
 /// The monorepo path of file `relative` in the repository at `root`.
@@ -485,35 +469,6 @@ async fn create_lock(state: &State, caller: &Caller, path: &str, request: Reques
     }
 }
 
-/// `?name=value&...`, percent-decoded.
-fn query_pairs(query: &str) -> Vec<(String, String)> {
-    query.split('&').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (percent_decode(k), percent_decode(v))).collect()
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 3;
-                        continue;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            b'+' => out.push(b' '),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// Locks below `root` from `cursor` on, at most `limit`, and the cursor of
 /// the next page.
 async fn page(state: &State, root: &str, cursor: i64, limit: i64) -> Result<(Vec<LfsLock>, Option<i64>), HttpError> {
@@ -528,7 +483,7 @@ async fn page(state: &State, root: &str, cursor: i64, limit: i64) -> Result<(Vec
 
 async fn list_locks(state: &State, caller: &Caller, path: &str, query: &str) -> Result<Response, HttpError> {
     auth::check(state, caller, path, Need::Read).await?;
-    let pairs = query_pairs(query);
+    let pairs = crate::wire::query_pairs(query);
     let get = |k: &str| pairs.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
     let number = |k: &str| -> Result<Option<i64>, HttpError> {
         get(k)
@@ -679,11 +634,5 @@ mod tests {
         for bad in ["", "/etc/passwd", "../x", "a/../../b", "a//b", "a/./b"] {
             assert!(lock_path("/projects/x", bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn dates() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_790_000_000), "2026-09-21T14:13:20Z");
     }
 }

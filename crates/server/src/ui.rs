@@ -125,7 +125,7 @@ fn redirect(to: &str) -> Response {
 
 /// `/a/b/-/view/rest` → (`/a/b`, `view`, `rest`); no `/-/`: the overview.
 fn split_url(path: &str) -> (String, Option<String>, String) {
-    let decoded = percent_decode(path);
+    let decoded = crate::wire::percent_decode(path);
     let (repo, views) = if let Some(rest) = decoded.strip_prefix("/-/") {
         ("/".to_string(), Some(rest.to_string()))
     } else if let Some((repo, rest)) = decoded.split_once("/-/") {
@@ -143,26 +143,8 @@ fn split_url(path: &str) -> (String, Option<String>, String) {
     }
 }
 
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 fn query_value(query: &str, key: &str) -> Option<String> {
-    query.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == key).map(|(_, v)| percent_decode(v))
+    crate::wire::query_pairs(query).into_iter().find(|(k, _)| k == key).map(|(_, v)| v)
 }
 
 /// What a page reads: the refs, HEAD's name and the objects of `path`.
@@ -282,7 +264,7 @@ fn read_commit(view: &View<'_>, id: &ObjectId) -> Result<CommitInfo, tessera_rep
 fn person(signature: &str) -> (String, String) {
     let name = signature.split('<').next().unwrap_or(signature).trim().to_string();
     let seconds = signature.rsplit(' ').nth(1).and_then(|t| t.parse::<i64>().ok()).unwrap_or(0);
-    let date = crate::lfs::rfc3339(seconds);
+    let date = crate::wire::rfc3339(seconds);
     (name, date.replace('T', " ").trim_end_matches('Z').chars().take(16).collect())
 }
 
@@ -702,14 +684,15 @@ fn diff_pages(
             _ => "modified",
         }
         .to_string();
+        let omitted = |path, status, why: &str| web::FileDiff {
+            path,
+            status,
+            added: 0,
+            removed: 0,
+            body: web::DiffBody::Omitted(why.to_string()),
+        };
         if n >= MAX_DIFF_FILES {
-            out.push(web::FileDiff {
-                path,
-                status,
-                added: 0,
-                removed: 0,
-                body: web::DiffBody::Omitted("past the files one page shows".into()),
-            });
+            out.push(omitted(path, status, "past the files one page shows"));
             continue;
         }
         let size = |s: &Option<tree::FileState>| {
@@ -717,13 +700,7 @@ fn diff_pages(
         };
         let (a_size, b_size) = (size(&before), size(&after));
         if a_size > MAX_SHOWN_BLOB || b_size > MAX_SHOWN_BLOB || a_size + b_size > budget {
-            out.push(web::FileDiff {
-                path,
-                status,
-                added: 0,
-                removed: 0,
-                body: web::DiffBody::Omitted("too large to show here".into()),
-            });
+            out.push(omitted(path, status, "too large to show here"));
             continue;
         }
         budget -= a_size + b_size;
@@ -822,7 +799,7 @@ async fn mr_page(state: &State, caller: &Caller, frame: &mut web::Frame, rest: &
         .await?
         .into_iter()
         .map(|c| web::CommentView {
-            when: crate::lfs::rfc3339(c.created_at).replace('T', " ").trim_end_matches('Z').chars().take(16).collect(),
+            when: crate::wire::rfc3339(c.created_at).replace('T', " ").trim_end_matches('Z').chars().take(16).collect(),
             place: c.file.map(|f| match c.line {
                 Some(l) => format!("{f}:{l}"),
                 None => f,
@@ -855,11 +832,7 @@ async fn mr_page(state: &State, caller: &Caller, frame: &mut web::Frame, rest: &
 async fn form(state: &State, request: Request) -> Result<HashMap<String, String>, HttpError> {
     let body = crate::wire::read_body(request, 64 << 10, state.config.request_timeout_secs).await?;
     let text = String::from_utf8_lossy(&body);
-    Ok(text
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (percent_decode(&k.replace('+', " ")), percent_decode(&v.replace('+', " "))))
-        .collect())
+    Ok(crate::wire::query_pairs(&text).into_iter().collect())
 }
 
 fn secure(state: &State, headers: &HeaderMap) -> bool {
