@@ -547,9 +547,17 @@ fn is_remote(repo: &str) -> bool {
     repo.contains("://") || repo.starts_with("git@") || repo.starts_with("github.com/")
 }
 
-/// The URL without credentials, for messages.
+/// A URL (a remote's, a database's) without its password, for metadata
+/// and messages.
 pub fn redact_url(url: &str) -> String {
-    crate::ops::redact(url)
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let auth = &url[scheme + 3..at];
+            let user = auth.split(':').next().unwrap_or("");
+            format!("{}{user}@{}", &url[..scheme + 3], &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
 }
 
 fn cache_root() -> std::path::PathBuf {

@@ -14,11 +14,11 @@ use std::cmp::Ordering;
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use crate::doltlite::{text, Doltlite};
+use crate::chunk::{self, ContentHash};
+use crate::engine::{Shape, Target, Versioned};
 use crate::layout::{self, ChunkMeta, Manifest, TableMeta};
-use crate::ops::{self, ContentHash, Source};
 use crate::value::{self, Affinity, Value};
-use crate::{git, Error};
+use crate::{git, meta, Error};
 
 /// Compares two key cells as SQLite orders them; `None` when the cells are
 /// not plain integers or text, which this shortcut does not handle.
@@ -44,39 +44,6 @@ fn chunk_of(key: &str, chunks: &[ChunkMeta], affinity: Affinity) -> Option<usize
     Some(found)
 }
 
-/// Keys changed in `table` since Dolt commit `since`: in commits after it on
-/// the current branch (`newer`) and in the working set.
-fn changed_keys(
-    db: &Doltlite,
-    table: &str,
-    key: &str,
-    newer: &[String],
-    affinity: Affinity,
-) -> Result<Vec<String>, Error> {
-    let q = crate::sqlite::quote;
-    let marks: Vec<String> = (1..=newer.len()).map(|i| format!("?{i}")).collect();
-    let mut filter = "to_commit = 'WORKING'".to_string();
-    if !marks.is_empty() {
-        filter.push_str(&format!(" OR to_commit IN ({})", marks.join(", ")));
-    }
-    let sql = format!(
-        "SELECT {}, {} FROM {} WHERE {filter}",
-        q(&format!("to_{key}")),
-        q(&format!("from_{key}")),
-        q(&format!("dolt_diff_{table}"))
-    );
-    let params: Vec<Value> = newer.iter().map(|h| Value::Text(h.clone())).collect();
-    let mut keys = BTreeSet::new();
-    for row in db.strings(&sql, &params)? {
-        for v in row {
-            if let Some(cell) = v.to_cell(affinity) {
-                keys.insert(cell);
-            }
-        }
-    }
-    Ok(keys.into_iter().collect())
-}
-
 /// Old chunks `start..=end` replaced by re-cut ones.
 struct Window {
     start: usize,
@@ -87,8 +54,8 @@ struct Window {
 /// One table re-cut around `affected` chunk indices.
 #[allow(clippy::too_many_arguments)]
 fn recut(
-    db: &mut Doltlite,
-    shape: &ops::Shape,
+    db: &mut dyn Versioned,
+    shape: &Shape,
     meta: &TableMeta,
     manifest: &Manifest,
     affected: &BTreeSet<usize>,
@@ -104,24 +71,24 @@ fn recut(
             Some(t) => value::from_cell(&Some(t), affinity).map(Some).map_err(|e| Error::Layout(e.to_string())),
         }
     };
-    let (sink, jobs) = std::sync::mpsc::sync_channel::<ops::Job>(1);
+    let (sink, jobs) = std::sync::mpsc::sync_channel::<chunk::Job>(1);
     let compression = manifest.chunking.compression;
     let mut spans: Vec<(usize, usize)> = Vec::new();
     let (scanned, outcome) = std::thread::scope(|scope| {
         let pack = &mut commit.pack;
         let scheme = manifest.chunking.algorithm;
-        let worker = scope.spawn(move || ops::store_chunks(jobs, pack, compression, scheme, known, journal));
+        let worker = scope.spawn(move || chunk::store_chunks(jobs, pack, compression, scheme, known, journal));
         let mut run = || -> Result<(), Error> {
             let mut next = 0;
             for &start in affected {
                 if start < next {
                     continue;
                 }
-                let mut chunker = ops::Chunker::new(
+                let mut chunker = chunk::Chunker::new(
                     &shape.name,
                     spans.len(),
                     &shape.columns,
-                    ops::key_columns(shape),
+                    crate::engine::key_columns(shape),
                     meta.divisor.max(1),
                     manifest.chunking.max_chunk_bytes,
                     scheme,
@@ -131,10 +98,7 @@ fn recut(
                 let mut end = start;
                 loop {
                     let low = if end == 0 { None } else { bound(end)? };
-                    db.range = Some((low, bound(end + 1)?));
-                    let scanned = db.scan(shape, &mut |cells| chunker.push(cells));
-                    db.range = None;
-                    scanned?;
+                    db.scan_range(shape, low, bound(end + 1)?, &mut |cells| chunker.push(cells))?;
                     let more = end + 1 < meta.chunks.len();
                     if more && (chunker.pending() || affected.contains(&(end + 1))) {
                         end += 1;
@@ -167,8 +131,8 @@ fn recut(
 /// Exports only what Dolt says changed since the last sync, on top of
 /// `head`. `None`: the shortcut does not apply here; `Some(commit)`: done
 /// (`None` inside when nothing changed).
-pub(crate) fn export_changes(
-    database: &str,
+pub fn export_changes(
+    db: &mut dyn Target,
     repo: &Path,
     branch: &str,
     head: &str,
@@ -176,23 +140,20 @@ pub(crate) fn export_changes(
     manifest: &Manifest,
     message: &str,
 ) -> Result<Option<Option<String>>, Error> {
-    if !crate::doltlite::is_doltlite(database) || manifest.chunking.partition_by.is_some() {
+    if manifest.chunking.partition_by.is_some() {
         return Ok(None);
     }
-    let mut db = Doltlite::open(database, false)?;
-    let Some(rev) = db.synced_source_rev(repo_id, branch)? else { return Ok(None) };
-    let log: Vec<String> = db.strings("SELECT commit_hash FROM dolt_log", &[])?.iter().map(|r| text(&r[0])).collect();
-    let Some(pos) = log.iter().position(|h| *h == rev) else { return Ok(None) };
-    let newer = &log[..pos];
+    let Some(versioned) = db.versioned() else { return Ok(None) };
+    let Some(newer) = versioned.commits_since_sync(repo_id, branch)? else { return Ok(None) };
     let mut names = db.tables()?;
-    names.retain(|n| !ops::internal_table(n));
+    names.retain(|n| !crate::import::internal_table(n));
     let listed: BTreeSet<&String> = manifest.tables.iter().collect();
     if names.iter().collect::<BTreeSet<_>>() != listed {
         return Ok(None);
     }
     let mut plans = Vec::new();
     for name in &manifest.tables {
-        let Some(meta) = ops::read_table_meta(repo, head, name)? else {
+        let Some(meta) = meta::read_table_meta(repo, head, name)? else {
             return Ok(None);
         };
         let shape = db.describe(name)?;
@@ -211,7 +172,8 @@ pub(crate) fn export_changes(
         let affinity = shape.columns.iter().find(|c| c.name == shape.primary_key[0]).map(|c| c.affinity);
         let Some(affinity @ (Affinity::Integer | Affinity::Text)) = affinity else { return Ok(None) };
         let mut affected = BTreeSet::new();
-        for key in changed_keys(&db, name, &shape.primary_key[0], newer, affinity)? {
+        let Some(versioned) = db.versioned() else { return Ok(None) };
+        for key in versioned.changed_keys(name, &shape.primary_key[0], &newer, affinity)? {
             match chunk_of(&key, &meta.chunks, affinity) {
                 Some(i) => affected.insert(i),
                 None => return Ok(None),
@@ -236,7 +198,8 @@ pub(crate) fn export_changes(
         let windows = if affected.is_empty() {
             Vec::new()
         } else {
-            recut(&mut db, &shape, &meta, manifest, &affected, &mut commit, &known, &journal)?
+            let Some(versioned) = db.versioned() else { return Ok(None) };
+            recut(versioned, &shape, &meta, manifest, &affected, &mut commit, &known, &journal)?
         };
         let mut hash = ContentHash::from_hex(&meta.content_hash).unwrap_or_default();
         let mut rows = meta.rows;
@@ -277,7 +240,7 @@ pub(crate) fn export_changes(
     let mut manifest = manifest.clone();
     manifest.created_at =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    ops::write_metadata(&mut commit, &manifest, &metas, &String::from_utf8_lossy(&schema))?;
+    crate::export::write_metadata(&mut commit, &manifest, &metas, &String::from_utf8_lossy(&schema))?;
     let pushed = commit.finish(true)?;
     journal.clear();
     Ok(Some(pushed))

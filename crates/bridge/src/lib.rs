@@ -1,39 +1,39 @@
-//! The data bridge: SQL tables into a git repository as chunked CSV plus
-//! schema and metadata that any git host can store, show and diff, and back
-//! again exactly.
+//! The data bridge's core: SQL tables into a git repository as chunked CSV
+//! plus schema and metadata that any git host can store, show and diff,
+//! and back again exactly. It names no database engine and links no
+//! database driver: engines implement [`engine::Source`] and
+//! [`engine::Target`] in crates of their own, and `tessera-data` opens
+//! them by URL.
 //!
-//! Central pieces: [`ops::export`], [`ops::import`] and [`ops::verify`];
-//! the CSV profile in [`csv`] and [`value`]; the repository layout in
-//! [`layout`]; table schemas as data, and the DDL imports generate from
-//! them, in [`schema`]. Chunk boundaries are content-defined (a hash of each row's
-//! key), so changing one row rewrites one chunk file, not every chunk after
-//! it. Git objects are written in-process as a pack, without a work tree.
-//!
-//! Engines: SQLite (rusqlite), PostgreSQL (COPY in CSV format through sqlx),
-//! MySQL/MariaDB (text casts and batched inserts through sqlx) and Dolt in
-//! doltlite files (libdoltlite.so loaded at run time). Imports go into any
-//! of them: the engine an export came from exactly, the others through the
-//! type table of `mapping`, every approximation reported.
-// `unsafe` only in `doltlite`, which calls a C library loaded at run time.
-#![deny(unsafe_code)]
+//! - the CSV profile: [`csv`], [`value`];
+//! - the repository layout and its metadata: [`layout`], [`meta`];
+//!   table schemas as data and the DDL generated from them: [`schema`];
+//! - chunks (content-defined boundaries, so changing one row rewrites one
+//!   chunk file) and their compression: [`chunk`];
+//! - git objects written in-process as a pack, remotes: [`git`];
+//! - the drivers: [`export`], [`import`] (resume, damage and replacing,
+//!   once for every engine), [`verify`], [`sync`] and its shortcut on
+//!   versioned engines ([`incremental`]); the type table between engine
+//!   families: [`mapping`].
+#![forbid(unsafe_code)]
 
-pub mod cli;
+pub mod chunk;
 pub mod csv;
-mod doltlite;
-mod git;
-pub mod history;
-mod incremental;
+pub mod engine;
+pub mod export;
+pub mod git;
+pub mod import;
+pub mod incremental;
 pub mod layout;
-mod mapping;
-mod mysql;
-pub mod ops;
-mod postgres;
+pub mod mapping;
+pub mod meta;
+pub mod progress;
 pub mod schema;
-mod sqlite;
 pub mod sync;
 pub mod value;
+pub mod verify;
 
-pub use git::{open_target, push, Target};
+pub use git::{open_target, push};
 
 /// Failures of the data bridge, each meant to be shown as it is.
 #[derive(Debug, thiserror::Error)]

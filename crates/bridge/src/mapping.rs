@@ -23,19 +23,13 @@
 //! `.dolt-metadata/schema.sql`). Every statement is built here from the
 //! target's type names and quoted identifiers, never from repository text.
 
-use std::path::Path;
-
-use rusqlite::Connection;
-
 use crate::csv::Cell;
 use crate::layout::{Column, TableMeta};
-use crate::ops::ImportReport;
 use crate::value::{Affinity, Value};
-use crate::{sqlite, Error};
 
 /// The engine an import writes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Target {
+pub enum Target {
     Sqlite,
     Doltlite,
     Postgres,
@@ -43,6 +37,17 @@ pub(crate) enum Target {
 }
 
 impl Target {
+    /// The target of an engine's name as manifests spell it.
+    pub fn of(engine: &str) -> Option<Target> {
+        match engine {
+            "sqlite" => Some(Target::Sqlite),
+            "doltlite" => Some(Target::Doltlite),
+            "postgres" => Some(Target::Postgres),
+            "mysql" => Some(Target::Mysql),
+            _ => None,
+        }
+    }
+
     fn sqlite_family(self) -> bool {
         matches!(self, Target::Sqlite | Target::Doltlite)
     }
@@ -136,6 +141,7 @@ fn classify(column: &Column, source_engine: &str) -> Portable {
 }
 
 /// How one column is created and converted in the target.
+#[derive(Debug, Clone)]
 struct ColumnPlan {
     kind: Portable,
     sql_type: String,
@@ -275,309 +281,90 @@ fn encode(target: Target, kind: Portable, value: Value, lost: &mut Option<&'stat
     })
 }
 
-/// The target database, as the import drives it.
-enum Writer {
-    Sqlite(Connection),
-    Doltlite(crate::doltlite::Doltlite),
-    // Boxed: the connections are much larger than the others.
-    Postgres(Box<crate::postgres::Postgres>),
-    Mysql(Box<crate::mysql::Mysql>),
-}
-
-impl Writer {
-    fn open(target: Target, database: &str) -> Result<Writer, Error> {
-        Ok(match target {
-            Target::Sqlite => Writer::Sqlite(sqlite::create(database)?),
-            Target::Doltlite => Writer::Doltlite(crate::doltlite::Doltlite::open(
-                database.strip_prefix("sqlite://").unwrap_or(database),
-                true,
-            )?),
-            Target::Postgres => Writer::Postgres(Box::new(crate::postgres::Postgres::connect(database)?)),
-            Target::Mysql => Writer::Mysql(Box::new(crate::mysql::Mysql::connect(database)?)),
-        })
-    }
-
-    fn quote(&self, ident: &str) -> String {
-        match self {
-            Writer::Sqlite(_) | Writer::Doltlite(_) => sqlite::quote(ident),
-            Writer::Postgres(_) => crate::postgres::quote(ident),
-            Writer::Mysql(_) => crate::mysql::quote(ident),
-        }
-    }
-
-    fn exists(&mut self, table: &str) -> Result<bool, Error> {
-        match self {
-            Writer::Sqlite(conn) => Ok(sqlite::tables(conn)?.iter().any(|t| t == table)),
-            Writer::Doltlite(db) => Ok(crate::ops::Source::tables(db)?.iter().any(|t| t == table)),
-            Writer::Postgres(pg) => pg.table_exists(table),
-            Writer::Mysql(my) => my.table_exists(table),
-        }
-    }
-
-    /// Runs one generated statement.
-    fn run(&mut self, sql: &str) -> Result<(), Error> {
-        let failed = |e: String| Error::Database(format!("{sql}: {e}"));
-        match self {
-            Writer::Sqlite(conn) => conn.execute_batch(sql).map_err(|e| failed(e.to_string())),
-            Writer::Doltlite(db) => db.execute(sql, &[]),
-            Writer::Postgres(pg) => pg.execute(sql).map_err(|e| failed(e.to_string())),
-            Writer::Mysql(my) => my.execute(sql).map_err(|e| failed(e.to_string())),
-        }
-    }
-
-    /// The placeholder of parameter `n` (1-based) for a column of `sql_type`.
-    fn placeholder(&self, n: usize, sql_type: &str) -> String {
-        match self {
-            // Values are bound by their own type; the cast lets text,
-            // integers and floats reach numeric, boolean or bytea columns.
-            Writer::Postgres(_) => format!("CAST(${n} AS {sql_type})"),
-            _ => "?".into(),
-        }
-    }
-
-    fn insert(&mut self, sql: &str, values: &[Value]) -> Result<(), String> {
-        match self {
-            Writer::Sqlite(conn) => conn
-                .prepare_cached(sql)
-                .and_then(|mut stmt| stmt.execute(rusqlite::params_from_iter(values.iter().map(sqlite::to_sql))))
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
-            Writer::Doltlite(db) => db.execute(sql, values).map_err(|e| e.to_string()),
-            Writer::Postgres(pg) => pg.insert_values(sql, values),
-            Writer::Mysql(my) => my.insert_values(sql, values),
-        }
-    }
-
-    /// Where the engine commits DDL on its own (MySQL), tables are created
-    /// before the transaction and dropped again if it fails.
-    fn transactional_ddl(&self) -> bool {
-        !matches!(self, Writer::Mysql(_))
-    }
-}
-
-/// Loads `names` of an export from another engine family into `database`,
-/// in one transaction (MySQL: tables created first, dropped again on
-/// failure); refuses tables the target has unless `replace`.
-pub(crate) fn import_cross(
-    repo: &Path,
-    rev: &str,
-    names: &[String],
-    source_engine: &str,
-    database: &str,
+/// How an export from one engine family becomes tables of another: each
+/// column's type in the target and the conversion of its values. The
+/// import driver ([`crate::import`]) loads through it like any other.
+#[derive(Debug, Clone)]
+pub struct Conversion {
     target: Target,
-    replace: bool,
-) -> Result<ImportReport, Error> {
-    let sqlite_source = matches!(source_engine, "sqlite" | "doltlite");
-    let metas: Vec<TableMeta> = names
-        .iter()
-        .map(|name| {
-            crate::ops::read_table_meta(repo, rev, name)?
-                .ok_or_else(|| Error::Layout(format!("no metadata for table {name}")))
-        })
-        .collect::<Result<_, _>>()?;
-    let mut writer = Writer::open(target, database)?;
-    let mut existing = Vec::new();
-    for name in names {
-        if writer.exists(name)? {
-            if !replace {
-                return Err(Error::TargetNotEmpty(name.clone()));
-            }
-            existing.push(name.clone());
-        }
+    sqlite_source: bool,
+    columns: Vec<ColumnPlan>,
+}
+
+impl Conversion {
+    /// The plan for `meta`, exported from `source_engine`, in `target`.
+    pub fn plan(target: Target, meta: &TableMeta, source_engine: &str) -> Conversion {
+        // MySQL's 3072 key bytes shared by the key's columns (8 bytes set
+        // aside for each), four bytes to a character.
+        let n = meta.primary_key.len().max(1) as u32;
+        let chars = ((3072 - 8 * n) / (4 * n)).min(768);
+        let columns = meta
+            .columns
+            .iter()
+            .map(|c| plan_column(target, c, meta.primary_key.contains(&c.name).then_some(chars), source_engine))
+            .collect();
+        Conversion { target, sqlite_source: matches!(source_engine, "sqlite" | "doltlite"), columns }
     }
-    let mut report = ImportReport::default();
-    let plans: Vec<Vec<ColumnPlan>> = metas
-        .iter()
-        .map(|m| {
-            // MySQL's 3072 key bytes shared by the key's columns (8 bytes
-            // set aside for each), four bytes to a character.
-            let n = m.primary_key.len().max(1) as u32;
-            let chars = ((3072 - 8 * n) / (4 * n)).min(768);
-            m.columns
-                .iter()
-                .map(|c| plan_column(target, c, m.primary_key.contains(&c.name).then_some(chars), source_engine))
-                .collect()
-        })
-        .collect();
-    for (meta, plan) in metas.iter().zip(&plans) {
-        for (c, p) in meta.columns.iter().zip(plan) {
-            if let Some(how) = &p.note {
-                report.approximations.push(format!("{}.{} ({}): {how}", meta.name, c.name, c.declared_type));
-            }
-        }
+
+    /// What is approximated, one line per column.
+    pub fn notes(&self, meta: &TableMeta) -> Vec<String> {
+        meta.columns
+            .iter()
+            .zip(&self.columns)
+            .filter_map(|(c, p)| {
+                p.note.as_ref().map(|how| format!("{}.{} ({}): {how}", meta.name, c.name, c.declared_type))
+            })
+            .collect()
     }
-    let mut ddl = Vec::new();
-    for name in &existing {
-        ddl.push(format!("DROP TABLE {}", writer.quote(name)));
+
+    /// The target's type of column `i`.
+    pub fn sql_type(&self, i: usize) -> &str {
+        &self.columns[i].sql_type
     }
-    for (meta, plan) in metas.iter().zip(&plans) {
+
+    /// The table in the target: its columns, NOT NULL and primary key,
+    /// built from type names of the table above and `quote`d names.
+    pub fn ddl(&self, meta: &TableMeta, quote: &dyn Fn(&str) -> String) -> crate::schema::Ddl {
         let mut defs: Vec<String> = meta
             .columns
             .iter()
-            .zip(plan)
-            .map(|(c, p)| {
-                format!("{} {}{}", writer.quote(&c.name), p.sql_type, if c.not_null { " NOT NULL" } else { "" })
-            })
+            .zip(&self.columns)
+            .map(|(c, p)| format!("{} {}{}", quote(&c.name), p.sql_type, if c.not_null { " NOT NULL" } else { "" }))
             .collect();
         if !meta.primary_key.is_empty() {
-            let pk: Vec<String> = meta.primary_key.iter().map(|c| writer.quote(c)).collect();
+            let pk: Vec<String> = meta.primary_key.iter().map(|c| quote(c)).collect();
             defs.push(format!("PRIMARY KEY ({})", pk.join(", ")));
         }
-        let options = if target == Target::Mysql {
+        let options = if self.target == Target::Mysql {
             " ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin"
         } else {
             ""
         };
-        ddl.push(format!("CREATE TABLE {} (\n  {}\n){options}", writer.quote(&meta.name), defs.join(",\n  ")));
-    }
-    let transactional = writer.transactional_ddl();
-    if !transactional {
-        writer.run("SET FOREIGN_KEY_CHECKS = 0")?;
-        for stmt in &ddl {
-            writer.run(stmt)?;
+        crate::schema::Ddl {
+            create: vec![format!("CREATE TABLE {} (\n  {}\n){options}", quote(&meta.name), defs.join(",\n  "))],
+            after: Vec::new(),
         }
     }
-    writer.run("BEGIN")?;
-    let mut load = |writer: &mut Writer| -> Result<(), Error> {
-        if transactional {
-            for stmt in &ddl {
-                writer.run(stmt)?;
-            }
-        }
-        for (meta, plan) in metas.iter().zip(&plans) {
-            let rows = load_table(writer, repo, rev, meta, plan, sqlite_source, target, &mut report)?;
-            report.tables.push((meta.name.clone(), rows));
-        }
-        writer.run("COMMIT")
-    };
-    if let Err(e) = load(&mut writer) {
-        let _ = writer.run("ROLLBACK");
-        if !transactional {
-            for meta in &metas {
-                let _ = writer.run(&format!("DROP TABLE IF EXISTS {}", writer.quote(&meta.name)));
-            }
-        }
-        return Err(e);
-    }
-    match &mut writer {
-        Writer::Mysql(_) => writer.run("SET FOREIGN_KEY_CHECKS = 1")?,
-        Writer::Doltlite(db) => db.execute(
-            "SELECT dolt_commit('-A', '-m', ?1)",
-            &[Value::Text(format!("Import from git by tessera ({source_engine} export)"))],
-        )?,
-        _ => {}
-    }
-    Ok(report)
-}
 
-/// Inserts the rows of one table, each converted column by column.
-#[allow(clippy::too_many_arguments)]
-fn load_table(
-    writer: &mut Writer,
-    repo: &Path,
-    rev: &str,
-    meta: &TableMeta,
-    plan: &[ColumnPlan],
-    sqlite_source: bool,
-    target: Target,
-    report: &mut ImportReport,
-) -> Result<u64, Error> {
-    let cols: Vec<String> = meta.columns.iter().map(|c| writer.quote(&c.name)).collect();
-    let row_marks = |writer: &Writer, first: usize| -> String {
-        let marks: Vec<String> =
-            plan.iter().enumerate().map(|(i, p)| writer.placeholder(first + i, &p.sql_type)).collect();
-        format!("({})", marks.join(", "))
-    };
-    let insert = format!("INSERT INTO {} ({}) VALUES ", writer.quote(&meta.name), cols.join(", "));
-    let one_row = format!("{insert}{}", row_marks(writer, 1));
-    // PostgreSQL and MySQL take rows in multi-row INSERTs (a round trip
-    // per row would dominate); SQLite's are in-process already.
-    let per_batch = match writer {
-        Writer::Postgres(_) | Writer::Mysql(_) => (30_000 / cols.len().max(1)).clamp(1, 500),
-        _ => 1,
-    };
-    let batch_sql = |writer: &Writer, n: usize| -> String {
-        let tuples: Vec<String> = (0..n).map(|r| row_marks(writer, 1 + r * cols.len())).collect();
-        format!("{insert}{}", tuples.join(", "))
-    };
-    let mut pending: Vec<(usize, Vec<Value>)> = Vec::with_capacity(per_batch);
-    let mut pending_file = String::new();
-    let mut lost_notes: Vec<String> = Vec::new();
-    let mut edited = Vec::new();
-    let rows = crate::ops::read_rows(repo, rev, meta, false, &mut edited, &mut |file, line, _, record| {
-        let damaged = |reason: String| Error::Damaged { file: file.to_string(), line, reason };
-        let cells =
-            crate::csv::Reader::new(record).next_record().map_err(|e| damaged(e.to_string()))?.unwrap_or_default();
-        if cells.len() != meta.columns.len() {
-            return Err(damaged(format!("{} fields, the table has {} columns", cells.len(), meta.columns.len())));
-        }
+    /// One row's cells as the target's values; a value that had to become
+    /// NULL adds its note to `lost` (once per column).
+    pub fn convert(&self, meta: &TableMeta, cells: &[Cell], lost: &mut Vec<String>) -> Result<Vec<Value>, String> {
         let mut values = Vec::with_capacity(cells.len());
-        for ((cell, column), p) in cells.iter().zip(&meta.columns).zip(plan) {
-            let mut lost = None;
-            let value = decode(sqlite_source, column, p.kind, cell)
-                .and_then(|v| encode(target, p.kind, v, &mut lost))
-                .map_err(|r| damaged(format!("column {}: {r}", column.name)))?;
-            if let Some(how) = lost {
+        for ((cell, column), p) in cells.iter().zip(&meta.columns).zip(&self.columns) {
+            let mut how = None;
+            let value = decode(self.sqlite_source, column, p.kind, cell)
+                .and_then(|v| encode(self.target, p.kind, v, &mut how))
+                .map_err(|r| format!("column {}: {r}", column.name))?;
+            if let Some(how) = how {
                 let note = format!("{}.{}: {how}", meta.name, column.name);
-                if !lost_notes.contains(&note) {
-                    lost_notes.push(note);
+                if !lost.contains(&note) {
+                    lost.push(note);
                 }
             }
             values.push(value);
         }
-        if per_batch == 1 {
-            return writer.insert(&one_row, &values).map_err(damaged);
-        }
-        if pending_file != file {
-            flush(writer, &pending_file, &mut pending, &batch_sql, &one_row)?;
-            pending_file = file.to_string();
-        }
-        pending.push((line, values));
-        if pending.len() == per_batch {
-            flush(writer, &pending_file, &mut pending, &batch_sql, &one_row)?;
-        }
-        Ok(())
-    })?;
-    flush(writer, &pending_file, &mut pending, &batch_sql, &one_row)?;
-    report.edited_chunks.extend(edited);
-    report.approximations.extend(lost_notes);
-    Ok(rows)
-}
-
-/// Inserts the rows of `pending` (all from `file`) in one statement; when
-/// that fails, one by one, so the error names the row's line. PostgreSQL
-/// aborts a transaction on a failed statement: the batch runs under a
-/// savepoint there.
-fn flush(
-    writer: &mut Writer,
-    file: &str,
-    pending: &mut Vec<(usize, Vec<Value>)>,
-    batch_sql: &dyn Fn(&Writer, usize) -> String,
-    one_row: &str,
-) -> Result<(), Error> {
-    if pending.is_empty() {
-        return Ok(());
+        Ok(values)
     }
-    let savepoint = matches!(writer, Writer::Postgres(_));
-    if savepoint {
-        writer.run("SAVEPOINT tessera_batch")?;
-    }
-    let values: Vec<Value> = pending.iter().flat_map(|(_, v)| v.iter().cloned()).collect();
-    let batched = writer.insert(&batch_sql(writer, pending.len()), &values);
-    if batched.is_ok() {
-        if savepoint {
-            writer.run("RELEASE SAVEPOINT tessera_batch")?;
-        }
-        pending.clear();
-        return Ok(());
-    }
-    if savepoint {
-        writer.run("ROLLBACK TO SAVEPOINT tessera_batch")?;
-    }
-    for (line, values) in pending.drain(..) {
-        writer.insert(one_row, &values).map_err(|reason| Error::Damaged { file: file.to_string(), line, reason })?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -18,14 +18,16 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 
+use crate::chunk::{self, ChunkBy};
 use crate::csv::Cell;
+use crate::engine::{Opener, Shape, Source, Target};
+use crate::export::{self, ExportOptions};
+use crate::import::{self, ImportOptions};
 use crate::layout::{self, TableMeta};
-use crate::ops::{self, ExportOptions, Shape, Source};
+use crate::meta;
 use crate::{git, Error};
 
-/// The table, inside the synced database, that records the last synced
-/// commit per repository and branch.
-pub const STATE_TABLE: &str = "_tessera_sync";
+pub use crate::engine::{ColumnChange, Row, TableChanges, STATE_TABLE};
 
 /// Which way changes flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -73,34 +75,6 @@ pub struct SyncReport {
     pub edited_chunks: Vec<String>,
     /// The push re-read only the chunks Dolt's diff pointed at.
     pub via_dolt_diff: bool,
-}
-
-/// A row, as cells in the table's column order.
-pub type Row = Vec<Cell>;
-
-/// The row-level changes to one table, applied in one transaction.
-pub struct TableChanges {
-    pub table: String,
-    /// The columns rows are given in (the repository's).
-    pub columns: Vec<layout::Column>,
-    /// Key column positions; empty when rows are identified by content.
-    pub key: Vec<usize>,
-    /// Column changes, run before the rows change.
-    pub ddl: Vec<ColumnChange>,
-    pub deletes: Vec<Row>,
-    pub inserts: Vec<Row>,
-    /// The new row and which of its columns changed.
-    pub updates: Vec<(Row, Vec<usize>)>,
-}
-
-/// A column change made in git, applied to the database by sync.
-#[derive(Debug, Clone)]
-pub enum ColumnChange {
-    Rename(String, String),
-    Drop(String),
-    /// Name and declared type. Added columns are nullable, without default:
-    /// the rows' values follow as updates.
-    Add(String, String),
 }
 
 /// One conflicting cell, for the report.
@@ -185,7 +159,7 @@ fn rows_of(
     each: &mut dyn FnMut(&str, Row),
 ) -> Result<(), Error> {
     let only: Vec<layout::ChunkMeta> = meta.chunks.iter().filter(|c| files.contains(&c.file)).cloned().collect();
-    ops::read_chunks(repo, rev, meta, &only, false, edited, &mut |file, _, _, record| {
+    chunk::read_chunks(repo, rev, meta, &only, false, edited, &mut |file, _, _, record| {
         each(file, parse_record(record));
         Ok(())
     })?;
@@ -203,20 +177,20 @@ fn data_files(repo: &Path, rev: &str) -> Result<HashMap<String, String>, Error> 
 fn database_changes(
     source: &mut dyn Source,
     shape: &Shape,
-    partition: Option<(usize, ops::ChunkBy)>,
+    partition: Option<(usize, ChunkBy)>,
     meta: &TableMeta,
     manifest: &layout::Manifest,
     base_blobs: &HashSet<String>,
 ) -> Result<(Vec<Row>, HashSet<String>), Error> {
-    let (sink, jobs) = std::sync::mpsc::sync_channel::<ops::Job>(1);
+    let (sink, jobs) = std::sync::mpsc::sync_channel::<chunk::Job>(1);
     let compression = manifest.chunking.compression;
-    let key_idx = ops::key_columns(shape);
+    let key_idx = crate::engine::key_columns(shape);
     std::thread::scope(|scope| {
         let reader = scope.spawn(move || -> Result<(Vec<Row>, HashSet<String>), Error> {
             let mut changed = Vec::new();
             let mut matched = HashSet::new();
             for job in jobs {
-                let stored = ops::compress(compression, &job.csv)?;
+                let stored = chunk::compress(compression, &job.csv)?;
                 let blob = tessera_pack::object_id(tessera_pack::Kind::Blob, &stored).to_string();
                 if base_blobs.contains(&blob) {
                     matched.insert(blob);
@@ -230,7 +204,7 @@ fn database_changes(
             }
             Ok((changed, matched))
         });
-        let mut chunker = ops::Chunker::new(
+        let mut chunker = chunk::Chunker::new(
             &shape.name,
             0,
             &shape.columns,
@@ -410,7 +384,7 @@ fn project(row: Row, map: &[Option<usize>]) -> Row {
 /// Syncs `database` with the repository `target` (a local repository, or
 /// the cache of a remote one, which receives the new commit before the
 /// state records it).
-pub fn sync(database: &str, target: &git::Target, opts: &SyncOptions) -> Result<SyncReport, Error> {
+pub fn sync(db: &dyn Opener, target: &git::Target, opts: &SyncOptions) -> Result<SyncReport, Error> {
     let repo = target.path.as_path();
     git::ensure_repo(repo)?;
     let branch = match &opts.branch {
@@ -421,8 +395,8 @@ pub fn sync(database: &str, target: &git::Target, opts: &SyncOptions) -> Result<
     let rev = format!("refs/heads/{branch}");
     let mut report = SyncReport::default();
     let head = git::resolve(repo, &rev);
-    let is_file = !database.contains("://") || database.starts_with("sqlite://");
-    if is_file && !Path::new(database.strip_prefix("sqlite://").unwrap_or(database)).exists() {
+    let database = db.label();
+    if db.is_new_file() {
         // No database yet: the first sync creates it from the repository.
         let Some(head) = head else {
             return Err(Error::Database(format!("{database} does not exist and {branch} has nothing to import")));
@@ -430,18 +404,17 @@ pub fn sync(database: &str, target: &git::Target, opts: &SyncOptions) -> Result<
         if opts.direction == Direction::PushOnly {
             return Err(Error::Database(format!("{database} does not exist: nothing to push")));
         }
-        return first_pull(database, repo, &branch, &head, opts, report);
+        return first_pull(db, repo, &branch, &head, opts, report);
     }
-    let mut source = ops::open_source(database)?;
+    let mut source = db.open(None)?;
     let Some(head) = head else {
         // An empty repository: the first sync is an export.
         if opts.direction == Direction::PullOnly {
             return Err(Error::Unsupported(format!("{} has no branch {branch} to pull from", repo.display())));
         }
-        drop(source);
-        return first_push(database, target, &branch, opts, report);
+        return first_push(db, source.as_mut(), target, &branch, opts, report);
     };
-    let manifest = ops::load_manifest(repo, &head)?;
+    let manifest = meta::load_manifest(repo, &head)?;
     let base = source.sync_state(&opts.repo_id, &branch)?;
     let base = base.filter(|b| git::resolve(repo, b).is_some());
     let present: Vec<String> = source.tables()?.into_iter().filter(|t| t != STATE_TABLE).collect();
@@ -451,7 +424,7 @@ pub fn sync(database: &str, target: &git::Target, opts: &SyncOptions) -> Result<
             return Err(Error::Unsupported("the database has none of the repository's tables; nothing to push".into()));
         }
         drop(source);
-        return first_pull(database, repo, &branch, &head, opts, report);
+        return first_pull(db, repo, &branch, &head, opts, report);
     }
     // The base only has to exist, not to be an ancestor of the head (a
     // rewritten branch still merges against it); a repository that lost it
@@ -463,8 +436,7 @@ pub fn sync(database: &str, target: &git::Target, opts: &SyncOptions) -> Result<
         if opts.direction == Direction::PullOnly {
             return Ok(report);
         }
-        drop(source);
-        return push(database, target, &branch, &head, &manifest, opts, report, true);
+        return push(db, source.as_mut(), target, &branch, &head, &manifest, opts, report, true);
     }
     let base_files = match &base {
         Some(b) => data_files(repo, b)?,
@@ -478,7 +450,7 @@ pub fn sync(database: &str, target: &git::Target, opts: &SyncOptions) -> Result<
     let mut conflicts = Vec::new();
     let mut theirs_changed_anything = false;
     for name in &manifest.tables {
-        let meta: TableMeta = ops::read_table_meta_in(repo, &head, &manifest, name)?
+        let meta: TableMeta = meta::read_table_meta_in(repo, &head, &manifest, name)?
             .ok_or_else(|| Error::Layout(format!("no metadata for table {name}")))?;
         if !present.contains(name) {
             if opts.direction != Direction::PushOnly {
@@ -491,7 +463,7 @@ pub fn sync(database: &str, target: &git::Target, opts: &SyncOptions) -> Result<
         // Cut as the export did: by partition first when it used --chunk-by.
         let partition = match &manifest.chunking.partition_by {
             Some(spec) => {
-                let by = ops::ChunkBy::parse(spec)?;
+                let by = ChunkBy::parse(spec)?;
                 let col = shape.columns.iter().position(|c| c.name == by.column).ok_or_else(|| {
                     Error::Unsupported(format!("table {name} has no column {:?} to partition by", by.column))
                 })?;
@@ -501,7 +473,7 @@ pub fn sync(database: &str, target: &git::Target, opts: &SyncOptions) -> Result<
             None => None,
         };
         let base_meta: Option<TableMeta> = match &base {
-            Some(b) => ops::read_table_meta(repo, b, name)?,
+            Some(b) => meta::read_table_meta(repo, b, name)?,
             None => None,
         };
         // Rows are merged in the repository's columns; column changes made
@@ -637,15 +609,10 @@ pub fn sync(database: &str, target: &git::Target, opts: &SyncOptions) -> Result<
     }
     if opts.direction != Direction::PushOnly {
         if !report.created.is_empty() {
-            drop(source);
             // Exactly the commit merged (the branch may have moved meanwhile).
-            ops::import_at(
-                repo,
-                &head,
-                database,
-                &ops::ImportOptions { tables: Some(report.created.clone()), branch: None, replace: false },
-            )?;
-            source = ops::open_source(database)?;
+            let engine = source.engine();
+            let plan = import::prepare(repo, &head, Some(&report.created), engine)?;
+            import::run(repo, &plan, source.as_mut(), &ImportOptions::default())?;
         }
         source.apply(&plans, Some((&opts.repo_id, &branch, &head)))?;
         for t in &plans {
@@ -655,8 +622,7 @@ pub fn sync(database: &str, target: &git::Target, opts: &SyncOptions) -> Result<
         }
     }
     if opts.direction != Direction::PullOnly {
-        drop(source);
-        return push(database, target, &branch, &head, &manifest, opts, report, false);
+        return push(db, source.as_mut(), target, &branch, &head, &manifest, opts, report, false);
     }
     Ok(report)
 }
@@ -664,15 +630,16 @@ pub fn sync(database: &str, target: &git::Target, opts: &SyncOptions) -> Result<
 /// Records `commit` as the last commit of `branch` that `database` and the
 /// repository agreed on: what an export does, so that the first sync after
 /// it merges against the export instead of without a base.
-pub fn record_base(database: &str, repo_id: &str, branch: &str, commit: &str) -> Result<(), Error> {
-    ops::open_source(database)?.apply(&[], Some((repo_id, branch, commit)))
+pub fn record_base(db: &dyn Opener, repo_id: &str, branch: &str, commit: &str) -> Result<(), Error> {
+    db.open(None)?.apply(&[], Some((repo_id, branch, commit)))
 }
 
 /// The database holds the merge: an export on top of the head writes only
 /// chunks whose rows changed, and nothing if none did; the state follows.
 #[allow(clippy::too_many_arguments)]
 fn push(
-    database: &str,
+    db: &dyn Opener,
+    source: &mut dyn Target,
     target: &git::Target,
     branch: &str,
     head: &str,
@@ -681,25 +648,26 @@ fn push(
     mut report: SyncReport,
     repo_unchanged: bool,
 ) -> Result<SyncReport, Error> {
-    let export = export_options(opts, branch, database, Some(&manifest.chunking))?;
+    let database = db.label();
+    let export = export_options(opts, branch, &database, Some(&manifest.chunking))?;
     // On Dolt, when only the database moved, Dolt's own diff says which
     // chunks to rewrite.
     let shortcut = if repo_unchanged {
         let message = export.message.clone().unwrap_or_default();
-        crate::incremental::export_changes(database, &target.path, branch, head, &opts.repo_id, manifest, &message)?
+        crate::incremental::export_changes(source, &target.path, branch, head, &opts.repo_id, manifest, &message)?
     } else {
         None
     };
     report.via_dolt_diff = shortcut.is_some();
     let pushed = match shortcut {
         Some(pushed) => pushed,
-        None => ops::export_commit(database, &target.path, &export, true)?,
+        None => export::export_commit(source, &database, &target.path, &export, true)?,
     };
     if pushed.is_some() {
         git::push(target, branch)?;
     }
     let synced = pushed.clone().unwrap_or_else(|| head.to_string());
-    ops::open_source(database)?.apply(&[], Some((&opts.repo_id, branch, &synced)))?;
+    source.apply(&[], Some((&opts.repo_id, branch, &synced)))?;
     report.pushed = pushed;
     Ok(report)
 }
@@ -712,7 +680,7 @@ fn export_options(
     database: &str,
     chunking: Option<&layout::Chunking>,
 ) -> Result<ExportOptions, Error> {
-    let chunk_by = chunking.and_then(|c| c.partition_by.as_deref()).map(ops::ChunkBy::parse).transpose()?;
+    let chunk_by = chunking.and_then(|c| c.partition_by.as_deref()).map(ChunkBy::parse).transpose()?;
     let mut export = opts.export.clone().unwrap_or_else(|| ExportOptions {
         chunk_by,
         max_chunk_bytes: chunking.map(|c| c.max_chunk_bytes).unwrap_or(50 << 20),
@@ -720,49 +688,53 @@ fn export_options(
         tables: None,
         branch: None,
         message: None,
+        progress: Default::default(),
     });
     export.branch = Some(branch.to_string());
-    export.message.get_or_insert_with(|| format!("Sync from {}", ops::redact(database)));
+    export.message.get_or_insert_with(|| format!("Sync from {database}"));
     Ok(export)
 }
 
 /// The first sync into a database without the repository's tables: an
 /// import, then the state.
 fn first_pull(
-    database: &str,
+    db: &dyn Opener,
     repo: &Path,
     branch: &str,
     head: &str,
     opts: &SyncOptions,
     mut report: SyncReport,
 ) -> Result<SyncReport, Error> {
-    let import = ops::ImportOptions { tables: None, branch: Some(branch.to_string()), replace: false };
-    let imported = ops::import(repo, database, &import)?;
-    report.created = imported.tables.iter().map(|(t, _)| t.clone()).collect();
+    let plan = import::prepare(repo, head, None, db.engine(Some(&meta::load_manifest(repo, head)?.source.engine))?)?;
+    let mut database = db.open(Some(&plan.source_engine))?;
+    let imported = import::run(repo, &plan, database.as_mut(), &ImportOptions::default())?;
+    report.created = imported.tables.into_iter().map(|t| t.table).collect();
     report.edited_chunks = imported.edited_chunks;
-    ops::open_source(database)?.apply(&[], Some((&opts.repo_id, branch, head)))?;
+    database.apply(&[], Some((&opts.repo_id, branch, head)))?;
     Ok(report)
 }
 
 fn first_push(
-    database: &str,
+    db: &dyn Opener,
+    source: &mut dyn Target,
     target: &git::Target,
     branch: &str,
     opts: &SyncOptions,
     mut report: SyncReport,
 ) -> Result<SyncReport, Error> {
-    let export = export_options(opts, branch, database, None)?;
-    let pushed = ops::export_commit(database, &target.path, &export, false)?;
+    let database = db.label();
+    let export = export_options(opts, branch, &database, None)?;
+    let pushed = export::export_commit(source, &database, &target.path, &export, false)?;
     if let Some(c) = &pushed {
         git::push(target, branch)?;
-        ops::open_source(database)?.apply(&[], Some((&opts.repo_id, branch, c)))?;
+        source.apply(&[], Some((&opts.repo_id, branch, c)))?;
     }
     report.pushed = pushed;
     Ok(report)
 }
 
 /// How an engine spells what [`statements`] needs.
-pub(crate) struct Dialect {
+pub struct Dialect {
     pub quote: fn(&str) -> String,
     /// The placeholder for parameter `n` (1-based) bound to a cell of `column`.
     pub param: fn(usize, &layout::Column) -> String,
@@ -772,14 +744,27 @@ pub(crate) struct Dialect {
     pub delete_one: fn(&str, &str) -> String,
 }
 
+/// How SQLite spells sync's statements.
+impl Dialect {
+    /// SQLite and doltlite.
+    pub const SQLITE: Dialect = Dialect {
+        quote: |ident| crate::schema::Engine::Sqlite.quote(ident),
+        param: |_, _| "?".into(),
+        is: "IS",
+        delete_one: |table, cond| {
+            format!("DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE {cond} LIMIT 1)")
+        },
+    };
+}
+
 /// One statement and the cells bound to its placeholders, in order.
-pub(crate) struct Stmt<'a> {
+pub struct Stmt<'a> {
     pub sql: String,
     pub params: Vec<(&'a Cell, &'a layout::Column)>,
 }
 
 /// A text column, for binding the state table's values.
-pub(crate) fn text_column(name: &str) -> layout::Column {
+pub fn text_column(name: &str) -> layout::Column {
     layout::Column {
         name: name.into(),
         declared_type: "text".into(),
@@ -792,7 +777,7 @@ pub(crate) fn text_column(name: &str) -> layout::Column {
 
 /// The statements for `changes`, in an order that keeps keys unique: all
 /// deletes, then updates, then inserts.
-pub(crate) fn statements<'a>(d: &Dialect, changes: &'a [TableChanges]) -> Vec<Stmt<'a>> {
+pub fn statements<'a>(d: &Dialect, changes: &'a [TableChanges]) -> Vec<Stmt<'a>> {
     let mut out: Vec<Stmt<'a>> = Vec::new();
     for t in changes {
         let table = (d.quote)(&t.table);
@@ -863,7 +848,7 @@ pub(crate) fn statements<'a>(d: &Dialect, changes: &'a [TableChanges]) -> Vec<St
 }
 
 /// The state table's DDL, valid in SQLite, PostgreSQL and MySQL.
-pub(crate) fn state_ddl(quote: fn(&str) -> String) -> String {
+pub fn state_ddl(quote: fn(&str) -> String) -> String {
     format!(
         "CREATE TABLE IF NOT EXISTS {} (repo VARCHAR(500) NOT NULL, branch VARCHAR(200) NOT NULL, \
          commit_id VARCHAR(64) NOT NULL, synced_at VARCHAR(40) NOT NULL, source_rev VARCHAR(64), \
@@ -873,7 +858,7 @@ pub(crate) fn state_ddl(quote: fn(&str) -> String) -> String {
 }
 
 /// Statements that record `(repo, branch) → commit`, with their values.
-pub(crate) fn state_statements(d: &Dialect, repo: &str, branch: &str, commit: &str) -> Vec<(String, Vec<Cell>)> {
+pub fn state_statements(d: &Dialect, repo: &str, branch: &str, commit: &str) -> Vec<(String, Vec<Cell>)> {
     let t = (d.quote)(STATE_TABLE);
     let c = text_column("v");
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);

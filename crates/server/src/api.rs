@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use tessera_repo::monorepo::{MergeOutcome, Monorepo};
 use tessera_store::{MergeRequest, MrStatus};
 
-use crate::auth::{self, Need};
+use crate::auth::{self, audited, load_for, Need};
 use crate::error::{ApiError, HttpError};
 use crate::repos::repo_error;
 use crate::State;
@@ -80,39 +80,6 @@ async fn list(
 
 async fn load(state: &State, id: i64) -> Result<MergeRequest, HttpError> {
     state.store.mr(id).await?.ok_or_else(|| HttpError::not_found(format!("no merge request {id}")))
-}
-
-/// The merge request `id`, if `caller` may do `need` on its path; one the
-/// caller cannot read is "not found", like one that does not exist.
-pub(crate) async fn load_for(
-    state: &State,
-    caller: &auth::Caller,
-    id: i64,
-    need: Need,
-    action: &str,
-) -> Result<MergeRequest, HttpError> {
-    let policy = auth::policy(state).await?;
-    let hidden = || match caller.user {
-        None => HttpError::new(StatusCode::UNAUTHORIZED, format!("authentication required for merge request {id}")),
-        Some(_) => HttpError::not_found(format!("no merge request {id}")),
-    };
-    let mr = state.store.mr(id).await?.ok_or_else(hidden)?;
-    if policy.level(caller.user.as_ref(), &mr.path).is_none() {
-        return Err(hidden());
-    }
-    if let Err(denied) = auth::decide(&policy, caller, &mr.path, need) {
-        if need != Need::Read {
-            audited(state, caller, action, &mr.path, format!("!{id}: {}", denied.message), "denied").await;
-        }
-        return Err(denied);
-    }
-    Ok(mr)
-}
-
-async fn audited(state: &State, caller: &auth::Caller, action: &str, path: &str, detail: String, outcome: &str) {
-    if let Err(e) = state.store.audit(caller.name(), action, Some(path), &detail, outcome).await {
-        tracing::error!("recording {action} on {path} in the audit log: {e}");
-    }
 }
 
 async fn show(

@@ -272,3 +272,38 @@ pub async fn sign_in(state: &State, name: &str, secret: &str) -> Result<(tessera
         Err(refused())
     }
 }
+
+/// The merge request `id`, if `caller` may do `need` on its path; one the
+/// caller cannot read is "not found", like one that does not exist.
+pub(crate) async fn load_for(
+    state: &State,
+    caller: &Caller,
+    id: i64,
+    need: Need,
+    action: &str,
+) -> Result<tessera_store::MergeRequest, HttpError> {
+    let policy = policy(state).await?;
+    let hidden = || match caller.user {
+        None => HttpError::new(StatusCode::UNAUTHORIZED, format!("authentication required for merge request {id}")),
+        Some(_) => HttpError::not_found(format!("no merge request {id}")),
+    };
+    let mr = state.store.mr(id).await?.ok_or_else(hidden)?;
+    if policy.level(caller.user.as_ref(), &mr.path).is_none() {
+        return Err(hidden());
+    }
+    if let Err(denied) = decide(&policy, caller, &mr.path, need) {
+        if need != Need::Read {
+            audited(state, caller, action, &mr.path, format!("!{id}: {}", denied.message), "denied").await;
+        }
+        return Err(denied);
+    }
+    Ok(mr)
+}
+
+/// Records `action` on `path` in the audit log; a failure to record is
+/// logged, never shown to the caller.
+pub(crate) async fn audited(state: &State, caller: &Caller, action: &str, path: &str, detail: String, outcome: &str) {
+    if let Err(e) = state.store.audit(caller.name(), action, Some(path), &detail, outcome).await {
+        tracing::error!("recording {action} on {path} in the audit log: {e}");
+    }
+}

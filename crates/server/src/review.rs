@@ -85,7 +85,7 @@ pub(crate) async fn comment_as(
     line: Option<i64>,
 ) -> Result<Comment, HttpError> {
     let user = caller.user.as_ref().ok_or_else(|| HttpError::new(StatusCode::UNAUTHORIZED, "sign in to comment"))?;
-    let mr = crate::api::load_for(state, caller, id, Need::Read, "mr.comment").await?;
+    let mr = auth::load_for(state, caller, id, Need::Read, "mr.comment").await?;
     let comment = state.store.add_comment(id, &user.name, body, file, line, mr.head).await?;
     let at = match (file, line) {
         (Some(f), Some(l)) => format!(" on {f}:{l}"),
@@ -98,7 +98,7 @@ pub(crate) async fn comment_as(
 
 pub(crate) async fn approve_as(state: &State, caller: &Caller, id: i64) -> Result<MergeRequest, HttpError> {
     let user = caller.user.as_ref().ok_or_else(|| HttpError::new(StatusCode::UNAUTHORIZED, "sign in to approve"))?;
-    let mr = crate::api::load_for(state, caller, id, Need::Maintain, "mr.approve").await?;
+    let mr = auth::load_for(state, caller, id, Need::Maintain, "mr.approve").await?;
     if mr.author == user.name {
         return Err(HttpError::new(StatusCode::FORBIDDEN, "you cannot approve your own merge request"));
     }
@@ -119,7 +119,7 @@ async fn list_comments(
     Path(id): Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
     let caller = auth::caller(&state, &headers).await?;
-    let mr = crate::api::load_for(&state, &caller, id, Need::Read, "mr.show").await?;
+    let mr = auth::load_for(&state, &caller, id, Need::Read, "mr.show").await?;
     let a = approvals(&state, &mr).await?;
     Ok(Json(json!({
         "comments": state.store.comments(id).await?,

@@ -763,7 +763,7 @@ fn diff_pages(
 async fn mr_page(state: &State, caller: &Caller, frame: &mut web::Frame, rest: &str) -> Result<Response, HttpError> {
     let id: i64 =
         rest.trim_matches('/').parse().map_err(|_| HttpError::not_found(format!("no merge request {rest:?}")))?;
-    let mr: MergeRequest = crate::api::load_for(state, caller, id, Need::Read, "mr.show").await?;
+    let mr: MergeRequest = auth::load_for(state, caller, id, Need::Read, "mr.show").await?;
     let policy = auth::policy(state).await?;
     let can_maintain = auth::decide(&policy, caller, &mr.path, Need::Maintain).is_ok();
     frame.title = format!("!{id} {}", mr.title);

@@ -133,7 +133,7 @@ pub fn operator() -> String {
 
 /// Unix seconds as `YYYY-MM-DDTHH:MM:SSZ`.
 pub fn utc(seconds: i64) -> String {
-    tessera_bridge::history::iso_date(seconds)
+    tessera_data::history::iso_date(seconds)
 }
 
 /// A path as rules store it: `/`, or `/a/b` without a trailing slash.

@@ -5,6 +5,7 @@
 
 mod admin;
 mod config;
+mod data;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -99,7 +100,7 @@ enum Command {
     /// The data bridge: SQL tables to git and back.
     Data {
         #[command(subcommand)]
-        command: tessera_bridge::cli::Command,
+        command: data::Command,
     },
     /// Check that every stored object reads back within the limits pushes
     /// are held to; `--repair` stores again, whole, objects an earlier
@@ -509,7 +510,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     if let Command::Data { command } = cli.command {
-        return tessera_bridge::cli::run(command);
+        return data::run(command);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

@@ -3,23 +3,27 @@
 
 use futures::StreamExt;
 use sqlx::postgres::PgConnection;
-use sqlx::{ConnectOptions, Connection, Row};
+use sqlx::{ConnectOptions, Row};
 
-use crate::csv::{self, Cell};
-use crate::layout::{Column, ForeignKey, Index, TableMeta};
-use crate::ops::Shape;
-use crate::value::Affinity;
-use crate::Error;
+use tessera_bridge::csv::{self, Cell};
+use tessera_bridge::engine::{Shape, Source, Target};
+use tessera_bridge::engine::ChunkRows;
+use tessera_bridge::import::insert_values;
+use tessera_bridge::layout::{Column, ForeignKey, Index};
+use tessera_bridge::schema;
+use tessera_bridge::sync::{self, Dialect};
+use tessera_bridge::value::{Affinity, Value};
+use tessera_bridge::Error;
 
 pub struct Postgres {
     rt: tokio::runtime::Runtime,
-    pub(crate) conn: PgConnection,
+    pub conn: PgConnection,
     /// Whether scans may read a table in storage order, betting it is key
-    /// order (see [`Source::scan_records`](crate::ops::Source::scan_records)).
+    /// order (see [`Source::scan_records`](Source::scan_records)).
     storage_order: bool,
     /// Tables whose storage order turned out not to be key order.
     unordered: std::collections::HashSet<String>,
-    /// How to connect again (see [`Source::scan_records`](crate::ops::Source::scan_records)).
+    /// How to connect again (see [`Source::scan_records`](Source::scan_records)).
     options: sqlx::postgres::PgConnectOptions,
     url: String,
 }
@@ -39,40 +43,13 @@ impl Postgres {
             .build()
             .map_err(|e| Error::Database(e.to_string()))?;
         let unreachable =
-            |e: sqlx::Error| Error::Database(format!("cannot connect to {}: {e}", crate::ops::redact(url)));
-        let options = crate::ops::quiet(url.parse::<sqlx::postgres::PgConnectOptions>().map_err(unreachable)?);
+            |e: sqlx::Error| Error::Database(format!("cannot connect to {}: {e}", tessera_bridge::git::redact_url(url)));
+        let options = quiet(url.parse::<sqlx::postgres::PgConnectOptions>().map_err(unreachable)?);
         let mut conn = rt.block_on(options.connect()).map_err(unreachable)?;
         // Imports run DDL whose literals sqlparser's PostgreSQL tokenizer
         // checked, reading '...' without backslash escapes: so must the session.
         rt.block_on(sqlx::raw_sql("SET standard_conforming_strings = on").execute(&mut conn)).map_err(db)?;
         Ok(Postgres { rt, conn, storage_order: false, unordered: Default::default(), options, url: url.to_string() })
-    }
-
-    /// Runs one statement (no parameters).
-    pub(crate) fn execute(&mut self, sql: &str) -> Result<(), sqlx::Error> {
-        let Postgres { rt, conn, .. } = self;
-        rt.block_on(sqlx::raw_sql(sql).execute(&mut *conn)).map(|_| ())
-    }
-
-    /// Runs one statement with `values` bound as their PostgreSQL text
-    /// forms (the statement casts each to its column's type, as COPY would
-    /// read it); the database's message on failure.
-    pub(crate) fn insert_values(&mut self, sql: &str, values: &[crate::value::Value]) -> Result<(), String> {
-        use crate::value::Value;
-        let Postgres { rt, conn, .. } = self;
-        let mut q = sqlx::query(sql);
-        for v in values {
-            q = q.bind(match v {
-                Value::Null => None,
-                Value::Integer(i) => Some(i.to_string()),
-                Value::Real(f) => Some(crate::value::real_text(*f)),
-                Value::Text(t) => Some(t.clone()),
-                Value::Blob(b) => Some(format!("\\x{}", hex::encode(b))),
-            });
-        }
-        rt.block_on(q.execute(&mut *conn))
-            .map(|_| ())
-            .map_err(|e| e.as_database_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string()))
     }
 
     pub fn table_exists(&mut self, table: &str) -> Result<bool, Error> {
@@ -106,7 +83,7 @@ impl Postgres {
     }
 }
 
-impl crate::ops::Source for Postgres {
+impl Source for Postgres {
     fn engine(&self) -> &'static str {
         "postgres"
     }
@@ -317,9 +294,9 @@ impl crate::ops::Source for Postgres {
                 // The connection is still inside the abandoned COPY; a new
                 // one is cheaper than reading the rest of the table.
                 let Postgres { rt, conn, options, url, .. } = self;
-                *conn = rt
-                    .block_on(options.connect())
-                    .map_err(|e| Error::Database(format!("cannot connect to {}: {e}", crate::ops::redact(url))))?;
+                *conn = rt.block_on(options.connect()).map_err(|e| {
+                    Error::Database(format!("cannot connect to {}: {e}", tessera_bridge::git::redact_url(url)))
+                })?;
             }
             return scanned;
         }
@@ -337,23 +314,23 @@ impl crate::ops::Source for Postgres {
     }
 
     fn sync_state(&mut self, repo: &str, branch: &str) -> Result<Option<String>, Error> {
-        if !self.table_exists(crate::sync::STATE_TABLE)? {
+        if !self.table_exists(sync::STATE_TABLE)? {
             return Ok(None);
         }
         let Postgres { rt, conn, .. } = self;
-        let sql = format!("SELECT commit_id FROM {} WHERE repo = $1 AND branch = $2", quote(crate::sync::STATE_TABLE));
+        let sql = format!("SELECT commit_id FROM {} WHERE repo = $1 AND branch = $2", quote(sync::STATE_TABLE));
         let row = rt.block_on(sqlx::query(&sql).bind(repo).bind(branch).fetch_optional(&mut *conn)).map_err(db)?;
         row.map(|r| r.try_get::<String, _>(0).map_err(db)).transpose()
     }
 
-    fn apply(&mut self, changes: &[crate::sync::TableChanges], state: Option<(&str, &str, &str)>) -> Result<(), Error> {
-        let create_state = state.is_some() && !self.table_exists(crate::sync::STATE_TABLE)?;
+    fn apply(&mut self, changes: &[sync::TableChanges], state: Option<(&str, &str, &str)>) -> Result<(), Error> {
+        let create_state = state.is_some() && !self.table_exists(sync::STATE_TABLE)?;
         let Postgres { rt, conn, .. } = self;
         rt.block_on(async {
             use sqlx::Connection;
             let mut tx = conn.begin().await.map_err(db)?;
             sqlx::query("SET CONSTRAINTS ALL DEFERRED").execute(&mut *tx).await.map_err(db)?;
-            for stmt in crate::sync::statements(&DIALECT, changes) {
+            for stmt in sync::statements(&DIALECT, changes) {
                 let mut q = sqlx::query(&stmt.sql);
                 for (cell, _) in &stmt.params {
                     q = q.bind(cell.as_deref());
@@ -362,9 +339,9 @@ impl crate::ops::Source for Postgres {
             }
             if let Some((repo, branch, commit)) = state {
                 if create_state {
-                    sqlx::query(&crate::sync::state_ddl(quote)).execute(&mut *tx).await.map_err(db)?;
+                    sqlx::query(&sync::state_ddl(quote)).execute(&mut *tx).await.map_err(db)?;
                 }
-                for (sql, values) in crate::sync::state_statements(&DIALECT, repo, branch, commit) {
+                for (sql, values) in sync::state_statements(&DIALECT, repo, branch, commit) {
                     let mut q = sqlx::query(&sql);
                     for v in &values {
                         q = q.bind(v.as_deref());
@@ -379,7 +356,7 @@ impl crate::ops::Source for Postgres {
 
 /// How PostgreSQL spells sync's statements: every value is bound as text
 /// and cast to the column's type, which is how COPY reads it too.
-const DIALECT: crate::sync::Dialect = crate::sync::Dialect {
+const DIALECT: Dialect = Dialect {
     quote,
     param: |n, col| format!("${n}::text::{}", col.declared_type),
     is: "IS NOT DISTINCT FROM",
@@ -460,155 +437,14 @@ fn copy_error_line(message: &str) -> usize {
         .unwrap_or(0)
 }
 
-/// Loads the tables `names` of the export at `rev` into PostgreSQL, all in
-/// one transaction: tables, then rows with COPY (the chunk files are
-/// already in COPY's CSV format), then foreign keys, indexes and sequences.
-/// Chunks an interrupted import committed: `(table, position, blob)`;
-/// position -1 marks a table the import created.
-use crate::ops::IMPORT_PROGRESS;
-
-/// Loads an export into PostgreSQL, resumably when no table is replaced:
-/// one transaction per chunk (COPY plus a row in `_tessera_import`), so a
-/// re-run after an interruption keeps the chunks whose position and blob
-/// still match; foreign keys, indexes and sequence positions come in one
-/// final transaction. Damage drops what the import created. Replacing
-/// existing tables is one transaction, so a failure keeps the old ones.
-pub fn import(
-    repo: &std::path::Path,
-    rev: &str,
-    names: &[String],
-    database: &str,
-    replace: bool,
-) -> Result<crate::ops::ImportReport, Error> {
-    let mut pg = Postgres::connect(database)?;
-    let ours: std::collections::HashSet<String> = if pg.table_exists(IMPORT_PROGRESS)? {
-        let Postgres { rt, conn, .. } = &mut pg;
-        let rows = rt
-            .block_on(
-                sqlx::query(&format!("SELECT DISTINCT tbl FROM {}", quote(IMPORT_PROGRESS))).fetch_all(&mut *conn),
-            )
-            .map_err(db)?;
-        rows.iter().map(|r| r.try_get::<String, _>(0).map_err(db)).collect::<Result<_, _>>()?
-    } else {
-        Default::default()
-    };
-    if let Some(taken) = crate::ops::first_taken(names, &ours, &mut |n| pg.table_exists(n))? {
-        if !replace {
-            return Err(Error::TargetNotEmpty(taken));
-        }
-        drop(pg);
-        return import_at_once(repo, rev, names, database, replace);
-    }
-    let metas = crate::ops::table_metas(repo, rev, names)?;
-    let mut report = crate::ops::ImportReport::default();
-    let progress = quote(IMPORT_PROGRESS);
-    let Postgres { rt, conn, .. } = &mut pg;
-    let loaded = rt.block_on(async {
-        sqlx::raw_sql(&format!(
-            "CREATE TABLE IF NOT EXISTS {progress} (tbl text NOT NULL, position bigint NOT NULL, blob text NOT NULL, \
-             PRIMARY KEY (tbl, position))"
-        ))
-        .execute(&mut *conn)
-        .await
-        .map_err(db)?;
-        for meta in &metas {
-            let name = &meta.name;
-            let blobs = crate::ops::chunk_blobs(repo, rev, meta)?;
-            let recorded: Vec<(i64, String)> = sqlx::query_as(&format!(
-                "SELECT position, blob FROM {progress} WHERE tbl = $1 AND position >= 0 ORDER BY position"
-            ))
-            .bind(name)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(db)?;
-            let done = if ours.contains(name) { crate::ops::resume_point(&blobs, &recorded) } else { 0 };
-            if done == 0 {
-                let mut tx = conn.begin().await.map_err(db)?;
-                // A table a previous, different run of this import created.
-                if ours.contains(name) {
-                    sqlx::raw_sql(&format!("DROP TABLE IF EXISTS {} CASCADE", quote(name)))
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(db)?;
-                }
-                sqlx::query(&format!("DELETE FROM {progress} WHERE tbl = $1"))
-                    .bind(name)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
-                for stmt in &crate::ops::ddl_of(meta)?.create {
-                    // One statement each (the extended protocol takes no more).
-                    sqlx::query(stmt)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(|e| Error::Database(format!("creating {name}: {e}")))?;
-                }
-                sqlx::query(&format!("INSERT INTO {progress} (tbl, position, blob) VALUES ($1, -1, '')"))
-                    .bind(name)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
-                tx.commit().await.map_err(db)?;
-            } else {
-                report.resumed.push((name.clone(), done));
-            }
-            let mut total: u64 = meta.chunks[..done].iter().map(|c| c.rows).sum();
-            for (i, (chunk, blob)) in meta.chunks.iter().zip(&blobs).enumerate().skip(done) {
-                let mut tx = conn.begin().await.map_err(db)?;
-                total += copy_chunk(&mut tx, repo, rev, meta, chunk, &mut report.edited_chunks).await?;
-                sqlx::query(&format!("INSERT INTO {progress} (tbl, position, blob) VALUES ($1, $2, $3)"))
-                    .bind(name)
-                    .bind(i as i64)
-                    .bind(blob)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
-                tx.commit().await.map_err(db)?;
-            }
-            report.tables.push((name.clone(), total));
-        }
-        let mut tx = conn.begin().await.map_err(db)?;
-        for meta in &metas {
-            for stmt in &crate::ops::ddl_of(meta)?.after {
-                sqlx::query(stmt).execute(&mut *tx).await.map_err(|e| Error::Damaged {
-                    file: format!("data/{}/", meta.name),
-                    line: 0,
-                    reason: e.to_string(),
-                })?;
-            }
-        }
-        sqlx::raw_sql(&format!("DROP TABLE {progress}")).execute(&mut *tx).await.map_err(db)?;
-        tx.commit().await.map_err(|e| Error::Database(format!("committing the import: {e}")))
-    });
-    if let Err(e) = loaded {
-        if matches!(e, Error::Damaged { .. }) {
-            let _ = rt.block_on(async {
-                for meta in &metas {
-                    let _ = sqlx::raw_sql(&format!("DROP TABLE IF EXISTS {} CASCADE", quote(&meta.name)))
-                        .execute(&mut *conn)
-                        .await;
-                }
-                sqlx::raw_sql(&format!("DROP TABLE IF EXISTS {progress}")).execute(&mut *conn).await
-            });
-        }
-        return Err(e);
-    }
-    Ok(report)
-}
-
-/// COPYs one chunk file into its table inside `tx`; returns its rows.
-async fn copy_chunk(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    repo: &std::path::Path,
-    rev: &str,
-    meta: &TableMeta,
-    chunk: &crate::layout::ChunkMeta,
-    edited: &mut Vec<String>,
-) -> Result<u64, Error> {
+/// COPYs one chunk's rows (as exported: COPY's own CSV) into its table,
+/// inside the transaction the import opened; returns how many.
+async fn copy_chunk(conn: &mut PgConnection, rows: ChunkRows<'_>) -> Result<u64, Error> {
+    let (meta, chunk) = (rows.meta, rows.chunk);
+    let intact = rows.stored().1;
     let cols: Vec<String> = meta.columns.iter().map(|c| quote(&c.name)).collect();
     let sql = format!("COPY {} ({}) FROM STDIN WITH (FORMAT csv, HEADER true)", quote(&meta.name), cols.join(", "));
-    let (data, intact) = crate::ops::load_chunk(repo, rev, chunk, meta.chunk_limit, edited)?;
-    let data = crate::ops::decompress(&chunk.file, data, crate::ops::decompress_limit(meta, chunk, intact))?;
+    let data = rows.csv()?;
     let damaged = |e: sqlx::Error| {
         // COPY names the line in the error's context ("COPY t, line 4"),
         // counting the header as line 1 as the file does.
@@ -624,7 +460,7 @@ async fn copy_chunk(
         Error::Damaged { file: chunk.file.clone(), line: copy_error_line(&context), reason }
     };
     let data = quote_end_markers(data, meta.columns.len());
-    let mut copy = tx.copy_in_raw(&sql).await.map_err(db)?;
+    let mut copy = conn.copy_in_raw(&sql).await.map_err(db)?;
     copy.send(data).await.map_err(damaged)?;
     let rows = copy.finish().await.map_err(damaged)?;
     if intact && rows != chunk.rows {
@@ -663,51 +499,97 @@ fn quote_end_markers(data: Vec<u8>, columns: usize) -> Vec<u8> {
     out
 }
 
-/// Loads an export into PostgreSQL in one transaction (replacing tables).
-fn import_at_once(
-    repo: &std::path::Path,
-    rev: &str,
-    names: &[String],
-    database: &str,
-    replace: bool,
-) -> Result<crate::ops::ImportReport, Error> {
-    let mut pg = Postgres::connect(database)?;
-    let (metas, existing) = crate::ops::load_metas(repo, rev, names, replace, &mut |name| pg.table_exists(name))?;
-    let mut report = crate::ops::ImportReport::default();
-    let Postgres { rt, conn, .. } = &mut pg;
-    rt.block_on(async {
-        let mut tx = conn.begin().await.map_err(db)?;
-        for name in &existing {
-            sqlx::raw_sql(&format!("DROP TABLE {} CASCADE", quote(name))).execute(&mut *tx).await.map_err(db)?;
+/// Connection options without sqlx's slow-statement warnings: a bulk
+/// COPY or SELECT of a whole table is slow by design.
+fn quiet<O: ConnectOptions>(options: O) -> O {
+    options.log_slow_statements(log::LevelFilter::Off, std::time::Duration::ZERO)
+}
+
+/// The database's own message for a failed statement.
+fn refused(e: sqlx::Error) -> Error {
+    Error::Database(e.as_database_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string()))
+}
+
+/// A query result's column as text, whatever its type.
+fn text_of(row: &sqlx::postgres::PgRow, i: usize) -> Result<Option<String>, Error> {
+    if let Ok(v) = row.try_get::<Option<String>, _>(i) {
+        return Ok(v);
+    }
+    if let Ok(v) = row.try_get::<Option<i64>, _>(i) {
+        return Ok(v.map(|v| v.to_string()));
+    }
+    if let Ok(v) = row.try_get::<Option<i32>, _>(i) {
+        return Ok(v.map(|v| v.to_string()));
+    }
+    if let Ok(v) = row.try_get::<Option<bool>, _>(i) {
+        return Ok(v.map(|v| v.to_string()));
+    }
+    row.try_get::<Option<f64>, _>(i).map(|v| v.map(|v| v.to_string())).map_err(db)
+}
+
+impl Target for Postgres {
+    fn dialect(&self) -> schema::Engine {
+        schema::Engine::Postgres
+    }
+
+    /// `$n`, cast to the column's type when converting from another engine
+    /// family (values are bound by their own type).
+    fn placeholder(&self, n: usize, sql_type: Option<&str>) -> String {
+        match sql_type {
+            Some(t) => format!("CAST(${n} AS {t})"),
+            None => format!("${n}"),
         }
-        for meta in &metas {
-            for stmt in &crate::ops::ddl_of(meta)?.create {
-                sqlx::query(stmt)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| Error::Database(format!("creating {}: {e}", meta.name)))?;
-            }
+    }
+
+    /// One statement (the extended protocol takes no more).
+    fn execute(&mut self, sql: &str, params: &[Value]) -> Result<(), Error> {
+        let Postgres { rt, conn, .. } = self;
+        let mut q = sqlx::query(sql).persistent(!params.is_empty());
+        for v in params {
+            q = match v {
+                Value::Null => q.bind(None::<String>),
+                Value::Integer(i) => q.bind(*i),
+                Value::Real(f) => q.bind(*f),
+                Value::Text(t) => q.bind(t.clone()),
+                Value::Blob(b) => q.bind(b.clone()),
+            };
         }
-        for meta in &metas {
-            let mut total = 0;
-            for chunk in &meta.chunks {
-                total += copy_chunk(&mut tx, repo, rev, meta, chunk, &mut report.edited_chunks).await?;
-            }
-            report.tables.push((meta.name.clone(), total));
+        rt.block_on(q.execute(&mut *conn)).map(|_| ()).map_err(refused)
+    }
+
+    fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Vec<Option<String>>>, Error> {
+        let Postgres { rt, conn, .. } = self;
+        let mut q = sqlx::query(sql);
+        for v in params {
+            q = match v {
+                Value::Null => q.bind(None::<String>),
+                Value::Integer(i) => q.bind(*i),
+                Value::Real(f) => q.bind(*f),
+                Value::Text(t) => q.bind(t.clone()),
+                Value::Blob(b) => q.bind(b.clone()),
+            };
         }
-        for meta in &metas {
-            for stmt in &crate::ops::ddl_of(meta)?.after {
-                sqlx::query(stmt)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| Error::Database(format!("{}: {e}", meta.name)))?;
-            }
+        let rows = rt.block_on(q.fetch_all(&mut *conn)).map_err(refused)?;
+        rows.iter().map(|r| (0..r.len()).map(|i| text_of(r, i)).collect()).collect()
+    }
+
+    fn drop_table_sql(&self, table: &str) -> String {
+        format!("DROP TABLE IF EXISTS {} CASCADE", quote(table))
+    }
+
+    fn failed_statement_aborts(&self) -> bool {
+        true
+    }
+
+    fn load(&mut self, rows: ChunkRows<'_>) -> Result<u64, Error> {
+        if rows.converted() {
+            // Multi-row INSERTs: a round trip per row would dominate.
+            let per_batch = (30_000 / rows.meta.columns.len().max(1)).clamp(1, 500);
+            return insert_values(self, rows, per_batch);
         }
-        sqlx::raw_sql(&crate::ops::forget_interrupted_imports(quote)).execute(&mut *tx).await.map_err(db)?;
-        tx.commit().await.map_err(|e| Error::Database(format!("committing the import: {e}")))?;
-        Ok::<_, Error>(())
-    })?;
-    Ok(report)
+        let Postgres { rt, conn, .. } = self;
+        rt.block_on(copy_chunk(conn, rows))
+    }
 }
 
 #[cfg(test)]

@@ -8,13 +8,23 @@
 //! them is alive.
 #![allow(unsafe_code)]
 
+use std::collections::BTreeSet;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::path::{Path, PathBuf};
 
-use crate::csv::Cell;
-use crate::ops::Shape;
-use crate::value::{Affinity, Value};
-use crate::Error;
+use tessera_bridge::csv::{self, Cell};
+use tessera_bridge::engine::{Shape, Source, Target, Versioned};
+use tessera_bridge::engine::ChunkRows;
+use tessera_bridge::schema;
+use tessera_bridge::sync::{self, Dialect};
+use tessera_bridge::value::{Affinity, Value};
+use tessera_bridge::Error;
+
+pub mod history;
+
+fn quote(ident: &str) -> String {
+    schema::Engine::Sqlite.quote(ident)
+}
 
 const SQLITE_OK: c_int = 0;
 const SQLITE_ROW: c_int = 100;
@@ -168,7 +178,7 @@ impl Doltlite {
     }
 
     /// Runs `sql` with `params`, handing each result row to `each`.
-    pub fn query(
+    pub fn each_row(
         &self,
         sql: &str,
         params: &[Value],
@@ -264,12 +274,12 @@ impl Doltlite {
     }
 
     pub fn execute(&self, sql: &str, params: &[Value]) -> Result<(), Error> {
-        self.query(sql, params, &mut |_| Ok(()))
+        self.each_row(sql, params, &mut |_| Ok(()))
     }
 
-    pub(crate) fn strings(&self, sql: &str, params: &[Value]) -> Result<Vec<Vec<Value>>, Error> {
+    pub fn strings(&self, sql: &str, params: &[Value]) -> Result<Vec<Vec<Value>>, Error> {
         let mut out = Vec::new();
-        self.query(sql, params, &mut |row| {
+        self.each_row(sql, params, &mut |row| {
             out.push(row);
             Ok(())
         })?;
@@ -277,7 +287,7 @@ impl Doltlite {
     }
 }
 
-pub(crate) fn text(v: &Value) -> String {
+pub fn text(v: &Value) -> String {
     match v {
         Value::Text(t) => t.clone(),
         Value::Integer(i) => i.to_string(),
@@ -292,46 +302,47 @@ impl Doltlite {
     fn record_source_rev(&self, repo: &str, branch: &str) -> Result<(), Error> {
         let dirty = self.strings(
             "SELECT table_name FROM dolt_status WHERE table_name <> ?1",
-            &[Value::Text(crate::sync::STATE_TABLE.into())],
+            &[Value::Text(sync::STATE_TABLE.into())],
         )?;
         let rev = if dirty.is_empty() {
             self.strings("SELECT dolt_hashof('HEAD')", &[])?.first().and_then(|r| r.first()).map(text)
         } else {
             None
         };
-        let table = crate::sqlite::quote(crate::sync::STATE_TABLE);
+        let table = quote(sync::STATE_TABLE);
         // State tables from before this column existed get it now.
         if !self.has_source_rev()? {
-            self.execute(&format!("ALTER TABLE {table} ADD COLUMN source_rev VARCHAR(64)"), &[])?;
+            Doltlite::execute(self, &format!("ALTER TABLE {table} ADD COLUMN source_rev VARCHAR(64)"), &[])?;
         }
         let sql = format!("UPDATE {table} SET source_rev = ?1 WHERE repo = ?2 AND branch = ?3");
         let rev = rev.map(Value::Text).unwrap_or(Value::Null);
-        self.execute(&sql, &[rev, Value::Text(repo.into()), Value::Text(branch.into())])
+        Doltlite::execute(self, &sql, &[rev, Value::Text(repo.into()), Value::Text(branch.into())])
     }
 
     fn has_source_rev(&self) -> Result<bool, Error> {
-        let table = crate::sqlite::quote(crate::sync::STATE_TABLE);
+        let table = quote(sync::STATE_TABLE);
         let columns = self.strings(&format!("PRAGMA table_info({table})"), &[])?;
         Ok(columns.iter().any(|c| c.get(1).map(text).as_deref() == Some("source_rev")))
     }
 
     /// The Dolt commit recorded by the last sync with `repo`'s `branch`.
-    pub(crate) fn synced_source_rev(&self, repo: &str, branch: &str) -> Result<Option<String>, Error> {
+    pub fn synced_source_rev(&self, repo: &str, branch: &str) -> Result<Option<String>, Error> {
         if !self.has_source_rev()? {
             return Ok(None);
         }
-        let sql = format!(
-            "SELECT source_rev FROM {} WHERE repo = ?1 AND branch = ?2",
-            crate::sqlite::quote(crate::sync::STATE_TABLE)
-        );
+        let sql = format!("SELECT source_rev FROM {} WHERE repo = ?1 AND branch = ?2", quote(sync::STATE_TABLE));
         let rows = self.strings(&sql, &[Value::Text(repo.into()), Value::Text(branch.into())])?;
         Ok(rows.first().and_then(|r| r.first()).filter(|v| !matches!(v, Value::Null)).map(text))
     }
 }
 
-impl crate::ops::Source for Doltlite {
+impl Source for Doltlite {
     fn engine(&self) -> &'static str {
         "doltlite"
+    }
+
+    fn versioned(&mut self) -> Option<&mut dyn Versioned> {
+        Some(self)
     }
 
     fn tables(&mut self) -> Result<Vec<String>, Error> {
@@ -346,7 +357,7 @@ impl crate::ops::Source for Doltlite {
         let create = self
             .strings("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", &[Value::Text(table.into())])?;
         let create_sql = create.first().map(|r| text(&r[0])).ok_or_else(|| Error::UnknownTable(table.to_string()))?;
-        let info = self.strings(&format!("PRAGMA table_info({})", crate::sqlite::quote(table)), &[])?;
+        let info = self.strings(&format!("PRAGMA table_info({})", quote(table)), &[])?;
         let mut columns = Vec::new();
         let mut pk: Vec<(i64, String)> = Vec::new();
         for r in &info {
@@ -358,7 +369,7 @@ impl crate::ops::Source for Doltlite {
                     pk.push((p, name.clone()));
                 }
             }
-            columns.push(crate::layout::Column {
+            columns.push(tessera_bridge::layout::Column {
                 name,
                 binary: affinity == Affinity::Blob,
                 declared_type: declared,
@@ -377,7 +388,7 @@ impl crate::ops::Source for Doltlite {
                 &[Value::Text(table.into())],
             )?
             .iter()
-            .map(|r| crate::layout::Index {
+            .map(|r| tessera_bridge::layout::Index {
                 name: text(&r[0]),
                 unique: text(&r[1]).contains("UNIQUE"),
                 columns: vec![],
@@ -400,15 +411,15 @@ impl crate::ops::Source for Doltlite {
 
     fn divisor(&mut self, shape: &Shape, target_bytes: u64) -> Result<u64, Error> {
         // The average record of a sample of rows, as the chunks will hold it.
-        let q = crate::sqlite::quote;
+        let q = quote;
         let cols: Vec<String> = shape.columns.iter().map(|c| q(&c.name)).collect();
         let sql = format!("SELECT {} FROM {} LIMIT 1000", cols.join(", "), q(&shape.name));
         let (mut bytes, mut rows) = (0u64, 0u64);
         let mut record = Vec::new();
-        self.query(&sql, &[], &mut |values| {
+        self.each_row(&sql, &[], &mut |values| {
             let cells: Vec<Cell> = values.iter().zip(&shape.columns).map(|(v, c)| v.to_cell(c.affinity)).collect();
             record.clear();
-            crate::csv::write_record(&mut record, &cells);
+            csv::write_record(&mut record, &cells);
             bytes += record.len() as u64;
             rows += 1;
             Ok(())
@@ -418,7 +429,7 @@ impl crate::ops::Source for Doltlite {
     }
 
     fn scan(&mut self, shape: &Shape, each: &mut dyn FnMut(&[Cell]) -> Result<(), Error>) -> Result<(), Error> {
-        let q = crate::sqlite::quote;
+        let q = quote;
         let order: Vec<String> = shape.order().iter().map(|c| q(c)).collect();
         let cols: Vec<String> = shape.columns.iter().map(|c| q(&c.name)).collect();
         let (from, params) = match &self.at {
@@ -442,56 +453,51 @@ impl crate::ops::Source for Doltlite {
         let filter = if conditions.is_empty() { String::new() } else { format!(" WHERE {}", conditions.join(" AND ")) };
         let sql = format!("SELECT {} FROM {from}{filter} ORDER BY {}", cols.join(", "), order.join(", "));
         let columns = shape.columns.clone();
-        self.query(&sql, &params, &mut |values| {
+        self.each_row(&sql, &params, &mut |values| {
             let cells: Vec<Cell> = values.iter().zip(&columns).map(|(v, c)| v.to_cell(c.affinity)).collect();
             each(&cells)
         })
     }
 
     fn sync_state(&mut self, repo: &str, branch: &str) -> Result<Option<String>, Error> {
-        let exists = self.strings(
-            "SELECT name FROM sqlite_master WHERE name = ?1",
-            &[Value::Text(crate::sync::STATE_TABLE.into())],
-        )?;
+        let exists =
+            self.strings("SELECT name FROM sqlite_master WHERE name = ?1", &[Value::Text(sync::STATE_TABLE.into())])?;
         if exists.is_empty() {
             return Ok(None);
         }
-        let sql = format!(
-            "SELECT commit_id FROM {} WHERE repo = ?1 AND branch = ?2",
-            crate::sqlite::quote(crate::sync::STATE_TABLE)
-        );
+        let sql = format!("SELECT commit_id FROM {} WHERE repo = ?1 AND branch = ?2", quote(sync::STATE_TABLE));
         let rows = self.strings(&sql, &[Value::Text(repo.into()), Value::Text(branch.into())])?;
         Ok(rows.first().and_then(|r| r.first()).map(text))
     }
 
-    fn apply(&mut self, changes: &[crate::sync::TableChanges], state: Option<(&str, &str, &str)>) -> Result<(), Error> {
-        self.execute("BEGIN", &[])?;
+    fn apply(&mut self, changes: &[sync::TableChanges], state: Option<(&str, &str, &str)>) -> Result<(), Error> {
+        Doltlite::execute(self, "BEGIN", &[])?;
         let run = || -> Result<(), Error> {
-            for stmt in crate::sync::statements(&crate::sqlite::DIALECT, changes) {
+            for stmt in sync::statements(&Dialect::SQLITE, changes) {
                 let mut params = Vec::with_capacity(stmt.params.len());
                 for (cell, col) in &stmt.params {
                     params.push(
-                        crate::value::from_cell(cell, col.affinity)
+                        tessera_bridge::value::from_cell(cell, col.affinity)
                             .map_err(|e| Error::Database(format!("column {}: {e}", col.name)))?,
                     );
                 }
-                self.execute(&stmt.sql, &params)?;
+                Doltlite::execute(self, &stmt.sql, &params)?;
             }
             if let Some((repo, branch, commit)) = state {
-                self.execute(&crate::sync::state_ddl(crate::sqlite::quote), &[])?;
-                for (sql, values) in crate::sync::state_statements(&crate::sqlite::DIALECT, repo, branch, commit) {
+                Doltlite::execute(self, &sync::state_ddl(quote), &[])?;
+                for (sql, values) in sync::state_statements(&Dialect::SQLITE, repo, branch, commit) {
                     let values: Vec<Value> =
                         values.into_iter().map(|v| v.map(Value::Text).unwrap_or(Value::Null)).collect();
-                    self.execute(&sql, &values)?;
+                    Doltlite::execute(self, &sql, &values)?;
                 }
             }
             Ok(())
         };
         match run() {
             Ok(()) => {
-                self.execute("COMMIT", &[])?;
+                Doltlite::execute(self, "COMMIT", &[])?;
                 if !changes.iter().all(|c| c.deletes.is_empty() && c.inserts.is_empty() && c.updates.is_empty()) {
-                    self.execute("SELECT dolt_commit('-A', '-m', 'Sync from git by tessera')", &[])?;
+                    Doltlite::execute(self, "SELECT dolt_commit('-A', '-m', 'Sync from git by tessera')", &[])?;
                 }
                 // Only the state written after a push (no rows to apply)
                 // marks the data as synced up to the Dolt commit.
@@ -501,189 +507,109 @@ impl crate::ops::Source for Doltlite {
                 Ok(())
             }
             Err(e) => {
-                let _ = self.execute("ROLLBACK", &[]);
+                let _ = Doltlite::execute(self, "ROLLBACK", &[]);
                 Err(e)
             }
         }
     }
 }
 
-/// Loads an export into a new or existing doltlite file and records it as
-/// one Dolt commit. Each chunk is a transaction of its own in the working
-/// set that also records it in `_tessera_import`, so an interrupted import
-/// picks up after the last chunk it committed; the progress table is gone
-/// before the Dolt commit, so history never shows it. `--replace` of
-/// tables the import did not create loads in one transaction instead.
-pub fn import(
-    repo: &Path,
-    rev: &str,
-    names: &[String],
-    database: &str,
-    replace: bool,
-) -> Result<crate::ops::ImportReport, Error> {
-    use crate::ops::IMPORT_PROGRESS;
-    use crate::sqlite::quote;
-    let path = database.strip_prefix("sqlite://").unwrap_or(database);
-    let fresh = !Path::new(path).exists();
-    let mut db = Doltlite::open(path, true)?;
-    let existing: Vec<String> = if fresh { Vec::new() } else { crate::ops::Source::tables(&mut db)? };
-    let ours: std::collections::HashSet<String> = if existing.iter().any(|t| t == IMPORT_PROGRESS) {
-        let rows = db.strings(&format!("SELECT DISTINCT tbl FROM {}", quote(IMPORT_PROGRESS)), &[])?;
-        rows.iter().filter_map(|r| r.first().map(text)).collect()
-    } else {
-        Default::default()
-    };
-    if crate::ops::first_taken(names, &ours, &mut |n| Ok(existing.iter().any(|e| e == n)))?.is_some() {
-        // Without --replace, this names the table.
-        return import_at_once(&db, repo, rev, names, &existing, replace);
+/// The rows changed in Dolt since the last sync, read with `dolt_diff_<table>`.
+impl Versioned for Doltlite {
+    fn commits_since_sync(&mut self, repo: &str, branch: &str) -> Result<Option<Vec<String>>, Error> {
+        let Some(rev) = self.synced_source_rev(repo, branch)? else { return Ok(None) };
+        let log: Vec<String> =
+            self.strings("SELECT commit_hash FROM dolt_log", &[])?.iter().map(|r| text(&r[0])).collect();
+        Ok(log.iter().position(|h| *h == rev).map(|pos| log[..pos].to_vec()))
     }
-    let metas = crate::ops::table_metas(repo, rev, names)?;
-    let progress = quote(IMPORT_PROGRESS);
-    let mut report = crate::ops::ImportReport::default();
-    // One transaction of the working set: `f`, then COMMIT, or ROLLBACK.
-    let transaction = |f: &mut dyn FnMut() -> Result<(), Error>| -> Result<(), Error> {
-        db.execute("BEGIN", &[])?;
-        match f() {
-            Ok(()) => db.execute("COMMIT", &[]),
-            Err(e) => {
-                let _ = db.execute("ROLLBACK", &[]);
-                Err(e)
-            }
+
+    /// Keys changed in `table` since Dolt commit `since`: in commits after it on
+    /// the current branch (`newer`) and in the working set.
+    fn changed_keys(
+        &mut self,
+        table: &str,
+        key: &str,
+        newer: &[String],
+        affinity: Affinity,
+    ) -> Result<Vec<String>, Error> {
+        let q = quote;
+        let marks: Vec<String> = (1..=newer.len()).map(|i| format!("?{i}")).collect();
+        let mut filter = "to_commit = 'WORKING'".to_string();
+        if !marks.is_empty() {
+            filter.push_str(&format!(" OR to_commit IN ({})", marks.join(", ")));
         }
-    };
-    let loaded = (|| -> Result<(), Error> {
-        db.execute(
-            &format!(
-                "CREATE TABLE IF NOT EXISTS {progress} (tbl TEXT NOT NULL, position INTEGER NOT NULL, \
-                 blob TEXT NOT NULL, PRIMARY KEY (tbl, position))"
-            ),
-            &[],
-        )?;
-        for meta in &metas {
-            let name = &meta.name;
-            let blobs = crate::ops::chunk_blobs(repo, rev, meta)?;
-            let mut done = 0;
-            if ours.contains(name) && existing.contains(name) {
-                let sql =
-                    format!("SELECT position, blob FROM {progress} WHERE tbl = ? AND position >= 0 ORDER BY position");
-                let recorded: Vec<(i64, String)> = db
-                    .strings(&sql, &[Value::Text(name.clone())])?
-                    .iter()
-                    .map(|r| (text(&r[0]).parse().unwrap_or(-1), text(&r[1])))
-                    .collect();
-                done = crate::ops::resume_point(&blobs, &recorded);
-            }
-            if done == 0 {
-                transaction(&mut || {
-                    db.execute(&format!("DROP TABLE IF EXISTS {}", quote(name)), &[])?;
-                    db.execute(&format!("DELETE FROM {progress} WHERE tbl = ?"), &[Value::Text(name.clone())])?;
-                    for stmt in &crate::ops::ddl_of(meta)?.create {
-                        db.execute(stmt, &[])?;
-                    }
-                    let claim = format!("INSERT INTO {progress} (tbl, position, blob) VALUES (?, -1, '')");
-                    db.execute(&claim, &[Value::Text(name.clone())])
-                })?;
-            } else {
-                report.resumed.push((name.clone(), done));
-            }
-            let mut rows: u64 = meta.chunks[..done].iter().map(|c| c.rows).sum();
-            for (i, (chunk, blob)) in meta.chunks.iter().zip(&blobs).enumerate().skip(done) {
-                transaction(&mut || {
-                    let one = std::slice::from_ref(chunk);
-                    rows += insert_rows(&db, repo, rev, meta, one, &mut report.edited_chunks)?;
-                    let mark = format!("INSERT INTO {progress} (tbl, position, blob) VALUES (?, ?, ?)");
-                    db.execute(&mark, &[Value::Text(name.clone()), Value::Integer(i as i64), Value::Text(blob.clone())])
-                })?;
-            }
-            report.tables.push((name.clone(), rows));
-        }
-        transaction(&mut || {
-            for meta in &metas {
-                for stmt in &crate::ops::ddl_of(meta)?.after {
-                    db.execute(stmt, &[])?;
+        let sql = format!(
+            "SELECT {}, {} FROM {} WHERE {filter}",
+            q(&format!("to_{key}")),
+            q(&format!("from_{key}")),
+            q(&format!("dolt_diff_{table}"))
+        );
+        let params: Vec<Value> = newer.iter().map(|h| Value::Text(h.clone())).collect();
+        let mut keys = BTreeSet::new();
+        for row in self.strings(&sql, &params)? {
+            for v in row {
+                if let Some(cell) = v.to_cell(affinity) {
+                    keys.insert(cell);
                 }
             }
-            db.execute(&format!("DROP TABLE {progress}"), &[])
-        })
-    })();
-    if let Err(e) = loaded {
-        // Damage leaves nothing behind; an interruption of another kind
-        // leaves the committed chunks for a re-run.
-        if matches!(e, Error::Damaged { .. }) {
-            for meta in &metas {
-                let _ = db.execute(&format!("DROP TABLE IF EXISTS {}", quote(&meta.name)), &[]);
-            }
-            let _ = db.execute(&format!("DROP TABLE IF EXISTS {progress}"), &[]);
         }
-        return Err(e);
+        Ok(keys.into_iter().collect())
     }
-    db.execute("SELECT dolt_commit('-A', '-m', 'Import from git by tessera')", &[])?;
-    Ok(report)
+
+    fn scan_range(
+        &mut self,
+        shape: &Shape,
+        low: Option<Value>,
+        high: Option<Value>,
+        each: &mut dyn FnMut(&[Cell]) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        self.range = Some((low, high));
+        let scanned = self.scan(shape, each);
+        self.range = None;
+        scanned
+    }
 }
 
-/// Inserts the rows of `chunks` into `meta`'s table, naming file and line
-/// when one is refused; returns how many.
-fn insert_rows(
-    db: &Doltlite,
-    repo: &Path,
-    rev: &str,
-    meta: &crate::layout::TableMeta,
-    chunks: &[crate::layout::ChunkMeta],
-    edited: &mut Vec<String>,
-) -> Result<u64, Error> {
-    let cols: Vec<String> = meta.columns.iter().map(|c| crate::sqlite::quote(&c.name)).collect();
-    let sql = format!(
-        "INSERT INTO {} ({}) VALUES ({})",
-        crate::sqlite::quote(&meta.name),
-        cols.join(", "),
-        vec!["?"; cols.len()].join(", ")
-    );
-    crate::ops::read_chunks(repo, rev, meta, chunks, true, edited, &mut |file, line, values, _| {
-        db.execute(&sql, &values).map_err(|e| Error::Damaged { file: file.to_string(), line, reason: e.to_string() })
-    })
-}
+/// A doltlite file as an import's target: rows inserted one prepared
+/// statement at a time (in-process, no round trips), the import recorded
+/// as one Dolt commit at the end.
+impl Target for Doltlite {
+    fn dialect(&self) -> schema::Engine {
+        schema::Engine::Sqlite
+    }
 
-/// Replaces existing tables (`--replace`) in one transaction, so they
-/// survive a failed import, then makes one Dolt commit.
-fn import_at_once(
-    db: &Doltlite,
-    repo: &Path,
-    rev: &str,
-    names: &[String],
-    existing: &[String],
-    replace: bool,
-) -> Result<crate::ops::ImportReport, Error> {
-    let (metas, present) =
-        crate::ops::load_metas(repo, rev, names, replace, &mut |n| Ok(existing.iter().any(|e| e == n)))?;
-    let mut report = crate::ops::ImportReport::default();
-    db.execute("BEGIN", &[])?;
-    let result = (|| -> Result<(), Error> {
-        for name in &present {
-            db.execute(&format!("DROP TABLE {}", crate::sqlite::quote(name)), &[])?;
-        }
-        for meta in &metas {
-            for stmt in &crate::ops::ddl_of(meta)?.create {
-                db.execute(stmt, &[])?;
-            }
-        }
-        for meta in &metas {
-            let rows = insert_rows(db, repo, rev, meta, &meta.chunks, &mut report.edited_chunks)?;
-            for stmt in &crate::ops::ddl_of(meta)?.after {
-                db.execute(stmt, &[])?;
-            }
-            report.tables.push((meta.name.clone(), rows));
-        }
-        db.execute(&crate::ops::forget_interrupted_imports(crate::sqlite::quote), &[])
-    })();
-    match result {
-        Ok(()) => {
-            db.execute("COMMIT", &[])?;
-            db.execute("SELECT dolt_commit('-A', '-m', 'Import from git by tessera')", &[])?;
-            Ok(report)
-        }
-        Err(e) => {
-            let _ = db.execute("ROLLBACK", &[]);
-            Err(e)
-        }
+    fn execute(&mut self, sql: &str, params: &[Value]) -> Result<(), Error> {
+        Doltlite::execute(self, sql, params)
+    }
+
+    fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Vec<Option<String>>>, Error> {
+        let rows = self.strings(sql, params)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| r.into_iter().map(|v| if v == Value::Null { None } else { Some(text(&v)) }).collect())
+            .collect())
+    }
+
+    fn load(&mut self, rows: ChunkRows<'_>) -> Result<u64, Error> {
+        let meta = rows.meta;
+        let file = rows.chunk.file.clone();
+        let cols: Vec<String> = meta.columns.iter().map(|c| quote(&c.name)).collect();
+        let sql = format!(
+            "INSERT INTO {} ({}) VALUES ({})",
+            quote(&meta.name),
+            cols.join(", "),
+            vec!["?"; cols.len()].join(", ")
+        );
+        rows.values(&mut |line, values| {
+            Doltlite::execute(self, &sql, values).map_err(|e| Error::Damaged {
+                file: file.clone(),
+                line,
+                reason: e.to_string(),
+            })
+        })
+    }
+
+    fn finish_load(&mut self, message: &str) -> Result<(), Error> {
+        Doltlite::execute(self, "SELECT dolt_commit('-A', '-m', ?1)", &[Value::Text(message.to_string())])
     }
 }

@@ -4,8 +4,61 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use crate::ops::{self, ExportOptions, ImportOptions};
-use crate::Error;
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+use tessera_data::ops::{self, ExportOptions, ImportOptions};
+use tessera_data::progress::{Meter, Progress, Reporter};
+use tessera_data::Error;
+
+/// Progress bars on stderr, one per table: bytes, throughput, rows and
+/// where the work is. Drawn only when stderr is a terminal.
+struct Bars;
+
+impl Progress for Bars {
+    fn start(&self, unit: &str) -> Box<dyn Meter> {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {prefix}: {binary_bytes} ({binary_bytes_per_sec}) {msg}",
+            )
+            .expect("the template is valid"),
+        );
+        bar.set_prefix(unit.to_string());
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        Box::new(Bar(bar))
+    }
+}
+
+struct Bar(indicatif::ProgressBar);
+
+impl Meter for Bar {
+    fn update(&self, bytes: u64, rows: u64, note: &str) {
+        self.0.set_position(bytes);
+        let secs = self.0.elapsed().as_secs_f64().max(0.001);
+        let rate = rows as f64 / secs;
+        self.0.set_message(if note.is_empty() {
+            format!("{rows} rows, {rate:.0} rows/s")
+        } else {
+            format!("{rows} rows, {rate:.0} rows/s, {note}")
+        });
+    }
+    fn restart(&self) {
+        self.0.set_position(0);
+    }
+    fn finish(&self) {
+        self.0.finish_and_clear();
+    }
+}
+
+/// Bars on a terminal, nothing otherwise.
+fn reporter() -> Reporter {
+    if std::io::stderr().is_terminal() {
+        Reporter::new(Arc::new(Bars))
+    } else {
+        Reporter::default()
+    }
+}
 
 #[derive(Subcommand)]
 pub enum Command {
@@ -129,22 +182,22 @@ pub fn parse_size(s: &str) -> Result<u64, Error> {
 
 /// Opens `<REPO>` for writing: `--bare` creates a missing local
 /// repository without a work tree.
-fn open_for_writing(repo: &str, bare: bool) -> Result<crate::git::Target, Error> {
-    let target = crate::git::open_target(repo, true)?;
+fn open_for_writing(repo: &str, bare: bool) -> Result<tessera_data::git::Target, Error> {
+    let target = tessera_data::git::open_target(repo, true)?;
     if bare {
         if target.remote.is_some() {
             return Err(Error::Unsupported("--bare applies to a local repository path, not a URL".into()));
         }
-        crate::git::ensure_bare_repo(&target.path)?;
+        tessera_data::git::ensure_bare_repo(&target.path)?;
     }
     Ok(target)
 }
 
 /// How the sync state names a repository: its URL without credentials, or
 /// its canonical path, so that an export and a later sync agree.
-fn repo_id(target: &crate::git::Target, repo: &str) -> String {
+fn repo_id(target: &tessera_data::git::Target, repo: &str) -> String {
     match &target.remote {
-        Some(url) => crate::git::redact_url(url),
+        Some(url) => tessera_data::git::redact_url(url),
         None => std::fs::canonicalize(repo).map(|p| p.display().to_string()).unwrap_or_else(|_| repo.to_string()),
     }
 }
@@ -153,9 +206,9 @@ fn run_inner(cmd: Command) -> Result<ExitCode, Error> {
     match cmd {
         Command::Export(a) => {
             let compression = match a.compress.as_deref() {
-                Some("gzip") => crate::layout::Compression::Gzip,
-                Some("zstd") => crate::layout::Compression::Zstd,
-                _ => crate::layout::Compression::None,
+                Some("gzip") => tessera_data::layout::Compression::Gzip,
+                Some("zstd") => tessera_data::layout::Compression::Zstd,
+                _ => tessera_data::layout::Compression::None,
             };
             let opts = ExportOptions {
                 max_chunk_bytes: parse_size(&a.chunk_size)?,
@@ -164,12 +217,13 @@ fn run_inner(cmd: Command) -> Result<ExitCode, Error> {
                 tables: a.tables,
                 branch: a.branch,
                 message: a.message,
+                progress: reporter(),
             };
             let target = open_for_writing(&a.repo, a.bare)?;
             if a.history {
-                let report = crate::history::export_history(&a.database, &target.path, &opts)?;
+                let report = tessera_data::history::export_history(&a.database, &target.path, &opts)?;
                 for (branch, _) in &report.branches {
-                    crate::git::push(&target, branch)?;
+                    tessera_data::git::push(&target, branch)?;
                 }
                 println!(
                     "{} new commit(s); branches: {}",
@@ -181,20 +235,22 @@ fn run_inner(cmd: Command) -> Result<ExitCode, Error> {
             let report = ops::export(&a.database, &target.path, &opts)?;
             let branch = match &opts.branch {
                 Some(b) => b.clone(),
-                None => crate::git::default_branch(&target.path)?,
+                None => tessera_data::git::default_branch(&target.path)?,
             };
-            crate::git::push(&target, &branch)?;
+            tessera_data::git::push(&target, &branch)?;
             // The commit is the database as it was read: the base of the
             // next sync, which would otherwise see every later change on
             // either side as a conflict. A database tessera may not write
             // to (a replica, a read-only role) is still exported.
             if let Some(commit) = &report.commit {
-                if let Err(e) = crate::sync::record_base(&a.database, &repo_id(&target, &a.repo), &branch, commit) {
+                if let Err(e) =
+                    tessera_data::sync::record_base(&a.database, &repo_id(&target, &a.repo), &branch, commit)
+                {
                     eprintln!("warning: the export was not recorded as the base of a later sync: {e}");
                 }
             }
-            for (table, rows, chunks) in report.tables {
-                println!("{table}: {rows} rows in {chunks} chunk(s)");
+            for t in report.tables {
+                println!("{}: {} rows in {} chunk(s)", t.table, t.rows, t.chunks);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -203,7 +259,10 @@ fn run_inner(cmd: Command) -> Result<ExitCode, Error> {
                 Error::Unsupported("name the target database: tessera data import <repo> <database>".into())
             })?;
             if a.history {
-                let report = crate::history::import_history(&crate::git::open_target(&a.repo, false)?.path, &database)?;
+                let report = tessera_data::history::import_history(
+                    &tessera_data::git::open_target(&a.repo, false)?.path,
+                    &database,
+                )?;
                 println!(
                     "{} Dolt commit(s); branches: {}",
                     report.written,
@@ -211,26 +270,26 @@ fn run_inner(cmd: Command) -> Result<ExitCode, Error> {
                 );
                 return Ok(ExitCode::SUCCESS);
             }
-            let opts = ImportOptions { tables: a.tables, branch: a.branch, replace: a.replace };
-            let report = ops::import(&crate::git::open_target(&a.repo, false)?.path, &database, &opts)?;
+            let opts = ImportOptions { tables: a.tables, branch: a.branch, replace: a.replace, progress: reporter() };
+            let report = ops::import(&tessera_data::git::open_target(&a.repo, false)?.path, &database, &opts)?;
             for note in &report.approximations {
                 println!("approximated: {note}");
             }
             for file in &report.edited_chunks {
                 println!("accepted an edit made in git: {file}");
             }
-            for (table, chunks) in &report.resumed {
-                println!("{table}: resumed an interrupted import after {chunks} chunk(s) already loaded");
+            for r in &report.resumed {
+                println!("{}: resumed an interrupted import after {} chunk(s) already loaded", r.table, r.chunks);
             }
-            for (table, rows) in report.tables {
-                println!("{table}: {rows} rows");
+            for t in report.tables {
+                println!("{}: {} rows", t.table, t.rows);
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Sync(a) => {
-            use crate::sync::{Direction, OnConflict, SyncOptions};
+            use tessera_data::sync::{Direction, OnConflict, SyncOptions};
             let target = open_for_writing(&a.repo, a.bare)?;
-            crate::git::ensure_repo(&target.path)?;
+            tessera_data::git::ensure_repo(&target.path)?;
             let repo_id = repo_id(&target, &a.repo);
             let opts = SyncOptions {
                 direction: if a.push_only {
@@ -249,7 +308,7 @@ fn run_inner(cmd: Command) -> Result<ExitCode, Error> {
                 repo_id,
                 export: None,
             };
-            let report = crate::sync::sync(&a.database, &target, &opts)?;
+            let report = tessera_data::sync::sync(&a.database, &target, &opts)?;
             for file in &report.edited_chunks {
                 println!("accepted an edit made in git: {file}");
             }
@@ -272,7 +331,8 @@ fn run_inner(cmd: Command) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify(a) => {
-            let diffs = ops::verify(&a.database, &crate::git::open_target(&a.repo, false)?.path, a.branch.as_deref())?;
+            let diffs =
+                ops::verify(&a.database, &tessera_data::git::open_target(&a.repo, false)?.path, a.branch.as_deref())?;
             let mut same = true;
             for d in &diffs {
                 if !d.same_content {

@@ -14,11 +14,13 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
-use crate::doltlite::{self, text, Doltlite};
-use crate::layout::{self, TableMeta};
-use crate::ops::{self, ExportOptions, Source};
-use crate::value::Value;
-use crate::{git, Error};
+use tessera_bridge::engine::Source;
+use tessera_bridge::export::{self, ExportOptions};
+use tessera_bridge::layout::{self, TableMeta};
+use tessera_bridge::value::Value;
+use tessera_bridge::{chunk, git, import, meta, Error};
+
+use crate::{quote, text, Doltlite};
 
 /// The trailer naming a git commit's Dolt commit.
 pub const TRAILER: &str = "Dolt-Commit";
@@ -162,7 +164,7 @@ fn parents_first(heads: &[String], commits: &HashMap<String, DoltCommit>) -> Vec
 
 /// Whether `table` exists as of `commit`.
 fn exists_at(db: &Doltlite, table: &str, commit: &str) -> Result<bool, Error> {
-    let sql = format!("SELECT 1 FROM {}(?1) LIMIT 1", crate::sqlite::quote(&format!("dolt_at_{table}")));
+    let sql = format!("SELECT 1 FROM {}(?1) LIMIT 1", quote(&format!("dolt_at_{table}")));
     match db.strings(&sql, &[Value::Text(commit.into())]) {
         Ok(_) => Ok(true),
         Err(e) if e.to_string().contains("table not found") => Ok(false),
@@ -173,10 +175,10 @@ fn exists_at(db: &Doltlite, table: &str, commit: &str) -> Result<bool, Error> {
 /// `export --history`: every Dolt commit not yet in the repository becomes a
 /// git commit; git branches follow the Dolt branches.
 pub fn export_history(database: &str, repo: &Path, opts: &ExportOptions) -> Result<HistoryReport, Error> {
-    if !doltlite::is_doltlite(database) {
+    if !crate::is_doltlite(database) {
         return Err(Error::Unsupported(format!(
             "--history replays Dolt commits: {} is not a Dolt database (a doltlite file)",
-            ops::redact(database)
+            git::redact_url(database)
         )));
     }
     git::ensure_repo(repo)?;
@@ -190,7 +192,7 @@ pub fn export_history(database: &str, repo: &Path, opts: &ExportOptions) -> Resu
     let mut mapped: HashMap<String, String> =
         git::trailers(repo, TRAILER)?.into_iter().map(|(git_commit, dolt)| (dolt, git_commit)).collect();
     let mut names = db.tables()?;
-    names.retain(|n| !ops::internal_table(n));
+    names.retain(|n| !import::internal_table(n));
     if let Some(only) = &opts.tables {
         names.retain(|n| only.contains(n));
     }
@@ -215,11 +217,11 @@ pub fn export_history(database: &str, repo: &Path, opts: &ExportOptions) -> Resu
                 None => {
                     let mut m = BTreeMap::new();
                     for name in &names {
-                        if let Some(meta) = ops::read_table_meta(repo, p, name)? {
+                        if let Some(meta) = meta::read_table_meta(repo, p, name)? {
                             m.insert(name.clone(), meta);
                         }
                     }
-                    (ops::row_hash_at(repo, p)?, m)
+                    (meta::row_hash_at(repo, p)?, m)
                 }
             },
             None => (layout::RowHash::NEWEST, BTreeMap::new()),
@@ -236,17 +238,18 @@ pub fn export_history(database: &str, repo: &Path, opts: &ExportOptions) -> Resu
             }
         }
         db.at = Some(hash.clone());
-        let written = ops::write_tables(&mut db, &present, &mut writer, opts, &previous, scheme, &mut known, &journal);
+        let written =
+            export::write_tables(&mut db, &present, &mut writer, opts, &previous, scheme, &mut known, &journal);
         db.at = None;
         let (metas, schema_sql) = written?;
         let source = layout::Source {
             engine: "doltlite".into(),
-            database: ops::redact(database),
+            database: git::redact_url(database),
             branch: Some(c.branch.clone()),
             commit: Some(hash.clone()),
         };
-        let manifest = ops::manifest(source, opts, scheme, &present, c.time.max(0) as u64);
-        ops::write_metadata(&mut writer, &manifest, &metas, &schema_sql)?;
+        let manifest = export::manifest(source, opts, scheme, &present, c.time.max(0) as u64);
+        export::write_metadata(&mut writer, &manifest, &metas, &schema_sql)?;
         let ident = format!("{} <{}> {} +0000", c.committer, c.email, c.time);
         let message = format!("{}\n\n{TRAILER}: {hash}\n", c.message.trim_end());
         let id = writer.commit_detached(&parents, &message, &ident, &ident)?;
@@ -294,7 +297,7 @@ pub fn import_history(repo: &Path, database: &str) -> Result<HistoryReport, Erro
     let mut report = HistoryReport::default();
     let mut edited = Vec::new();
     for (commit, parents) in git::commits_parents_first(repo)? {
-        let manifest = ops::load_manifest(repo, &commit)?;
+        let manifest = meta::load_manifest(repo, &commit)?;
         if parents.is_empty() && manifest.tables.is_empty() {
             // Dolt's own first commit: the new file has one already.
             mapped.insert(commit, init.clone());
@@ -306,13 +309,13 @@ pub fn import_history(repo: &Path, database: &str) -> Result<HistoryReport, Erro
         run("SELECT dolt_branch('-f', ?1, ?2)", &[Value::Text(REPLAY_BRANCH.into()), Value::Text(base)])?;
         run("SELECT dolt_checkout(?1)", &[Value::Text(REPLAY_BRANCH.into())])?;
         let before: Vec<String> = match &base_git {
-            Some(p) => ops::load_manifest(repo, p)?.tables,
+            Some(p) => meta::load_manifest(repo, p)?.tables,
             None => Vec::new(),
         };
         run("BEGIN", &[])?;
         let mut load = || -> Result<(), Error> {
             for gone in before.iter().filter(|t| !manifest.tables.contains(t)) {
-                run(&format!("DROP TABLE {}", crate::sqlite::quote(gone)), &[])?;
+                run(&format!("DROP TABLE {}", quote(gone)), &[])?;
             }
             for name in &manifest.tables {
                 let unchanged = match &base_git {
@@ -325,22 +328,22 @@ pub fn import_history(repo: &Path, database: &str) -> Result<HistoryReport, Erro
                 if unchanged {
                     continue;
                 }
-                let meta = ops::read_table_meta_in(repo, &commit, &manifest, name)?
+                let meta = meta::read_table_meta_in(repo, &commit, &manifest, name)?
                     .ok_or_else(|| Error::Layout(format!("{commit}: no metadata for table {name}")))?;
                 // Generated from the checked description, never the stored text.
-                let ddl = ops::table_ddl(&meta, crate::schema::Engine::Sqlite)?;
-                run(&format!("DROP TABLE IF EXISTS {}", crate::sqlite::quote(name)), &[])?;
+                let ddl = meta::table_ddl(&meta, tessera_bridge::schema::Engine::Sqlite)?;
+                run(&format!("DROP TABLE IF EXISTS {}", quote(name)), &[])?;
                 for stmt in &ddl.create {
                     run(stmt, &[])?;
                 }
-                let cols: Vec<String> = meta.columns.iter().map(|c| crate::sqlite::quote(&c.name)).collect();
+                let cols: Vec<String> = meta.columns.iter().map(|c| quote(&c.name)).collect();
                 let sql = format!(
                     "INSERT INTO {} ({}) VALUES ({})",
-                    crate::sqlite::quote(name),
+                    quote(name),
                     cols.join(", "),
                     vec!["?"; cols.len()].join(", ")
                 );
-                ops::read_rows(repo, &commit, &meta, true, &mut edited, &mut |file, line, values, _| {
+                chunk::read_rows(repo, &commit, &meta, true, &mut edited, &mut |file, line, values, _| {
                     db.execute(&sql, &values).map_err(|e| Error::Damaged {
                         file: file.to_string(),
                         line,

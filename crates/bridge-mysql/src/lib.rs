@@ -8,15 +8,23 @@ use futures::TryStreamExt;
 use sqlx::mysql::MySqlConnection;
 use sqlx::{ConnectOptions, Connection, Executor, Row};
 
-use crate::csv::Cell;
-use crate::layout::{Column, TableMeta};
-use crate::ops::{Shape, IMPORT_PROGRESS};
-use crate::value::Affinity;
-use crate::Error;
+use tessera_bridge::csv::Cell;
+use tessera_bridge::engine::{Shape, Source, Target};
+use tessera_bridge::engine::{cells_of, ChunkRows};
+use tessera_bridge::import::insert_values;
+use tessera_bridge::layout::{Column, TableMeta};
+use tessera_bridge::schema;
+use tessera_bridge::sync::{self, Dialect};
+use tessera_bridge::value::{Affinity, Value};
+use tessera_bridge::Error;
 
 pub struct Mysql {
     rt: tokio::runtime::Runtime,
     conn: MySqlConnection,
+    url: String,
+    /// The LOAD DATA LOCAL INFILE connection of imports: not tried yet
+    /// (`None`), refused by the server (`Some(None)`), or open.
+    infile: Option<Option<Infile>>,
 }
 
 fn db(e: sqlx::Error) -> Error {
@@ -60,9 +68,10 @@ impl Mysql {
             .enable_all()
             .build()
             .map_err(|e| Error::Database(e.to_string()))?;
-        let mut conn = rt
-            .block_on(async { crate::ops::quiet(url.parse::<sqlx::mysql::MySqlConnectOptions>()?).connect().await })
-            .map_err(|e| Error::Database(format!("cannot connect to {}: {e}", crate::ops::redact(&url))))?;
+        let mut conn =
+            rt.block_on(async { quiet(url.parse::<sqlx::mysql::MySqlConnectOptions>()?).connect().await }).map_err(
+                |e| Error::Database(format!("cannot connect to {}: {e}", tessera_bridge::git::redact_url(&url))),
+            )?;
         rt.block_on(conn.execute(
             "SET time_zone = '+00:00', NAMES utf8mb4, SESSION sql_mode = CONCAT(@@sql_mode, ',NO_AUTO_VALUE_ON_ZERO')",
         ))
@@ -75,37 +84,11 @@ impl Mysql {
         let mode: Vec<&str> =
             mode.split(',').filter(|m| !matches!(*m, "NO_BACKSLASH_ESCAPES" | "ANSI_QUOTES" | "ANSI" | "")).collect();
         rt.block_on(sqlx::query("SET SESSION sql_mode = ?").bind(mode.join(",")).execute(&mut conn)).map_err(db)?;
-        Ok(Mysql { rt, conn })
+        Ok(Mysql { rt, conn, url, infile: None })
     }
 
-    /// Runs one statement (no parameters).
-    pub(crate) fn execute(&mut self, sql: &str) -> Result<(), sqlx::Error> {
-        let Mysql { rt, conn } = self;
-        rt.block_on(sqlx::raw_sql(sql).execute(&mut *conn)).map(|_| ())
-    }
-
-    /// Runs one statement with `values` bound (MySQL converts them to the
-    /// columns' types, strictly); the database's message on failure.
-    pub(crate) fn insert_values(&mut self, sql: &str, values: &[crate::value::Value]) -> Result<(), String> {
-        use crate::value::Value;
-        let Mysql { rt, conn } = self;
-        let mut q = sqlx::query(sql);
-        for v in values {
-            q = match v {
-                Value::Null => q.bind(Option::<String>::None),
-                Value::Integer(i) => q.bind(*i),
-                Value::Real(f) => q.bind(*f),
-                Value::Text(t) => q.bind(t.as_str()),
-                Value::Blob(b) => q.bind(b.as_slice()),
-            };
-        }
-        rt.block_on(q.execute(&mut *conn))
-            .map(|_| ())
-            .map_err(|e| e.as_database_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string()))
-    }
-
-    pub(crate) fn table_exists(&mut self, table: &str) -> Result<bool, Error> {
-        let Mysql { rt, conn } = self;
+    pub fn table_exists(&mut self, table: &str) -> Result<bool, Error> {
+        let Mysql { rt, conn, .. } = self;
         let row = rt
             .block_on(
                 sqlx::query(
@@ -132,7 +115,7 @@ impl Mysql {
         if !order.is_empty() {
             sql.push_str(&format!(" ORDER BY {}", order.join(", ")));
         }
-        let Mysql { rt, conn } = self;
+        let Mysql { rt, conn, .. } = self;
         rt.block_on(async {
             let mut stream = sqlx::raw_sql(&sql).fetch(&mut *conn);
             while let Some(row) = stream.try_next().await.map_err(db)? {
@@ -154,13 +137,13 @@ impl Mysql {
     }
 }
 
-impl crate::ops::Source for Mysql {
+impl Source for Mysql {
     fn engine(&self) -> &'static str {
         "mysql"
     }
 
     fn tables(&mut self) -> Result<Vec<String>, Error> {
-        let Mysql { rt, conn } = self;
+        let Mysql { rt, conn, .. } = self;
         let rows = rt
             .block_on(
                 sqlx::query("SELECT CAST(table_name AS CHAR) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE' ORDER BY table_name")
@@ -174,7 +157,7 @@ impl crate::ops::Source for Mysql {
         if !self.table_exists(table)? {
             return Err(Error::UnknownTable(table.to_string()));
         }
-        let Mysql { rt, conn } = self;
+        let Mysql { rt, conn, .. } = self;
         let cols = rt
             .block_on(
                 sqlx::query(
@@ -234,7 +217,7 @@ impl crate::ops::Source for Mysql {
     }
 
     fn divisor(&mut self, shape: &Shape, target_bytes: u64) -> Result<u64, Error> {
-        let Mysql { rt, conn } = self;
+        let Mysql { rt, conn, .. } = self;
         let row = rt
             .block_on(
                 sqlx::query("SELECT CAST(COALESCE(avg_row_length, 64) AS SIGNED) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?")
@@ -252,25 +235,25 @@ impl crate::ops::Source for Mysql {
     }
 
     fn sync_state(&mut self, repo: &str, branch: &str) -> Result<Option<String>, Error> {
-        if !self.table_exists(crate::sync::STATE_TABLE)? {
+        if !self.table_exists(sync::STATE_TABLE)? {
             return Ok(None);
         }
-        let Mysql { rt, conn } = self;
-        let sql = format!("SELECT commit_id FROM {} WHERE repo = ? AND branch = ?", quote(crate::sync::STATE_TABLE));
+        let Mysql { rt, conn, .. } = self;
+        let sql = format!("SELECT commit_id FROM {} WHERE repo = ? AND branch = ?", quote(sync::STATE_TABLE));
         let row = rt.block_on(sqlx::query(&sql).bind(repo).bind(branch).fetch_optional(&mut *conn)).map_err(db)?;
         row.map(|r| r.try_get::<String, _>(0).map_err(db)).transpose()
     }
 
-    fn apply(&mut self, changes: &[crate::sync::TableChanges], state: Option<(&str, &str, &str)>) -> Result<(), Error> {
-        let Mysql { rt, conn } = self;
+    fn apply(&mut self, changes: &[sync::TableChanges], state: Option<(&str, &str, &str)>) -> Result<(), Error> {
+        let Mysql { rt, conn, .. } = self;
         if state.is_some() {
             // DDL commits implicitly in MySQL: create the state table first.
-            rt.block_on(conn.execute(crate::sync::state_ddl(quote).as_str())).map_err(db)?;
+            rt.block_on(conn.execute(sync::state_ddl(quote).as_str())).map_err(db)?;
         }
         rt.block_on(async {
             let mut tx = conn.begin().await.map_err(db)?;
             sqlx::query("SET FOREIGN_KEY_CHECKS = 0").execute(&mut *tx).await.map_err(db)?;
-            for stmt in crate::sync::statements(&DIALECT, changes) {
+            for stmt in sync::statements(&DIALECT, changes) {
                 let mut q = sqlx::query(&stmt.sql);
                 for (cell, col) in &stmt.params {
                     q = bind_cell(q, cell, col).map_err(|r| Error::Database(format!("column {}: {r}", col.name)))?;
@@ -278,7 +261,7 @@ impl crate::ops::Source for Mysql {
                 q.execute(&mut *tx).await.map_err(|e| Error::Database(format!("{}: {e}", stmt.sql)))?;
             }
             if let Some((repo, branch, commit)) = state {
-                for (sql, values) in crate::sync::state_statements(&DIALECT, repo, branch, commit) {
+                for (sql, values) in sync::state_statements(&DIALECT, repo, branch, commit) {
                     let mut q = sqlx::query(&sql);
                     for v in &values {
                         q = q.bind(v.clone());
@@ -315,234 +298,44 @@ fn bind_cell<'q>(
 }
 
 /// How MySQL spells sync's statements.
-const DIALECT: crate::sync::Dialect = crate::sync::Dialect {
+const DIALECT: Dialect = Dialect {
     quote,
     param: |_, _| "?".into(),
     is: "<=>",
     delete_one: |table, cond| format!("DELETE FROM {table} WHERE {cond} LIMIT 1"),
 };
 
-/// Loads the export's tables into MySQL in one transaction.
-/// Imports tables into MySQL chunk by chunk, each chunk in a transaction
-/// of its own that also records it in `_tessera_import`, so an
-/// interrupted import picks up after the last chunk it committed. MySQL
-/// commits DDL implicitly, so a table is recorded as the import's before it
-/// is created: a re-run then knows it may drop and create it again.
-/// `--replace` of tables the import did not create loads in one
-/// transaction instead ([`import_at_once`]).
-pub fn import(
-    repo: &std::path::Path,
-    rev: &str,
-    names: &[String],
-    database: &str,
-    replace: bool,
-) -> Result<crate::ops::ImportReport, Error> {
-    let mut my = Mysql::connect(database)?;
-    let ours: std::collections::HashSet<String> = if my.table_exists(IMPORT_PROGRESS)? {
-        let Mysql { rt, conn } = &mut my;
-        let sql = format!("SELECT DISTINCT tbl FROM {}", quote(IMPORT_PROGRESS));
-        let rows = rt.block_on(sqlx::query(&sql).fetch_all(&mut *conn)).map_err(db)?;
-        rows.iter().map(|r| r.try_get::<String, _>(0).map_err(db)).collect::<Result<_, _>>()?
-    } else {
-        Default::default()
-    };
-    if let Some(taken) = crate::ops::first_taken(names, &ours, &mut |n| my.table_exists(n))? {
-        if !replace {
-            return Err(Error::TargetNotEmpty(taken));
-        }
-        return import_at_once(my, repo, rev, names, replace);
-    }
-    let metas = crate::ops::table_metas(repo, rev, names)?;
-    let mut report = crate::ops::ImportReport::default();
-    let progress = quote(IMPORT_PROGRESS);
-    // Chunks stream through LOAD DATA LOCAL INFILE on a second connection
-    // where the server allows it (`TESSERA_MYSQL_INSERT=1` turns it off).
-    let mut infile =
-        if std::env::var("TESSERA_MYSQL_INSERT").is_ok_and(|v| v == "1") { None } else { Infile::connect(database) };
-    let Mysql { rt, conn } = &mut my;
-    let exec = |conn: &mut MySqlConnection, sql: &str| rt.block_on(conn.execute(sql)).map(|_| ()).map_err(db);
-    exec(conn, "SET FOREIGN_KEY_CHECKS = 0")?;
-    let mut load = || -> Result<(), Error> {
-        exec(
-            conn,
-            &format!(
-                "CREATE TABLE IF NOT EXISTS {progress} (tbl VARCHAR(255) NOT NULL, position BIGINT NOT NULL, \
-                 `blob` VARCHAR(64) NOT NULL, PRIMARY KEY (tbl, position)) ENGINE = InnoDB"
-            ),
-        )?;
-        for meta in &metas {
-            let name = &meta.name;
-            let blobs = crate::ops::chunk_blobs(repo, rev, meta)?;
-            let sql =
-                format!("SELECT position, `blob` FROM {progress} WHERE tbl = ? AND position >= 0 ORDER BY position");
-            let recorded: Vec<(i64, String)> =
-                rt.block_on(sqlx::query_as(&sql).bind(name).fetch_all(&mut *conn)).map_err(db)?;
-            let done = if ours.contains(name) { crate::ops::resume_point(&blobs, &recorded) } else { 0 };
-            if done == 0 {
-                let forget = format!("DELETE FROM {progress} WHERE tbl = ?");
-                let claim = format!("INSERT INTO {progress} (tbl, position, `blob`) VALUES (?, -1, '')");
-                rt.block_on(async {
-                    let mut tx = conn.begin().await?;
-                    sqlx::query(&forget).bind(name).execute(&mut *tx).await?;
-                    sqlx::query(&claim).bind(name).execute(&mut *tx).await?;
-                    tx.commit().await
-                })
-                .map_err(db)?;
-                // Ours (recorded above) or absent: `first_taken` found the others.
-                exec(conn, &format!("DROP TABLE IF EXISTS {}", quote(name)))?;
-                for stmt in &crate::ops::ddl_of(meta)?.create {
-                    rt.block_on(sqlx::query(stmt).execute(&mut *conn))
-                        .map_err(|e| Error::Database(format!("creating {name}: {e}")))?;
-                }
-            } else {
-                report.resumed.push((name.clone(), done));
-            }
-            let mut total: u64 = meta.chunks[..done].iter().map(|c| c.rows).sum();
-            // The next chunk is read from git while one loads.
-            let fetcher = |i: usize| {
-                let (repo, rev, chunk, limit) =
-                    (repo.to_path_buf(), rev.to_string(), meta.chunks[i].clone(), meta.chunk_limit);
-                std::thread::spawn(move || fetch(repo, rev, chunk, limit))
-            };
-            let mut ahead = None;
-            for (i, blob) in blobs.iter().enumerate().skip(done) {
-                if let Some(infile) = infile.as_mut() {
-                    let fetched = ahead.take().unwrap_or_else(|| fetcher(i));
-                    if i + 1 < blobs.len() {
-                        ahead = Some(fetcher(i + 1));
-                    }
-                    let fetched =
-                        fetched.join().map_err(|_| Error::Database("a chunk reader thread panicked".into()))??;
-                    if let Some(rows) = infile.load_chunk(meta, i, blob, fetched, &mut report.edited_chunks)? {
-                        total += rows;
-                        report.bulk_loaded_chunks += 1;
-                        continue;
-                    }
-                }
-                let mut tx = rt.block_on(conn.begin()).map_err(db)?;
-                total += load_chunk(rt, &mut tx, repo, rev, meta, i, &mut report.edited_chunks)?;
-                let mark = format!("INSERT INTO {progress} (tbl, position, `blob`) VALUES (?, ?, ?)");
-                rt.block_on(sqlx::query(&mark).bind(name).bind(i as i64).bind(blob).execute(&mut *tx)).map_err(db)?;
-                rt.block_on(tx.commit()).map_err(|e| Error::Database(format!("committing a chunk of {name}: {e}")))?;
-            }
-            report.tables.push((name.clone(), total));
-        }
-        for meta in &metas {
-            for stmt in &crate::ops::ddl_of(meta)?.after {
-                rt.block_on(sqlx::query(stmt).execute(&mut *conn)).map_err(db)?;
-            }
-        }
-        exec(conn, &format!("DROP TABLE {progress}"))
-    };
-    let loaded = load();
-    if let Err(e) = loaded {
-        // Damage leaves nothing behind; an interruption of another kind
-        // leaves the committed chunks for a re-run.
-        if matches!(e, Error::Damaged { .. }) {
-            for meta in &metas {
-                let _ = exec(conn, &format!("DROP TABLE IF EXISTS {}", quote(&meta.name)));
-            }
-            let _ = exec(conn, &format!("DROP TABLE IF EXISTS {progress}"));
-        }
-        return Err(e);
-    }
-    exec(conn, "SET FOREIGN_KEY_CHECKS = 1")?;
-    Ok(report)
-}
-
-/// Reads chunk `i` of `meta` and inserts its rows inside `tx`; returns how
-/// many. Memory holds one chunk's rows at most.
-fn load_chunk(
-    rt: &tokio::runtime::Runtime,
-    tx: &mut sqlx::Transaction<'_, sqlx::MySql>,
-    repo: &std::path::Path,
-    rev: &str,
-    meta: &TableMeta,
-    i: usize,
-    edited: &mut Vec<String>,
-) -> Result<u64, Error> {
+/// Inserts a chunk's rows (as exported by MySQL) in multi-row INSERTs
+/// inside the transaction the import opened; returns how many. Memory
+/// holds one chunk's rows at most.
+fn insert_chunk(rt: &tokio::runtime::Runtime, conn: &mut MySqlConnection, rows: ChunkRows<'_>) -> Result<u64, Error> {
+    let meta = rows.meta;
+    let file = rows.chunk.file.clone();
     let cols: Vec<String> = meta.columns.iter().map(|c| quote(&c.name)).collect();
     let row_marks = format!("({})", vec!["?"; cols.len()].join(", "));
-    let file = &meta.chunks[i].file;
     // As many rows per INSERT as placeholders allow (65535), up to a
     // bound that keeps statements a few MB.
     let per_insert = (60_000 / cols.len().max(1)).clamp(1, 2_000);
     let mut batch: Vec<(usize, Vec<Cell>)> = Vec::with_capacity(per_insert);
-    let mut rows = 0u64;
-    crate::ops::read_chunks(
-        repo,
-        rev,
-        meta,
-        std::slice::from_ref(&meta.chunks[i]),
-        false,
-        edited,
-        &mut |_, line, _, record| {
-            let cells = crate::csv::Reader::new(record).next_record().ok().flatten().unwrap_or_default();
-            batch.push((line, cells));
-            if batch.len() == per_insert {
-                rt.block_on(insert(tx, meta, file, &cols, &row_marks, &batch))?;
-                rows += batch.len() as u64;
-                batch.clear();
-            }
-            Ok(())
-        },
-    )?;
-    if !batch.is_empty() {
-        rt.block_on(insert(tx, meta, file, &cols, &row_marks, &batch))?;
-        rows += batch.len() as u64;
-    }
-    Ok(rows)
-}
-
-/// Replaces existing tables in one transaction, so they survive a failed
-/// import. MySQL commits DDL implicitly: the tables are dropped and created
-/// first, loaded in one transaction, and dropped again if loading fails.
-fn import_at_once(
-    mut my: Mysql,
-    repo: &std::path::Path,
-    rev: &str,
-    names: &[String],
-    replace: bool,
-) -> Result<crate::ops::ImportReport, Error> {
-    let (metas, existing) = crate::ops::load_metas(repo, rev, names, replace, &mut |name| my.table_exists(name))?;
-    let mut report = crate::ops::ImportReport::default();
-    let Mysql { rt, conn } = &mut my;
-    rt.block_on(conn.execute("SET FOREIGN_KEY_CHECKS = 0")).map_err(db)?;
-    for name in &existing {
-        rt.block_on(conn.execute(format!("DROP TABLE {}", quote(name)).as_str())).map_err(db)?;
-    }
-    for meta in &metas {
-        for stmt in &crate::ops::ddl_of(meta)?.create {
-            rt.block_on(sqlx::query(stmt).execute(&mut *conn))
-                .map_err(|e| Error::Database(format!("creating {}: {e}", meta.name)))?;
-        }
-    }
-    let mut tx = rt.block_on(conn.begin()).map_err(db)?;
-    let mut load = || -> Result<(), Error> {
-        for meta in &metas {
-            let mut total = 0u64;
-            for i in 0..meta.chunks.len() {
-                total += load_chunk(rt, &mut tx, repo, rev, meta, i, &mut report.edited_chunks)?;
-            }
-            report.tables.push((meta.name.clone(), total));
+    let mut n = 0u64;
+    rows.cells(&mut |line, cells| {
+        batch.push((line, cells.to_vec()));
+        if batch.len() == per_insert {
+            rt.block_on(insert(conn, meta, &file, &cols, &row_marks, &batch))?;
+            n += batch.len() as u64;
+            batch.clear();
         }
         Ok(())
-    };
-    let loaded = load()
-        .and_then(|_| rt.block_on(tx.commit()).map_err(|e| Error::Database(format!("committing the import: {e}"))));
-    if let Err(e) = loaded {
-        for meta in &metas {
-            let _ = rt.block_on(conn.execute(format!("DROP TABLE IF EXISTS {}", quote(&meta.name)).as_str()));
-        }
-        return Err(e);
+    })?;
+    if !batch.is_empty() {
+        rt.block_on(insert(conn, meta, &file, &cols, &row_marks, &batch))?;
+        n += batch.len() as u64;
     }
-    rt.block_on(conn.execute(crate::ops::forget_interrupted_imports(quote).as_str())).map_err(db)?;
-    rt.block_on(conn.execute("SET FOREIGN_KEY_CHECKS = 1")).map_err(db)?;
-    Ok(report)
+    Ok(n)
 }
 
 async fn insert(
-    tx: &mut sqlx::Transaction<'_, sqlx::MySql>,
+    conn: &mut MySqlConnection,
     meta: &TableMeta,
     file: &str,
     cols: &[String],
@@ -569,7 +362,7 @@ async fn insert(
             q = bind_cell(q, cell, col).map_err(|r| damaged(file, *line, format!("column {}: {r}", col.name)))?;
         }
     }
-    if q.execute(&mut **tx).await.is_ok() {
+    if q.execute(&mut *conn).await.is_ok() {
         return Ok(());
     }
     let one = format!("INSERT INTO {} ({}) VALUES {row_marks}", quote(&meta.name), cols.join(", "));
@@ -578,7 +371,7 @@ async fn insert(
         for (cell, col) in cells.iter().zip(&meta.columns) {
             q = bind_cell(q, cell, col).map_err(|r| damaged(file, *line, r))?;
         }
-        if let Err(e) = q.execute(&mut **tx).await {
+        if let Err(e) = q.execute(&mut *conn).await {
             let reason = e.as_database_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string());
             return Err(damaged(file, *line, reason));
         }
@@ -643,36 +436,28 @@ impl Infile {
         }
     }
 
-    /// Loads chunk `i` of `meta`, whose stored bytes [`fetch`] read, and
-    /// records it in the progress table, in one transaction; `Ok(None)`
-    /// when LOAD DATA did not take every row cleanly (nothing is left of it
-    /// then).
-    fn load_chunk(
-        &mut self,
-        meta: &TableMeta,
-        i: usize,
-        blob: &str,
-        fetched: Fetched,
-        edited: &mut Vec<String>,
-    ) -> Result<Option<u64>, Error> {
+    /// Loads a chunk from its stored bytes and runs `mark` (its progress
+    /// record), in one transaction; `Ok(None)` when LOAD DATA did not take
+    /// every row cleanly (nothing is left of it then).
+    fn load_chunk(&mut self, rows: &ChunkRows<'_>, mark: (&str, &[Value])) -> Result<Option<u64>, Error> {
         use mysql::prelude::Queryable;
         let feed = std::sync::Arc::new(std::sync::Mutex::new(Feed::default()));
         let handler_feed = feed.clone();
-        let meta_owned = meta.clone();
-        let mut stored = Some((fetched.data, fetched.intact));
+        let (meta, chunk) = (rows.meta.clone(), rows.chunk.clone());
+        let (data, intact) = rows.stored();
+        let mut stored = Some((data.to_vec(), intact));
         self.conn.set_local_infile_handler(Some(mysql::LocalInfileHandler::new(move |_, out| {
             let mut feed = handler_feed.lock().map_err(|_| std::io::Error::other("a loader thread panicked"))?;
             // The server asks once per LOAD DATA; a second request gets nothing.
             let Some((data, intact)) = stored.take() else { return Ok(()) };
-            if let Err(e) = feed_chunk(&meta_owned, i, data, intact, out, &mut feed) {
+            if let Err(e) = feed_chunk(&meta, &chunk, data, intact, out, &mut feed) {
                 let shown = e.to_string();
                 feed.error = Some(e);
                 return Err(std::io::Error::other(shown));
             }
             Ok(())
         })));
-        let sql = load_statement(meta);
-        let mark = format!("INSERT INTO {} (tbl, position, `blob`) VALUES (?, ?, ?)", quote(IMPORT_PROGRESS));
+        let sql = load_statement(rows.meta);
         let db = |e: mysql::Error| Error::Database(e.to_string());
         self.conn.query_drop("START TRANSACTION").map_err(db)?;
         let loaded = self.conn.query_drop(&sql);
@@ -688,29 +473,23 @@ impl Infile {
             self.conn.query_drop("ROLLBACK").map_err(db)?;
             return Ok(None);
         }
-        self.conn.exec_drop(&mark, (&meta.name, i as i64, blob)).map_err(db)?;
+        let params: Vec<mysql::Value> = mark.1.iter().map(to_mysql).collect();
+        self.conn.exec_drop(mark.0, params).map_err(db)?;
         self.conn
             .query_drop("COMMIT")
-            .map_err(|e| Error::Database(format!("committing a chunk of {}: {e}", meta.name)))?;
-        edited.extend(fetched.edited);
+            .map_err(|e| Error::Database(format!("committing a chunk of {}: {e}", rows.meta.name)))?;
         Ok(Some(feed.rows))
     }
 }
 
-/// A chunk's stored bytes, read ahead of its load ([`fetch`]).
-struct Fetched {
-    data: Vec<u8>,
-    intact: bool,
-    /// The chunk, when it was edited in git (for the report).
-    edited: Vec<String>,
-}
-
-/// Reads chunk `i` of `meta` from git and checks it (`ops::load_chunk`),
-/// on a thread of its own while the previous chunk loads.
-fn fetch(repo: std::path::PathBuf, rev: String, chunk: crate::layout::ChunkMeta, limit: u64) -> Result<Fetched, Error> {
-    let mut edited = Vec::new();
-    let (data, intact) = crate::ops::load_chunk(&repo, &rev, &chunk, limit, &mut edited)?;
-    Ok(Fetched { data, intact, edited })
+fn to_mysql(v: &Value) -> mysql::Value {
+    match v {
+        Value::Null => mysql::Value::NULL,
+        Value::Integer(i) => mysql::Value::Int(*i),
+        Value::Real(f) => mysql::Value::Double(*f),
+        Value::Text(t) => mysql::Value::Bytes(t.clone().into_bytes()),
+        Value::Blob(b) => mysql::Value::Bytes(b.clone()),
+    }
 }
 
 /// `LOAD DATA` of a table's rows as [`feed_chunk`] writes them: fields
@@ -740,21 +519,20 @@ fn load_statement(meta: &TableMeta) -> String {
     )
 }
 
-/// Writes the rows of chunk `i` (its stored bytes) to `out` in
+/// Writes the rows of `chunk` (its stored bytes) to `out` in
 /// [`load_statement`]'s format, checking each as the INSERT path does
 /// (field count, binary and BIT values), and counts them.
 fn feed_chunk(
     meta: &TableMeta,
-    i: usize,
+    chunk: &tessera_bridge::layout::ChunkMeta,
     data: Vec<u8>,
     intact: bool,
     out: &mut dyn std::io::Write,
     feed: &mut Feed,
 ) -> Result<(), Error> {
     let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
-    let chunk = &meta.chunks[i];
     let file = chunk.file.as_str();
-    crate::ops::chunk_cells(meta, chunk, data, intact, &mut |line, cells| {
+    cells_of(meta, chunk, data, intact, &mut |line, cells| {
         let damaged = |reason: String| Error::Damaged { file: file.to_string(), line, reason };
         for (n, (cell, col)) in cells.iter().zip(&meta.columns).enumerate() {
             if n > 0 {
@@ -797,4 +575,111 @@ fn feed_chunk(
         Ok(())
     })?;
     out.write_all(&buf).map_err(|e| Error::Database(format!("sending a chunk of {}: {e}", meta.name)))
+}
+
+/// Connection options without sqlx's slow-statement warnings: a bulk
+/// SELECT of a whole table is slow by design.
+fn quiet<O: ConnectOptions>(options: O) -> O {
+    options.log_slow_statements(log::LevelFilter::Off, std::time::Duration::ZERO)
+}
+
+/// The database's own message for a failed statement.
+fn refused(e: sqlx::Error) -> Error {
+    Error::Database(e.as_database_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string()))
+}
+
+fn bind_value<'q>(
+    q: sqlx::query::Query<'q, sqlx::MySql, sqlx::mysql::MySqlArguments>,
+    v: &'q Value,
+) -> sqlx::query::Query<'q, sqlx::MySql, sqlx::mysql::MySqlArguments> {
+    match v {
+        Value::Null => q.bind(Option::<String>::None),
+        Value::Integer(i) => q.bind(*i),
+        Value::Real(f) => q.bind(*f),
+        Value::Text(t) => q.bind(t.as_str()),
+        Value::Blob(b) => q.bind(b.as_slice()),
+    }
+}
+
+/// A query result's column as text, whatever its type.
+fn text_of(row: &sqlx::mysql::MySqlRow, i: usize) -> Result<Option<String>, Error> {
+    if let Ok(v) = row.try_get::<Option<String>, _>(i) {
+        return Ok(v);
+    }
+    if let Ok(v) = row.try_get::<Option<i64>, _>(i) {
+        return Ok(v.map(|v| v.to_string()));
+    }
+    if let Ok(v) = row.try_get::<Option<u64>, _>(i) {
+        return Ok(v.map(|v| v.to_string()));
+    }
+    if let Ok(v) = row.try_get::<Option<Vec<u8>>, _>(i) {
+        return Ok(v.map(|v| String::from_utf8_lossy(&v).into_owned()));
+    }
+    row.try_get::<Option<f64>, _>(i).map(|v| v.map(|v| v.to_string())).map_err(db)
+}
+
+impl Target for Mysql {
+    fn dialect(&self) -> schema::Engine {
+        schema::Engine::Mysql
+    }
+
+    fn execute(&mut self, sql: &str, params: &[Value]) -> Result<(), Error> {
+        let Mysql { rt, conn, .. } = self;
+        if params.is_empty() {
+            // Transaction control and session settings: the text protocol.
+            return rt.block_on(conn.execute(sql)).map(|_| ()).map_err(refused);
+        }
+        let mut q = sqlx::query(sql);
+        for v in params {
+            q = bind_value(q, v);
+        }
+        rt.block_on(q.execute(&mut *conn)).map(|_| ()).map_err(refused)
+    }
+
+    fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Vec<Option<String>>>, Error> {
+        let Mysql { rt, conn, .. } = self;
+        let mut q = sqlx::query(sql);
+        for v in params {
+            q = bind_value(q, v);
+        }
+        let rows = rt.block_on(q.fetch_all(&mut *conn)).map_err(refused)?;
+        rows.iter().map(|r| (0..r.len()).map(|i| text_of(r, i)).collect()).collect()
+    }
+
+    fn transactional_ddl(&self) -> bool {
+        false
+    }
+
+    fn start_load(&mut self) -> Result<(), Error> {
+        self.execute("SET FOREIGN_KEY_CHECKS = 0", &[])
+    }
+
+    fn load(&mut self, rows: ChunkRows<'_>) -> Result<u64, Error> {
+        if rows.converted() {
+            let per_batch = (30_000 / rows.meta.columns.len().max(1)).clamp(1, 500);
+            return insert_values(self, rows, per_batch);
+        }
+        let Mysql { rt, conn, .. } = self;
+        insert_chunk(rt, conn, rows)
+    }
+
+    /// LOAD DATA LOCAL INFILE on a second connection where the server
+    /// allows it (`TESSERA_MYSQL_INSERT=1` turns it off).
+    fn load_marked(&mut self, rows: &ChunkRows<'_>, mark: (&str, &[Value])) -> Result<Option<u64>, Error> {
+        if rows.converted() {
+            return Ok(None);
+        }
+        if self.infile.is_none() {
+            let off = std::env::var("TESSERA_MYSQL_INSERT").is_ok_and(|v| v == "1");
+            self.infile = Some(if off { None } else { Infile::connect(&self.url) });
+        }
+        match self.infile.as_mut().and_then(Option::as_mut) {
+            Some(infile) => infile.load_chunk(rows, mark),
+            None => Ok(None),
+        }
+    }
+
+    fn finish_load(&mut self, _message: &str) -> Result<(), Error> {
+        self.execute("SET FOREIGN_KEY_CHECKS = 1", &[])
+    }
 }

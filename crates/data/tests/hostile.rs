@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
 use serde_json::Value as Json;
-use tessera_bridge::layout::Compression;
-use tessera_bridge::ops::{self, ImportOptions};
+use tessera_data::layout::Compression;
+use tessera_data::ops::{self, ImportOptions};
 
 use super::mysql::MyDb;
 use super::postgres::PgDb;
@@ -38,8 +38,13 @@ fn edit_json(work: &Path, file: &str, edit: impl FnOnce(&mut Json)) {
     std::fs::write(&path, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
 }
 
+/// The tables an import loaded, with their rows.
+fn tables(report: &ops::ImportReport) -> Vec<(String, u64)> {
+    report.tables.iter().map(|t| (t.table.clone(), t.rows)).collect()
+}
+
 fn import_branch(branch: &str) -> ImportOptions {
-    ImportOptions { tables: None, branch: Some(branch.into()), replace: false }
+    ImportOptions { tables: None, branch: Some(branch.into()), replace: false, progress: Default::default() }
 }
 
 /// A target database with an unrelated table `keep` (and, for `--replace`
@@ -455,10 +460,10 @@ fn hostile_metadata_is_refused_and_changes_nothing_in_mysql() {
 /// does not have is refused (it was a panic), and so is a branch adding a
 /// table `u` whose legacy DDL drops `t`; the database is unchanged.
 fn sync_refuses_hostile_branches(database: &str, snapshot: &dyn Fn() -> String) {
-    use tessera_bridge::sync::{self, Direction, OnConflict, SyncOptions};
+    use tessera_data::sync::{self, Direction, OnConflict, SyncOptions};
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("repo");
-    let target = tessera_bridge::Target { path: repo.clone(), remote: None };
+    let target = tessera_data::Repository { path: repo.clone(), remote: None };
     let options = |branch: &str| SyncOptions {
         direction: Direction::Both,
         on_conflict: OnConflict::Fail,
@@ -544,7 +549,7 @@ fn legacy_sqlite_repository_imports() {
     git(dir.path(), &["clone", "-q", "--bare", bundle.to_str().unwrap(), repo.to_str().unwrap()]);
     let out = dir.path().join("out.db");
     let report = ops::import(&repo, out.to_str().unwrap(), &import_branch("main")).unwrap();
-    assert_eq!(report.tables, [("child".to_string(), 2), ("kinds".to_string(), 2)]);
+    assert_eq!(tables(&report), [("child".to_string(), 2), ("kinds".to_string(), 2)]);
     assert!(ops::verify(out.to_str().unwrap(), &repo, Some("main")).unwrap().iter().all(|d| d.same_content));
     let conn = Connection::open(&out).unwrap();
     let one = |sql: &str| -> String { conn.query_row(sql, [], |r| r.get::<_, String>(0)).unwrap() };
@@ -569,7 +574,7 @@ fn legacy_postgres_repository_imports() {
     let bundle = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/legacy-postgres.bundle");
     git(dir.path(), &["clone", "-q", "--bare", bundle.to_str().unwrap(), repo.to_str().unwrap()]);
     let report = ops::import(&repo, &dst.url(), &import_branch("main")).unwrap();
-    assert_eq!(report.tables, [("kinds".to_string(), 3), ("parent".to_string(), 2)]);
+    assert_eq!(tables(&report), [("kinds".to_string(), 3), ("parent".to_string(), 2)]);
     assert!(ops::verify(&dst.url(), &repo, Some("main")).unwrap().iter().all(|d| d.same_content));
     // Sequence positions: serial after the deleted 3, identity after 100.
     assert_eq!(dst.sql("INSERT INTO parent (name) VALUES ('d') RETURNING id").trim(), "4");
@@ -652,39 +657,32 @@ fn bomb_child() {
         Ok(_) => println!("IMPORTED"),
         Err(e) => println!("REFUSED: {e}"),
     }
+    // The process's own peak, as the kernel counts it since exec.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let peak = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).unwrap().trim();
+    println!("PEAK {peak}");
 }
 
 /// Imports in a child process (this test binary running [`bomb_child`]);
-/// returns its output and its peak RSS in bytes. `wait4` reports that one
-/// child's usage (with the git processes it waited for), where
-/// `getrusage(RUSAGE_CHILDREN)` would mix in the children of tests running
-/// alongside.
-// The child is reaped by wait4 below, which clippy does not see.
-#[allow(clippy::zombie_processes)]
+/// returns its output and its peak RSS in bytes, as the child read its own
+/// `VmHWM`. (`wait4`'s `ru_maxrss` is no measure here: Linux carries the
+/// high-water mark of the forked copy of this process, whose memory is
+/// that of every test running alongside, across the exec.)
 fn import_in_child(repo: &Path, db: &str, branch: &str) -> (String, u64) {
-    use std::io::Read;
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "hostile::bomb_child", "--nocapture", "--test-threads", "1"])
         .env("BOMB_REPO", repo)
         .env("BOMB_DB", db)
         .env("BOMB_BRANCH", branch)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
+        .output()
         .unwrap();
-    let mut out = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
-    let pid = child.id() as libc::pid_t;
-    // SAFETY: wait4 writes the exit status and one `rusage` into values we
-    // own; the child is ours and not waited for elsewhere.
-    #[allow(unsafe_code)]
-    let usage = unsafe {
-        let mut status = 0;
-        let mut usage: libc::rusage = std::mem::zeroed();
-        assert_eq!(libc::wait4(pid, &mut status, 0, &mut usage), pid);
-        usage
-    };
-    // Linux reports kilobytes.
-    (out, usage.ru_maxrss as u64 * 1024)
+    let out = String::from_utf8_lossy(&out.stdout).into_owned();
+    let kb = out
+        .lines()
+        .find_map(|l| l.split("PEAK ").nth(1))
+        .and_then(|p| p.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("the child did not report its peak: {out}"));
+    (out, kb * 1024)
 }
 
 /// A 1 MB gzip chunk and a 33 KB zstd chunk that each inflate to 1 GiB,

@@ -5,8 +5,8 @@ use std::path::Path;
 use std::process::Command;
 
 use rusqlite::Connection;
-use tessera_bridge::ops::{self, ExportOptions, ImportOptions};
-use tessera_bridge::Error;
+use tessera_data::ops::{self, ExportOptions, ImportOptions};
+use tessera_data::Error;
 
 mod hostile;
 
@@ -34,11 +34,12 @@ fn opts(chunk: u64) -> ExportOptions {
         tables: None,
         branch: Some("main".into()),
         message: None,
+        progress: Default::default(),
     }
 }
 
 fn import_opts() -> ImportOptions {
-    ImportOptions { tables: None, branch: Some("main".into()), replace: false }
+    ImportOptions { tables: None, branch: Some("main".into()), replace: false, progress: Default::default() }
 }
 
 /// Every row of every user table, with exact storage classes and bits.
@@ -252,7 +253,7 @@ fn one_row_changes(legacy: bool) {
     conn.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, payload TEXT); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000) INSERT INTO t SELECT i * 2, printf('row %d with some payload text', i) FROM n;").unwrap();
     let repo = dir.path().join("repo");
     let report = ops::export(src.to_str().unwrap(), &repo, &opts(64 * 1024)).unwrap();
-    let n_chunks = report.tables[0].2;
+    let n_chunks = report.tables[0].chunks;
     assert!(n_chunks > 10, "{n_chunks} chunks");
     let manifest = || git(&repo, &["show", "main:.dolt-metadata/manifest.json"]);
     assert!(manifest().contains("\"algorithm\": \"key-hash-xxh3\""), "{}", manifest());
@@ -696,7 +697,7 @@ fn postgres_sync_scenario() {
 
 #[test]
 fn compressed_chunks_round_trip() {
-    for compression in [tessera_bridge::layout::Compression::Gzip, tessera_bridge::layout::Compression::Zstd] {
+    for compression in [tessera_data::layout::Compression::Gzip, tessera_data::layout::Compression::Zstd] {
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("src.db");
         Connection::open(&src).unwrap().execute_batch(FIDELITY).unwrap();
@@ -867,22 +868,22 @@ fn remote_repositories_are_fetched_and_pushed() {
     git(dir.path(), &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()]);
     let server = tessera_testkit::TestServer::start(tessera_testkit::Backend::Sqlite).expect("sqlite");
     for url in [format!("file://{}", bare.display()), server.push_url("/import/data")] {
-        let target = tessera_bridge::open_target(&url, true).unwrap();
+        let target = tessera_data::open_target(&url, true).unwrap();
         ops::export(src.to_str().unwrap(), &target.path, &opts(1 << 20)).unwrap();
-        tessera_bridge::push(&target, "main").unwrap();
+        tessera_data::push(&target, "main").unwrap();
         // A fresh clone of the remote has the data.
         let clone = dir.path().join(format!("clone-{}", rand_suffix()));
         git(dir.path(), &["clone", "-q", &url, clone.to_str().unwrap()]);
         assert!(git(&clone, &["show", "main:data/t/t_000001.csv"]).contains("2,two"));
         // Import straight from the URL.
         let out = dir.path().join(format!("out-{}.db", rand_suffix()));
-        let target = tessera_bridge::open_target(&url, false).unwrap();
+        let target = tessera_data::open_target(&url, false).unwrap();
         ops::import(&target.path, out.to_str().unwrap(), &import_opts()).unwrap();
         assert!(ops::verify(out.to_str().unwrap(), &target.path, Some("main")).unwrap().iter().all(|d| d.same_content));
     }
     // A wrong credential fails with the URL shown without the secret.
     let bad = server.repo("/import/data").replacen("http://", "http://u:wrong-token@", 1);
-    let err = tessera_bridge::open_target(&format!("{bad}x"), false).map(|_| ()).unwrap_err().to_string();
+    let err = tessera_data::open_target(&format!("{bad}x"), false).map(|_| ()).unwrap_err().to_string();
     assert!(!err.contains("wrong-token"), "{err}");
 }
 
@@ -970,8 +971,8 @@ fn doltlite_round_trip_and_commit() {
 
 mod sync {
     use super::*;
-    use tessera_bridge::sync::{self, Direction, OnConflict, SyncOptions};
-    use tessera_bridge::Target;
+    use tessera_data::sync::{self, Direction, OnConflict, SyncOptions};
+    use tessera_data::Repository as Target;
 
     fn local(repo: &Path) -> Target {
         Target { path: repo.to_path_buf(), remote: None }
@@ -1319,7 +1320,7 @@ fn dolt_history_round_trips_through_git() {
     let Some(count) = doltlite_py(&script) else { return };
     assert_eq!(count.trim(), "20");
     let repo = dir.path().join("repo");
-    let report = tessera_bridge::history::export_history(src.to_str().unwrap(), &repo, &opts(16 * 1024)).unwrap();
+    let report = tessera_data::history::export_history(src.to_str().unwrap(), &repo, &opts(16 * 1024)).unwrap();
     assert_eq!(report.written, 20);
     git(&repo, &["fsck", "--strict"]);
     let original = dolt_history(&src).unwrap();
@@ -1340,7 +1341,7 @@ fn dolt_history_round_trips_through_git() {
     assert!(manifest.contains(&format!("\"commit\": \"{}\"", trailer.trim())), "{manifest}");
 
     // Again: nothing new. One more Dolt commit: one more git commit.
-    let again = tessera_bridge::history::export_history(src.to_str().unwrap(), &repo, &opts(16 * 1024)).unwrap();
+    let again = tessera_data::history::export_history(src.to_str().unwrap(), &repo, &opts(16 * 1024)).unwrap();
     assert_eq!(again.written, 0);
     doltlite_py(&format!(
         "c = sqlite3.connect({src:?})\n\
@@ -1350,13 +1351,13 @@ fn dolt_history_round_trips_through_git() {
         src = src.to_str().unwrap()
     ))
     .unwrap();
-    let later = tessera_bridge::history::export_history(src.to_str().unwrap(), &repo, &opts(16 * 1024)).unwrap();
+    let later = tessera_data::history::export_history(src.to_str().unwrap(), &repo, &opts(16 * 1024)).unwrap();
     assert_eq!(later.written, 1);
     assert_eq!(git(&repo, &["log", "-1", "--format=%s", "main"]).trim(), "late change");
 
     // Back into a new doltlite file: the same log per branch, and the data.
     let restored = dir.path().join("restored.db");
-    let imported = tessera_bridge::history::import_history(&repo, restored.to_str().unwrap()).unwrap();
+    let imported = tessera_data::history::import_history(&repo, restored.to_str().unwrap()).unwrap();
     assert_eq!(imported.written, 20, "Dolt's first commit is the new file's own");
     let original = dolt_history(&src).unwrap();
     assert_eq!(dolt_history(&restored).unwrap(), original);
@@ -1371,13 +1372,13 @@ fn dolt_history_round_trips_through_git() {
     for branch in ["main", "feature", "fix"] {
         assert_eq!(values(&restored, branch), values(&src, branch), "{branch}");
     }
-    let err = tessera_bridge::history::import_history(&repo, restored.to_str().unwrap()).unwrap_err();
+    let err = tessera_data::history::import_history(&repo, restored.to_str().unwrap()).unwrap_err();
     assert!(err.to_string().contains("new doltlite file"), "{err}");
 }
 
 #[test]
 fn dolt_sync_rewrites_only_the_chunks_dolt_says_changed() {
-    use tessera_bridge::sync::{self, SyncOptions};
+    use tessera_data::sync::{self, SyncOptions};
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("dolt.db");
     let run = |sql: &str| {
@@ -1394,7 +1395,7 @@ fn dolt_sync_rewrites_only_the_chunks_dolt_says_changed() {
     run("INSERT INTO t WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 4000) SELECT i * 3, 'value ' || i FROM n").unwrap();
     run("SELECT dolt_commit('-A', '-m', 'seed')").unwrap();
     let repo = dir.path().join("repo");
-    let target = tessera_bridge::Target { path: repo.clone(), remote: None };
+    let target = tessera_data::Repository { path: repo.clone(), remote: None };
     let sync_opts = SyncOptions {
         branch: Some("main".into()),
         repo_id: "r".into(),
@@ -1475,7 +1476,7 @@ fn datapackage_passes_frictionless_validation() {
                                       CASE WHEN i % 5 = 0 THEN NULL ELSE randomblob(4) END, i * 1.5 FROM n;",
         )
         .unwrap();
-    for compression in [tessera_bridge::layout::Compression::None, tessera_bridge::layout::Compression::Gzip] {
+    for compression in [tessera_data::layout::Compression::None, tessera_data::layout::Compression::Gzip] {
         let repo = dir.path().join(format!("repo-{compression:?}"));
         // The default branch: the work tree holds the files frictionless reads.
         let options = ExportOptions { branch: None, compression, ..opts(16 * 1024) };
@@ -1499,7 +1500,7 @@ fn datapackage_passes_frictionless_validation() {
 /// only, and for a table without a primary key the row whose copies differ.
 #[test]
 fn verify_names_the_first_difference() {
-    use tessera_bridge::ops::Difference;
+    use tessera_data::ops::Difference;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db.sqlite");
     let conn = Connection::open(&db).unwrap();
@@ -1620,7 +1621,7 @@ mod directions {
         for file in files.lines() {
             let table = file.split('/').nth(1).unwrap().to_string();
             let text = git(repo, &["show", &format!("main:{file}")]);
-            let mut reader = tessera_bridge::csv::Reader::new(text.as_bytes());
+            let mut reader = tessera_data::csv::Reader::new(text.as_bytes());
             let header: Vec<String> = reader.next_record().unwrap().unwrap().into_iter().map(|c| c.unwrap()).collect();
             let entry = out.entry(table).or_insert_with(|| (header.clone(), Vec::new()));
             assert_eq!(entry.0, header, "{file}");
