@@ -13,8 +13,7 @@ use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::path::{Path, PathBuf};
 
 use tessera_bridge::csv::{self, Cell};
-use tessera_bridge::engine::{Shape, Source, Target, Versioned};
-use tessera_bridge::engine::ChunkRows;
+use tessera_bridge::engine::{ChunkRows, Shape, Source, Target, Versioned};
 use tessera_bridge::schema;
 use tessera_bridge::sync::{self, Dialect};
 use tessera_bridge::value::{Affinity, Value};

@@ -9,8 +9,7 @@ use sqlx::mysql::MySqlConnection;
 use sqlx::{ConnectOptions, Connection, Executor, Row};
 
 use tessera_bridge::csv::Cell;
-use tessera_bridge::engine::{Shape, Source, Target};
-use tessera_bridge::engine::{cells_of, ChunkRows};
+use tessera_bridge::engine::{cells_of, ChunkRows, Shape, Source, Target};
 use tessera_bridge::import::insert_values;
 use tessera_bridge::layout::{Column, TableMeta};
 use tessera_bridge::schema;

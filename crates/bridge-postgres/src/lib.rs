@@ -6,8 +6,7 @@ use sqlx::postgres::PgConnection;
 use sqlx::{ConnectOptions, Row};
 
 use tessera_bridge::csv::{self, Cell};
-use tessera_bridge::engine::{Shape, Source, Target};
-use tessera_bridge::engine::ChunkRows;
+use tessera_bridge::engine::{ChunkRows, Shape, Source, Target};
 use tessera_bridge::import::insert_values;
 use tessera_bridge::layout::{Column, ForeignKey, Index};
 use tessera_bridge::schema;
@@ -42,8 +41,9 @@ impl Postgres {
             .enable_all()
             .build()
             .map_err(|e| Error::Database(e.to_string()))?;
-        let unreachable =
-            |e: sqlx::Error| Error::Database(format!("cannot connect to {}: {e}", tessera_bridge::git::redact_url(url)));
+        let unreachable = |e: sqlx::Error| {
+            Error::Database(format!("cannot connect to {}: {e}", tessera_bridge::git::redact_url(url)))
+        };
         let options = quiet(url.parse::<sqlx::postgres::PgConnectOptions>().map_err(unreachable)?);
         let mut conn = rt.block_on(options.connect()).map_err(unreachable)?;
         // Imports run DDL whose literals sqlparser's PostgreSQL tokenizer

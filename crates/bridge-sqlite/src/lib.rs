@@ -6,8 +6,7 @@ use rusqlite::types::ValueRef;
 use rusqlite::Connection;
 
 use tessera_bridge::csv::{self, Cell};
-use tessera_bridge::engine::{Shape, Source, Target};
-use tessera_bridge::engine::ChunkRows;
+use tessera_bridge::engine::{ChunkRows, Shape, Source, Target};
 use tessera_bridge::layout::{Column, ForeignKey, Index, TableMeta};
 use tessera_bridge::schema;
 use tessera_bridge::sync::{self, Dialect};

@@ -89,8 +89,10 @@ fn export_inner(
         }
         names.retain(|n| only.contains(n));
     }
-    let message =
-        opts.message.clone().unwrap_or_else(|| format!("Export {} table(s) from {}", names.len(), git::redact_url(database)));
+    let message = opts
+        .message
+        .clone()
+        .unwrap_or_else(|| format!("Export {} table(s) from {}", names.len(), git::redact_url(database)));
     let mut commit = git::CommitWriter::start(repo, &branch, &message)?;
     // Blobs this repository already has, by the SHA-256 of the file: the
     // previous export's chunks, and what an interrupted export sealed.
@@ -129,7 +131,8 @@ fn export_inner(
     let created_at = previous_created.unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
     });
-    let origin = Origin { engine: source.engine().into(), database: git::redact_url(database), branch: None, commit: None };
+    let origin =
+        Origin { engine: source.engine().into(), database: git::redact_url(database), branch: None, commit: None };
     let manifest = manifest(origin, opts, scheme, &names, created_at);
     write_metadata(&mut commit, &manifest, &metas, &schema_sql)?;
     report.commit = commit.finish(skip_unchanged)?;

@@ -148,7 +148,6 @@ pub fn check_table_meta(meta: &TableMeta, name: &str, manifest: &Manifest) -> Re
     Ok(())
 }
 
-
 /// The DDL creating `meta`'s table in `engine`: generated from its schema
 /// description, or from the description derived from the DDL text of
 /// metadata written before descriptions existed. Never the text itself.
