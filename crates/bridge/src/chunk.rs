@@ -574,3 +574,107 @@ pub fn read_chunks(
 pub fn max_stored_bytes(limit: u64) -> u64 {
     limit + limit / 64 + 4096
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::value::Affinity;
+
+    fn columns() -> Vec<layout::Column> {
+        ["id", "v"]
+            .iter()
+            .map(|n| layout::Column {
+                name: n.to_string(),
+                declared_type: if *n == "id" { "INTEGER".into() } else { "TEXT".into() },
+                affinity: if *n == "id" { Affinity::Integer } else { Affinity::Text },
+                not_null: false,
+                default: None,
+                binary: false,
+            })
+            .collect()
+    }
+
+    /// The chunks a table of `rows` is cut into: (first key, last key, rows).
+    fn cut(rows: &[(i64, &str)], divisor: u64, limit: u64) -> Result<Vec<(Cell, Cell, usize)>, Error> {
+        let (sink, jobs) = std::sync::mpsc::sync_channel::<Job>(rows.len() + 1);
+        let cols = columns();
+        let mut chunker =
+            Chunker::new("t", 0, &cols, vec![0], divisor, limit, RowHash::NEWEST, layout::Compression::None, &sink);
+        for (id, v) in rows {
+            chunker.push(&[Some(id.to_string()), Some(v.to_string())])?;
+        }
+        chunker.finish()?;
+        drop(sink);
+        Ok(jobs.into_iter().map(|j| (j.first_key[0].clone(), j.last_key[0].clone(), j.ends.len())).collect())
+    }
+
+    fn table(n: i64) -> Vec<(i64, String)> {
+        (1..=n).map(|i| (i, format!("value {i}"))).collect()
+    }
+
+    fn borrowed(rows: &[(i64, String)]) -> Vec<(i64, &str)> {
+        rows.iter().map(|(i, v)| (*i, v.as_str())).collect()
+    }
+
+    #[test]
+    fn boundaries_depend_on_keys_not_on_values() {
+        let rows = table(2000);
+        let before = cut(&borrowed(&rows), 50, 1 << 20).unwrap();
+        assert!(before.len() > 10, "a divisor of 50 cuts 2000 rows into many chunks: {}", before.len());
+        let mut changed = rows.clone();
+        changed[1000].1 = "a much longer value than before, which changes the row's bytes".into();
+        assert_eq!(cut(&borrowed(&changed), 50, 1 << 20).unwrap(), before);
+    }
+
+    #[test]
+    fn an_inserted_row_changes_one_chunk() {
+        let mut rows: Vec<(i64, String)> = table(2000).into_iter().map(|(i, v)| (i * 2, v)).collect();
+        let before = cut(&borrowed(&rows), 50, 1 << 20).unwrap();
+        rows.insert(1001, (2001, "inserted".into()));
+        let after = cut(&borrowed(&rows), 50, 1 << 20).unwrap();
+        // The row joins one chunk, or its key is a cut point and splits it
+        // in two: every other chunk is as it was.
+        let gone = before.iter().filter(|c| !after.contains(c)).count();
+        let new = after.iter().filter(|c| !before.contains(c)).count();
+        assert_eq!(gone, 1, "{before:?}\n{after:?}");
+        assert!(new == 1 || new == 2, "{before:?}\n{after:?}");
+    }
+
+    #[test]
+    fn the_size_limit_cuts_too_and_refuses_a_row_that_cannot_fit() {
+        let rows = table(300);
+        // Keys never cut (divisor 1 << 60): only the limit does.
+        let chunks = cut(&borrowed(&rows), 1 << 60, 400).unwrap();
+        assert!(chunks.len() > 5);
+        assert_eq!(chunks.iter().map(|c| c.2).sum::<usize>(), 300);
+        let long = "x".repeat(500);
+        let err = cut(&[(1, long.as_str())], 1 << 60, 400).unwrap_err();
+        assert!(matches!(err, Error::RowTooLarge { .. }), "{err}");
+    }
+
+    #[test]
+    fn chunks_keep_every_row_in_key_order() {
+        let rows = table(777);
+        let chunks = cut(&borrowed(&rows), 20, 1 << 20).unwrap();
+        assert_eq!(chunks.iter().map(|c| c.2).sum::<usize>(), 777);
+        assert_eq!(chunks.first().unwrap().0.as_deref(), Some("1"));
+        assert_eq!(chunks.last().unwrap().1.as_deref(), Some("777"));
+        for pair in chunks.windows(2) {
+            let last: i64 = pair[0].1.as_deref().unwrap().parse().unwrap();
+            let first: i64 = pair[1].0.as_deref().unwrap().parse().unwrap();
+            assert_eq!(first, last + 1);
+        }
+    }
+
+    #[test]
+    fn decompression_stops_at_the_limit() {
+        let data = vec![b'a'; 10_000];
+        for compression in [layout::Compression::Gzip, layout::Compression::Zstd] {
+            let stored = compress(compression, &data).unwrap().into_owned();
+            let file = format!("data/t/t_000001.csv{}", compression.suffix());
+            assert_eq!(decompress(&file, stored.clone(), 10_000).unwrap(), data);
+            let err = decompress(&file, stored, 9_999).unwrap_err();
+            assert!(err.to_string().contains("inflates to more than"), "{err}");
+        }
+    }
+}

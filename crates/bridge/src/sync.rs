@@ -879,3 +879,119 @@ pub fn state_statements(d: &Dialect, repo: &str, branch: &str, commit: &str) -> 
         ),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::value::Affinity;
+
+    fn cols(names: &[(&str, &str)]) -> Vec<layout::Column> {
+        names
+            .iter()
+            .map(|(n, t)| layout::Column {
+                name: n.to_string(),
+                declared_type: t.to_string(),
+                affinity: Affinity::Text,
+                not_null: false,
+                default: None,
+                binary: false,
+            })
+            .collect()
+    }
+
+    fn row(cells: &[&str]) -> Row {
+        cells.iter().map(|c| if *c == "NULL" { None } else { Some(c.to_string()) }).collect()
+    }
+
+    fn merge(
+        base: Option<&Row>,
+        ours: Option<&Row>,
+        theirs: Option<&Row>,
+        on: OnConflict,
+    ) -> (Option<Row>, usize, usize) {
+        let columns = cols(&[("id", "int"), ("a", "text"), ("b", "text")]);
+        let (mut conflicts, mut resolved) = (Vec::new(), 0);
+        let key = row(&["1"]);
+        let out = merge_row("t", &columns, &key, base, ours, theirs, on, &mut conflicts, &mut resolved);
+        (out, conflicts.len(), resolved)
+    }
+
+    #[test]
+    fn cells_changed_on_one_side_merge_without_conflict() {
+        let base = row(&["1", "x", "y"]);
+        let ours = row(&["1", "X", "y"]);
+        let theirs = row(&["1", "x", "Y"]);
+        assert_eq!(
+            merge(Some(&base), Some(&ours), Some(&theirs), OnConflict::Fail),
+            (Some(row(&["1", "X", "Y"])), 0, 0)
+        );
+        // One side unchanged: the other wins whole, deletions included.
+        assert_eq!(merge(Some(&base), Some(&base), Some(&theirs), OnConflict::Fail), (Some(theirs.clone()), 0, 0));
+        assert_eq!(merge(Some(&base), Some(&ours), Some(&base), OnConflict::Fail), (Some(ours.clone()), 0, 0));
+        assert_eq!(merge(Some(&base), None, Some(&base), OnConflict::Fail), (None, 0, 0));
+        // The same change on both sides is no conflict.
+        assert_eq!(merge(Some(&base), Some(&ours), Some(&ours), OnConflict::Fail), (Some(ours), 0, 0));
+    }
+
+    #[test]
+    fn a_cell_changed_differently_on_both_sides_conflicts_or_is_resolved() {
+        let base = row(&["1", "x", "y"]);
+        let ours = row(&["1", "ours", "y"]);
+        let theirs = row(&["1", "theirs", "Y"]);
+        let (_, conflicts, _) = merge(Some(&base), Some(&ours), Some(&theirs), OnConflict::Fail);
+        assert_eq!(conflicts, 1, "only column a conflicts; b merges");
+        assert_eq!(
+            merge(Some(&base), Some(&ours), Some(&theirs), OnConflict::Ours),
+            (Some(row(&["1", "ours", "Y"])), 0, 1)
+        );
+        assert_eq!(
+            merge(Some(&base), Some(&ours), Some(&theirs), OnConflict::Theirs),
+            (Some(row(&["1", "theirs", "Y"])), 0, 1)
+        );
+        // NULL is a value like any other.
+        let nulled = row(&["1", "NULL", "y"]);
+        assert_eq!(merge(Some(&base), Some(&nulled), Some(&theirs), OnConflict::Fail).1, 1);
+    }
+
+    #[test]
+    fn deleted_on_one_side_and_changed_on_the_other_is_a_row_conflict() {
+        let base = row(&["1", "x", "y"]);
+        let theirs = row(&["1", "x", "changed"]);
+        assert_eq!(merge(Some(&base), None, Some(&theirs), OnConflict::Fail).1, 1);
+        assert_eq!(merge(Some(&base), None, Some(&theirs), OnConflict::Ours), (None, 0, 1));
+        assert_eq!(merge(Some(&base), None, Some(&theirs), OnConflict::Theirs), (Some(theirs), 0, 1));
+        // Inserted on both sides with the same key: cells merge against
+        // NULLs, so only cells both sides set, differently, conflict.
+        let ours = row(&["1", "a", "NULL"]);
+        let theirs = row(&["1", "NULL", "b"]);
+        assert_eq!(merge(None, Some(&ours), Some(&theirs), OnConflict::Fail), (Some(row(&["1", "a", "b"])), 0, 0));
+        let theirs = row(&["1", "other", "b"]);
+        assert_eq!(merge(None, Some(&ours), Some(&theirs), OnConflict::Fail).1, 1);
+    }
+
+    #[test]
+    fn the_column_plan_finds_renames_drops_and_adds_made_in_git() {
+        let db = cols(&[("id", "int"), ("old", "text"), ("gone", "text")]);
+        let base = db.clone();
+        let head = cols(&[("id", "int"), ("new", "text"), ("added", "real")]);
+        let plan = column_plan("t", &db, &head, Some(&base)).unwrap();
+        let ddl: Vec<String> = plan.ddl.iter().map(|c| format!("{c:?}")).collect();
+        assert_eq!(ddl, ["Rename(\"old\", \"new\")", "Drop(\"gone\")", "Add(\"added\", \"real\")"]);
+        assert_eq!(plan.from_db, [Some(0), Some(1), None]);
+        assert_eq!(plan.from_base, [Some(0), Some(1), None]);
+        assert_eq!(project(row(&["1", "v", "g"]), &plan.from_db), row(&["1", "v", "NULL"]));
+    }
+
+    #[test]
+    fn the_column_plan_refuses_column_changes_on_both_sides() {
+        let base = cols(&[("id", "int"), ("a", "text")]);
+        let db = cols(&[("id", "int"), ("a", "text"), ("db_only", "text")]);
+        let head = cols(&[("id", "int"), ("a", "text"), ("git_only", "text")]);
+        let err = column_plan("t", &db, &head, Some(&base)).err().expect("refused");
+        assert!(err.to_string().contains("db_only"), "{err}");
+        // The same columns everywhere: nothing to do, rows map one to one.
+        let plan = column_plan("t", &base, &base, Some(&base)).unwrap();
+        assert!(plan.ddl.is_empty());
+        assert_eq!(plan.from_db, [Some(0), Some(1)]);
+    }
+}
