@@ -9,7 +9,7 @@ use sqlx::mysql::MySqlConnection;
 use sqlx::{ConnectOptions, Connection, Executor, Row};
 
 use tessera_bridge::csv::Cell;
-use tessera_bridge::engine::{cells_of, ChunkRows, Shape, Source, Target};
+use tessera_bridge::engine::{cells_of, ChunkRows, Loader, Shape, Source, Target};
 use tessera_bridge::import::insert_values;
 use tessera_bridge::layout::{Column, TableMeta};
 use tessera_bridge::schema;
@@ -21,9 +21,6 @@ pub struct Mysql {
     rt: tokio::runtime::Runtime,
     conn: MySqlConnection,
     url: String,
-    /// The LOAD DATA LOCAL INFILE connection of imports: not tried yet
-    /// (`None`), refused by the server (`Some(None)`), or open.
-    infile: Option<Option<Infile>>,
 }
 
 fn db(e: sqlx::Error) -> Error {
@@ -83,7 +80,7 @@ impl Mysql {
         let mode: Vec<&str> =
             mode.split(',').filter(|m| !matches!(*m, "NO_BACKSLASH_ESCAPES" | "ANSI_QUOTES" | "ANSI" | "")).collect();
         rt.block_on(sqlx::query("SET SESSION sql_mode = ?").bind(mode.join(",")).execute(&mut conn)).map_err(db)?;
-        Ok(Mysql { rt, conn, url, infile: None })
+        Ok(Mysql { rt, conn, url })
     }
 
     pub fn table_exists(&mut self, table: &str) -> Result<bool, Error> {
@@ -434,11 +431,13 @@ impl Infile {
             }
         }
     }
+}
 
+impl Loader for Infile {
     /// Loads a chunk from its stored bytes and runs `mark` (its progress
     /// record), in one transaction; `Ok(None)` when LOAD DATA did not take
     /// every row cleanly (nothing is left of it then).
-    fn load_chunk(&mut self, rows: &ChunkRows<'_>, mark: (&str, &[Value])) -> Result<Option<u64>, Error> {
+    fn load_marked(&mut self, rows: &ChunkRows<'_>, mark: (&str, &[Value])) -> Result<Option<u64>, Error> {
         use mysql::prelude::Queryable;
         let feed = std::sync::Arc::new(std::sync::Mutex::new(Feed::default()));
         let handler_feed = feed.clone();
@@ -662,20 +661,21 @@ impl Target for Mysql {
         insert_chunk(rt, conn, rows)
     }
 
-    /// LOAD DATA LOCAL INFILE on a second connection where the server
-    /// allows it (`TESSERA_MYSQL_INSERT=1` turns it off).
-    fn load_marked(&mut self, rows: &ChunkRows<'_>, mark: (&str, &[Value])) -> Result<Option<u64>, Error> {
-        if rows.converted() {
-            return Ok(None);
+    /// Connections of the `mysql` driver that stream chunks through LOAD
+    /// DATA LOCAL INFILE, side by side, where the server allows it
+    /// (`TESSERA_MYSQL_INSERT=1` turns them off).
+    fn loaders(&mut self, n: usize) -> Result<Vec<Box<dyn Loader>>, Error> {
+        if std::env::var("TESSERA_MYSQL_INSERT").is_ok_and(|v| v == "1") {
+            return Ok(Vec::new());
         }
-        if self.infile.is_none() {
-            let off = std::env::var("TESSERA_MYSQL_INSERT").is_ok_and(|v| v == "1");
-            self.infile = Some(if off { None } else { Infile::connect(&self.url) });
+        let mut loaders: Vec<Box<dyn Loader>> = Vec::new();
+        for _ in 0..n {
+            match Infile::connect(&self.url) {
+                Some(infile) => loaders.push(Box::new(infile)),
+                None => break,
+            }
         }
-        match self.infile.as_mut().and_then(Option::as_mut) {
-            Some(infile) => infile.load_chunk(rows, mark),
-            None => Ok(None),
-        }
+        Ok(loaders)
     }
 
     fn finish_load(&mut self, _message: &str) -> Result<(), Error> {

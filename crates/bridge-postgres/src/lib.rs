@@ -6,7 +6,7 @@ use sqlx::postgres::PgConnection;
 use sqlx::{ConnectOptions, Row};
 
 use tessera_bridge::csv::{self, Cell};
-use tessera_bridge::engine::{ChunkRows, Shape, Source, Target};
+use tessera_bridge::engine::{ChunkRows, Loader, Shape, Source, Target};
 use tessera_bridge::import::insert_values;
 use tessera_bridge::layout::{Column, ForeignKey, Index};
 use tessera_bridge::schema;
@@ -437,14 +437,17 @@ fn copy_error_line(message: &str) -> usize {
         .unwrap_or(0)
 }
 
-/// COPYs one chunk's rows (as exported: COPY's own CSV) into its table,
-/// inside the transaction the import opened; returns how many.
-async fn copy_chunk(conn: &mut PgConnection, rows: ChunkRows<'_>) -> Result<u64, Error> {
-    let (meta, chunk) = (rows.meta, rows.chunk);
-    let intact = rows.stored().1;
+/// COPYs one chunk's rows (`data`: its CSV as exported, COPY's own) into
+/// its table, inside the transaction open on `conn`; returns how many.
+async fn copy_chunk(
+    conn: &mut PgConnection,
+    meta: &tessera_bridge::layout::TableMeta,
+    chunk: &tessera_bridge::layout::ChunkMeta,
+    data: Vec<u8>,
+    intact: bool,
+) -> Result<u64, Error> {
     let cols: Vec<String> = meta.columns.iter().map(|c| quote(&c.name)).collect();
     let sql = format!("COPY {} ({}) FROM STDIN WITH (FORMAT csv, HEADER true)", quote(&meta.name), cols.join(", "));
-    let data = rows.csv()?;
     let damaged = |e: sqlx::Error| {
         // COPY names the line in the error's context ("COPY t, line 4"),
         // counting the header as line 1 as the file does.
@@ -587,8 +590,41 @@ impl Target for Postgres {
             let per_batch = (30_000 / rows.meta.columns.len().max(1)).clamp(1, 500);
             return insert_values(self, rows, per_batch);
         }
+        let (meta, chunk, intact) = (rows.meta, rows.chunk, rows.stored().1);
+        let data = rows.csv()?;
         let Postgres { rt, conn, .. } = self;
-        rt.block_on(copy_chunk(conn, rows))
+        rt.block_on(copy_chunk(conn, meta, chunk, data, intact))
+    }
+
+    /// More connections, each COPYing chunks of the same table side by side.
+    fn loaders(&mut self, n: usize) -> Result<Vec<Box<dyn Loader>>, Error> {
+        (0..n).map(|_| Ok(Box::new(Postgres::connect(&self.url)?) as Box<dyn Loader>)).collect()
+    }
+}
+
+impl Loader for Postgres {
+    fn load_marked(&mut self, rows: &ChunkRows<'_>, mark: (&str, &[Value])) -> Result<Option<u64>, Error> {
+        if rows.converted() {
+            return Ok(None);
+        }
+        let data = rows.csv_copy()?;
+        let (meta, chunk, intact) = (rows.meta, rows.chunk, rows.stored().1);
+        Target::begin(self)?;
+        let loaded = {
+            let Postgres { rt, conn, .. } = self;
+            rt.block_on(copy_chunk(conn, meta, chunk, data, intact))
+        };
+        let marked = loaded.and_then(|n| Target::execute(self, mark.0, mark.1).map(|()| n));
+        match marked {
+            Ok(n) => {
+                Target::commit(self)?;
+                Ok(Some(n))
+            }
+            Err(e) => {
+                Target::rollback(self);
+                Err(e)
+            }
+        }
     }
 }
 

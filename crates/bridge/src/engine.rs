@@ -152,13 +152,14 @@ pub trait Target: Source {
     /// Loads one chunk's rows into the open transaction; returns how many.
     /// A row the database refuses is [`Error::Damaged`], naming file and line.
     fn load(&mut self, rows: ChunkRows<'_>) -> Result<u64, Error>;
-    /// A bulk path with a connection of its own (MySQL's LOAD DATA LOCAL
-    /// INFILE): loads the chunk and runs `mark` (the progress record) in
-    /// one transaction there. `Ok(None)`: not taken, nothing changed; the
-    /// import then uses [`load`](Self::load).
-    fn load_marked(&mut self, rows: &ChunkRows<'_>, mark: (&str, &[Value])) -> Result<Option<u64>, Error> {
-        let _ = (rows, mark);
-        Ok(None)
+    /// Up to `n` connections of their own that load chunks side by side
+    /// (each chunk with its progress record in one transaction there), for
+    /// engines where that is faster than one stream: several `COPY`s, or
+    /// several `LOAD DATA LOCAL INFILE`s, into one table. None: every
+    /// chunk goes through [`load`](Self::load).
+    fn loaders(&mut self, n: usize) -> Result<Vec<Box<dyn Loader>>, Error> {
+        let _ = n;
+        Ok(Vec::new())
     }
     /// After a table's indexes, in the final transaction: what the engine
     /// keeps outside the table (SQLite's AUTOINCREMENT position).
@@ -178,6 +179,16 @@ pub trait Target: Source {
         let _ = message;
         Ok(())
     }
+}
+
+/// One of a [`Target`]'s extra connections, loading chunks on a thread of
+/// its own.
+pub trait Loader: Send {
+    /// Loads a chunk's rows and runs `mark` (its progress record) in one
+    /// transaction. `Ok(None)`: not taken, nothing changed (a value the
+    /// engine would convert with a warning); the import then loads that
+    /// chunk through [`Target::load`], which names a refused row.
+    fn load_marked(&mut self, rows: &ChunkRows<'_>, mark: (&str, &[Value])) -> Result<Option<u64>, Error>;
 }
 
 /// A database with history: Dolt. Sync's incremental export asks it which
@@ -321,6 +332,14 @@ impl<'a> ChunkRows<'a> {
             return Err(Error::Unsupported("a converted chunk has no CSV of its own".into()));
         }
         decompress(&self.chunk.file, self.data, decompress_limit(self.meta, self.chunk, self.intact))
+    }
+
+    /// [`csv`](Self::csv) of a copy, for a [`Loader`], which may decline.
+    pub fn csv_copy(&self) -> Result<Vec<u8>, Error> {
+        if self.conversion.is_some() {
+            return Err(Error::Unsupported("a converted chunk has no CSV of its own".into()));
+        }
+        decompress(&self.chunk.file, self.data.clone(), decompress_limit(self.meta, self.chunk, self.intact))
     }
 
     /// The rows as cells of the export's profile, with their line numbers.

@@ -8,22 +8,27 @@
 //! - **Resume.** Without `--replace`, each chunk is loaded in a transaction
 //!   of its own that also records `(table, position, blob)` in
 //!   `_tessera_import`. A re-run keeps the chunks whose position and blob
-//!   still match ([`resume_point`]) and loads the rest. Indexes, sequence
+//!   still match ([`resumed_chunks`]) and loads the rest. Indexes, sequence
 //!   positions and the foreign-key check come in one final transaction,
 //!   which drops the progress table.
+//! - **Side by side.** Where the engine offers [`Loader`]s (connections of
+//!   their own), chunks load on several threads at once, each chunk with
+//!   its record in its own transaction; resume takes any set of recorded
+//!   chunks, not only a prefix.
 //! - **Damage** (a chunk that does not parse or fit, a broken foreign key)
 //!   drops what the import created: nothing is left half-imported. Any
 //!   other interruption keeps the committed chunks for a re-run.
 //! - **Replacing** tables the import did not create is one transaction, so
 //!   a failure keeps the old ones (where DDL is transactional).
 //!
-//! The next chunk is read from git on a second thread while one loads.
+//! Otherwise the next chunk is read from git on a second thread while one
+//! loads.
 
 use std::collections::HashSet;
 use std::path::Path;
 
 use crate::chunk::load_chunk;
-use crate::engine::{ChunkRows, Target};
+use crate::engine::{ChunkRows, Loader, Target};
 use crate::layout::{ChunkMeta, TableMeta};
 use crate::mapping::{self, Conversion};
 use crate::meta::{load_manifest, read_table_meta_in, table_metas};
@@ -92,17 +97,21 @@ pub fn chunk_blobs(repo: &Path, rev: &str, meta: &TableMeta) -> Result<Vec<Strin
     Ok(meta.chunks.iter().map(|c| blobs.get(&c.file).cloned().unwrap_or_default()).collect())
 }
 
-/// How many leading chunks an earlier run of this import loaded from these
-/// very files: its `(position, blob)` records must match `blobs` one by
-/// one. A record beyond that prefix means the files changed since, and the
-/// table starts over (0).
-pub fn resume_point(blobs: &[String], recorded: &[(i64, String)]) -> usize {
-    let done = blobs.iter().zip(recorded).enumerate().take_while(|(i, (b, (p, r)))| *p == *i as i64 && r == *b).count();
-    if done < recorded.len() {
-        0
-    } else {
-        done
+/// Which chunks an earlier run of this import loaded from these very files:
+/// its `(position, blob)` records, each matching `blobs` at its position.
+/// One record that does not match (the files changed since) means the
+/// table starts over: `None`. Records need not form a prefix: chunks load
+/// side by side and commit in any order.
+pub fn resumed_chunks(blobs: &[String], recorded: &[(i64, String)]) -> Option<Vec<bool>> {
+    let mut done = vec![false; blobs.len()];
+    for (position, blob) in recorded {
+        let i = usize::try_from(*position).ok().filter(|&i| i < blobs.len())?;
+        if &blobs[i] != blob || done[i] {
+            return None;
+        }
+        done[i] = true;
     }
+    Some(done)
 }
 
 /// SQLite and doltlite share the SQLite dialect and CSV profile: an export
@@ -307,29 +316,109 @@ fn fetch(repo: &Path, rev: &str, meta: &TableMeta, chunk: &ChunkMeta) -> Result<
     Ok(Fetched { data, intact, edited })
 }
 
-/// Hands each chunk of `table` from `first` on to `load`, reading the next
-/// one from git on another thread meanwhile.
+/// Hands the chunks of `table` at `positions` to `load`, in order, reading
+/// the next one from git on another thread meanwhile.
 fn each_chunk(
     repo: &Path,
     rev: &str,
     table: &TablePlan,
-    first: usize,
+    positions: &[usize],
     load: &mut dyn FnMut(usize, Fetched) -> Result<(), Error>,
 ) -> Result<(), Error> {
     let meta = &table.meta;
     std::thread::scope(|scope| {
         let spawn = |i: usize| scope.spawn(move || fetch(repo, rev, meta, &meta.chunks[i]));
         let mut ahead = None;
-        for i in first..meta.chunks.len() {
+        for (n, &i) in positions.iter().enumerate() {
             let fetched = ahead.take().unwrap_or_else(|| spawn(i));
-            if i + 1 < meta.chunks.len() {
-                ahead = Some(spawn(i + 1));
+            if let Some(&next) = positions.get(n + 1) {
+                ahead = Some(spawn(next));
             }
             let fetched = fetched.join().map_err(|_| Error::Database("a chunk reader thread panicked".into()))??;
             load(i, fetched)?;
         }
         Ok(())
     })
+}
+
+/// What loading chunks side by side did.
+#[derive(Default)]
+struct SideBySide {
+    rows: u64,
+    chunks: usize,
+    /// Chunks a loader declined, for [`Target::load`].
+    declined: Vec<usize>,
+    edited: Vec<String>,
+}
+
+/// Loads the chunks of `table` at `positions` through `loaders`, one
+/// thread each, every chunk with its progress record (`mark` with the
+/// table's name, position and blob) in a transaction of its loader. The
+/// first error stops every thread and is returned; chunks committed until
+/// then stay for a re-run.
+#[allow(clippy::too_many_arguments)]
+fn side_by_side(
+    repo: &Path,
+    rev: &str,
+    table: &TablePlan,
+    positions: &[usize],
+    blobs: &[String],
+    loaders: &mut [Box<dyn Loader>],
+    mark: &str,
+    meter: &dyn crate::progress::Meter,
+) -> Result<SideBySide, Error> {
+    use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    let meta = &table.meta;
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let (rows, bytes) = (AtomicU64::new(0), AtomicU64::new(0));
+    let out = Mutex::new(SideBySide::default());
+    let first_error: Mutex<Option<Error>> = Mutex::new(None);
+    std::thread::scope(|scope| {
+        for loader in loaders.iter_mut() {
+            let (next, stop, rows, bytes, out, first_error) = (&next, &stop, &rows, &bytes, &out, &first_error);
+            scope.spawn(move || {
+                let mut work = || -> Result<(), Error> {
+                    while !stop.load(Ordering::Relaxed) {
+                        let Some(&i) = positions.get(next.fetch_add(1, Ordering::Relaxed)) else { break };
+                        let chunk = &meta.chunks[i];
+                        let fetched = fetch(repo, rev, meta, chunk)?;
+                        let record =
+                            [Value::Text(meta.name.clone()), Value::Integer(i as i64), Value::Text(blobs[i].clone())];
+                        let mut lost = Vec::new();
+                        let chunk_rows = ChunkRows::new(meta, chunk, (fetched.data, fetched.intact), None, &mut lost);
+                        let loaded = loader.load_marked(&chunk_rows, (mark, &record))?;
+                        let mut out = out.lock().map_err(|_| Error::Database("a loader thread panicked".into()))?;
+                        out.edited.extend(fetched.edited);
+                        match loaded {
+                            Some(n) => {
+                                out.rows += n;
+                                out.chunks += 1;
+                                let done = rows.fetch_add(n, Ordering::Relaxed) + n;
+                                let read = bytes.fetch_add(chunk.uncompressed_bytes, Ordering::Relaxed);
+                                meter.update(read + chunk.uncompressed_bytes, done, &chunk.file);
+                            }
+                            None => out.declined.push(i),
+                        }
+                    }
+                    Ok(())
+                };
+                if let Err(e) = work() {
+                    stop.store(true, Ordering::Relaxed);
+                    if let Ok(mut first) = first_error.lock() {
+                        first.get_or_insert(e);
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = first_error.into_inner().map_err(|_| Error::Database("a loader thread panicked".into()))? {
+        return Err(e);
+    }
+    let mut out = out.into_inner().map_err(|_| Error::Database("a loader thread panicked".into()))?;
+    out.declined.sort_unstable();
+    Ok(out)
 }
 
 /// Runs `f` in a transaction of the target: committed when it succeeds,
@@ -389,6 +478,10 @@ fn resumably(
     let (tbl, position, blob) = (target.quote("tbl"), target.quote("position"), target.quote("blob"));
     let (p1, p2, p3) = (target.placeholder(1, None), target.placeholder(2, None), target.placeholder(3, None));
     target.start_load()?;
+    // Connections of their own, one per core (a few at most), for loading
+    // chunks side by side.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
+    let mut loaders = target.loaders(cores)?;
     target.execute(
         &format!(
             "CREATE TABLE IF NOT EXISTS {progress} ({tbl} VARCHAR(255) NOT NULL, {position} BIGINT NOT NULL, \
@@ -402,7 +495,7 @@ fn resumably(
             let meta = &table.meta;
             let name = Value::Text(meta.name.clone());
             let blobs = chunk_blobs(repo, rev, meta)?;
-            let mut done = 0;
+            let mut done: Option<Vec<bool>> = None;
             if resumable.contains(&meta.name) {
                 let sql = format!(
                     "SELECT {position}, {blob} FROM {progress} WHERE {tbl} = {p1} AND {position} >= 0 ORDER BY {position}"
@@ -416,54 +509,61 @@ fn resumably(
                         (pos, r.next().flatten().unwrap_or_default())
                     })
                     .collect();
-                done = resume_point(&blobs, &recorded);
+                done = resumed_chunks(&blobs, &recorded).filter(|d| d.iter().any(|&x| x));
             }
-            if done == 0 {
-                let drop = target.drop_table_sql(&meta.name);
-                let forget = format!("DELETE FROM {progress} WHERE {tbl} = {p1}");
-                let claim = [name.clone(), Value::Integer(-1), Value::Text(String::new())];
-                if target.transactional_ddl() {
-                    // A table of a previous, different run is ours to start over.
-                    transaction(target, &mut |t| {
-                        t.execute(&drop, &[])?;
-                        t.execute(&forget, std::slice::from_ref(&name))?;
-                        create(t, table)?;
-                        t.execute(&mark, &claim)
-                    })?;
-                } else {
-                    // DDL commits on its own: the table is claimed first, so
-                    // a re-run knows it may drop and create it again.
-                    transaction(target, &mut |t| {
-                        t.execute(&forget, std::slice::from_ref(&name))?;
-                        t.execute(&mark, &claim)
-                    })?;
-                    target.execute(&drop, &[])?;
-                    create(target, table)?;
+            let done = match done {
+                Some(done) => {
+                    let chunks = done.iter().filter(|&&d| d).count();
+                    report.resumed.push(ResumedTable { table: meta.name.clone(), chunks });
+                    done
                 }
-            } else {
-                report.resumed.push(ResumedTable { table: meta.name.clone(), chunks: done });
-            }
-            let mut rows: u64 = meta.chunks[..done].iter().map(|c| c.rows).sum();
+                None => {
+                    let drop = target.drop_table_sql(&meta.name);
+                    let forget = format!("DELETE FROM {progress} WHERE {tbl} = {p1}");
+                    let claim = [name.clone(), Value::Integer(-1), Value::Text(String::new())];
+                    if target.transactional_ddl() {
+                        // A table of a previous, different run is ours to start over.
+                        transaction(target, &mut |t| {
+                            t.execute(&drop, &[])?;
+                            t.execute(&forget, std::slice::from_ref(&name))?;
+                            create(t, table)?;
+                            t.execute(&mark, &claim)
+                        })?;
+                    } else {
+                        // DDL commits on its own: the table is claimed first, so
+                        // a re-run knows it may drop and create it again.
+                        transaction(target, &mut |t| {
+                            t.execute(&forget, std::slice::from_ref(&name))?;
+                            t.execute(&mark, &claim)
+                        })?;
+                        target.execute(&drop, &[])?;
+                        create(target, table)?;
+                    }
+                    vec![false; meta.chunks.len()]
+                }
+            };
+            let mut rows: u64 = meta.chunks.iter().zip(&done).filter(|(_, &d)| d).map(|(c, _)| c.rows).sum();
+            let mut todo: Vec<usize> = (0..meta.chunks.len()).filter(|&i| !done[i]).collect();
             let meter = opts.progress.start(&meta.name);
+            if table.conversion.is_none() && todo.len() > 1 && !loaders.is_empty() {
+                let parallel = side_by_side(repo, rev, table, &todo, &blobs, &mut loaders, &mark, meter.as_ref())?;
+                rows += parallel.rows;
+                report.bulk_loaded_chunks += parallel.chunks;
+                report.edited_chunks.extend(parallel.edited);
+                todo = parallel.declined;
+            }
             let mut bytes = 0;
-            each_chunk(repo, rev, table, done, &mut |i, fetched| {
+            each_chunk(repo, rev, table, &todo, &mut |i, fetched| {
                 report.edited_chunks.extend(fetched.edited);
                 let chunk = &meta.chunks[i];
                 let record = [name.clone(), Value::Integer(i as i64), Value::Text(blobs[i].clone())];
-                let chunk_rows = ChunkRows::new(
+                let mut chunk_rows = Some(ChunkRows::new(
                     meta,
                     chunk,
                     (fetched.data, fetched.intact),
                     table.conversion.as_ref(),
                     &mut report.approximations,
-                );
-                if let Some(n) = target.load_marked(&chunk_rows, (&mark, &record))? {
-                    rows += n;
-                    report.bulk_loaded_chunks += 1;
-                    loading_message(meter.as_ref(), &mut bytes, rows, chunk);
-                    return Ok(());
-                }
-                let mut chunk_rows = Some(chunk_rows);
+                ));
                 rows += transaction(target, &mut |t| {
                     let n = t.load(chunk_rows.take().expect("loaded once"))?;
                     t.execute(&mark, &record)?;
@@ -537,7 +637,8 @@ fn at_once(
             let meta = &table.meta;
             let meter = opts.progress.start(&meta.name);
             let (mut rows, mut bytes) = (0, 0);
-            each_chunk(repo, rev, table, 0, &mut |i, fetched| {
+            let all: Vec<usize> = (0..meta.chunks.len()).collect();
+            each_chunk(repo, rev, table, &all, &mut |i, fetched| {
                 report.edited_chunks.extend(fetched.edited);
                 let chunk = &meta.chunks[i];
                 rows += t.load(ChunkRows::new(
@@ -592,24 +693,31 @@ mod tests {
         ids.iter().map(|s| s.to_string()).collect()
     }
 
+    fn done(flags: &[u8]) -> Option<Vec<bool>> {
+        Some(flags.iter().map(|&f| f == 1).collect())
+    }
+
     #[test]
-    fn resume_keeps_the_prefix_recorded_from_the_same_files() {
+    fn resume_keeps_the_chunks_recorded_from_the_same_files() {
         let now = blobs(&["a", "b", "c"]);
-        assert_eq!(resume_point(&now, &[]), 0);
-        assert_eq!(resume_point(&now, &[(0, "a".into())]), 1);
-        assert_eq!(resume_point(&now, &[(0, "a".into()), (1, "b".into())]), 2);
-        assert_eq!(resume_point(&now, &[(0, "a".into()), (1, "b".into()), (2, "c".into())]), 3);
+        assert_eq!(resumed_chunks(&now, &[]), done(&[0, 0, 0]));
+        assert_eq!(resumed_chunks(&now, &[(0, "a".into())]), done(&[1, 0, 0]));
+        assert_eq!(resumed_chunks(&now, &[(0, "a".into()), (1, "b".into()), (2, "c".into())]), done(&[1, 1, 1]));
+        // Chunks loaded side by side commit in any order.
+        assert_eq!(resumed_chunks(&now, &[(0, "a".into()), (2, "c".into())]), done(&[1, 0, 1]));
+        assert_eq!(resumed_chunks(&now, &[(1, "b".into())]), done(&[0, 1, 0]));
     }
 
     #[test]
     fn resume_starts_over_when_a_recorded_file_changed_or_is_out_of_place() {
         let now = blobs(&["a", "b", "c"]);
-        // The second chunk's file changed since: what follows it is stale too.
-        assert_eq!(resume_point(&now, &[(0, "a".into()), (1, "x".into())]), 0);
-        // A gap in positions.
-        assert_eq!(resume_point(&now, &[(0, "a".into()), (2, "c".into())]), 0);
-        // More records than the table has chunks now.
-        assert_eq!(resume_point(&blobs(&["a"]), &[(0, "a".into()), (1, "b".into())]), 0);
+        // The second chunk's file changed since: its rows in the table are stale.
+        assert_eq!(resumed_chunks(&now, &[(0, "a".into()), (1, "x".into())]), None);
+        // A record past the table's chunks, or before them.
+        assert_eq!(resumed_chunks(&blobs(&["a"]), &[(0, "a".into()), (1, "b".into())]), None);
+        assert_eq!(resumed_chunks(&now, &[(-2, "a".into())]), None);
+        // The same position twice.
+        assert_eq!(resumed_chunks(&now, &[(0, "a".into()), (0, "a".into())]), None);
     }
 
     #[test]

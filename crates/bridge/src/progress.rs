@@ -10,7 +10,7 @@ pub trait Progress: Send + Sync {
 }
 
 /// One unit's progress.
-pub trait Meter {
+pub trait Meter: Send + Sync {
     /// `bytes` and `rows` done so far; `note` says where (a file and line).
     fn update(&self, bytes: u64, rows: u64, note: &str);
     /// The unit starts over from nothing (a scan that is run again).
