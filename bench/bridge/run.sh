@@ -14,7 +14,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cargo build --release -q -p tessera --manifest-path "$root/Cargo.toml"
-bin="$root/target/release/tessera"
+bin="${CARGO_TARGET_DIR:-$root/target}/release/tessera"
 command -v sqlite3 >/dev/null || { apt-get update -qq && apt-get install -y -qq sqlite3 >/dev/null; }
 now() { date +%s.%N; }
 peak() { awk '/Maximum resident/ {printf "%.0f MiB", $6/1024}' "$1"; }
@@ -28,6 +28,11 @@ s=$(now); sqlite3 -csv "$work/src.db" "SELECT * FROM t" > "$work/native.csv"; e=
 t_native_export=$(python3 -c "print($e - $s)")
 s=$(now); /usr/bin/time -v "$bin" data export "$work/src.db" "$work/repo" 2> "$work/export.time" >/dev/null; e=$(now)
 t_export=$(python3 -c "print($e - $s)")
+# The same export into a bare repository: the data path alone, without
+# checking the 374 MB of files out into a work tree (which the default,
+# a work tree matching the new head, adds).
+s=$(now); "$bin" data export "$work/src.db" "$work/bare.git" --bare >/dev/null; e=$(now)
+t_export_bare=$(python3 -c "print($e - $s)")
 csv_mb=$(du -m "$work/native.csv" | cut -f1)
 
 sqlite3 "$work/native.db" "$ddl"
@@ -60,6 +65,8 @@ s=$(now); $pg -c "COPY t TO STDOUT WITH (FORMAT csv)" > "$work/pg.csv"; e=$(now)
 t_pg_native_export=$(python3 -c "print($e - $s)")
 s=$(now); "$bin" data export "postgres://postgres@127.0.0.1:5432/$pgdb" "$work/pgrepo" > /dev/null; e=$(now)
 t_pg_export=$(python3 -c "print($e - $s)")
+s=$(now); "$bin" data export "postgres://postgres@127.0.0.1:5432/$pgdb" "$work/pgbare.git" --bare > /dev/null; e=$(now)
+t_pg_export_bare=$(python3 -c "print($e - $s)")
 "$bin" data sync "postgres://postgres@127.0.0.1:5432/$pgdb" "$work/pgrepo" > /dev/null 2>&1
 $pg -c "UPDATE t SET note = 'synced' WHERE id = $((rows / 3))"
 s=$(now); "$bin" data sync "postgres://postgres@127.0.0.1:5432/$pgdb" "$work/pgrepo" > /dev/null 2>&1; e=$(now)
@@ -86,6 +93,8 @@ s=$(now); $my "$mydb" -e "SELECT * FROM t INTO OUTFILE '$my_csv' FIELDS TERMINAT
 t_my_native_export=$(python3 -c "print($e - $s)")
 s=$(now); "$bin" data export "mysql://root@127.0.0.1:3306/$mydb" "$work/myrepo" > /dev/null; e=$(now)
 t_my_export=$(python3 -c "print($e - $s)")
+s=$(now); "$bin" data export "mysql://root@127.0.0.1:3306/$mydb" "$work/mybare.git" --bare > /dev/null; e=$(now)
+t_my_export_bare=$(python3 -c "print($e - $s)")
 $my "${mydb}_in" -e "$my_ddl"
 s=$(now); $my "${mydb}_in" -e "LOAD DATA INFILE '$my_csv' INTO TABLE t FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"'"; e=$(now)
 t_my_native_import=$(python3 -c "print($e - $s)")
@@ -123,13 +132,13 @@ t_dolt_sync=$(python3 -c "print($e - $s)")
 grep -q "Dolt's diff" "$work/dolt-sync.out" || echo "warning: the Dolt sync did not use Dolt's diff"
 
 python3 - <<PY
-print(f"postgres export: tessera {$t_pg_export:.2f} s vs COPY TO {$t_pg_native_export:.2f} s, ratio {$t_pg_export / $t_pg_native_export:.2f}")
+print(f"postgres export: tessera {$t_pg_export:.2f} s vs COPY TO {$t_pg_native_export:.2f} s, ratio {$t_pg_export / $t_pg_native_export:.2f}; --bare {$t_pg_export_bare:.2f} s, ratio {$t_pg_export_bare / $t_pg_native_export:.2f}")
 print(f"postgres import: tessera {$t_pg_import:.2f} s vs COPY FROM {$t_pg_native_import:.2f} s, ratio {$t_pg_import / $t_pg_native_import:.2f}")
-print(f"mysql export: tessera {$t_my_export:.2f} s vs SELECT INTO OUTFILE {$t_my_native_export:.2f} s, ratio {$t_my_export / $t_my_native_export:.2f}")
+print(f"mysql export: tessera {$t_my_export:.2f} s vs SELECT INTO OUTFILE {$t_my_native_export:.2f} s, ratio {$t_my_export / $t_my_native_export:.2f}; --bare {$t_my_export_bare:.2f} s, ratio {$t_my_export_bare / $t_my_native_export:.2f}")
 print(f"mysql import: tessera {$t_my_import:.2f} s vs LOAD DATA INFILE {$t_my_native_import:.2f} s, ratio {$t_my_import / $t_my_native_import:.2f}  (peak RSS $(peak "$work/myimport.time"))")
 
 print(f"CSV size: $csv_mb MB in $n_chunks chunk files")
-print(f"export: tessera {$t_export:.2f} s vs sqlite3 -csv {$t_native_export:.2f} s, ratio {$t_export / $t_native_export:.2f}  (peak RSS $(peak "$work/export.time"))")
+print(f"export: tessera {$t_export:.2f} s vs sqlite3 -csv {$t_native_export:.2f} s, ratio {$t_export / $t_native_export:.2f}  (peak RSS $(peak "$work/export.time")); --bare {$t_export_bare:.2f} s, ratio {$t_export_bare / $t_native_export:.2f}")
 print(f"import: tessera {$t_import:.2f} s vs sqlite3 .import {$t_native_import:.2f} s, ratio {$t_import / $t_native_import:.2f}  (peak RSS $(peak "$work/import.time"))")
 print(f"sync after one changed row: {$t_sync:.2f} s vs full export {$t_export:.2f} s, ratio {$t_sync / $t_export:.2f} ($sync_changed chunk file(s) changed)")
 print(f"dolt sync after one changed row: {$t_dolt_sync:.2f} s vs full export {$t_dolt_export:.2f} s, ratio {$t_dolt_sync / $t_dolt_export:.2f} (target <= 0.2)")

@@ -530,6 +530,23 @@ fn text_of(row: &sqlx::postgres::PgRow, i: usize) -> Result<Option<String>, Erro
     row.try_get::<Option<f64>, _>(i).map(|v| v.map(|v| v.to_string())).map_err(db)
 }
 
+/// Binds each value by its own type (the statement casts where needed).
+fn bind_all<'q>(
+    mut q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    params: &'q [Value],
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    for v in params {
+        q = match v {
+            Value::Null => q.bind(None::<String>),
+            Value::Integer(i) => q.bind(*i),
+            Value::Real(f) => q.bind(*f),
+            Value::Text(t) => q.bind(t.as_str()),
+            Value::Blob(b) => q.bind(b.as_slice()),
+        };
+    }
+    q
+}
+
 impl Target for Postgres {
     fn dialect(&self) -> schema::Engine {
         schema::Engine::Postgres
@@ -547,31 +564,13 @@ impl Target for Postgres {
     /// One statement (the extended protocol takes no more).
     fn execute(&mut self, sql: &str, params: &[Value]) -> Result<(), Error> {
         let Postgres { rt, conn, .. } = self;
-        let mut q = sqlx::query(sql).persistent(!params.is_empty());
-        for v in params {
-            q = match v {
-                Value::Null => q.bind(None::<String>),
-                Value::Integer(i) => q.bind(*i),
-                Value::Real(f) => q.bind(*f),
-                Value::Text(t) => q.bind(t.clone()),
-                Value::Blob(b) => q.bind(b.clone()),
-            };
-        }
+        let q = bind_all(sqlx::query(sql).persistent(!params.is_empty()), params);
         rt.block_on(q.execute(&mut *conn)).map(|_| ()).map_err(refused)
     }
 
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Vec<Option<String>>>, Error> {
         let Postgres { rt, conn, .. } = self;
-        let mut q = sqlx::query(sql);
-        for v in params {
-            q = match v {
-                Value::Null => q.bind(None::<String>),
-                Value::Integer(i) => q.bind(*i),
-                Value::Real(f) => q.bind(*f),
-                Value::Text(t) => q.bind(t.clone()),
-                Value::Blob(b) => q.bind(b.clone()),
-            };
-        }
+        let q = bind_all(sqlx::query(sql), params);
         let rows = rt.block_on(q.fetch_all(&mut *conn)).map_err(refused)?;
         rows.iter().map(|r| (0..r.len()).map(|i| text_of(r, i)).collect()).collect()
     }

@@ -76,6 +76,7 @@ fn export_inner(
         Some(b) => b.clone(),
         None => git::default_branch(repo)?,
     };
+    git::adopt_branch(repo, &branch)?;
     git::require_clean(repo, &branch)?;
     let rev = format!("refs/heads/{branch}");
     let previous_exists = git::resolve(repo, &rev).is_some();

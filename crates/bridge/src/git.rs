@@ -121,6 +121,20 @@ fn update_work_tree(repo: &Path, refname: &str, old: Option<&str>, new: &str) ->
     run(c, &format!("updating the work tree of {} to {new}", repo.display())).map(|_| ())
 }
 
+/// Points HEAD of a repository without commits at `branch`, so that the
+/// first export to another branch than git's default (`--branch main`
+/// where `init.defaultBranch` is master) is the one checked out, and the
+/// work tree shows it. A repository with commits is left as it is.
+pub fn adopt_branch(repo: &Path, branch: &str) -> Result<(), Error> {
+    let born = git(repo).args(["rev-parse", "--verify", "-q", "HEAD"]).output().map(|o| o.status.success());
+    if born.unwrap_or(true) {
+        return Ok(());
+    }
+    let mut cmd = git(repo);
+    cmd.args(["symbolic-ref", "HEAD", &format!("refs/heads/{branch}")]);
+    run(cmd, "pointing HEAD at the exported branch").map(|_| ())
+}
+
 /// The branch HEAD names (the repository's default branch).
 pub fn default_branch(repo: &Path) -> Result<String, Error> {
     let mut cmd = git(repo);

@@ -229,11 +229,11 @@ pub struct TableMeta {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<crate::schema::TableSchema>,
     /// The DDL generated from `schema` when the metadata was loaded for an
-    /// import ([`crate::ops::table_metas`]); never stored.
+    /// import ([`crate::meta::table_metas`]); never stored.
     #[serde(skip)]
     pub ddl: Option<crate::schema::Ddl>,
     /// The manifest's `max_chunk_bytes`, set when the metadata was read and
-    /// checked (`ops::read_table_meta`): no chunk decompresses beyond it.
+    /// checked (`meta::read_table_meta`): no chunk decompresses beyond it.
     /// 0 otherwise, which lets no chunk be read.
     #[serde(skip)]
     pub chunk_limit: u64,

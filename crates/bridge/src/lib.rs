@@ -14,7 +14,9 @@
 //! - the drivers: [`export`], [`import`] (resume, damage and replacing,
 //!   once for every engine), [`verify`], [`sync`] and its shortcut on
 //!   versioned engines ([`incremental`]); the type table between engine
-//!   families: [`mapping`].
+//!   families: [`mapping`];
+//! - reading tables without a database, for the web pages: a page of rows,
+//!   and what changed in a table between commits, row by row: [`rows`].
 #![forbid(unsafe_code)]
 
 pub mod chunk;
@@ -28,6 +30,7 @@ pub mod layout;
 pub mod mapping;
 pub mod meta;
 pub mod progress;
+pub mod rows;
 pub mod schema;
 pub mod sync;
 pub mod value;

@@ -11,7 +11,7 @@ use crate::{git, schema, Error};
 
 /// Largest manifest or table metadata file read: far above what a table
 /// of millions of chunks needs, far below what would exhaust memory.
-const MAX_METADATA_BYTES: u64 = 256 << 20;
+pub const MAX_METADATA_BYTES: u64 = 256 << 20;
 
 /// Largest chunk size limit (`--chunk-size`) a repository may ask for:
 /// an import holds a chunk, decompressed, in memory.
@@ -235,10 +235,43 @@ pub fn row_hash_at(repo: &Path, rev: &str) -> Result<RowHash, Error> {
     Ok(read_json::<Manifest>(repo, rev, layout::MANIFEST)?.map_or(RowHash::NEWEST, |m| m.chunking.algorithm))
 }
 
+/// The manifest at `rev`, checked ([`check_manifest`]).
 pub fn load_manifest(repo: &Path, rev: &str) -> Result<Manifest, Error> {
     let manifest: Manifest = read_json(repo, rev, layout::MANIFEST)?.ok_or_else(|| {
         Error::Layout(format!("{} has no {} on {rev}: not a tessera data export", repo.display(), layout::MANIFEST))
     })?;
+    check_manifest(manifest)
+}
+
+/// A manifest from the bytes of `.dolt-metadata/manifest.json`, read
+/// elsewhere than from a git directory (the server's object store),
+/// checked as [`load_manifest`] checks it.
+pub fn parse_manifest(bytes: &[u8]) -> Result<Manifest, Error> {
+    let refuse = |reason: String| Error::Metadata { file: layout::MANIFEST.into(), reason };
+    if bytes.len() as u64 > MAX_METADATA_BYTES {
+        return Err(refuse(format!("more than the {MAX_METADATA_BYTES} bytes a metadata file may have")));
+    }
+    check_manifest(serde_json::from_slice(bytes).map_err(|e| refuse(e.to_string()))?)
+}
+
+/// A table's metadata from the bytes of its file, checked against
+/// `manifest` as [`read_table_meta`] checks it.
+pub fn parse_table_meta(bytes: &[u8], name: &str, manifest: &Manifest) -> Result<TableMeta, Error> {
+    let file = layout::table_meta_path(name);
+    let refuse = |reason: String| Error::Metadata { file: file.clone(), reason };
+    if bytes.len() as u64 > MAX_METADATA_BYTES {
+        return Err(refuse(format!("more than the {MAX_METADATA_BYTES} bytes a metadata file may have")));
+    }
+    let mut meta: TableMeta = serde_json::from_slice(bytes).map_err(|e| refuse(e.to_string()))?;
+    check_table_meta(&meta, name, manifest).map_err(refuse)?;
+    meta.chunk_limit = manifest.chunking.max_chunk_bytes;
+    Ok(meta)
+}
+
+/// What the code reading a manifest relies on: a format this version
+/// reads, a chunk limit within [`MAX_CHUNK_BYTES`], bounded and distinct
+/// table names.
+fn check_manifest(manifest: Manifest) -> Result<Manifest, Error> {
     if manifest.format_version > layout::FORMAT_VERSION {
         return Err(Error::NewerFormat(manifest.format_version));
     }

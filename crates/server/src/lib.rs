@@ -9,6 +9,7 @@
 
 mod api;
 mod auth;
+mod datapages;
 mod error;
 mod layout;
 mod lfs;

@@ -25,6 +25,7 @@ use tessera_store::{MergeRequest, MrStatus};
 use tessera_web as web;
 
 use crate::auth::{self, Caller, Need};
+use crate::datapages;
 use crate::error::HttpError;
 use crate::repos::{self, Snapshot, Target};
 use crate::State;
@@ -339,6 +340,30 @@ fn entry_at(view: &View<'_>, tree: ObjectId, path: &str) -> Result<Option<Object
     Ok(Some(current))
 }
 
+/// A tree's files for the data views.
+struct TreeFiles<'v, 'o> {
+    view: &'v View<'o>,
+    tree: ObjectId,
+}
+
+impl datapages::Files for TreeFiles<'_, '_> {
+    fn read(&self, path: &str, max: u64) -> Result<Option<Vec<u8>>, String> {
+        let Some(id) = entry_at(self.view, self.tree, path).map_err(|e| e.to_string())? else { return Ok(None) };
+        match self.view.odb.index.objects.get(&id) {
+            Some(l) if l.kind != Kind::Blob => return Ok(None),
+            Some(l) if l.size > max => {
+                return Err(format!("{path}: {} bytes, more than the {max} one page reads", l.size));
+            }
+            _ => {}
+        }
+        Ok(Some(self.view.odb.read(&id).map_err(|e| e.to_string())?.1.as_ref().clone()))
+    }
+
+    fn id(&self, path: &str) -> Option<String> {
+        entry_at(self.view, self.tree, path).ok().flatten().map(|id| id.to_string())
+    }
+}
+
 fn entries(
     view: &View<'_>,
     tree: ObjectId,
@@ -425,6 +450,15 @@ async fn get(
         ));
     }
     frame.refname = Some(head_name.clone());
+    // A data export at the head gets the data view among its tabs.
+    if let (false, Some(head)) = (repo.partial, head_commit(&repo)) {
+        frame.data = blocking(&repo.snapshot, move |view| {
+            let info = read_commit(view, &head)?;
+            Ok(entry_at(view, info.tree, tessera_bridge::layout::MANIFEST)?.is_some())
+        })
+        .await
+        .unwrap_or(false);
+    }
     match view.as_deref() {
         None => {
             frame.title = format!("Overview {}", repo.path);
@@ -607,6 +641,7 @@ async fn get(
                     None => None,
                 };
                 let files = diff_pages(view, parent_tree, Some(info.tree))?;
+                let data = data_changes(view, parent_tree, Some(info.tree));
                 let (author, adate) = person(&info.author);
                 let (committer, cdate) = person(&info.committer);
                 Ok(web::Commit {
@@ -620,6 +655,7 @@ async fn get(
                         .map(|p| (p.to_string(), format!("{}/commit/{p}", web::views(&path))))
                         .collect(),
                     tree_href: format!("{}/tree/{id}", web::views(&path)),
+                    data,
                     files,
                 })
             })
@@ -664,8 +700,62 @@ async fn get(
                 .collect();
             Ok(html(web::merge_requests(frame, &rows, &status, &format!("{base}/mrs"))))
         }
+        Some("data") => {
+            let rest = if rest.is_empty() { head_name.clone() } else { rest.clone() };
+            let (refname, commit, table) = resolve_rev(&repo, &rest)?;
+            frame.refname = Some(refname.clone());
+            frame.data = true;
+            frame.title = if table.is_empty() {
+                format!("Data {}", repo.path)
+            } else {
+                format!("Data: {table} · {}", repo.path)
+            };
+            let page: u64 = query_value(query, "page").and_then(|p| p.parse().ok()).unwrap_or(0).min(1 << 40);
+            let href_base = format!("{base}/data/{}", web::url_path(&refname));
+            let shown = blocking(&repo.snapshot, move |view| {
+                let refused = tessera_repo::Error::Refused;
+                let info = read_commit(view, &commit)?;
+                let files = TreeFiles { view, tree: info.tree };
+                let export = datapages::load(&files).map_err(refused)?.ok_or_else(|| {
+                    refused(format!("no data export at {refname}: no {}", tessera_bridge::layout::MANIFEST))
+                })?;
+                if table.is_empty() {
+                    return Ok(Err(datapages::tables(&export, &href_base)));
+                }
+                let meta = export
+                    .tables
+                    .iter()
+                    .find(|t| t.name == table)
+                    .ok_or_else(|| refused(format!("no table {table:?} at {refname}")))?;
+                let href = format!("{href_base}/{}", web::url_path(&table));
+                datapages::rows_page(meta, page, &href, &files).map(Ok).map_err(refused)
+            })
+            .await?;
+            Ok(html(match shown {
+                Ok(rows) => web::table_rows(frame, &rows),
+                Err(tables) => web::data_tables(frame, &tables),
+            }))
+        }
         Some(other) => Err(HttpError::not_found(format!("no view {other:?}"))),
     }
+}
+
+/// What changed between two trees in the tables of a data export, row by
+/// row (nothing when neither tree holds one).
+fn data_changes(view: &View<'_>, old: Option<ObjectId>, new: Option<ObjectId>) -> Vec<web::RowChanges> {
+    let side = |tree: Option<ObjectId>| -> Box<dyn datapages::Files + '_> {
+        match tree {
+            Some(tree) => Box::new(TreeFiles { view, tree }),
+            None => Box::new(datapages::NoFiles),
+        }
+    };
+    let (old_files, new_files) = (side(old), side(new));
+    let before = datapages::load(old_files.as_ref()).ok().flatten();
+    let after = datapages::load(new_files.as_ref()).ok().flatten();
+    if before.is_none() && after.is_none() {
+        return Vec::new();
+    }
+    datapages::changes(before.as_ref(), after.as_ref(), old_files.as_ref(), new_files.as_ref())
 }
 
 /// The diff of two trees as the pages show it, within the page budgets.

@@ -372,3 +372,121 @@ fn pages_render_in_headless_chromium() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+fn sqlite(db: &Path, sql: &str) {
+    let out = Command::new("sqlite3").arg(db).arg(sql).output().expect("sqlite3 runs");
+    assert!(out.status.success(), "{sql}: {}", text(&out.stderr));
+}
+
+fn tessera_data(args: &[&str]) {
+    let out = common::tessera(&[&["data"], args].concat(), &[]);
+    assert!(out.status.success(), "tessera data {args:?}: {}", text(&out.stderr));
+}
+
+fn git_in(dir: &Path, args: &[&str]) -> String {
+    let out = git_output(dir, args);
+    assert!(out.status.success(), "git {args:?}: {}", text(&out.stderr));
+    text(&out.stdout)
+}
+
+/// A data export pushed to the server: its tables and their rows are
+/// pages, and a commit's page shows what changed in each table row by row
+/// (gzip chunks too). Hostile metadata and a chunk that inflates past its
+/// limit are named on the page, and the server goes on serving.
+fn data_views(backend: Backend) {
+    let Some(site) = Site::new(backend) else { return };
+    site.admin(&["user", "add", "admin", "--admin", "--init"]);
+    let admin = site.token("admin", "t", "admin");
+    let (mut server, url) = site.serve(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    sqlite(
+        &db,
+        "CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT NOT NULL, note TEXT);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000)
+         INSERT INTO people SELECT i, 'person ' || i, CASE WHEN i % 7 = 0 THEN NULL ELSE 'note ' || i END FROM n;
+         CREATE TABLE tags (t TEXT);
+         INSERT INTO tags VALUES ('a'), ('b'), ('b');",
+    );
+    let repo = dir.path().join("export");
+    let (db_s, repo_s) = (db.to_str().unwrap(), repo.to_str().unwrap());
+    tessera_data(&["export", db_s, repo_s, "--chunk-size", "16KB", "--compress", "gzip", "--branch", "main"]);
+    let remote = with(&format!("{url}/import/app-data"), &admin);
+    git_in(&repo, &["push", "-q", &remote, "main"]);
+    sqlite(
+        &db,
+        "UPDATE people SET name = 'Ada <b>Lovelace</b>' WHERE id = 1500;
+         DELETE FROM people WHERE id = 10;
+         INSERT INTO people VALUES (5000, 'newcomer', NULL);
+         INSERT INTO tags VALUES ('c');",
+    );
+    tessera_data(&["export", db_s, repo_s, "--chunk-size", "16KB", "--compress", "gzip", "--branch", "main"]);
+    let second = git_in(&repo, &["rev-parse", "main"]).trim().to_string();
+    git_in(&repo, &["push", "-q", &remote, "main"]);
+
+    let anon = Browser::new();
+    let page = anon.get(&format!("{url}/import/app-data"));
+    assert!(page.status == 200 && page.body.contains("/import/app-data/-/data/main"), "a Data tab: {}", page.body);
+    let page = anon.get(&format!("{url}/import/app-data/-/data/main"));
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("people") && page.body.contains("3000 rows"), "{}", page.body);
+    assert!(page.body.contains("tags") && page.body.contains("4 rows"), "{}", page.body);
+    // Rows across chunks: the second page starts at row 101, id 102 (the
+    // second export deleted id 10).
+    let page = anon.get(&format!("{url}/import/app-data/-/data/main/people?page=1"));
+    assert!(page.status == 200 && page.body.contains("rows 101–200 of 3000"), "{}", page.body);
+    assert!(page.body.contains("<tr><td>102</td><td>person 102</td>") && page.body.contains("Next →"), "{}", page.body);
+    assert!(page.body.contains("class=\"null\""), "NULL is set apart from text: {}", page.body);
+    let page = anon.get(&format!("{url}/import/app-data/-/data/main/people?page=14"));
+    assert!(
+        page.body.contains("Ada &lt;b&gt;Lovelace&lt;/b&gt;") && !page.body.contains("<b>Lovelace"),
+        "{}",
+        page.body
+    );
+
+    // The commit, row by row.
+    let page = anon.get(&format!("{url}/import/app-data/-/commit/{second}"));
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("Data changes"), "{}", page.body);
+    assert!(page.body.contains("+1 rows, −1, ~1 changed"), "people: {}", page.body);
+    assert!(page.body.contains("<del>person 1500</del> <ins>Ada &lt;b&gt;Lovelace&lt;/b&gt;</ins>"), "{}", page.body);
+    assert!(page.body.contains("<td>newcomer</td>") && page.body.contains("<td>person 10</td>"), "{}", page.body);
+    assert!(page.body.contains("+1 rows, −0, ~0 changed"), "tags, matched by content: {}", page.body);
+
+    // Hostile: metadata naming a key column that does not exist, and a
+    // chunk edited in git that inflates far past the chunk limit.
+    git_in(&repo, &["config", "user.name", "t"]);
+    git_in(&repo, &["config", "user.email", "t@example.com"]);
+    let meta_path = repo.join(".dolt-metadata/tables/people.json");
+    let meta = std::fs::read_to_string(&meta_path).unwrap();
+    std::fs::write(&meta_path, meta.replacen("\"primary_key\": [\n    \"id\"\n  ]", "\"primary_key\": [\"nope\"]", 1))
+        .unwrap();
+    let chunk =
+        git_in(&repo, &["ls-tree", "-r", "--name-only", "main", "data/tags/"]).lines().next().unwrap().to_string();
+    let mut bomb = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut bomb, &vec![b'a'; 64 << 20]).unwrap();
+    std::fs::write(repo.join(&chunk), bomb.finish().unwrap()).unwrap();
+    git_in(&repo, &["commit", "-qam", "hostile"]);
+    let hostile = git_in(&repo, &["rev-parse", "main"]).trim().to_string();
+    git_in(&repo, &["push", "-q", &remote, "main"]);
+    let page = anon.get(&format!("{url}/import/app-data/-/data/main"));
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("people: not shown") && page.body.contains("nope"), "{}", page.body);
+    let page = anon.get(&format!("{url}/import/app-data/-/data/main/tags"));
+    assert!(page.body.contains("inflates to more than"), "{}", page.body);
+    let page = anon.get(&format!("{url}/import/app-data/-/commit/{hostile}"));
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("not compared here") && page.body.contains("inflates to more than"), "{}", page.body);
+    assert_eq!(anon.get(&format!("{url}/import/app-data")).status, 200, "the server still serves");
+    server.kill().unwrap();
+}
+
+#[test]
+fn data_views_on_sqlite() {
+    data_views(Backend::Sqlite);
+}
+
+#[test]
+fn data_views_on_postgres() {
+    data_views(Backend::Postgres);
+}

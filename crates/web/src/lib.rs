@@ -35,6 +35,8 @@ pub struct Frame {
     pub path: Option<String>,
     /// The ref the tabs should keep (`main`).
     pub refname: Option<String>,
+    /// The path holds a data export: its tabs include the data view.
+    pub data: bool,
 }
 
 /// Percent-encodes a path for an href, keeping `/`.

@@ -26,6 +26,11 @@ tr.add td.t { background:var(--add); } tr.del td.t { background:var(--del); } tr
 .badge { padding:.1em .5em; border-radius:1em; border:1px solid var(--line); font-size:12px; }
 .open { background:#dafbe1; } .merged { background:#fbefff; } .closed, .conflict { background:#ffebe9; }
 form.inline { display:inline; } button { cursor:pointer; } a.dir { font-weight:600; }
+table.rows { border-collapse:collapse; } table.rows td, table.rows th { padding:.2em .6em; border:1px solid var(--line); white-space:pre; font-family:ui-monospace,SFMono-Regular,Menlo,monospace; font-size:12.5px; vertical-align:top; }
+table.rows th { background:var(--bg2); text-align:left; } table.rows th.key { text-decoration:underline; }
+table.rows tr.add td { background:var(--add); } table.rows tr.del td { background:var(--del); }
+table.rows td.chg { background:#fff8c5; } table.rows td.chg del { background:var(--del); text-decoration:line-through; } table.rows td.chg ins { background:var(--add); text-decoration:none; }
+.null { color:var(--muted); font-style:italic; }
 "#;
 
 /// The stylesheet every page links (`/-/style.css`): layout and highlighting.
@@ -68,7 +73,7 @@ fn page(frame: &Frame, body: Markup) -> String {
                 }
                 main {
                     @if let Some(path) = &frame.path {
-                        (tabs(path, frame.refname.as_deref().unwrap_or("main"), &frame.title))
+                        (tabs(path, frame.refname.as_deref().unwrap_or("main"), &frame.title, frame.data))
                     }
                     (body)
                 }
@@ -78,7 +83,7 @@ fn page(frame: &Frame, body: Markup) -> String {
     markup.into_string()
 }
 
-fn tabs(path: &str, refname: &str, current: &str) -> Markup {
+fn tabs(path: &str, refname: &str, current: &str, data: bool) -> Markup {
     let base = views(path);
     let home = if path == "/" { "/".to_string() } else { url_path(path) };
     let tab = |name: &str, href: String| {
@@ -92,6 +97,7 @@ fn tabs(path: &str, refname: &str, current: &str) -> Markup {
             (tab("Commits", format!("{base}/commits/{}", url_path(refname))))
             (tab("Refs", format!("{base}/refs")))
             (tab("Merge requests", format!("{base}/mrs")))
+            @if data { (tab("Data", format!("{base}/data/{}", url_path(refname)))) }
         }
     }
 }
@@ -337,6 +343,8 @@ pub struct Commit {
     pub committer: String,
     pub parents: Vec<(String, String)>,
     pub tree_href: String,
+    /// What changed in the tables of a data export, row by row.
+    pub data: Vec<RowChanges>,
     pub files: Vec<FileDiff>,
 }
 
@@ -353,6 +361,7 @@ pub fn commit(frame: &Frame, c: &Commit) -> String {
                 tr { th { "committer" } td { (c.committer) } }
                 tr { th { "parents" } td.mono { @for (id, href) in &c.parents { a href=(href) { (short(id)) } " " } } }
             }
+            @if !c.data.is_empty() { h3 { "Data changes" } (row_changes(&c.data)) }
             (diff_boxes(&c.files))
         },
     )
@@ -518,4 +527,155 @@ pub fn error(frame: &Frame, status: u16, message: &str) -> String {
             @if frame.user.is_none() && (status == 401 || status == 404) { p { a href="/-/login" { "Sign in" } " to see more." } }
         },
     )
+}
+
+/// A table cell: NULL set apart from text (an empty string shows empty).
+fn cell(c: &Option<String>) -> Markup {
+    html! { @match c { Some(t) => (t), None => span.null { "NULL" } } }
+}
+
+/// A table of a data export, as its list shows it.
+#[derive(Debug, Clone)]
+pub struct DataTable {
+    pub name: String,
+    pub href: String,
+    /// Column names with their declared types.
+    pub columns: Vec<(String, String)>,
+    pub key: Vec<String>,
+    pub rows: u64,
+    pub chunks: usize,
+    /// Stored bytes of its chunk files.
+    pub bytes: u64,
+}
+
+/// The tables of a data export (`.dolt-metadata/`) at a commit.
+#[derive(Debug, Clone)]
+pub struct DataExport {
+    /// The engine and database it was exported from.
+    pub source: String,
+    pub tables: Vec<DataTable>,
+    /// Why a table is not listed (metadata the server refused to read).
+    pub refused: Vec<String>,
+}
+
+pub fn data_tables(frame: &Frame, d: &DataExport) -> String {
+    page(
+        frame,
+        html! {
+            p.muted { "A data export of " (d.source) ": " (d.tables.len()) " table(s)." }
+            @for t in &d.tables {
+                div.box {
+                    div.head {
+                        a.mono href=(t.href) { (t.name) }
+                        span.muted { (t.rows) " rows in " (t.chunks) " chunk(s), " (t.bytes) " bytes" }
+                    }
+                    table.list {
+                        @for (name, kind) in &t.columns {
+                            tr {
+                                td.mono { (name) @if t.key.contains(name) { " " span.badge { "key" } } }
+                                td.mono.muted { (kind) }
+                            }
+                        }
+                    }
+                }
+            }
+            @for r in &d.refused { p.muted { (r) } }
+        },
+    )
+}
+
+/// A page of one table's rows.
+#[derive(Debug, Clone)]
+pub struct TableRows {
+    pub table: String,
+    pub columns: Vec<String>,
+    pub key: Vec<String>,
+    /// The number of the first row shown (1-based) and the table's total.
+    pub first: u64,
+    pub total: u64,
+    pub rows: Vec<Vec<Option<String>>>,
+    pub newer: Option<String>,
+    pub older: Option<String>,
+}
+
+pub fn table_rows(frame: &Frame, t: &TableRows) -> String {
+    let last = t.first + t.rows.len() as u64 - u64::from(!t.rows.is_empty());
+    page(
+        frame,
+        html! {
+            p.muted { span.mono { (t.table) } ": rows " (t.first) "–" (last) " of " (t.total) }
+            div.box {
+                table.rows {
+                    tr { @for c in &t.columns { th class=@if t.key.contains(c) { "key" } { (c) } } }
+                    @for row in &t.rows { tr { @for c in row { td { (cell(c)) } } } }
+                }
+            }
+            p {
+                @if let Some(h) = &t.newer { a href=(h) { "← Previous" } " " }
+                @if let Some(h) = &t.older { a href=(h) { "Next →" } }
+            }
+        },
+    )
+}
+
+/// A changed row: its cells after the change, and before for those that changed.
+#[derive(Debug, Clone)]
+pub struct ChangedRow {
+    pub row: Vec<Option<String>>,
+    /// Per column: the value before, when it changed.
+    pub before: Vec<Option<Option<String>>>,
+}
+
+/// What changed in one table, row by row.
+#[derive(Debug, Clone, Default)]
+pub struct RowChanges {
+    pub table: String,
+    pub header: Vec<String>,
+    pub key: Vec<String>,
+    /// Columns before and after, when they changed.
+    pub columns: Option<(Vec<String>, Vec<String>)>,
+    pub added: Vec<Vec<Option<String>>>,
+    pub deleted: Vec<Vec<Option<String>>>,
+    pub changed: Vec<ChangedRow>,
+    pub counts: (u64, u64, u64),
+    /// Rows past what one page lists were counted only.
+    pub truncated: bool,
+    /// Why no rows are shown (too much to compare, metadata refused).
+    pub note: Option<String>,
+}
+
+fn row_changes(tables: &[RowChanges]) -> Markup {
+    html! {
+        @for t in tables {
+            div.box {
+                div.head {
+                    span.mono { (t.table) }
+                    span.muted { "+" (t.counts.0) " rows, −" (t.counts.1) ", ~" (t.counts.2) " changed" }
+                }
+                @if let Some((before, after)) = &t.columns {
+                    p.readme.muted { "Columns: " (before.join(", ")) " → " (after.join(", ")) }
+                }
+                @if let Some(note) = &t.note { p.readme.muted { (note) } }
+                @if !(t.added.is_empty() && t.deleted.is_empty() && t.changed.is_empty()) {
+                    table.rows {
+                        tr { th { } @for c in &t.header { th class=@if t.key.contains(c) { "key" } { (c) } } }
+                        @for row in &t.deleted { tr.del { td { "−" } @for c in row { td { (cell(c)) } } } }
+                        @for row in &t.added { tr.add { td { "+" } @for c in row { td { (cell(c)) } } } }
+                        @for r in &t.changed {
+                            tr {
+                                td { "~" }
+                                @for (c, before) in r.row.iter().zip(&r.before) {
+                                    @match before {
+                                        Some(b) => { td.chg { del { (cell(b)) } " " ins { (cell(c)) } } }
+                                        None => { td { (cell(c)) } }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                @if t.truncated { p.readme.muted { "More rows changed than one page lists; the counts above cover them all." } }
+            }
+        }
+    }
 }
