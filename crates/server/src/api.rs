@@ -21,6 +21,8 @@ use crate::State;
 pub fn router(state: Arc<State>) -> Router {
     Router::new()
         .route("/api/v1/repos", get(list_repos))
+        .route("/api/v1/data", get(|s, h, q| crate::ui::data_json(s, h, q, false)))
+        .route("/api/v1/data/changes", get(|s, h, q| crate::ui::data_json(s, h, q, true)))
         .route("/api/v1/mr", get(list))
         .route("/api/v1/mr/{id}", get(show))
         .route("/api/v1/mr/{id}/merge", post(merge))

@@ -862,7 +862,7 @@ async fn mr_page(state: &State, caller: &Caller, frame: &mut web::Frame, rest: &
     let root = mono.root().await.map_err(repos::repo_error)?;
     let snapshot = repos::snapshot(state, root.id).await?;
     let (base, head, path) = (mr.base, mr.head, mr.path.clone());
-    let (commits, files) = blocking(&snapshot, move |view| {
+    let (commits, files, data) = blocking(&snapshot, move |view| {
         let mut commits = Vec::new();
         let mut current = Some(head);
         while let Some(c) = current {
@@ -878,7 +878,8 @@ async fn mr_page(state: &State, caller: &Caller, frame: &mut web::Frame, rest: &
             None => None,
         };
         let head_tree = read_commit(view, &head)?.tree;
-        Ok((commits, diff_pages(view, base_tree, Some(head_tree))?))
+        let data = data_changes(view, base_tree, Some(head_tree));
+        Ok((commits, diff_pages(view, base_tree, Some(head_tree))?, data))
     })
     .await?;
     let approvals = crate::review::approvals(state, &mr).await?;
@@ -912,6 +913,7 @@ async fn mr_page(state: &State, caller: &Caller, frame: &mut web::Frame, rest: &
         author: mr.author.clone(),
         conflicts: mr.conflicts.clone(),
         commits,
+        data,
         files,
         can_maintain,
     };
@@ -1027,4 +1029,145 @@ mod tests {
         );
         assert_eq!(split_url("/a%20b/-/refs"), ("/a b".into(), Some("refs".into()), String::new()));
     }
+}
+
+/// The query of the data API.
+#[derive(serde::Deserialize)]
+pub(crate) struct DataQuery {
+    path: String,
+    #[serde(rename = "ref")]
+    refname: Option<String>,
+    table: Option<String>,
+    page: Option<u64>,
+    commit: Option<String>,
+}
+
+/// What the data pages show, as JSON, read by the same functions and
+/// under the same permissions:
+/// - `GET /api/v1/data?path=P[&ref=R]`: the tables of the export at `R`;
+/// - `…&table=T[&page=N]`: a page of `T`'s rows;
+/// - `GET /api/v1/data/changes?path=P&commit=C`: what `C` changed in each
+///   table, row by row.
+pub(crate) async fn data_json(
+    axum::extract::State(state): axum::extract::State<Arc<State>>,
+    headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<DataQuery>,
+    changes: bool,
+) -> Result<axum::Json<serde_json::Value>, crate::error::ApiError> {
+    use serde_json::json;
+    let caller = auth::caller(&state, &headers).await?;
+    let repo = open(&state, &caller, &q.path).await?;
+    if repo.partial {
+        let why = format!("{} holds directories you cannot read; ask for one of them", repo.path);
+        return Err(HttpError::new(StatusCode::FORBIDDEN, why).into());
+    }
+    let refused = tessera_repo::Error::Refused;
+    if changes {
+        let id = q.commit.as_deref().ok_or_else(|| HttpError::bad_request("commit= is required"))?;
+        let id =
+            ObjectId::from_hex(id.as_bytes()).map_err(|_| HttpError::bad_request(format!("{id:?} is no commit id")))?;
+        if repo.snapshot.index.objects.get(&id).is_none_or(|l| l.kind != Kind::Commit) {
+            return Err(HttpError::not_found(format!("no commit {id} in {}", repo.path)).into());
+        }
+        let tables = blocking(&repo.snapshot, move |view| {
+            let info = read_commit(view, &id)?;
+            let parent = match info.parents.first() {
+                Some(p) => Some(read_commit(view, p)?.tree),
+                None => None,
+            };
+            Ok(data_changes(view, parent, Some(info.tree)))
+        })
+        .await?;
+        let tables: Vec<serde_json::Value> = tables
+            .into_iter()
+            .map(|t| {
+                let changed: Vec<serde_json::Value> = t
+                    .changed
+                    .iter()
+                    .map(|r| {
+                        let cells: Vec<serde_json::Value> = t
+                            .header
+                            .iter()
+                            .zip(r.before.iter().zip(&r.row))
+                            .filter_map(|(column, (before, after))| {
+                                before.as_ref().map(|b| json!({ "column": column, "before": b, "after": after }))
+                            })
+                            .collect();
+                        json!({ "row": r.row, "cells": cells })
+                    })
+                    .collect();
+                json!({
+                    "table": t.table,
+                    "columns": t.columns.map(|(before, after)| json!({ "before": before, "after": after })),
+                    "header": t.header,
+                    "primary_key": t.key,
+                    "added": t.added,
+                    "deleted": t.deleted,
+                    "changed": changed,
+                    "counts": { "added": t.counts.0, "deleted": t.counts.1, "changed": t.counts.2 },
+                    "truncated": t.truncated,
+                    "note": t.note,
+                })
+            })
+            .collect();
+        return Ok(axum::Json(json!({ "path": repo.path, "commit": id.to_string(), "tables": tables })));
+    }
+    let head = short_ref(&repo.head).to_string();
+    let (refname, commit, _) = resolve_rev(&repo, q.refname.as_deref().unwrap_or(&head))?;
+    let (table, page) = (q.table.clone(), q.page.unwrap_or(0).min(1 << 40));
+    let href_base = format!("{}/data/{}", web::views(&repo.path), web::url_path(&refname));
+    let path = repo.path.clone();
+    let body = blocking(&repo.snapshot, move |view| {
+        let info = read_commit(view, &commit)?;
+        let files = TreeFiles { view, tree: info.tree };
+        let export = datapages::load(&files)
+            .map_err(refused)?
+            .ok_or_else(|| refused(format!("no data export at {refname}: no {}", tessera_bridge::layout::MANIFEST)))?;
+        let Some(table) = table else {
+            let tables: Vec<serde_json::Value> = export
+                .tables
+                .iter()
+                .map(|t| {
+                    let columns: Vec<serde_json::Value> =
+                        t.columns.iter().map(|c| json!({ "name": c.name, "type": c.declared_type })).collect();
+                    json!({
+                        "name": t.name,
+                        "columns": columns,
+                        "primary_key": t.primary_key,
+                        "rows": t.rows,
+                        "chunks": t.chunks.len(),
+                        "bytes": t.chunks.iter().map(|c| c.bytes).sum::<u64>(),
+                    })
+                })
+                .collect();
+            let refused: Vec<serde_json::Value> =
+                export.refused.iter().map(|(t, why)| json!({ "table": t, "reason": why })).collect();
+            return Ok(json!({
+                "path": path,
+                "ref": refname,
+                "commit": commit.to_string(),
+                "source": { "engine": export.manifest.source.engine, "database": export.manifest.source.database },
+                "tables": tables,
+                "refused": refused,
+            }));
+        };
+        let meta = export
+            .tables
+            .iter()
+            .find(|t| t.name == table)
+            .ok_or_else(|| refused(format!("no table {table:?} at {refname}")))?;
+        let href = format!("{href_base}/{}", web::url_path(&table));
+        let rows = datapages::rows_page(meta, page, &href, &files).map_err(refused)?;
+        Ok(json!({
+            "table": rows.table,
+            "columns": rows.columns,
+            "primary_key": rows.key,
+            "offset": rows.first - 1,
+            "total": rows.total,
+            "rows": rows.rows,
+            "more": rows.older.is_some(),
+        }))
+    })
+    .await?;
+    Ok(axum::Json(body))
 }

@@ -453,6 +453,39 @@ fn data_views(backend: Backend) {
     assert!(page.body.contains("<td>newcomer</td>") && page.body.contains("<td>person 10</td>"), "{}", page.body);
     assert!(page.body.contains("+1 rows, −0, ~0 changed"), "tags, matched by content: {}", page.body);
 
+    // The same through the JSON API.
+    let json = |path: &str| -> serde_json::Value {
+        let (status, body) = common::rest("GET", &format!("{url}{path}"), None);
+        assert_eq!(status, 200, "{path}: {body}");
+        serde_json::from_str(&body).unwrap()
+    };
+    let tables = json("/api/v1/data?path=/import/app-data&ref=main");
+    assert_eq!(tables["tables"][0]["name"], "people", "{tables}");
+    assert_eq!(tables["tables"][0]["rows"], 3000);
+    assert_eq!(tables["tables"][0]["primary_key"][0], "id");
+    let rows = json("/api/v1/data?path=/import/app-data&table=people&page=1");
+    assert_eq!((&rows["offset"], &rows["rows"][0][0], &rows["more"]), (&100.into(), &"102".into(), &true.into()));
+    assert!(rows["rows"][3][2].is_null(), "NULL (id 105) is null: {rows}");
+    let changes = json(&format!("/api/v1/data/changes?path=/import/app-data&commit={second}"));
+    let people = &changes["tables"][0];
+    assert_eq!(people["counts"], serde_json::json!({ "added": 1, "deleted": 1, "changed": 1 }), "{changes}");
+    assert_eq!(
+        people["changed"][0]["cells"][0],
+        serde_json::json!({ "column": "name", "before": "person 1500", "after": "Ada <b>Lovelace</b>" })
+    );
+    let (status, _) = common::rest("GET", &format!("{url}/api/v1/data?path=/import/nowhere"), None);
+    assert_eq!(status, 404);
+
+    // Pushed to a new monorepo directory, the export opens a merge request
+    // whose page shows the rows it adds.
+    let out = git_output(&repo, &["push", "-q", &with(&format!("{url}/appdata"), &admin), "main"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let maintainer = Browser::new();
+    maintainer.sign_in(&url, "admin", &admin);
+    let page = maintainer.get(&format!("{url}/-/mr/1"));
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("Data changes") && page.body.contains("+3000 rows, −0, ~0 changed"), "{}", page.body);
+
     // Hostile: metadata naming a key column that does not exist, and a
     // chunk edited in git that inflates far past the chunk limit.
     git_in(&repo, &["config", "user.name", "t"]);

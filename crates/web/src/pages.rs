@@ -420,6 +420,8 @@ pub struct Mr {
     pub author: String,
     pub conflicts: Vec<String>,
     pub commits: Vec<CommitRow>,
+    /// What it changes in the tables of a data export, row by row.
+    pub data: Vec<RowChanges>,
     pub files: Vec<FileDiff>,
     /// Whether the viewer may merge and close it.
     pub can_maintain: bool,
@@ -480,6 +482,7 @@ pub fn merge_request(frame: &Frame, m: &Mr) -> String {
                 }
             }
             div.box { div.head { (m.commits.len()) " commit(s)" } (commit_table(&m.commits)) }
+            @if !m.data.is_empty() { h3 { "Data changes" } (row_changes(&m.data)) }
             (diff_boxes(&m.files))
             div.box {
                 div.head { (m.comments.len()) " comment(s)" }
