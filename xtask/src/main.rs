@@ -14,6 +14,7 @@ const FUZZ_TARGETS: &[&str] = &[
     "pack_scan",
     "pack_ingest",
     "bridge_chunk",
+    "table_schema",
 ];
 
 fn run(cmd: &mut Command) -> anyhow::Result<()> {
