@@ -700,6 +700,68 @@ async fn get(
                 .collect();
             Ok(html(web::merge_requests(frame, &rows, &status, &format!("{base}/mrs"))))
         }
+        Some("compare") => {
+            let (from, to) = rest
+                .split_once("...")
+                .ok_or_else(|| HttpError::not_found("compare two refs or commits: /-/compare/<from>...<to>"))?;
+            let whole = |part: &str| -> Result<(String, ObjectId), HttpError> {
+                match resolve_rev(&repo, part)? {
+                    (name, id, rest) if rest.is_empty() => Ok((name, id)),
+                    _ => Err(HttpError::not_found(format!("no branch, tag or commit {part:?} in {}", repo.path))),
+                }
+            };
+            let ((from_name, from_id), (to_name, to_id)) = (whole(from)?, whole(to)?);
+            frame.title = format!("Compare {from_name}...{to_name} · {}", repo.path);
+            frame.refname = Some(to_name.clone());
+            let path = repo.path.clone();
+            let page = blocking(&repo.snapshot, move |view| {
+                // What `from` has: its ancestors, within the walk's bound.
+                let mut theirs = std::collections::HashSet::new();
+                let mut queue = std::collections::VecDeque::from([from_id]);
+                while let Some(c) = queue.pop_front() {
+                    if theirs.len() >= MAX_WALK || !theirs.insert(c) {
+                        continue;
+                    }
+                    queue.extend(read_commit(view, &c)?.parents);
+                }
+                // `to`'s commits back to the nearest one `from` has.
+                let (mut commits, mut base, mut more) = (Vec::new(), None, false);
+                let mut seen = std::collections::HashSet::new();
+                let mut queue = std::collections::VecDeque::from([to_id]);
+                while let Some(c) = queue.pop_front() {
+                    if theirs.contains(&c) {
+                        base.get_or_insert(c);
+                        continue;
+                    }
+                    if seen.len() >= MAX_WALK || !seen.insert(c) {
+                        continue;
+                    }
+                    let info = read_commit(view, &c)?;
+                    queue.extend(info.parents.iter().copied());
+                    if commits.len() < 2 * PAGE {
+                        commits.push(commit_row(&path, c, &info));
+                    } else {
+                        more = true;
+                    }
+                }
+                let base_tree = match base {
+                    Some(b) => Some(read_commit(view, &b)?.tree),
+                    None => None,
+                };
+                let to_tree = read_commit(view, &to_id)?.tree;
+                Ok(web::Compare {
+                    from: from_name,
+                    to: to_name,
+                    base: base.map(|b| (b.to_string(), format!("{}/commit/{b}", web::views(&path)))),
+                    commits,
+                    more,
+                    data: data_changes(view, base_tree, Some(to_tree)),
+                    files: diff_pages(view, base_tree, Some(to_tree))?,
+                })
+            })
+            .await?;
+            Ok(html(web::compare(frame, &page)))
+        }
         Some("data") => {
             let rest = if rest.is_empty() { head_name.clone() } else { rest.clone() };
             let (refname, commit, table) = resolve_rev(&repo, &rest)?;

@@ -133,6 +133,13 @@ fn web_ui(backend: Backend) {
     assert!(page.body.contains("first") && !page.body.contains("second: add"), "history of one file");
     let page = anon.get(&format!("{url}/import/demo/-/commit/{second}"));
     assert!(page.body.contains("+fn added() {}") && page.body.contains("1 file(s) changed"), "{}", page.body);
+    // Compare: the commits of `main` since the first, and their change.
+    let first = text(&git_output(demo.path(), &["rev-parse", "HEAD~1"]).stdout).trim().to_string();
+    let page = anon.get(&format!("{url}/import/demo/-/compare/{first}...main"));
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("1 commit(s)") && page.body.contains("second: add a function"), "{}", page.body);
+    assert!(page.body.contains("+fn added() {}") && !page.body.contains(">first<"), "{}", page.body);
+    assert_eq!(anon.get(&format!("{url}/import/demo/-/compare/main...nowhere")).status, 404);
     let page = anon.get(&format!("{url}/import/demo/-/refs"));
     assert!(page.body.contains(">main<"), "{}", page.body);
     let page = anon.get(&format!("{url}/-/style.css"));

@@ -367,6 +367,39 @@ pub fn commit(frame: &Frame, c: &Commit) -> String {
     )
 }
 
+/// Two refs compared: the commits of `to` since they diverged, and the
+/// change from their common ancestor to `to`.
+#[derive(Debug, Clone)]
+pub struct Compare {
+    pub from: String,
+    pub to: String,
+    /// The common ancestor, when there is one.
+    pub base: Option<(String, String)>,
+    pub commits: Vec<CommitRow>,
+    /// More commits than listed.
+    pub more: bool,
+    pub data: Vec<RowChanges>,
+    pub files: Vec<FileDiff>,
+}
+
+pub fn compare(frame: &Frame, c: &Compare) -> String {
+    page(
+        frame,
+        html! {
+            p {
+                span.mono { (c.from) } " … " span.mono { (c.to) } ": "
+                @match &c.base {
+                    Some((id, href)) => { "since their common ancestor " a.mono href=(href) { (short(id)) } }
+                    None => { "no common ancestor; the whole of " span.mono { (c.to) } }
+                }
+            }
+            div.box { div.head { (c.commits.len()) @if c.more { "+" } " commit(s)" } (commit_table(&c.commits)) }
+            @if !c.data.is_empty() { h3 { "Data changes" } (row_changes(&c.data)) }
+            (diff_boxes(&c.files))
+        },
+    )
+}
+
 pub fn refs(frame: &Frame, branches: &[(String, String, String)], tags: &[(String, String, String)]) -> String {
     let table = |rows: &[(String, String, String)]| {
         html! { table.list { @for (name, id, href) in rows { tr { td { a href=(href) { (name) } } td.mono { (short(id)) } } } } }
