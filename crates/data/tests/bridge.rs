@@ -486,56 +486,76 @@ fn clear_errors() {
     assert!(err.to_string().contains("upgrade"));
 }
 
-mod postgres {
-    use super::*;
+/// A fresh database on a real PostgreSQL or MySQL/MariaDB server:
+/// testkit's `TempDatabase` (a unique name, dropped afterwards; a skip
+/// when the server is unreachable, a failure under CI=true), with SQL run
+/// through the server's own command-line client.
+pub(crate) struct ServerDb {
+    db: tessera_testkit::TempDatabase,
+    backend: tessera_testkit::Backend,
+}
 
-    /// A fresh PostgreSQL database, dropped afterwards; `None` (a skip)
-    /// when the server is unreachable, except under CI=true.
-    pub(crate) struct PgDb {
-        pub(crate) name: String,
+impl ServerDb {
+    pub(crate) fn postgres() -> Option<ServerDb> {
+        Self::create(tessera_testkit::Backend::Postgres)
     }
 
-    fn psql(db: &str, sql: &str) -> Result<String, String> {
-        let out = Command::new("psql")
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", db, "-v", "ON_ERROR_STOP=1", "-qAt", "-c", sql])
-            .output()
-            .map_err(|e| e.to_string())?;
+    pub(crate) fn mysql() -> Option<ServerDb> {
+        Self::create(tessera_testkit::Backend::Mysql)
+    }
+
+    fn create(backend: tessera_testkit::Backend) -> Option<ServerDb> {
+        Some(ServerDb { db: tessera_testkit::TempDatabase::create(backend)?, backend })
+    }
+
+    pub(crate) fn url(&self) -> String {
+        self.db.url.clone()
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        self.db.name()
+    }
+
+    /// Runs `sql` (statements separated by `;`); the rows as the client
+    /// prints them, tab-separated.
+    pub(crate) fn sql(&self, sql: &str) -> String {
+        self.try_sql(sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    pub(crate) fn try_sql(&self, sql: &str) -> Result<String, String> {
+        let mut cmd = match self.backend {
+            tessera_testkit::Backend::Postgres => {
+                let mut c = Command::new("psql");
+                c.args(["-h", "127.0.0.1", "-U", "postgres", "-d", self.name(), "-v", "ON_ERROR_STOP=1", "-qAt"]);
+                c.args(["-c", sql]);
+                c
+            }
+            _ => {
+                let mut c = Command::new("mysql");
+                c.args(["-h", "127.0.0.1", "-uroot", "--default-character-set=utf8mb4", "-N", "-B", "-e", sql]);
+                c.arg(self.name());
+                c
+            }
+        };
+        let out = cmd.output().map_err(|e| e.to_string())?;
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         } else {
             Err(String::from_utf8_lossy(&out.stderr).into_owned())
         }
     }
+}
 
-    impl PgDb {
-        pub(crate) fn create() -> Option<PgDb> {
-            let name = format!("bridge_{}_{}", std::process::id(), rand_suffix());
-            match psql("postgres", &format!("CREATE DATABASE {name}")) {
-                Ok(_) => Some(PgDb { name }),
-                Err(e) => {
-                    unavailable("PostgreSQL", &e);
-                    None
-                }
-            }
-        }
-        pub(crate) fn url(&self) -> String {
-            format!("postgres://postgres@127.0.0.1:5432/{}", self.name)
-        }
-        pub(crate) fn sql(&self, sql: &str) -> String {
-            psql(&self.name, sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
-        }
-    }
+mod postgres {
+    use super::*;
+
+    /// A fresh PostgreSQL database ([`ServerDb`]).
+    pub(crate) type PgDb = ServerDb;
 
     pub(super) fn with_sync_table(run: impl Fn(&str, &dyn Fn(&str) -> String)) {
-        let Some(db) = PgDb::create() else { return };
+        let Some(db) = PgDb::postgres() else { return };
         db.sql("CREATE TABLE t (id int PRIMARY KEY, a text, b text); INSERT INTO t SELECT i, 'a' || i, 'b' || i FROM generate_series(1, 600) i");
         run(&db.url(), &|q| db.sql(q));
-    }
-
-    impl Drop for PgDb {
-        fn drop(&mut self) {
-            let _ = psql("postgres", &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
-        }
     }
 
     pub(super) const FIDELITY: &str = r#"
@@ -568,8 +588,8 @@ INSERT INTO kinds (id, t) VALUES (100, 'explicit id');
 
     #[test]
     fn postgres_round_trip_is_exact() {
-        let Some(src) = PgDb::create() else { return };
-        let Some(dst) = PgDb::create() else { return };
+        let Some(src) = PgDb::postgres() else { return };
+        let Some(dst) = PgDb::postgres() else { return };
         src.sql(FIDELITY);
         let dir = tempfile::tempdir().unwrap();
         let repo = export_then_import(&src.url(), &dst.url(), dir.path(), 2);
@@ -630,8 +650,8 @@ INSERT INTO kinds (id, t) VALUES (100, 'explicit id');
     /// the profile's way.
     #[test]
     fn postgres_storage_order_is_checked_not_trusted() {
-        let Some(src) = PgDb::create() else { return };
-        let Some(dst) = PgDb::create() else { return };
+        let Some(src) = PgDb::postgres() else { return };
+        let Some(dst) = PgDb::postgres() else { return };
         src.sql(
             "CREATE TABLE a (id int PRIMARY KEY, v text); \
              INSERT INTO a SELECT i, 'row ' || i FROM generate_series(2, 3000) i; INSERT INTO a VALUES (1, 'last in');
@@ -667,8 +687,8 @@ INSERT INTO kinds (id, t) VALUES (100, 'explicit id');
 
     #[test]
     fn postgres_damage_names_file_and_line_and_imports_nothing() {
-        let Some(src) = PgDb::create() else { return };
-        let Some(dst) = PgDb::create() else { return };
+        let Some(src) = PgDb::postgres() else { return };
+        let Some(dst) = PgDb::postgres() else { return };
         src.sql("CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL); INSERT INTO t SELECT g, g FROM generate_series(1, 5) g;");
         let dir = tempfile::tempdir().unwrap();
         let repo = dir.path().join("repo");
@@ -715,53 +735,13 @@ fn compressed_chunks_round_trip() {
 mod mysql {
     use super::*;
 
-    pub(crate) struct MyDb {
-        pub(crate) name: String,
-    }
-
-    fn mysql_cli(db: Option<&str>, sql: &str) -> Result<String, String> {
-        let mut cmd = Command::new("mysql");
-        cmd.args(["-h", "127.0.0.1", "-uroot", "--default-character-set=utf8mb4", "-N", "-B", "-e", sql]);
-        if let Some(db) = db {
-            cmd.arg(db);
-        }
-        let out = cmd.output().map_err(|e| e.to_string())?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
-    }
-
-    impl MyDb {
-        pub(crate) fn create() -> Option<MyDb> {
-            let name = format!("bridge_{}_{}", std::process::id(), rand_suffix());
-            match mysql_cli(None, &format!("CREATE DATABASE {name} CHARACTER SET utf8mb4")) {
-                Ok(_) => Some(MyDb { name }),
-                Err(e) => {
-                    unavailable("MariaDB", &e);
-                    None
-                }
-            }
-        }
-        pub(crate) fn url(&self) -> String {
-            format!("mysql://root@127.0.0.1:3306/{}", self.name)
-        }
-        pub(crate) fn sql(&self, sql: &str) -> String {
-            mysql_cli(Some(&self.name), sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
-        }
-    }
+    /// A fresh MySQL/MariaDB database ([`ServerDb`]).
+    pub(crate) type MyDb = ServerDb;
 
     pub(super) fn with_sync_table(run: impl Fn(&str, &dyn Fn(&str) -> String)) {
-        let Some(db) = MyDb::create() else { return };
+        let Some(db) = MyDb::mysql() else { return };
         db.sql("CREATE TABLE t (id int PRIMARY KEY, a text, b text); INSERT INTO t WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 600) SELECT i, CONCAT('a', i), CONCAT('b', i) FROM n");
         run(&db.url(), &|q| db.sql(q));
-    }
-
-    impl Drop for MyDb {
-        fn drop(&mut self) {
-            let _ = mysql_cli(None, &format!("DROP DATABASE IF EXISTS {}", self.name));
-        }
     }
 
     pub(super) const FIDELITY: &str = r#"
@@ -792,8 +772,8 @@ DELETE FROM kinds WHERE id = 100;
 
     #[test]
     fn mysql_round_trip_is_exact() {
-        let Some(src) = MyDb::create() else { return };
-        let Some(dst) = MyDb::create() else { return };
+        let Some(src) = MyDb::mysql() else { return };
+        let Some(dst) = MyDb::mysql() else { return };
         src.sql(FIDELITY);
         let dir = tempfile::tempdir().unwrap();
         let repo = export_then_import(&src.url(), &dst.url(), dir.path(), 2);
@@ -801,7 +781,7 @@ DELETE FROM kinds WHERE id = 100;
         assert!(dst.sql("SHOW CREATE TABLE kinds").contains("fk_parent"));
         // The chunks went through LOAD DATA LOCAL INFILE, and to the same
         // rows as INSERT gives.
-        let Some(bulk) = MyDb::create() else { return };
+        let Some(bulk) = MyDb::mysql() else { return };
         let report = ops::import(&repo, &bulk.url(), &import_opts()).unwrap();
         let chunks = git(&repo, &["ls-tree", "-r", "--name-only", "main", "data/"]).lines().count();
         assert_eq!(report.bulk_loaded_chunks, chunks, "{report:?}");
@@ -831,8 +811,8 @@ DELETE FROM kinds WHERE id = 100;
 
     #[test]
     fn mysql_damage_names_file_and_line_and_imports_nothing() {
-        let Some(src) = MyDb::create() else { return };
-        let Some(dst) = MyDb::create() else { return };
+        let Some(src) = MyDb::mysql() else { return };
+        let Some(dst) = MyDb::mysql() else { return };
         src.sql(
             "CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL); INSERT INTO t VALUES (1,1),(2,2),(3,3),(4,4),(5,5);",
         );
@@ -1583,8 +1563,8 @@ mod directions {
                 ))?;
                 Some(Db::File(path))
             }
-            "postgres" => postgres::PgDb::create().map(Db::Pg),
-            _ => mysql::MyDb::create().map(Db::My),
+            "postgres" => postgres::PgDb::postgres().map(Db::Pg),
+            _ => mysql::MyDb::mysql().map(Db::My),
         }
     }
 

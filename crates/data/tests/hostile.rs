@@ -130,7 +130,7 @@ struct Pg {
 impl Pg {
     /// With a table `t` to replace when `with_t`.
     fn new(with_t: bool) -> Option<Pg> {
-        let db = PgDb::create()?;
+        let db = PgDb::postgres()?;
         db.sql(
             "CREATE TABLE keep (id serial PRIMARY KEY, v text); INSERT INTO keep (v) VALUES ('precious'), ('data');",
         );
@@ -387,7 +387,7 @@ fn hostile_metadata_is_refused_and_changes_nothing_in_sqlite() {
 
 #[test]
 fn hostile_metadata_is_refused_and_changes_nothing_in_postgres() {
-    let Some(src) = PgDb::create() else { return };
+    let Some(src) = PgDb::postgres() else { return };
     let Some(target) = Pg::new(true) else { return };
     let dir = tempfile::tempdir().unwrap();
     let repo = postgres_repo(dir.path(), &src);
@@ -395,7 +395,7 @@ fn hostile_metadata_is_refused_and_changes_nothing_in_postgres() {
     cases.retain(|(b, _, _)| *b != "default-function");
     cases.extend(postgres_legacy_cases());
     run_cases(&repo, cases, &target);
-    let Some(fresh) = PgDb::create() else { return };
+    let Some(fresh) = PgDb::postgres() else { return };
     ops::import(&repo, &fresh.url(), &import_branch("main")).unwrap();
     assert_eq!(fresh.sql("SELECT string_agg(v, ',' ORDER BY id) FROM t").trim(), "a,b,c");
 }
@@ -422,8 +422,8 @@ impl Target for My {
 /// refused, and the MySQL target (tables and rows) is left as it was.
 #[test]
 fn hostile_metadata_is_refused_and_changes_nothing_in_mysql() {
-    let Some(src) = MyDb::create() else { return };
-    let Some(db) = MyDb::create() else { return };
+    let Some(src) = MyDb::mysql() else { return };
+    let Some(db) = MyDb::mysql() else { return };
     db.sql("CREATE TABLE keep (id int AUTO_INCREMENT PRIMARY KEY, v text); INSERT INTO keep (v) VALUES ('precious'), ('data');");
     db.sql("CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (7, 'old t');");
     let target = My { db };
@@ -450,7 +450,7 @@ fn hostile_metadata_is_refused_and_changes_nothing_in_mysql() {
         "schema.columns[1].default",
     ));
     run_cases(&repo, cases, &target);
-    let Some(fresh) = MyDb::create() else { return };
+    let Some(fresh) = MyDb::mysql() else { return };
     ops::import(&repo, &fresh.url(), &import_branch("main")).unwrap();
     assert_eq!(fresh.sql("SELECT GROUP_CONCAT(v ORDER BY id) FROM t").trim(), "a,b,c");
 }
@@ -526,7 +526,7 @@ fn sync_refuses_hostile_branches_in_sqlite() {
 
 #[test]
 fn sync_refuses_hostile_branches_in_postgres() {
-    let Some(db) = PgDb::create() else { return };
+    let Some(db) = PgDb::postgres() else { return };
     db.sql("CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a'), (2, 'b');");
     let snapshot = || {
         db.sql(
@@ -568,7 +568,7 @@ fn legacy_sqlite_repository_imports() {
 
 #[test]
 fn legacy_postgres_repository_imports() {
-    let Some(dst) = PgDb::create() else { return };
+    let Some(dst) = PgDb::postgres() else { return };
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("legacy");
     let bundle = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/legacy-postgres.bundle");
@@ -594,7 +594,7 @@ fn legacy_postgres_repository_imports() {
 
 fn psql_err(db: &PgDb, sql: &str) -> String {
     let out = std::process::Command::new("psql")
-        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", &db.name, "-v", "ON_ERROR_STOP=1", "-qAt", "-c", sql])
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", db.name(), "-v", "ON_ERROR_STOP=1", "-qAt", "-c", sql])
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -708,7 +708,8 @@ fn bombs_are_refused_in_bounded_memory() {
         std::fs::create_dir(&sub).unwrap();
         targets.push((sqlite_repo(&sub, compression), Box::new(Lite::new(&sub, false))));
     }
-    let pg_sources: Vec<PgDb> = [Compression::Gzip, Compression::Zstd].iter().filter_map(|_| PgDb::create()).collect();
+    let pg_sources: Vec<PgDb> =
+        [Compression::Gzip, Compression::Zstd].iter().filter_map(|_| PgDb::postgres()).collect();
     for (src, compression) in pg_sources.iter().zip([Compression::Gzip, Compression::Zstd]) {
         let Some(target) = Pg::new(false) else { continue };
         let sub = dir.path().join(format!("pg-{compression:?}"));

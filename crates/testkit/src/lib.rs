@@ -59,7 +59,12 @@ impl TempDatabase {
             sqlx::any::install_default_drivers();
             use sqlx::Connection;
             let mut conn = sqlx::AnyConnection::connect(&admin).await?;
-            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await?;
+            let create = match backend {
+                // utf8mb4 whatever the server's default: tests store emoji.
+                Backend::Mysql => format!("CREATE DATABASE {name} CHARACTER SET utf8mb4"),
+                _ => format!("CREATE DATABASE {name}"),
+            };
+            sqlx::query(&create).execute(&mut conn).await?;
             Ok::<_, sqlx::Error>(())
         });
         match created {
@@ -69,6 +74,13 @@ impl TempDatabase {
                 None
             }
         }
+    }
+}
+
+impl TempDatabase {
+    /// The database's name on its server.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 }
 
