@@ -21,6 +21,11 @@ use crate::State;
 pub fn router(state: Arc<State>) -> Router {
     Router::new()
         .route("/api/v1/repos", get(list_repos))
+        .route("/api/v1/refs", get(|s, h, q| crate::ui::repo_json(s, h, q, "refs")))
+        .route("/api/v1/tree", get(|s, h, q| crate::ui::repo_json(s, h, q, "tree")))
+        .route("/api/v1/blob", get(|s, h, q| crate::ui::repo_json(s, h, q, "blob")))
+        .route("/api/v1/commits", get(|s, h, q| crate::ui::repo_json(s, h, q, "commits")))
+        .route("/api/v1/commit", get(|s, h, q| crate::ui::repo_json(s, h, q, "commit")))
         .route("/api/v1/data", get(|s, h, q| crate::ui::data_json(s, h, q, false)))
         .route("/api/v1/data/changes", get(|s, h, q| crate::ui::data_json(s, h, q, true)))
         .route("/api/v1/mr", get(list))

@@ -1233,3 +1233,177 @@ pub(crate) async fn data_json(
     .await?;
     Ok(axum::Json(body))
 }
+
+/// The query of the repository read API.
+#[derive(serde::Deserialize)]
+pub(crate) struct RepoQuery {
+    path: String,
+    #[serde(rename = "ref")]
+    refname: Option<String>,
+    /// A directory (tree, commits) below the path.
+    sub: Option<String>,
+    file: Option<String>,
+    id: Option<String>,
+    page: Option<usize>,
+}
+
+/// What the pages show of a repository or directory, as JSON, through
+/// the same reads and permissions:
+/// - `GET /api/v1/refs?path=P`: branches and tags;
+/// - `GET /api/v1/tree?path=P[&ref=R][&sub=S]`: a directory's entries;
+/// - `GET /api/v1/blob?path=P[&ref=R]&file=F`: a file's id, size and, for
+///   text up to 1 MiB, its content (bytes: `/-/raw/`);
+/// - `GET /api/v1/commits?path=P[&ref=R][&sub=S][&page=N]`: history, 50
+///   per page;
+/// - `GET /api/v1/commit?path=P&id=C`: a commit and the files it changed.
+pub(crate) async fn repo_json(
+    axum::extract::State(state): axum::extract::State<Arc<State>>,
+    headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<RepoQuery>,
+    what: &'static str,
+) -> Result<axum::Json<serde_json::Value>, crate::error::ApiError> {
+    use serde_json::json;
+    let caller = auth::caller(&state, &headers).await?;
+    let repo = open(&state, &caller, &q.path).await?;
+    if repo.partial && !matches!(what, "tree" | "blob") {
+        let why = format!("{} holds directories you cannot read; ask for one of them", repo.path);
+        return Err(HttpError::new(StatusCode::FORBIDDEN, why).into());
+    }
+    let policy = auth::policy(&state).await?;
+    let visible: Arc<dyn Fn(&str) -> bool + Send + Sync> = if repo.partial {
+        let (user, root) = (caller.user.clone(), repo.path.clone());
+        Arc::new(move |sub: &str| {
+            let full = if root == "/" { format!("/{sub}") } else { format!("{root}/{sub}") };
+            policy.level(user.as_ref(), &full).is_some()
+        })
+    } else {
+        Arc::new(|_: &str| true)
+    };
+    let head = short_ref(&repo.head).to_string();
+    let commit_of = |name: &str| -> Result<(String, ObjectId), HttpError> {
+        match resolve_rev(&repo, name)? {
+            (name, id, rest) if rest.is_empty() => Ok((name, id)),
+            _ => Err(HttpError::not_found(format!("no branch, tag or commit {name:?} in {}", repo.path))),
+        }
+    };
+    let path = repo.path.clone();
+    let sub = q.sub.clone().unwrap_or_default().trim_matches('/').to_string();
+    let body = match what {
+        "refs" => {
+            let list = |prefix: &str| -> Vec<serde_json::Value> {
+                repo.refs
+                    .iter()
+                    .filter(|r| r.name.starts_with(prefix))
+                    .map(|r| json!({ "name": short_ref(&r.name), "id": r.target.to_string() }))
+                    .collect()
+            };
+            json!({ "path": path, "head": head, "branches": list("refs/heads/"), "tags": list("refs/tags/") })
+        }
+        "tree" => {
+            let (refname, commit) = commit_of(q.refname.as_deref().unwrap_or(&head))?;
+            if !sub.is_empty() && !visible(&sub) {
+                return Err(HttpError::not_found(format!("no directory {sub:?} at {refname}")).into());
+            }
+            let base = web::views(&path);
+            let entries = blocking(&repo.snapshot, move |view| {
+                let info = read_commit(view, &commit)?;
+                let tree = entry_at(view, info.tree, &sub)?
+                    .ok_or_else(|| tessera_repo::Error::Refused(format!("no directory {sub:?} at {refname}")))?;
+                let list = entries(view, tree, &base, &refname, &sub, &*visible)?;
+                Ok(json!({
+                    "path": path,
+                    "ref": refname,
+                    "commit": commit.to_string(),
+                    "sub": sub,
+                    "entries": list.iter().map(|e| json!({
+                        "name": e.name,
+                        "kind": match e.kind {
+                            web::EntryKind::Dir => "dir",
+                            web::EntryKind::File => "file",
+                            web::EntryKind::Link => "link",
+                            web::EntryKind::Submodule => "submodule",
+                        },
+                    })).collect::<Vec<_>>(),
+                }))
+            })
+            .await?;
+            entries
+        }
+        "blob" => {
+            let (refname, commit) = commit_of(q.refname.as_deref().unwrap_or(&head))?;
+            let file = q.file.clone().ok_or_else(|| HttpError::bad_request("file= is required"))?;
+            if !visible(&file) {
+                return Err(HttpError::not_found(format!("no file {file:?} at {refname}")).into());
+            }
+            let raw = format!("{}/raw/{}/{}", web::views(&path), web::url_path(&refname), web::url_path(&file));
+            blocking(&repo.snapshot, move |view| {
+                let info = read_commit(view, &commit)?;
+                let id = entry_at(view, info.tree, &file)?
+                    .ok_or_else(|| tessera_repo::Error::Refused(format!("no file {file:?} at {refname}")))?;
+                let located = view.odb.index.objects.get(&id).map(|l| (l.kind, l.size));
+                if located.is_some_and(|(kind, _)| kind != Kind::Blob) {
+                    return Err(tessera_repo::Error::Refused(format!("{file:?} is not a file")));
+                }
+                let size = located.map_or(0, |(_, size)| size);
+                let data = if size <= MAX_SHOWN_BLOB { Some(view.odb.read(&id)?.1) } else { None };
+                let binary = data.as_ref().is_some_and(|d| d.iter().take(8000).any(|b| *b == 0));
+                let text =
+                    data.as_ref().filter(|_| !binary).and_then(|d| std::str::from_utf8(d).ok().map(str::to_string));
+                Ok(json!({
+                    "path": path, "ref": refname, "file": file, "id": id.to_string(), "size": size,
+                    "binary": binary, "text": text, "raw": raw,
+                }))
+            })
+            .await?
+        }
+        "commits" => {
+            let (refname, commit) = commit_of(q.refname.as_deref().unwrap_or(&head))?;
+            let page = q.page.unwrap_or(0).min(100_000);
+            blocking(&repo.snapshot, move |view| {
+                let (list, more) = history(view, commit, &sub, page * PAGE, PAGE)?;
+                let commits: Vec<serde_json::Value> = list
+                    .iter()
+                    .map(|(id, info)| {
+                        let row = commit_row(&path, *id, info);
+                        json!({ "id": row.id, "title": row.title, "author": row.author, "date": row.date })
+                    })
+                    .collect();
+                Ok(json!({ "path": path, "ref": refname, "sub": sub, "page": page, "commits": commits, "more": more }))
+            })
+            .await?
+        }
+        _ => {
+            let id = q.id.as_deref().ok_or_else(|| HttpError::bad_request("id= is required"))?;
+            let id = ObjectId::from_hex(id.as_bytes())
+                .map_err(|_| HttpError::bad_request(format!("{id:?} is no commit id")))?;
+            if repo.snapshot.index.objects.get(&id).is_none_or(|l| l.kind != Kind::Commit) {
+                return Err(HttpError::not_found(format!("no commit {id} in {}", repo.path)).into());
+            }
+            blocking(&repo.snapshot, move |view| {
+                let info = read_commit(view, &id)?;
+                let parent_tree = match info.parents.first() {
+                    Some(p) => Some(read_commit(view, p)?.tree),
+                    None => None,
+                };
+                let files: Vec<serde_json::Value> = diff_pages(view, parent_tree, Some(info.tree))?
+                    .iter()
+                    .map(|f| json!({ "path": f.path, "status": f.status, "added": f.added, "removed": f.removed }))
+                    .collect();
+                let (author, authored) = person(&info.author);
+                let (committer, committed) = person(&info.committer);
+                Ok(json!({
+                    "path": path,
+                    "id": id.to_string(),
+                    "tree": info.tree.to_string(),
+                    "parents": info.parents.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+                    "author": { "name": author, "date": authored },
+                    "committer": { "name": committer, "date": committed },
+                    "message": info.message,
+                    "files": files,
+                }))
+            })
+            .await?
+        }
+    };
+    Ok(axum::Json(body))
+}

@@ -140,6 +140,31 @@ fn web_ui(backend: Backend) {
     assert!(page.body.contains("1 commit(s)") && page.body.contains("second: add a function"), "{}", page.body);
     assert!(page.body.contains("+fn added() {}") && !page.body.contains(">first<"), "{}", page.body);
     assert_eq!(anon.get(&format!("{url}/import/demo/-/compare/main...nowhere")).status, 404);
+    // The same reads as JSON.
+    let json = |path: &str| -> serde_json::Value {
+        let (status, body) = common::rest("GET", &format!("{url}{path}"), None);
+        assert_eq!(status, 200, "{path}: {body}");
+        serde_json::from_str(&body).unwrap()
+    };
+    let refs = json("/api/v1/refs?path=/import/demo");
+    assert_eq!((&refs["head"], &refs["branches"][0]["name"]), (&"main".into(), &"main".into()), "{refs}");
+    let tree = json("/api/v1/tree?path=/import/demo&ref=main&sub=src");
+    assert_eq!(tree["entries"], serde_json::json!([{ "name": "main.rs", "kind": "file" }]), "{tree}");
+    let blob = json("/api/v1/blob?path=/import/demo&file=src/main.rs");
+    assert!(blob["text"].as_str().unwrap().contains("fn added() {}") && blob["binary"] == false, "{blob}");
+    let commits = json("/api/v1/commits?path=/import/demo&ref=main");
+    assert_eq!(commits["commits"].as_array().unwrap().len(), 2, "{commits}");
+    assert_eq!(commits["commits"][0]["title"], "second: add a function");
+    let commit = json(&format!("/api/v1/commit?path=/import/demo&id={second}"));
+    assert_eq!(
+        commit["files"],
+        serde_json::json!([{ "path": "src/main.rs", "status": "modified", "added": 1, "removed": 0 }]),
+        "{commit}"
+    );
+    let (status, body) = common::rest("GET", &format!("{url}/api/v1/tree?path=/import/secret&ref=main"), None);
+    assert!(status == 401 && body.contains("\"error\""), "a private repository: {status} {body}");
+    let (status, _) = common::rest("GET", &format!("{url}/api/v1/blob?path=/import/demo&file=nope"), None);
+    assert_eq!(status, 404);
     let page = anon.get(&format!("{url}/import/demo/-/refs"));
     assert!(page.body.contains(">main<"), "{}", page.body);
     let page = anon.get(&format!("{url}/-/style.css"));
