@@ -25,6 +25,7 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/api/v1/tree", get(|s, h, q| crate::ui::repo_json(s, h, q, "tree")))
         .route("/api/v1/blob", get(|s, h, q| crate::ui::repo_json(s, h, q, "blob")))
         .route("/api/v1/commits", get(|s, h, q| crate::ui::repo_json(s, h, q, "commits")))
+        .route("/api/v1/search", get(|s, h, q| crate::ui::repo_json(s, h, q, "search")))
         .route("/api/v1/commit", get(|s, h, q| crate::ui::repo_json(s, h, q, "commit")))
         .route("/api/v1/data", get(|s, h, q| crate::ui::data_json(s, h, q, false)))
         .route("/api/v1/data/changes", get(|s, h, q| crate::ui::data_json(s, h, q, true)))

@@ -340,6 +340,55 @@ fn entry_at(view: &View<'_>, tree: ObjectId, path: &str) -> Result<Option<Object
     Ok(Some(current))
 }
 
+/// Most tree entries a path search walks, and paths it lists.
+const MAX_SEARCH_WALK: usize = 200_000;
+const MAX_SEARCH_RESULTS: usize = 200;
+
+/// Paths under `tree` whose name holds `query` (ignoring case), breadth
+/// first, directories before files at each depth; only those `visible`.
+/// Whether the walk or the list stopped at its bound.
+fn find_paths(
+    view: &View<'_>,
+    tree: ObjectId,
+    query: &str,
+    base: &str,
+    refname: &str,
+    visible: &dyn Fn(&str) -> bool,
+) -> Result<(Vec<web::Entry>, bool), tessera_repo::Error> {
+    let needle = query.trim().to_lowercase();
+    let mut found = Vec::new();
+    let mut walked = 0;
+    let mut queue = std::collections::VecDeque::from([(tree, String::new())]);
+    while let Some((tree, prefix)) = queue.pop_front() {
+        for e in view.read_tree(&tree)? {
+            walked += 1;
+            if walked > MAX_SEARCH_WALK || found.len() >= MAX_SEARCH_RESULTS {
+                return Ok((found, true));
+            }
+            let name = String::from_utf8_lossy(&e.name).into_owned();
+            let full = if prefix.is_empty() { name.clone() } else { format!("{prefix}/{name}") };
+            if !visible(&full) {
+                continue;
+            }
+            let kind = match e.mode.as_slice() {
+                b"160000" => web::EntryKind::Submodule,
+                b"120000" => web::EntryKind::Link,
+                _ if e.is_tree() => web::EntryKind::Dir,
+                _ => web::EntryKind::File,
+            };
+            if name.to_lowercase().contains(&needle) {
+                let page = if kind == web::EntryKind::Dir { "tree" } else { "blob" };
+                let href = format!("{base}/{page}/{}/{}", web::url_path(refname), web::url_path(&full));
+                found.push(web::Entry { name: full.clone(), kind, href });
+            }
+            if kind == web::EntryKind::Dir {
+                queue.push_back((e.id, full));
+            }
+        }
+    }
+    Ok((found, false))
+}
+
 /// A tree's files for the data views.
 struct TreeFiles<'v, 'o> {
     view: &'v View<'o>,
@@ -443,7 +492,7 @@ async fn get(
     } else {
         Arc::new(|_: &str| true)
     };
-    if repo.partial && !matches!(view.as_deref(), None | Some("tree") | Some("blob") | Some("raw")) {
+    if repo.partial && !matches!(view.as_deref(), None | Some("tree") | Some("blob") | Some("raw") | Some("search")) {
         return Err(HttpError::new(
             StatusCode::FORBIDDEN,
             format!("{} holds directories you cannot read; open one of its directories you can read", repo.path),
@@ -699,6 +748,25 @@ async fn get(
                 })
                 .collect();
             Ok(html(web::merge_requests(frame, &rows, &status, &format!("{base}/mrs"))))
+        }
+        Some("search") => {
+            let rest = if rest.is_empty() { head_name.clone() } else { rest.clone() };
+            let (refname, commit, _) = resolve_rev(&repo, &rest)?;
+            frame.title = format!("Find a path · {}", repo.path);
+            frame.refname = Some(refname.clone());
+            let query = query_value(query, "q").unwrap_or_default();
+            let action = format!("{base}/search/{}", web::url_path(&refname));
+            let (results, truncated) = if query.trim().is_empty() {
+                (Vec::new(), false)
+            } else {
+                let (q, visible) = (query.clone(), visible.clone());
+                blocking(&repo.snapshot, move |view| {
+                    let info = read_commit(view, &commit)?;
+                    find_paths(view, info.tree, &q, &base, &refname, &*visible)
+                })
+                .await?
+            };
+            Ok(html(web::search(frame, &web::Search { action, query, results, truncated })))
         }
         Some("compare") => {
             let (from, to) = rest
@@ -1245,6 +1313,8 @@ pub(crate) struct RepoQuery {
     file: Option<String>,
     id: Option<String>,
     page: Option<usize>,
+    /// A path search's text.
+    q: Option<String>,
 }
 
 /// What the pages show of a repository or directory, as JSON, through
@@ -1265,7 +1335,7 @@ pub(crate) async fn repo_json(
     use serde_json::json;
     let caller = auth::caller(&state, &headers).await?;
     let repo = open(&state, &caller, &q.path).await?;
-    if repo.partial && !matches!(what, "tree" | "blob") {
+    if repo.partial && !matches!(what, "tree" | "blob" | "search") {
         let why = format!("{} holds directories you cannot read; ask for one of them", repo.path);
         return Err(HttpError::new(StatusCode::FORBIDDEN, why).into());
     }
@@ -1353,6 +1423,24 @@ pub(crate) async fn repo_json(
                     "path": path, "ref": refname, "file": file, "id": id.to_string(), "size": size,
                     "binary": binary, "text": text, "raw": raw,
                 }))
+            })
+            .await?
+        }
+        "search" => {
+            let (refname, commit) = commit_of(q.refname.as_deref().unwrap_or(&head))?;
+            let query = q.q.clone().unwrap_or_default();
+            if query.trim().is_empty() {
+                return Err(HttpError::bad_request("q= is required").into());
+            }
+            let base = web::views(&path);
+            blocking(&repo.snapshot, move |view| {
+                let info = read_commit(view, &commit)?;
+                let (found, truncated) = find_paths(view, info.tree, &query, &base, &refname, &*visible)?;
+                let paths: Vec<serde_json::Value> = found
+                    .iter()
+                    .map(|e| json!({ "path": e.name, "kind": if e.kind == web::EntryKind::Dir { "dir" } else { "file" } }))
+                    .collect();
+                Ok(json!({ "path": path, "ref": refname, "q": query, "paths": paths, "truncated": truncated }))
             })
             .await?
         }

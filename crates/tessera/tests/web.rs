@@ -165,6 +165,12 @@ fn web_ui(backend: Backend) {
     assert!(status == 401 && body.contains("\"error\""), "a private repository: {status} {body}");
     let (status, _) = common::rest("GET", &format!("{url}/api/v1/blob?path=/import/demo&file=nope"), None);
     assert_eq!(status, 404);
+    // Finding a path by name, as a page and as JSON.
+    let page = anon.get(&format!("{url}/import/demo/-/search/main?q=MAIN"));
+    assert!(page.status == 200 && page.body.contains("/import/demo/-/blob/main/src/main.rs"), "{}", page.body);
+    assert!(page.body.contains("1 path(s) matching") && !page.body.contains("page.html"), "{}", page.body);
+    let found = json("/api/v1/search?path=/import/demo&q=src");
+    assert_eq!(found["paths"], serde_json::json!([{ "path": "src", "kind": "dir" }]), "{found}");
     let page = anon.get(&format!("{url}/import/demo/-/refs"));
     assert!(page.body.contains(">main<"), "{}", page.body);
     let page = anon.get(&format!("{url}/-/style.css"));

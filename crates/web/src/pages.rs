@@ -95,6 +95,7 @@ fn tabs(path: &str, refname: &str, current: &str, data: bool) -> Markup {
             (tab("Overview", home))
             (tab("Files", format!("{base}/tree/{}", url_path(refname))))
             (tab("Commits", format!("{base}/commits/{}", url_path(refname))))
+            (tab("Find", format!("{base}/search/{}", url_path(refname))))
             (tab("Refs", format!("{base}/refs")))
             (tab("Merge requests", format!("{base}/mrs")))
             @if data { (tab("Data", format!("{base}/data/{}", url_path(refname)))) }
@@ -225,6 +226,33 @@ pub fn tree(frame: &Frame, subpath: &str, entries: &[Entry]) -> String {
         html! {
             @if !subpath.is_empty() { p.mono { (subpath) } }
             div.box { (entries_table(entries)) }
+        },
+    )
+}
+
+/// Paths of a tree whose name holds a text.
+#[derive(Debug, Clone)]
+pub struct Search {
+    /// Where the form sends its query (`…/-/search/<ref>`).
+    pub action: String,
+    pub query: String,
+    pub results: Vec<Entry>,
+    /// The walk or the list stopped at its bound.
+    pub truncated: bool,
+}
+
+pub fn search(frame: &Frame, s: &Search) -> String {
+    page(
+        frame,
+        html! {
+            form method="get" action=(s.action) {
+                input type="search" name="q" value=(s.query) placeholder="Find a path";
+                " " button type="submit" { "Find" }
+            }
+            @if !s.query.is_empty() {
+                p.muted { (s.results.len()) @if s.truncated { "+" } " path(s) matching " span.mono { (s.query) } }
+                div.box { (entries_table(&s.results)) }
+            }
         },
     )
 }
