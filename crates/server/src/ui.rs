@@ -340,6 +340,110 @@ fn entry_at(view: &View<'_>, tree: ObjectId, path: &str) -> Result<Option<Object
     Ok(Some(current))
 }
 
+/// A `.tar.gz` of the tree of `commit`, every path under `top/`, streamed
+/// as it is written (memory holds one file and a buffer, whatever the
+/// tree's size). Submodules are left out, as `git archive` does.
+fn archive(snapshot: &Snapshot, commit: ObjectId, top: String) -> Response {
+    let (sink, mut chunks) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    let snapshot = snapshot.clone();
+    let filename = format!("{top}.tar.gz");
+    tokio::task::spawn_blocking(move || {
+        let odb = snapshot.odb();
+        let builder = tessera_repo::objects::Builder::default();
+        let view = View { odb: &odb, builder: &builder };
+        let out = Chunks { sink: sink.clone(), buf: Vec::with_capacity(64 << 10) };
+        let written = write_archive(&view, commit, &top, out);
+        if let Err(e) = written {
+            // The client sees a cut stream, not a valid archive.
+            let _ = sink.blocking_send(Err(std::io::Error::other(e.to_string())));
+        }
+    });
+    let stream = futures::stream::poll_fn(move |cx| chunks.poll_recv(cx));
+    let mut r = Response::new(Body::from_stream(stream));
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/gzip"));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{}\"", filename.replace('"', ""))) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    r
+}
+
+/// Bytes on their way to an archive's response, 64 KiB at a time.
+struct Chunks {
+    sink: tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>,
+    buf: Vec<u8>,
+}
+
+impl std::io::Write for Chunks {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= 64 << 10 {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(64 << 10));
+        self.sink.blocking_send(Ok(chunk)).map_err(|_| std::io::Error::other("the client went away"))
+    }
+}
+
+fn write_archive(view: &View<'_>, commit: ObjectId, top: &str, out: Chunks) -> Result<(), Box<dyn std::error::Error>> {
+    let info = read_commit(view, &commit)?;
+    // The committer's time, as `git archive` stamps entries.
+    let mtime: u64 = info.committer.rsplit(' ').nth(1).and_then(|t| t.parse().ok()).unwrap_or(0);
+    let gz = flate2::write::GzEncoder::new(out, flate2::Compression::new(6));
+    let mut tar = tar::Builder::new(gz);
+    let header = |kind: tar::EntryType, mode: u32, size: u64| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_size(size);
+        h.set_mtime(mtime);
+        h
+    };
+    let mut h = header(tar::EntryType::Directory, 0o755, 0);
+    tar.append_data(&mut h, format!("{top}/"), std::io::empty())?;
+    // Depth first with a stack of our own: nothing recurses on what a
+    // repository holds.
+    let mut stack = vec![(info.tree, String::new())];
+    while let Some((tree, prefix)) = stack.pop() {
+        for e in view.read_tree(&tree)? {
+            let name = String::from_utf8_lossy(&e.name).into_owned();
+            let path = format!("{top}/{prefix}{name}");
+            match e.mode.as_slice() {
+                b"160000" => {}
+                _ if e.is_tree() => {
+                    let mut h = header(tar::EntryType::Directory, 0o755, 0);
+                    tar.append_data(&mut h, format!("{path}/"), std::io::empty())?;
+                    stack.push((e.id, format!("{prefix}{name}/")));
+                }
+                b"120000" => {
+                    let (_, target) = view.odb.read(&e.id)?;
+                    let mut h = header(tar::EntryType::Symlink, 0o777, 0);
+                    tar.append_link(&mut h, &path, String::from_utf8_lossy(&target).as_ref())?;
+                }
+                mode => {
+                    let (_, data) = view.odb.read(&e.id)?;
+                    let executable = mode == b"100755";
+                    let mut h =
+                        header(tar::EntryType::Regular, if executable { 0o755 } else { 0o644 }, data.len() as u64);
+                    tar.append_data(&mut h, &path, &data[..])?;
+                }
+            }
+        }
+    }
+    let mut gz = tar.into_inner()?;
+    std::io::Write::flush(&mut gz)?;
+    let mut out = gz.finish()?;
+    std::io::Write::flush(&mut out)?;
+    Ok(())
+}
+
 /// Most tree entries a path search walks, and paths it lists.
 const MAX_SEARCH_WALK: usize = 200_000;
 const MAX_SEARCH_RESULTS: usize = 200;
@@ -748,6 +852,19 @@ async fn get(
                 })
                 .collect();
             Ok(html(web::merge_requests(frame, &rows, &status, &format!("{base}/mrs"))))
+        }
+        Some("archive") => {
+            let name = rest
+                .strip_suffix(".tar.gz")
+                .ok_or_else(|| HttpError::not_found("archives are /-/archive/<ref>.tar.gz"))?
+                .to_string();
+            let (refname, commit, more) = resolve_rev(&repo, &name)?;
+            if !more.is_empty() {
+                return Err(HttpError::not_found(format!("no branch, tag or commit {name:?} in {}", repo.path)));
+            }
+            let base_name = repo.path.rsplit('/').find(|s| !s.is_empty()).unwrap_or("root");
+            let top = format!("{base_name}-{}", refname.replace('/', "-"));
+            Ok(archive(&repo.snapshot, commit, top))
         }
         Some("search") => {
             let rest = if rest.is_empty() { head_name.clone() } else { rest.clone() };

@@ -165,6 +165,22 @@ fn web_ui(backend: Backend) {
     assert!(status == 401 && body.contains("\"error\""), "a private repository: {status} {body}");
     let (status, _) = common::rest("GET", &format!("{url}/api/v1/blob?path=/import/demo&file=nope"), None);
     assert_eq!(status, 404);
+    // An archive of a ref: the files git has at main, under demo-main/.
+    let fetched =
+        Command::new("curl").args(["-sf", &format!("{url}/import/demo/-/archive/main.tar.gz")]).output().unwrap();
+    assert!(fetched.status.success(), "{}", text(&fetched.stderr));
+    let unpacked = tempfile::tempdir().unwrap();
+    std::fs::write(unpacked.path().join("a.tar.gz"), &fetched.stdout).unwrap();
+    let tar = Command::new("tar").arg("-xzf").arg("a.tar.gz").current_dir(unpacked.path()).output().unwrap();
+    assert!(tar.status.success(), "{}", text(&tar.stderr));
+    let files = text(&git_output(demo.path(), &["ls-tree", "-r", "--name-only", "main"]).stdout);
+    for file in files.lines() {
+        let ours = std::fs::read(unpacked.path().join("demo-main").join(file)).unwrap();
+        assert_eq!(ours, std::fs::read(demo.path().join(file)).unwrap(), "{file}");
+    }
+    let (status, _) = common::rest("GET", &format!("{url}/import/secret/-/archive/main.tar.gz"), None);
+    assert_eq!(status, 401, "no archive of what the caller cannot read");
+
     // Finding a path by name, as a page and as JSON.
     let page = anon.get(&format!("{url}/import/demo/-/search/main?q=MAIN"));
     assert!(page.status == 200 && page.body.contains("/import/demo/-/blob/main/src/main.rs"), "{}", page.body);
