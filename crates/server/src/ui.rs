@@ -340,6 +340,86 @@ fn entry_at(view: &View<'_>, tree: ObjectId, path: &str) -> Result<Option<Object
     Ok(Some(current))
 }
 
+/// Each line of `file` at `start` with the commit that last changed it:
+/// first-parent history is walked back, and at each change a line diff
+/// (similar's Myers) carries the lines the older version had to their
+/// place there; the others belong to the newer commit. Within
+/// [`MAX_WALK`] commits (the rest go to the oldest commit reached, and the
+/// answer says it stopped) and for files up to [`MAX_SHOWN_BLOB`] bytes.
+fn blame_lines(
+    view: &View<'_>,
+    start: ObjectId,
+    file: &str,
+) -> Result<(Vec<(String, ObjectId)>, bool), tessera_repo::Error> {
+    let refused = tessera_repo::Error::Refused;
+    let blob_at = |commit: &ObjectId| -> Result<Option<ObjectId>, tessera_repo::Error> {
+        let tree = read_commit(view, commit)?.tree;
+        Ok(entry_at(view, tree, file)?
+            .filter(|id| view.odb.index.objects.get(id).is_some_and(|l| l.kind == Kind::Blob)))
+    };
+    let text_of = |id: &ObjectId| -> Result<String, tessera_repo::Error> {
+        if view.odb.index.objects.get(id).is_some_and(|l| l.size > MAX_SHOWN_BLOB) {
+            return Err(refused(format!("{file:?} is too large to blame here")));
+        }
+        Ok(String::from_utf8_lossy(&view.odb.read(id)?.1).into_owned())
+    };
+    let mut blob = blob_at(&start)?.ok_or_else(|| refused(format!("no file {file:?} there")))?;
+    let text = text_of(&blob)?;
+    let lines: Vec<String> = text.split_inclusive('\n').map(|l| l.trim_end_matches('\n').to_string()).collect();
+    let mut owner: Vec<Option<ObjectId>> = vec![None; lines.len()];
+    // Lines not yet attributed: (line of the file at `start`, line in the version being walked).
+    let mut pending: Vec<(usize, usize)> = (0..lines.len()).map(|i| (i, i)).collect();
+    let (mut commit, mut current, mut walked, mut truncated) = (start, text, 0, false);
+    while !pending.is_empty() {
+        walked += 1;
+        let parent = read_commit(view, &commit)?.parents.first().copied();
+        let older = match parent {
+            Some(p) if walked <= MAX_WALK => blob_at(&p)?.map(|b| (p, b)),
+            Some(_) => {
+                truncated = true;
+                None
+            }
+            None => None,
+        };
+        let Some((parent, older_blob)) = older else {
+            // Created here (or as far back as the walk goes).
+            for (line, _) in pending.drain(..) {
+                owner[line] = Some(commit);
+            }
+            break;
+        };
+        if older_blob != blob {
+            let old_text = text_of(&older_blob)?;
+            let diff = similar::TextDiff::from_lines(old_text.as_str(), current.as_str());
+            let mut to_old: Vec<Option<usize>> = vec![None; current.split_inclusive('\n').count()];
+            for op in diff.ops() {
+                if let similar::DiffOp::Equal { old_index, new_index, len } = *op {
+                    for k in 0..len {
+                        if let Some(slot) = to_old.get_mut(new_index + k) {
+                            *slot = Some(old_index + k);
+                        }
+                    }
+                }
+            }
+            pending.retain_mut(|(line, at)| match to_old.get(*at).copied().flatten() {
+                Some(old) => {
+                    *at = old;
+                    true
+                }
+                None => {
+                    owner[*line] = Some(commit);
+                    false
+                }
+            });
+            current = old_text;
+            blob = older_blob;
+        }
+        commit = parent;
+    }
+    let out = lines.into_iter().zip(owner).map(|(l, o)| (l, o.unwrap_or(start))).collect();
+    Ok((out, truncated))
+}
+
 /// A `.tar.gz` of the tree of `commit`, every path under `top/`, streamed
 /// as it is written (memory holds one file and a buffer, whatever the
 /// tree's size). Submodules are left out, as `git archive` does.
@@ -708,6 +788,7 @@ async fn get(
             }
             let name = file.rsplit('/').next().unwrap_or(&file).to_string();
             let raw_href = format!("{base}/raw/{}/{}", web::url_path(&refname), web::url_path(&file));
+            let blame_href = format!("{base}/blame/{}/{}", web::url_path(&refname), web::url_path(&file));
             let (size, data) = blocking(&repo.snapshot, move |view| {
                 let info = read_commit(view, &commit)?;
                 let id = entry_at(view, info.tree, &file)?
@@ -751,7 +832,7 @@ async fn get(
                     web::BlobContent::Lines(lines)
                 }
             };
-            Ok(html(web::blob(frame, &web::Blob { name, size, raw_href, content })))
+            Ok(html(web::blob(frame, &web::Blob { name, size, raw_href, blame_href, content })))
         }
         Some("commits") => {
             let (refname, commit, subpath) = if rest.is_empty() {
@@ -852,6 +933,32 @@ async fn get(
                 })
                 .collect();
             Ok(html(web::merge_requests(frame, &rows, &status, &format!("{base}/mrs"))))
+        }
+        Some("blame") => {
+            let (refname, commit, file) = resolve_rev(&repo, &rest)?;
+            frame.title = format!("Blame: {file} · {}", repo.path);
+            frame.refname = Some(refname.clone());
+            let name = file.rsplit('/').next().unwrap_or(&file).to_string();
+            let blob_href = format!("{base}/blob/{}/{}", web::url_path(&refname), web::url_path(&file));
+            let path = repo.path.clone();
+            let page = blocking(&repo.snapshot, move |view| {
+                let (lines, truncated) = blame_lines(view, commit, &file)?;
+                let mut rows: HashMap<ObjectId, web::CommitRow> = HashMap::new();
+                let mut out = Vec::with_capacity(lines.len());
+                for (line, id) in lines {
+                    let row = match rows.entry(id) {
+                        std::collections::hash_map::Entry::Occupied(known) => known.get().clone(),
+                        std::collections::hash_map::Entry::Vacant(slot) => {
+                            let info = read_commit(view, &id)?;
+                            slot.insert(commit_row(&path, id, &info)).clone()
+                        }
+                    };
+                    out.push((line, row));
+                }
+                Ok(web::Blame { name, blob_href, lines: out, truncated })
+            })
+            .await?;
+            Ok(html(web::blame(frame, &page)))
         }
         Some("archive") => {
             let name = rest

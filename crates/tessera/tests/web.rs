@@ -165,6 +165,19 @@ fn web_ui(backend: Backend) {
     assert!(status == 401 && body.contains("\"error\""), "a private repository: {status} {body}");
     let (status, _) = common::rest("GET", &format!("{url}/api/v1/blob?path=/import/demo&file=nope"), None);
     assert_eq!(status, 404);
+    // Blame: lines 1-3 of src/main.rs come from the first commit, line 4
+    // from the second.
+    let page = anon.get(&format!("{url}/import/demo/-/blame/main/src/main.rs"));
+    assert_eq!(page.status, 200, "{}", page.body);
+    let row = |n: usize| {
+        let at = page.body.find(&format!("<tr id=\"L{n}\">")).unwrap_or_else(|| panic!("line {n}: {}", page.body));
+        page.body[at..].split("</tr>").next().unwrap().to_string()
+    };
+    assert!(row(1).contains(&first[..10]) && row(4).contains(&second[..10]), "{}", page.body);
+    assert!(!row(2).contains("/commit/") && row(4).contains("fn added() {}"), "{}", page.body);
+    let page = anon.get(&format!("{url}/import/demo/-/blob/main/src/main.rs"));
+    assert!(page.body.contains("/import/demo/-/blame/main/src/main.rs"), "a Blame link: {}", page.body);
+
     // An archive of a ref: the files git has at main, under demo-main/.
     let fetched =
         Command::new("curl").args(["-sf", &format!("{url}/import/demo/-/archive/main.tar.gz")]).output().unwrap();

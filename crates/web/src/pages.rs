@@ -263,6 +263,7 @@ pub struct Blob {
     pub name: String,
     pub size: u64,
     pub raw_href: String,
+    pub blame_href: String,
     pub content: BlobContent,
 }
 
@@ -279,7 +280,10 @@ pub fn blob(frame: &Frame, b: &Blob) -> String {
         frame,
         html! {
             div.box {
-                div.head { span.mono { (b.name) } span.muted { (b.size) " bytes" } a href=(b.raw_href) { "Raw" } }
+                div.head {
+                    span.mono { (b.name) } span.muted { (b.size) " bytes" }
+                    a href=(b.raw_href) { "Raw" } a href=(b.blame_href) { "Blame" }
+                }
                 @match &b.content {
                     BlobContent::Lines(lines) => {
                         table.code { @for (i, line) in lines.iter().enumerate() {
@@ -293,6 +297,38 @@ pub fn blob(frame: &Frame, b: &Blob) -> String {
                     BlobContent::TooLarge => { p.readme { "Too large to show here: " a href=(b.raw_href) { "view it raw" } } }
                 }
             }
+        },
+    )
+}
+
+/// Who last changed each line of a file.
+#[derive(Debug, Clone)]
+pub struct Blame {
+    pub name: String,
+    pub blob_href: String,
+    /// Each line with the commit that last changed it.
+    pub lines: Vec<(String, CommitRow)>,
+    /// History was walked only so far back: the oldest lines may be older.
+    pub truncated: bool,
+}
+
+pub fn blame(frame: &Frame, b: &Blame) -> String {
+    page(
+        frame,
+        html! {
+            div.box {
+                div.head { span.mono { (b.name) } a href=(b.blob_href) { "File" } }
+                table.code { @for (i, (line, c)) in b.lines.iter().enumerate() {
+                    @let first = i == 0 || b.lines[i - 1].1.id != c.id;
+                    tr id=(format!("L{}", i + 1)) {
+                        td.n { @if first { a href=(c.href) { (short(&c.id)) } } }
+                        td.muted { @if first { (c.author) " " (c.date) } }
+                        td.n { a href=(format!("#L{}", i + 1)) { (i + 1) } }
+                        td.t { (line) }
+                    }
+                } }
+            }
+            @if b.truncated { p.muted { "History was read only so far back; the oldest lines may be older." } }
         },
     )
 }
