@@ -77,6 +77,24 @@ pub(crate) async fn dispatch(state: Arc<State>, request: Request) -> Response {
         get(&state, &caller, &mut frame, &path, &query).await
     };
     let mut response = match result {
+        // A client that holds this content already gets a 304.
+        Ok(r)
+            if r.headers().get(header::ETAG).is_some_and(|tag| {
+                headers
+                    .get_all(header::IF_NONE_MATCH)
+                    .iter()
+                    .any(|m| m.to_str().is_ok_and(|m| m.split(',').any(|t| t.trim() == tag.to_str().unwrap_or(""))))
+            }) =>
+        {
+            let mut not_modified = Response::new(Body::empty());
+            *not_modified.status_mut() = StatusCode::NOT_MODIFIED;
+            for name in [header::ETAG, header::CACHE_CONTROL] {
+                if let Some(v) = r.headers().get(&name) {
+                    not_modified.headers_mut().insert(name, v.clone());
+                }
+            }
+            not_modified
+        }
         Ok(r) => r,
         Err(e) => {
             frame.title = format!("{}", e.status.as_u16());
@@ -789,7 +807,9 @@ async fn get(
             let name = file.rsplit('/').next().unwrap_or(&file).to_string();
             let raw_href = format!("{base}/raw/{}/{}", web::url_path(&refname), web::url_path(&file));
             let blame_href = format!("{base}/blame/{}/{}", web::url_path(&refname), web::url_path(&file));
-            let (size, data) = blocking(&repo.snapshot, move |view| {
+            // A commit id names content that never changes.
+            let immutable = ObjectId::from_hex(refname.as_bytes()).is_ok();
+            let (blob_id, size, data) = blocking(&repo.snapshot, move |view| {
                 let info = read_commit(view, &commit)?;
                 let id = entry_at(view, info.tree, &file)?
                     .ok_or_else(|| tessera_repo::Error::Refused(format!("no file {file:?} at {refname}")))?;
@@ -798,10 +818,10 @@ async fn get(
                     return Err(tessera_repo::Error::Refused(format!("{file:?} is not a file")));
                 }
                 if !raw && size > MAX_SHOWN_BLOB {
-                    return Ok((size, None));
+                    return Ok((id, size, None));
                 }
                 let (_, data) = view.odb.read(&id)?;
-                Ok((size, Some(data)))
+                Ok((id, size, Some(data)))
             })
             .await?;
             if raw {
@@ -818,6 +838,19 @@ async fn get(
                     }),
                 );
                 h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox; default-src 'none'"));
+                // The blob id is the content's own tag. Private: what a
+                // caller may read is the caller's.
+                if let Ok(tag) = HeaderValue::from_str(&format!("\"{blob_id}\"")) {
+                    h.insert(header::ETAG, tag);
+                }
+                h.insert(
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static(if immutable {
+                        "private, max-age=31536000, immutable"
+                    } else {
+                        "private, no-cache"
+                    }),
+                );
                 return Ok(r);
             }
             let content = match data {

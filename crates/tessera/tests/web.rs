@@ -126,6 +126,14 @@ fn web_ui(backend: Backend) {
     assert!(page.body.contains("&lt;b&gt;hi&lt;/b&gt;") && !page.body.contains("<b>hi</b>"), "{}", page.body);
     let page = anon.get(&format!("{url}/import/demo/-/raw/main/page.html"));
     assert_eq!(page.body, "<script>alert(document.cookie)</script>\n");
+    // Raw bytes carry their blob id as ETag; a client holding them gets a
+    // 304, and content named by a commit id may be kept for good.
+    let etag = page.headers.lines().find_map(|l| l.strip_prefix("etag: ")).expect("an etag").trim().to_string();
+    let again =
+        anon.request(&["-H", &format!("If-None-Match: {etag}"), &format!("{url}/import/demo/-/raw/main/page.html")]);
+    assert!(again.status == 304 && again.body.is_empty(), "{} {}", again.status, again.body);
+    let pinned = anon.get(&format!("{url}/import/demo/-/raw/{second}/page.html"));
+    assert!(pinned.headers.contains("cache-control: private, max-age=31536000, immutable"), "{}", pinned.headers);
     assert!(page.headers.contains("content-type: text/plain") && page.headers.contains("sandbox"), "{}", page.headers);
     let page = anon.get(&format!("{url}/import/demo/-/commits/main"));
     assert!(page.body.contains("second: add a function") && page.body.contains("first"));
