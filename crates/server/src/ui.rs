@@ -595,11 +595,40 @@ fn find_paths(
 struct TreeFiles<'v, 'o> {
     view: &'v View<'o>,
     tree: ObjectId,
+    /// Each directory's entries, by the directory's path, read once: a
+    /// table's chunk files are looked up one by one, thousands of them in
+    /// one directory.
+    dirs: std::cell::RefCell<HashMap<String, Option<Listing>>>,
+}
+
+/// A directory's entries by name.
+type Listing = HashMap<Vec<u8>, ObjectId>;
+
+impl<'v, 'o> TreeFiles<'v, 'o> {
+    fn new(view: &'v View<'o>, tree: ObjectId) -> Self {
+        TreeFiles { view, tree, dirs: Default::default() }
+    }
+
+    /// The id of the entry at `path`, reading each directory once.
+    fn lookup(&self, path: &str) -> Result<Option<ObjectId>, tessera_repo::Error> {
+        let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+        let mut dirs = self.dirs.borrow_mut();
+        if !dirs.contains_key(dir) {
+            let listing = match entry_at(self.view, self.tree, dir)? {
+                Some(id) if self.view.odb.index.objects.get(&id).is_none_or(|l| l.kind == Kind::Tree) => {
+                    Some(self.view.read_tree(&id)?.into_iter().map(|e| (e.name.to_vec(), e.id)).collect())
+                }
+                _ => None,
+            };
+            dirs.insert(dir.to_string(), listing);
+        }
+        Ok(dirs[dir].as_ref().and_then(|entries| entries.get(name.as_bytes()).copied()))
+    }
 }
 
 impl datapages::Files for TreeFiles<'_, '_> {
     fn read(&self, path: &str, max: u64) -> Result<Option<Vec<u8>>, String> {
-        let Some(id) = entry_at(self.view, self.tree, path).map_err(|e| e.to_string())? else { return Ok(None) };
+        let Some(id) = self.lookup(path).map_err(|e| e.to_string())? else { return Ok(None) };
         match self.view.odb.index.objects.get(&id) {
             Some(l) if l.kind != Kind::Blob => return Ok(None),
             Some(l) if l.size > max => {
@@ -611,7 +640,7 @@ impl datapages::Files for TreeFiles<'_, '_> {
     }
 
     fn id(&self, path: &str) -> Option<String> {
-        entry_at(self.view, self.tree, path).ok().flatten().map(|id| id.to_string())
+        self.lookup(path).ok().flatten().map(|id| id.to_string())
     }
 }
 
@@ -1102,7 +1131,7 @@ async fn get(
             let shown = blocking(&repo.snapshot, move |view| {
                 let refused = tessera_repo::Error::Refused;
                 let info = read_commit(view, &commit)?;
-                let files = TreeFiles { view, tree: info.tree };
+                let files = TreeFiles::new(view, info.tree);
                 let export = datapages::load(&files).map_err(refused)?.ok_or_else(|| {
                     refused(format!("no data export at {refname}: no {}", tessera_bridge::layout::MANIFEST))
                 })?;
@@ -1132,7 +1161,7 @@ async fn get(
 fn data_changes(view: &View<'_>, old: Option<ObjectId>, new: Option<ObjectId>) -> Vec<web::RowChanges> {
     let side = |tree: Option<ObjectId>| -> Box<dyn datapages::Files + '_> {
         match tree {
-            Some(tree) => Box::new(TreeFiles { view, tree }),
+            Some(tree) => Box::new(TreeFiles::new(view, tree)),
             None => Box::new(datapages::NoFiles),
         }
     };
@@ -1418,6 +1447,24 @@ mod tests {
     }
 }
 
+/// The caller of an API request and the repository it names. A
+/// directory the caller can read only in part is refused unless the
+/// answer filters by path (`partial_ok`).
+async fn open_for_api(
+    state: &State,
+    headers: &HeaderMap,
+    path: &str,
+    partial_ok: bool,
+) -> Result<(Caller, Repo), HttpError> {
+    let caller = auth::caller(state, headers).await?;
+    let repo = open(state, &caller, path).await?;
+    if repo.partial && !partial_ok {
+        let why = format!("{} holds directories you cannot read; ask for one of them", repo.path);
+        return Err(HttpError::new(StatusCode::FORBIDDEN, why));
+    }
+    Ok((caller, repo))
+}
+
 /// The query of the data API.
 #[derive(serde::Deserialize)]
 pub(crate) struct DataQuery {
@@ -1442,12 +1489,7 @@ pub(crate) async fn data_json(
     changes: bool,
 ) -> Result<axum::Json<serde_json::Value>, crate::error::ApiError> {
     use serde_json::json;
-    let caller = auth::caller(&state, &headers).await?;
-    let repo = open(&state, &caller, &q.path).await?;
-    if repo.partial {
-        let why = format!("{} holds directories you cannot read; ask for one of them", repo.path);
-        return Err(HttpError::new(StatusCode::FORBIDDEN, why).into());
-    }
+    let (_, repo) = open_for_api(&state, &headers, &q.path, false).await?;
     let refused = tessera_repo::Error::Refused;
     if changes {
         let id = q.commit.as_deref().ok_or_else(|| HttpError::bad_request("commit= is required"))?;
@@ -1506,7 +1548,7 @@ pub(crate) async fn data_json(
     let path = repo.path.clone();
     let body = blocking(&repo.snapshot, move |view| {
         let info = read_commit(view, &commit)?;
-        let files = TreeFiles { view, tree: info.tree };
+        let files = TreeFiles::new(view, info.tree);
         let export = datapages::load(&files)
             .map_err(refused)?
             .ok_or_else(|| refused(format!("no data export at {refname}: no {}", tessera_bridge::layout::MANIFEST)))?;
@@ -1590,12 +1632,7 @@ pub(crate) async fn repo_json(
     what: &'static str,
 ) -> Result<axum::Json<serde_json::Value>, crate::error::ApiError> {
     use serde_json::json;
-    let caller = auth::caller(&state, &headers).await?;
-    let repo = open(&state, &caller, &q.path).await?;
-    if repo.partial && !matches!(what, "tree" | "blob" | "search") {
-        let why = format!("{} holds directories you cannot read; ask for one of them", repo.path);
-        return Err(HttpError::new(StatusCode::FORBIDDEN, why).into());
-    }
+    let (caller, repo) = open_for_api(&state, &headers, &q.path, matches!(what, "tree" | "blob" | "search")).await?;
     let policy = auth::policy(&state).await?;
     let visible: Arc<dyn Fn(&str) -> bool + Send + Sync> = if repo.partial {
         let (user, root) = (caller.user.clone(), repo.path.clone());
