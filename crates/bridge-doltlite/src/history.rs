@@ -71,21 +71,7 @@ fn unix_seconds(date: &str) -> Result<i64, Error> {
     Ok(days_from_civil(y, m, dd) * 86_400 + h * 3_600 + mi * 60 + s)
 }
 
-/// Seconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ`.
-pub fn iso_date(secs: i64) -> String {
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Inverse of days_from_civil.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3_600, rem % 3_600 / 60, rem % 60)
-}
+pub use tessera_bridge::git::iso_date;
 
 fn one_text(db: &Doltlite, sql: &str, params: &[Value]) -> Result<Option<String>, Error> {
     Ok(db.strings(sql, params)?.first().and_then(|r| r.first()).map(text))
