@@ -14,11 +14,12 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
-use tessera_bridge::engine::Source;
+use tessera_bridge::engine::{self, Layer, Source};
 use tessera_bridge::export::{self, ExportOptions};
 use tessera_bridge::layout::{self, TableMeta};
 use tessera_bridge::value::Value;
-use tessera_bridge::{chunk, git, import, meta, Error};
+use tessera_bridge::ObjectId;
+use tessera_bridge::{chunk, git, import, meta};
 
 use crate::{quote, text, Doltlite};
 
@@ -28,13 +29,51 @@ pub const TRAILER: &str = "Dolt-Commit";
 /// The working branch `import --history` replays commits on.
 const REPLAY_BRANCH: &str = "_tessera_replay";
 
+/// What a history export or import failed with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Database(engine::Error),
+    #[error(transparent)]
+    Chunk(#[from] chunk::Error),
+    #[error(transparent)]
+    Meta(#[from] meta::Error),
+    #[error(transparent)]
+    Git(#[from] git::Error),
+    #[error(transparent)]
+    Export(#[from] export::Error),
+    /// What a history export or import will not do as asked.
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl From<engine::Error> for Error {
+    fn from(e: engine::Error) -> Self {
+        match e.into_layer() {
+            Layer::Chunk(e) => Error::Chunk(e),
+            Layer::Meta(e) => Error::Meta(e),
+            Layer::Git(e) => Error::Git(e),
+            Layer::Database(e) => Error::Database(e),
+        }
+    }
+}
+
+/// A branch after a history export or import, and the commit it points
+/// at: a git commit on export, a Dolt commit on import (Dolt's hashes are
+/// not git object ids, so both are kept as text).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BranchHead {
+    pub branch: String,
+    pub commit: String,
+}
+
 /// What a history export or import did.
 #[derive(Debug, Default)]
 pub struct HistoryReport {
     /// Commits written (git commits on export, Dolt commits on import).
     pub written: usize,
     /// Branches and the commits they point at afterwards.
-    pub branches: Vec<(String, String)>,
+    pub branches: Vec<BranchHead>,
 }
 
 struct DoltCommit {
@@ -59,8 +98,8 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 }
 
 /// `YYYY-MM-DD HH:MM:SS` (UTC, as Dolt reports commit dates) in seconds.
-fn unix_seconds(date: &str) -> Result<i64, Error> {
-    let bad = || Error::Database(format!("unexpected Dolt commit date {date:?}"));
+fn unix_seconds(date: &str) -> Result<i64, engine::Error> {
+    let bad = || engine::Error::Database(format!("unexpected Dolt commit date {date:?}"));
     let num = |s: Option<&str>| s.and_then(|s| s.parse::<i64>().ok()).ok_or_else(bad);
     let (day, time) = date.trim().split_once([' ', 'T']).ok_or_else(bad)?;
     let mut d = day.split('-');
@@ -73,13 +112,15 @@ fn unix_seconds(date: &str) -> Result<i64, Error> {
 
 pub use tessera_bridge::git::iso_date;
 
-fn one_text(db: &Doltlite, sql: &str, params: &[Value]) -> Result<Option<String>, Error> {
+fn one_text(db: &Doltlite, sql: &str, params: &[Value]) -> Result<Option<String>, engine::Error> {
     Ok(db.strings(sql, params)?.first().and_then(|r| r.first()).map(text))
 }
 
 /// The commits reachable from each branch, with their parents.
 #[allow(clippy::type_complexity)]
-fn dolt_graph(db: &Doltlite) -> Result<(Vec<(String, String)>, HashMap<String, DoltCommit>), Error> {
+type Graph = (Vec<(String, String)>, HashMap<String, DoltCommit>);
+
+fn dolt_graph(db: &Doltlite) -> Result<Graph, engine::Error> {
     let branches: Vec<(String, String)> = db
         .strings("SELECT name, hash FROM dolt_branches ORDER BY name", &[])?
         .iter()
@@ -149,7 +190,7 @@ fn parents_first(heads: &[String], commits: &HashMap<String, DoltCommit>) -> Vec
 }
 
 /// Whether `table` exists as of `commit`.
-fn exists_at(db: &Doltlite, table: &str, commit: &str) -> Result<bool, Error> {
+fn exists_at(db: &Doltlite, table: &str, commit: &str) -> Result<bool, engine::Error> {
     let sql = format!("SELECT 1 FROM {}(?1) LIMIT 1", quote(&format!("dolt_at_{table}")));
     match db.strings(&sql, &[Value::Text(commit.into())]) {
         Ok(_) => Ok(true),
@@ -162,7 +203,7 @@ fn exists_at(db: &Doltlite, table: &str, commit: &str) -> Result<bool, Error> {
 /// git commit; git branches follow the Dolt branches.
 pub fn export_history(database: &str, repo: &Path, opts: &ExportOptions) -> Result<HistoryReport, Error> {
     if !crate::is_doltlite(database) {
-        return Err(Error::Unsupported(format!(
+        return Err(Error::Refused(format!(
             "--history replays Dolt commits: {} is not a Dolt database (a doltlite file)",
             git::redact_url(database)
         )));
@@ -175,8 +216,10 @@ pub fn export_history(database: &str, repo: &Path, opts: &ExportOptions) -> Resu
     let mut db = Doltlite::open(database, false)?;
     let (branches, commits) = dolt_graph(&db)?;
     let heads: Vec<String> = branches.iter().map(|(_, h)| h.clone()).collect();
-    let mut mapped: HashMap<String, String> =
-        git::trailers(repo, TRAILER)?.into_iter().map(|(git_commit, dolt)| (dolt, git_commit)).collect();
+    let mut mapped: HashMap<String, ObjectId> = git::trailers(repo, TRAILER)?
+        .into_iter()
+        .filter_map(|(git_commit, dolt)| Some((dolt, ObjectId::from_hex(git_commit.as_bytes()).ok()?)))
+        .collect();
     let mut names = db.tables()?;
     names.retain(|n| !import::internal_table(n));
     if let Some(only) = &opts.tables {
@@ -189,25 +232,25 @@ pub fn export_history(database: &str, repo: &Path, opts: &ExportOptions) -> Resu
     // reuse and a stable divisor and hash per table. Commits written by
     // this run sit in an unsealed pack git cannot read yet, so they are
     // only ever found here.
-    let mut metas_of: HashMap<String, (layout::RowHash, BTreeMap<String, TableMeta>)> = HashMap::new();
+    let mut metas_of: HashMap<ObjectId, (layout::RowHash, BTreeMap<String, TableMeta>)> = HashMap::new();
     let mut report = HistoryReport::default();
     for hash in parents_first(&heads, &commits) {
         if mapped.contains_key(&hash) {
             continue;
         }
         let c = &commits[&hash];
-        let parents: Vec<String> = c.parents.iter().filter_map(|p| mapped.get(p).cloned()).collect();
+        let parents: Vec<ObjectId> = c.parents.iter().filter_map(|p| mapped.get(p).copied()).collect();
         let (scheme, previous) = match parents.first() {
             Some(p) => match metas_of.get(p) {
                 Some(found) => found.clone(),
                 None => {
-                    let mut m = BTreeMap::new();
+                    let (p, mut m) = (p.to_string(), BTreeMap::new());
                     for name in &names {
-                        if let Some(meta) = meta::read_table_meta(repo, p, name)? {
+                        if let Some(meta) = meta::read_table_meta(repo, &p, name)? {
                             m.insert(name.clone(), meta);
                         }
                     }
-                    (meta::row_hash_at(repo, p)?, m)
+                    (meta::row_hash_at(repo, &p)?, m)
                 }
             },
             None => (layout::RowHash::NEWEST, BTreeMap::new()),
@@ -239,7 +282,7 @@ pub fn export_history(database: &str, repo: &Path, opts: &ExportOptions) -> Resu
         let ident = format!("{} <{}> {} +0000", c.committer, c.email, c.time);
         let message = format!("{}\n\n{TRAILER}: {hash}\n", c.message.trim_end());
         let id = writer.commit_detached(&parents, &message, &ident, &ident)?;
-        metas_of.insert(id.clone(), (scheme, metas.into_iter().map(|m| (m.name.clone(), m)).collect()));
+        metas_of.insert(id, (scheme, metas.into_iter().map(|m| (m.name.clone(), m)).collect()));
         mapped.insert(hash, id);
         report.written += 1;
     }
@@ -248,9 +291,9 @@ pub fn export_history(database: &str, repo: &Path, opts: &ExportOptions) -> Resu
     for (branch, head) in &branches {
         let commit = mapped
             .get(head)
-            .ok_or_else(|| Error::Database(format!("branch {branch}: commit {head} is not in the history read")))?;
-        git::set_branch(repo, branch, commit)?;
-        report.branches.push((branch.clone(), commit.clone()));
+            .ok_or_else(|| Error::Refused(format!("branch {branch}: commit {head} is not in the history read")))?;
+        git::set_branch(repo, branch, *commit)?;
+        report.branches.push(BranchHead { branch: branch.clone(), commit: commit.to_string() });
     }
     Ok(report)
 }
@@ -262,7 +305,7 @@ fn strip_trailer(message: &str) -> String {
 }
 
 /// Same tree id for a path in two commits (both missing counts as same).
-fn same_path(repo: &Path, a: &str, b: &str, path: &str) -> Result<bool, Error> {
+fn same_path(repo: &Path, a: &str, b: &str, path: &str) -> Result<bool, git::Error> {
     Ok(git::blob_id(repo, a, path)? == git::blob_id(repo, b, path)?)
 }
 
@@ -272,12 +315,12 @@ fn same_path(repo: &Path, a: &str, b: &str, path: &str) -> Result<bool, Error> {
 pub fn import_history(repo: &Path, database: &str) -> Result<HistoryReport, Error> {
     let path = database.strip_prefix("sqlite://").unwrap_or(database);
     if Path::new(path).exists() {
-        return Err(Error::Unsupported(format!("import --history makes a new doltlite file, and {path} exists")));
+        return Err(Error::Refused(format!("import --history makes a new doltlite file, and {path} exists")));
     }
     let db = Doltlite::open(path, true)?;
     let run = |sql: &str, params: &[Value]| db.execute(sql, params);
     let init = one_text(&db, "SELECT commit_hash FROM dolt_log ORDER BY date LIMIT 1", &[])?
-        .ok_or_else(|| Error::Database(format!("{path} has no initial Dolt commit")))?;
+        .ok_or_else(|| Error::Refused(format!("{path} has no initial Dolt commit")))?;
     let home = one_text(&db, "SELECT active_branch()", &[])?.unwrap_or_else(|| "main".into());
     let mut mapped: HashMap<String, String> = HashMap::new();
     let mut report = HistoryReport::default();
@@ -315,7 +358,7 @@ pub fn import_history(repo: &Path, database: &str) -> Result<HistoryReport, Erro
                     continue;
                 }
                 let meta = meta::read_table_meta_in(repo, &commit, &manifest, name)?
-                    .ok_or_else(|| Error::Layout(format!("{commit}: no metadata for table {name}")))?;
+                    .ok_or_else(|| meta::Error::Layout(format!("{commit}: no metadata for table {name}")))?;
                 // Generated from the checked description, never the stored text.
                 let ddl = meta::table_ddl(&meta, tessera_bridge::schema::Engine::Sqlite)?;
                 run(&format!("DROP TABLE IF EXISTS {}", quote(name)), &[])?;
@@ -330,11 +373,8 @@ pub fn import_history(repo: &Path, database: &str) -> Result<HistoryReport, Erro
                     vec!["?"; cols.len()].join(", ")
                 );
                 chunk::read_rows(repo, &commit, &meta, true, &mut edited, &mut |file, line, values, _| {
-                    db.execute(&sql, &values).map_err(|e| Error::Damaged {
-                        file: file.to_string(),
-                        line,
-                        reason: e.to_string(),
-                    })
+                    db.execute(&sql, &values)
+                        .map_err(|e| Error::Chunk(chunk::Error::damaged(file, line, e.to_string())))
                 })?;
                 for stmt in &ddl.after {
                     run(stmt, &[])?;
@@ -357,7 +397,7 @@ pub fn import_history(repo: &Path, database: &str) -> Result<HistoryReport, Erro
                 Value::Text(iso_date(time)),
             ],
         )?
-        .ok_or_else(|| Error::Database("dolt_commit returned no hash".into()))?;
+        .ok_or_else(|| Error::Refused("dolt_commit returned no hash".into()))?;
         mapped.insert(commit, hash);
         report.written += 1;
     }
@@ -369,7 +409,7 @@ pub fn import_history(repo: &Path, database: &str) -> Result<HistoryReport, Erro
     for (branch, head) in &git_branches {
         let Some(hash) = mapped.get(head) else { continue };
         run("SELECT dolt_branch('-f', ?1, ?2)", &[Value::Text(branch.clone()), Value::Text(hash.clone())])?;
-        report.branches.push((branch.clone(), hash.clone()));
+        report.branches.push(BranchHead { branch: branch.clone(), commit: hash.clone() });
     }
     let target = match git::default_branch(repo) {
         Ok(b) if git_branches.iter().any(|(name, _)| *name == b) => b,

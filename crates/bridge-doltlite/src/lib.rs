@@ -13,11 +13,11 @@ use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::path::{Path, PathBuf};
 
 use tessera_bridge::csv::{self, Cell};
+use tessera_bridge::engine::Error;
 use tessera_bridge::engine::{ChunkRows, Shape, Source, Target, Versioned};
 use tessera_bridge::schema;
 use tessera_bridge::sync::{self, Dialect};
 use tessera_bridge::value::{Affinity, Value};
-use tessera_bridge::Error;
 
 pub mod history;
 
@@ -86,7 +86,7 @@ macro_rules! sym {
         unsafe {
             *$lib
                 .get($name)
-                .map_err(|e| Error::Database(format!("libdoltlite lacks {}: {e}", String::from_utf8_lossy($name))))?
+                .map_err(|e| Error::driver(format!("libdoltlite lacks {}", String::from_utf8_lossy($name)), e))?
         }
     };
 }
@@ -97,7 +97,7 @@ impl Api {
         // SAFETY: loading a shared library runs its initializers; libdoltlite's
         // are SQLite's, which have no preconditions.
         let lib = unsafe { libloading::Library::new(&path) }
-            .map_err(|e| Error::Database(format!("loading {}: {e}", path.display())))?;
+            .map_err(|e| Error::driver(format!("loading {}", path.display()), e))?;
         Ok(Api {
             open_v2: sym!(lib, b"sqlite3_open_v2"),
             close: sym!(lib, b"sqlite3_close"),
@@ -600,11 +600,7 @@ impl Target for Doltlite {
             vec!["?"; cols.len()].join(", ")
         );
         rows.values(&mut |line, values| {
-            Doltlite::execute(self, &sql, values).map_err(|e| Error::Damaged {
-                file: file.clone(),
-                line,
-                reason: e.to_string(),
-            })
+            Doltlite::execute(self, &sql, values).map_err(|e| Error::damaged(&file, line, e.to_string()))
         })
     }
 

@@ -9,13 +9,13 @@ use sqlx::mysql::MySqlConnection;
 use sqlx::{ConnectOptions, Connection, Executor, Row};
 
 use tessera_bridge::csv::Cell;
+use tessera_bridge::engine::Error;
 use tessera_bridge::engine::{cells_of, ChunkRows, Loader, Shape, Source, Target};
 use tessera_bridge::import::insert_values;
 use tessera_bridge::layout::{Column, TableMeta};
 use tessera_bridge::schema;
 use tessera_bridge::sync::{self, Dialect};
 use tessera_bridge::value::{Affinity, Value};
-use tessera_bridge::Error;
 
 pub struct Mysql {
     rt: tokio::runtime::Runtime,
@@ -24,7 +24,7 @@ pub struct Mysql {
 }
 
 fn db(e: sqlx::Error) -> Error {
-    Error::Database(e.to_string())
+    Error::driver("MySQL", e)
 }
 
 pub fn quote(ident: &str) -> String {
@@ -63,10 +63,10 @@ impl Mysql {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| Error::Database(e.to_string()))?;
+            .map_err(|e| Error::driver("starting a runtime", e))?;
         let mut conn =
             rt.block_on(async { quiet(url.parse::<sqlx::mysql::MySqlConnectOptions>()?).connect().await }).map_err(
-                |e| Error::Database(format!("cannot connect to {}: {e}", tessera_bridge::git::redact_url(&url))),
+                |e| Error::driver(format!("cannot connect to {}", tessera_bridge::git::redact_url(&url)), e),
             )?;
         rt.block_on(conn.execute(
             "SET time_zone = '+00:00', NAMES utf8mb4, SESSION sql_mode = CONCAT(@@sql_mode, ',NO_AUTO_VALUE_ON_ZERO')",
@@ -254,7 +254,7 @@ impl Source for Mysql {
                 for (cell, col) in &stmt.params {
                     q = bind_cell(q, cell, col).map_err(|r| Error::Database(format!("column {}: {r}", col.name)))?;
                 }
-                q.execute(&mut *tx).await.map_err(|e| Error::Database(format!("{}: {e}", stmt.sql)))?;
+                q.execute(&mut *tx).await.map_err(|e| Error::driver(stmt.sql.clone(), e))?;
             }
             if let Some((repo, branch, commit)) = state {
                 for (sql, values) in sync::state_statements(&DIALECT, repo, branch, commit) {
@@ -266,7 +266,7 @@ impl Source for Mysql {
                 }
             }
             sqlx::query("SET FOREIGN_KEY_CHECKS = 1").execute(&mut *tx).await.map_err(db)?;
-            tx.commit().await.map_err(|e| Error::Database(format!("committing the sync: {e}")))
+            tx.commit().await.map_err(|e| Error::driver("committing the sync", e))
         })
     }
 }
@@ -338,7 +338,7 @@ async fn insert(
     row_marks: &str,
     batch: &[(usize, Vec<Cell>)],
 ) -> Result<(), Error> {
-    let damaged = |file: &str, line: usize, reason: String| Error::Damaged { file: file.to_string(), line, reason };
+    let damaged = |file: &str, line: usize, reason: String| Error::damaged(file, line, reason);
     let sql = format!(
         "INSERT INTO {} ({}) VALUES {}",
         quote(&meta.name),
@@ -456,7 +456,7 @@ impl Loader for Infile {
             Ok(())
         })));
         let sql = load_statement(rows.meta);
-        let db = |e: mysql::Error| Error::Database(e.to_string());
+        let db = |e: mysql::Error| Error::driver("MySQL", e);
         self.conn.query_drop("START TRANSACTION").map_err(db)?;
         let loaded = self.conn.query_drop(&sql);
         let (affected, warnings) = (self.conn.affected_rows(), self.conn.warnings());
@@ -475,7 +475,7 @@ impl Loader for Infile {
         self.conn.exec_drop(mark.0, params).map_err(db)?;
         self.conn
             .query_drop("COMMIT")
-            .map_err(|e| Error::Database(format!("committing a chunk of {}: {e}", rows.meta.name)))?;
+            .map_err(|e| Error::driver(format!("committing a chunk of {}", rows.meta.name), e))?;
         Ok(Some(feed.rows))
     }
 }
@@ -531,7 +531,7 @@ fn feed_chunk(
     let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
     let file = chunk.file.as_str();
     cells_of(meta, chunk, data, intact, &mut |line, cells| {
-        let damaged = |reason: String| Error::Damaged { file: file.to_string(), line, reason };
+        let damaged = |reason: String| Error::damaged(file, line, reason);
         for (n, (cell, col)) in cells.iter().zip(&meta.columns).enumerate() {
             if n > 0 {
                 buf.push(b'\t');
@@ -567,12 +567,12 @@ fn feed_chunk(
         buf.push(b'\n');
         feed.rows += 1;
         if buf.len() >= 1 << 20 {
-            out.write_all(&buf).map_err(|e| Error::Database(format!("sending {file}: {e}")))?;
+            out.write_all(&buf).map_err(|e| Error::driver(format!("sending {file}"), e))?;
             buf.clear();
         }
         Ok(())
     })?;
-    out.write_all(&buf).map_err(|e| Error::Database(format!("sending a chunk of {}: {e}", meta.name)))
+    out.write_all(&buf).map_err(|e| Error::driver(format!("sending a chunk of {}", meta.name), e))
 }
 
 /// Connection options without sqlx's slow-statement warnings: a bulk

@@ -6,13 +6,13 @@ use sqlx::postgres::PgConnection;
 use sqlx::{ConnectOptions, Row};
 
 use tessera_bridge::csv::{self, Cell};
+use tessera_bridge::engine::Error;
 use tessera_bridge::engine::{ChunkRows, Loader, Shape, Source, Target};
 use tessera_bridge::import::insert_values;
 use tessera_bridge::layout::{Column, ForeignKey, Index};
 use tessera_bridge::schema;
 use tessera_bridge::sync::{self, Dialect};
 use tessera_bridge::value::{Affinity, Value};
-use tessera_bridge::Error;
 
 pub struct Postgres {
     rt: tokio::runtime::Runtime,
@@ -28,7 +28,7 @@ pub struct Postgres {
 }
 
 fn db(e: sqlx::Error) -> Error {
-    Error::Database(e.to_string())
+    Error::driver("PostgreSQL", e)
 }
 
 pub fn quote(ident: &str) -> String {
@@ -40,10 +40,9 @@ impl Postgres {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| Error::Database(e.to_string()))?;
-        let unreachable = |e: sqlx::Error| {
-            Error::Database(format!("cannot connect to {}: {e}", tessera_bridge::git::redact_url(url)))
-        };
+            .map_err(|e| Error::driver("starting a runtime", e))?;
+        let unreachable =
+            |e: sqlx::Error| Error::driver(format!("cannot connect to {}", tessera_bridge::git::redact_url(url)), e);
         let options = quiet(url.parse::<sqlx::postgres::PgConnectOptions>().map_err(unreachable)?);
         let mut conn = rt.block_on(options.connect()).map_err(unreachable)?;
         // Imports run DDL whose literals sqlparser's PostgreSQL tokenizer
@@ -295,7 +294,7 @@ impl Source for Postgres {
                 // one is cheaper than reading the rest of the table.
                 let Postgres { rt, conn, options, url, .. } = self;
                 *conn = rt.block_on(options.connect()).map_err(|e| {
-                    Error::Database(format!("cannot connect to {}: {e}", tessera_bridge::git::redact_url(url)))
+                    Error::driver(format!("cannot connect to {}", tessera_bridge::git::redact_url(url)), e)
                 })?;
             }
             return scanned;
@@ -335,7 +334,7 @@ impl Source for Postgres {
                 for (cell, _) in &stmt.params {
                     q = q.bind(cell.as_deref());
                 }
-                q.execute(&mut *tx).await.map_err(|e| Error::Database(format!("{}: {e}", stmt.sql)))?;
+                q.execute(&mut *tx).await.map_err(|e| Error::driver(stmt.sql.clone(), e))?;
             }
             if let Some((repo, branch, commit)) = state {
                 if create_state {
@@ -349,7 +348,7 @@ impl Source for Postgres {
                     q.execute(&mut *tx).await.map_err(db)?;
                 }
             }
-            tx.commit().await.map_err(|e| Error::Database(format!("committing the sync: {e}")))
+            tx.commit().await.map_err(|e| Error::driver("committing the sync", e))
         })
     }
 }
@@ -379,7 +378,7 @@ pub fn copy_out(
     each: &mut dyn FnMut(&[Cell], &[u8]) -> Result<(), Error>,
 ) -> Result<(), Error> {
     let Postgres { rt, conn, .. } = pg;
-    let bad = |e: csv::Error| Error::Database(format!("reading COPY output: {e}"));
+    let bad = |e: csv::Error| Error::driver("reading COPY output", e);
     rt.block_on(async {
         let mut stream = conn.copy_out_raw(sql).await.map_err(db)?;
         // PostgreSQL sends a row per message; a record split across
@@ -460,18 +459,18 @@ async fn copy_chunk(
             Some(d) => d.message().to_string(),
             None => e.to_string(),
         };
-        Error::Damaged { file: chunk.file.clone(), line: copy_error_line(&context), reason }
+        Error::damaged(&chunk.file, copy_error_line(&context), reason)
     };
     let data = quote_end_markers(data, meta.columns.len());
     let mut copy = conn.copy_in_raw(&sql).await.map_err(db)?;
     copy.send(data).await.map_err(damaged)?;
     let rows = copy.finish().await.map_err(damaged)?;
     if intact && rows != chunk.rows {
-        return Err(Error::Damaged {
-            file: chunk.file.clone(),
-            line: 0,
-            reason: format!("{rows} rows, the metadata of the same commit says {}", chunk.rows),
-        });
+        return Err(Error::damaged(
+            &chunk.file,
+            0,
+            format!("{rows} rows, the metadata of the same commit says {}", chunk.rows),
+        ));
     }
     Ok(rows)
 }

@@ -6,12 +6,12 @@ use rusqlite::types::ValueRef;
 use rusqlite::Connection;
 
 use tessera_bridge::csv::{self, Cell};
+use tessera_bridge::engine::Error;
 use tessera_bridge::engine::{ChunkRows, Shape, Source, Target};
 use tessera_bridge::layout::{Column, ForeignKey, Index, TableMeta};
 use tessera_bridge::schema;
 use tessera_bridge::sync::{self, Dialect};
 use tessera_bridge::value::{Affinity, Value};
-use tessera_bridge::Error;
 
 /// A table's shape as SQLite describes it.
 pub struct TableSchema {
@@ -33,16 +33,16 @@ pub fn open(path: &str) -> Result<Connection, Error> {
     if !std::path::Path::new(path).exists() {
         return Err(Error::Database(format!("SQLite database {path} does not exist")));
     }
-    Connection::open(path).map_err(|e| Error::Database(format!("opening {path}: {e}")))
+    Connection::open(path).map_err(|e| Error::driver(format!("opening {path}"), e))
 }
 
 pub fn create(path: &str) -> Result<Connection, Error> {
     let path = path.strip_prefix("sqlite://").unwrap_or(path);
-    Connection::open(path).map_err(|e| Error::Database(format!("creating {path}: {e}")))
+    Connection::open(path).map_err(|e| Error::driver(format!("creating {path}"), e))
 }
 
 fn db(e: rusqlite::Error) -> Error {
-    Error::Database(e.to_string())
+    Error::driver("SQLite", e)
 }
 
 /// User tables, in name order.
@@ -211,8 +211,7 @@ pub fn apply(
                 .map_err(|e| Error::Database(format!("column {}: {e}", col.name)))?;
             params.push(to_sql(&v));
         }
-        conn.execute(&stmt.sql, rusqlite::params_from_iter(params))
-            .map_err(|e| Error::Database(format!("{}: {e}", stmt.sql)))?;
+        conn.execute(&stmt.sql, rusqlite::params_from_iter(params)).map_err(|e| Error::driver(stmt.sql.clone(), e))?;
     }
     if let Some((repo, branch, commit)) = state {
         conn.execute_batch(&sync::state_ddl(quote)).map_err(db)?;
@@ -229,9 +228,9 @@ fn estimate_divisor(conn: &Connection, schema: &TableSchema, target: u64) -> Res
     let mut n = 0u64;
     let mut buf = Vec::new();
     let sample = format!("SELECT * FROM {} LIMIT 1000", quote(&schema.name));
-    let mut stmt = conn.prepare(&sample).map_err(|e| Error::Database(e.to_string()))?;
-    let mut rows = stmt.query([]).map_err(|e| Error::Database(e.to_string()))?;
-    while let Some(r) = rows.next().map_err(|e| Error::Database(e.to_string()))? {
+    let mut stmt = conn.prepare(&sample).map_err(db)?;
+    let mut rows = stmt.query([]).map_err(db)?;
+    while let Some(r) = rows.next().map_err(db)? {
         buf.clear();
         let cells: Vec<Cell> = (0..schema.columns.len())
             .map(|i| r.get_ref(i).map(|v| format!("{v:?}").len()).unwrap_or(0))
@@ -289,9 +288,9 @@ impl Source for Sqlite {
         sync_state(&self.conn, repo, branch)
     }
     fn apply(&mut self, changes: &[sync::TableChanges], state: Option<(&str, &str, &str)>) -> Result<(), Error> {
-        let tx = self.conn.transaction().map_err(|e| Error::Database(e.to_string()))?;
+        let tx = self.conn.transaction().map_err(db)?;
         apply(&tx, changes, state)?;
-        tx.commit().map_err(|e| Error::Database(format!("committing the sync: {e}")))
+        tx.commit().map_err(|e| Error::driver("committing the sync", e))
     }
 }
 
@@ -357,11 +356,9 @@ impl Target for Sqlite {
         let sql = format!("INSERT INTO {} ({}) VALUES ({})", quote(&meta.name), cols.join(", "), marks.join(", "));
         let mut stmt = self.conn.prepare_cached(&sql).map_err(db)?;
         rows.values(&mut |line, values| {
-            stmt.execute(rusqlite::params_from_iter(bind(values))).map(|_| ()).map_err(|e| Error::Damaged {
-                file: file.clone(),
-                line,
-                reason: e.to_string(),
-            })
+            stmt.execute(rusqlite::params_from_iter(bind(values)))
+                .map(|_| ())
+                .map_err(|e| Error::damaged(&file, line, e.to_string()))
         })
     }
 

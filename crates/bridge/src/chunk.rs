@@ -7,9 +7,35 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use crate::csv::{self, Cell};
+use crate::git;
 use crate::layout::{self, ChunkMeta, RowHash, TableMeta};
 use crate::value::{self, Value};
-use crate::{git, Error};
+
+/// What cutting, storing or reading chunks failed with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A chunk file that does not read as the table's rows (`line` 0: the
+    /// file as a whole).
+    #[error("{file}:{line}: {reason}")]
+    Damaged { file: String, line: usize, reason: String },
+    #[error("a row of table {table} with key {key} is {bytes} bytes, more than fits in one chunk")]
+    RowTooLarge { table: String, key: String, bytes: u64 },
+    #[error("--chunk-by {spec}: unit {unit:?} is not year, month or day")]
+    ChunkBy { spec: String, unit: String },
+    #[error("compressing a chunk")]
+    Compress(#[source] std::io::Error),
+    /// The store worker stopped; its own error is the one to report.
+    #[error("the chunk writer stopped")]
+    WriterStopped,
+    #[error(transparent)]
+    Git(#[from] git::Error),
+}
+
+impl Error {
+    pub fn damaged(file: &str, line: usize, reason: impl Into<String>) -> Error {
+        Error::Damaged { file: file.to_string(), line, reason: reason.into() }
+    }
+}
 
 /// Partitioning of `--chunk-by`: one file (or more, over the size limit)
 /// per value of a column, or of its year, month or day.
@@ -33,9 +59,7 @@ impl ChunkBy {
             Some("year") => Some(4),
             Some("month") => Some(7),
             Some("day") => Some(10),
-            Some(other) => {
-                return Err(Error::Unsupported(format!("--chunk-by {spec}: unit {other:?} is not year, month or day")))
-            }
+            Some(other) => return Err(Error::ChunkBy { spec: spec.into(), unit: other.into() }),
         };
         Ok(ChunkBy { column: column.to_string(), prefix, spec: spec.to_string() })
     }
@@ -271,7 +295,7 @@ impl<'s> Chunker<'s> {
         };
         // A closed channel means the worker stopped on an error, which
         // `export` reports when it joins it.
-        self.sink.send(job).map_err(|_| Error::Git("the chunk writer stopped".into()))?;
+        self.sink.send(job).map_err(|_| Error::WriterStopped)?;
         self.chunk = chunk_buffer(self.limit);
         self.chunk.extend_from_slice(&self.head);
         Ok(())
@@ -319,7 +343,7 @@ pub fn store_chunks(
     known: &std::collections::HashMap<String, String>,
     journal: &git::Journal,
 ) -> StoreOutcome {
-    let io = |e: std::io::Error| Error::Git(format!("writing the pack: {e}"));
+    let io = |source| Error::Git(git::Error::Io { what: "writing the pack".into(), source });
     let mut out = StoreOutcome::default();
     // Blobs the repository has, and blobs of this run: an identical chunk
     // (unchanged since the last export, in another table, or a table
@@ -393,7 +417,7 @@ pub fn store_chunks(
 /// A chunk's bytes compressed as `compression` says.
 pub fn compress(compression: layout::Compression, data: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, Error> {
     use std::io::Write;
-    let io = |e: std::io::Error| Error::Unsupported(format!("compressing a chunk: {e}"));
+    let io = Error::Compress;
     match compression {
         layout::Compression::None => Ok(std::borrow::Cow::Borrowed(data)),
         layout::Compression::Gzip => {
@@ -477,37 +501,39 @@ pub fn load_chunk(
     Ok((data, intact))
 }
 
+/// Every row of the table's chunks ([`read_chunks`]).
 #[allow(clippy::type_complexity)]
-pub fn read_rows(
+pub fn read_rows<E: From<Error>>(
     repo: &Path,
     rev: &str,
     meta: &TableMeta,
     typed: bool,
     edited: &mut Vec<String>,
-    each: &mut dyn FnMut(&str, usize, Vec<Value>, &[u8]) -> Result<(), Error>,
-) -> Result<u64, Error> {
+    each: &mut dyn FnMut(&str, usize, Vec<Value>, &[u8]) -> Result<(), E>,
+) -> Result<u64, E> {
     read_chunks(repo, rev, meta, &meta.chunks, typed, edited, each)
 }
 
 /// The rows of one chunk as cells with their line numbers, from its stored
 /// bytes as [`load_chunk`] returned them: decompressed within the limit,
 /// the header and every row's field count checked, and for an intact
-/// chunk the row count against the metadata. Returns the rows.
+/// chunk the row count against the metadata. Returns the rows. The
+/// callback's failures are the caller's own error type.
 #[allow(clippy::type_complexity)]
-pub fn chunk_cells(
+pub fn chunk_cells<E: From<Error>>(
     meta: &TableMeta,
     chunk: &ChunkMeta,
     data: Vec<u8>,
     intact: bool,
-    each: &mut dyn FnMut(usize, &[Cell]) -> Result<(), Error>,
-) -> Result<u64, Error> {
-    let data = decompress(&chunk.file, data, decompress_limit(meta, chunk, intact))?;
+    each: &mut dyn FnMut(usize, &[Cell]) -> Result<(), E>,
+) -> Result<u64, E> {
+    let data = decompress(&chunk.file, data, decompress_limit(meta, chunk, intact)).map_err(E::from)?;
     let mut reader = csv::Reader::new(&data);
     let damaged = |line: usize, reason: String| Error::Damaged { file: chunk.file.clone(), line, reason };
     let header = reader.next_record().map_err(|e| damaged(1, e.to_string()))?.unwrap_or_default();
     let names: Vec<Cell> = meta.columns.iter().map(|c| Some(c.name.clone())).collect();
     if header != names {
-        return Err(damaged(1, "header does not name the table's columns".into()));
+        return Err(damaged(1, "header does not name the table's columns".into()).into());
     }
     let mut rows = 0u64;
     let mut cells = Vec::new();
@@ -517,31 +543,33 @@ pub fn chunk_cells(
             break;
         }
         if cells.len() != meta.columns.len() {
-            return Err(damaged(line, format!("{} fields, the table has {} columns", cells.len(), meta.columns.len())));
+            return Err(
+                damaged(line, format!("{} fields, the table has {} columns", cells.len(), meta.columns.len())).into()
+            );
         }
         each(line, &cells)?;
         rows += 1;
     }
     if intact && rows != chunk.rows {
-        return Err(damaged(0, format!("{rows} rows, the metadata of the same commit says {}", chunk.rows)));
+        return Err(damaged(0, format!("{rows} rows, the metadata of the same commit says {}", chunk.rows)).into());
     }
     Ok(rows)
 }
 
 /// [`read_rows`] of some of the table's chunks.
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
-pub fn read_chunks(
+pub fn read_chunks<E: From<Error>>(
     repo: &Path,
     rev: &str,
     meta: &TableMeta,
     chunks: &[ChunkMeta],
     typed: bool,
     edited: &mut Vec<String>,
-    each: &mut dyn FnMut(&str, usize, Vec<Value>, &[u8]) -> Result<(), Error>,
-) -> Result<u64, Error> {
+    each: &mut dyn FnMut(&str, usize, Vec<Value>, &[u8]) -> Result<(), E>,
+) -> Result<u64, E> {
     let mut total = 0;
     for chunk in chunks {
-        let (data, intact) = load_chunk(repo, rev, chunk, meta.chunk_limit, edited)?;
+        let (data, intact) = load_chunk(repo, rev, chunk, meta.chunk_limit, edited).map_err(E::from)?;
         let mut record = Vec::new();
         let rows = chunk_cells(meta, chunk, data, intact, &mut |line, cells| {
             let damaged = |reason: String| Error::Damaged { file: chunk.file.clone(), line, reason };
@@ -555,7 +583,7 @@ pub fn read_chunks(
                 let v =
                     value::from_cell(cell, col.affinity).map_err(|e| damaged(format!("column {}: {e}", col.name)))?;
                 if v == Value::Null && col.not_null {
-                    return Err(damaged(format!("column {} is NOT NULL", col.name)));
+                    return Err(damaged(format!("column {} is NOT NULL", col.name)).into());
                 }
                 values.push(v);
             }

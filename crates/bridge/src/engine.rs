@@ -10,12 +10,76 @@
 //! - [`Versioned`]: a database with history (Dolt): which rows changed
 //!   since a commit, and reads of a key range.
 
-use crate::chunk::{chunk_cells, decompress, decompress_limit};
+use crate::chunk::{self, chunk_cells, decompress, decompress_limit};
 use crate::csv::{self, Cell};
 use crate::layout::{ChunkMeta, TableMeta};
 use crate::mapping::Conversion;
 use crate::value::{self, Affinity, Value};
-use crate::{layout, schema, Error};
+use crate::{git, layout, meta, schema};
+
+/// A driver's own error, kept as the source of an [`Error::Driver`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What an engine, or a callback an engine ran, failed with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The database driver failed; `source` is its error.
+    #[error("{context}")]
+    Driver {
+        context: String,
+        #[source]
+        source: BoxError,
+    },
+    /// The database, or what it holds, is not what the operation needs.
+    #[error("{0}")]
+    Database(String),
+    #[error("unknown table {0:?}")]
+    UnknownTable(String),
+    /// Something the engine cannot do (a type, a feature of the URL).
+    #[error("{0}")]
+    Unsupported(String),
+    /// A scan that bet on storage order found rows out of key order; the
+    /// export that allowed the bet scans the table again in key order.
+    #[error("rows arrived out of key order")]
+    NotInKeyOrder,
+    /// A chunk the engine was loading, or a callback of a scan, failed.
+    #[error(transparent)]
+    Chunk(#[from] chunk::Error),
+    #[error(transparent)]
+    Meta(#[from] meta::Error),
+    #[error(transparent)]
+    Git(#[from] git::Error),
+}
+
+/// Where an [`Error`] started: in the database, or in a layer whose error
+/// crossed the engine on its way back ([`Error::into_layer`]).
+pub enum Layer {
+    Database(Error),
+    Chunk(chunk::Error),
+    Meta(meta::Error),
+    Git(git::Error),
+}
+
+impl Error {
+    /// The driver's error `source`, with what was being done.
+    pub fn driver(context: impl Into<String>, source: impl Into<BoxError>) -> Error {
+        Error::Driver { context: context.into(), source: source.into() }
+    }
+
+    /// A row or chunk the database refused while loading `file`.
+    pub fn damaged(file: &str, line: usize, reason: impl Into<String>) -> Error {
+        Error::Chunk(chunk::Error::damaged(file, line, reason))
+    }
+
+    pub fn into_layer(self) -> Layer {
+        match self {
+            Error::Chunk(e) => Layer::Chunk(e),
+            Error::Meta(e) => Layer::Meta(e),
+            Error::Git(e) => Layer::Git(e),
+            other => Layer::Database(other),
+        }
+    }
+}
 
 /// Positions of the columns that identify a row: the primary key, or all
 /// columns when there is none.
@@ -150,7 +214,7 @@ pub trait Target: Source {
         Ok(())
     }
     /// Loads one chunk's rows into the open transaction; returns how many.
-    /// A row the database refuses is [`Error::Damaged`], naming file and line.
+    /// A row the database refuses is [`chunk::Error::Damaged`], naming file and line.
     fn load(&mut self, rows: ChunkRows<'_>) -> Result<u64, Error>;
     /// Up to `n` connections of their own that load chunks side by side
     /// (each chunk with its progress record in one transaction there), for
@@ -331,7 +395,7 @@ impl<'a> ChunkRows<'a> {
         if self.conversion.is_some() {
             return Err(Error::Unsupported("a converted chunk has no CSV of its own".into()));
         }
-        decompress(&self.chunk.file, self.data, decompress_limit(self.meta, self.chunk, self.intact))
+        Ok(decompress(&self.chunk.file, self.data, decompress_limit(self.meta, self.chunk, self.intact))?)
     }
 
     /// [`csv`](Self::csv) of a copy, for a [`Loader`], which may decline.
@@ -339,7 +403,7 @@ impl<'a> ChunkRows<'a> {
         if self.conversion.is_some() {
             return Err(Error::Unsupported("a converted chunk has no CSV of its own".into()));
         }
-        decompress(&self.chunk.file, self.data.clone(), decompress_limit(self.meta, self.chunk, self.intact))
+        Ok(decompress(&self.chunk.file, self.data.clone(), decompress_limit(self.meta, self.chunk, self.intact))?)
     }
 
     /// The rows as cells of the export's profile, with their line numbers.
@@ -349,11 +413,11 @@ impl<'a> ChunkRows<'a> {
 
     /// The rows as values: typed by column affinity for an engine of the
     /// export's family (NOT NULL checked), converted by the type table for
-    /// another. A value that does not convert is [`Error::Damaged`].
+    /// another. A value that does not convert is [`chunk::Error::Damaged`].
     pub fn values(self, each: &mut EachValues<'_>) -> Result<u64, Error> {
         let ChunkRows { meta, chunk, data, intact, conversion, lost } = self;
         chunk_cells(meta, chunk, data, intact, &mut |line, cells| {
-            let damaged = |reason: String| Error::Damaged { file: chunk.file.clone(), line, reason };
+            let damaged = |reason: String| Error::damaged(&chunk.file, line, reason);
             let values = match conversion {
                 Some(c) => c.convert(meta, cells, lost).map_err(damaged)?,
                 None => {

@@ -5,13 +5,35 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::chunk::{store_chunks, ChunkBy, Chunker, ContentHash, Job};
-use crate::engine::key_columns;
-use crate::engine::Source;
+use crate::engine::{self, key_columns, Source};
 use crate::import::internal_table;
 use crate::layout::{self, ChunkMeta, Chunking, Manifest, RowHash, Source as Origin, TableMeta};
 use crate::meta::MAX_CHUNK_BYTES;
 use crate::meta::{describe_schema, read_json, read_table_meta};
-use crate::{git, Error};
+use crate::{chunk, git, meta};
+use tessera_pack::ObjectId;
+
+/// What an export failed with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Database(engine::Error),
+    #[error(transparent)]
+    Chunk(#[from] chunk::Error),
+    /// The previous export's metadata, which this one builds on.
+    #[error(transparent)]
+    Meta(#[from] meta::Error),
+    #[error(transparent)]
+    Git(#[from] git::Error),
+    #[error("unknown table {0:?}")]
+    UnknownTable(String),
+    #[error("--chunk-by: table {table} has no column {column:?}")]
+    NoChunkByColumn { table: String, column: String },
+    #[error("a chunk size of {0} bytes: between 1 byte and {MAX_CHUNK_BYTES} (1 GiB) is supported")]
+    ChunkSize(u64),
+}
+
+crate::from_engine_error!(Error);
 
 /// Options of [`export`].
 #[derive(Debug, Clone)]
@@ -39,7 +61,7 @@ pub struct ExportedTable {
 pub struct ExportReport {
     pub tables: Vec<ExportedTable>,
     /// The commit written; `None` when nothing changed and none was needed.
-    pub commit: Option<String>,
+    pub commit: Option<ObjectId>,
 }
 
 /// Exports the tables of `source` into `repo`; `database` names it in
@@ -60,7 +82,7 @@ pub fn export_commit(
     repo: &Path,
     opts: &ExportOptions,
     skip_unchanged: bool,
-) -> Result<Option<String>, Error> {
+) -> Result<Option<ObjectId>, Error> {
     export_inner(source, database, repo, opts, skip_unchanged).map(|r| r.commit)
 }
 
@@ -158,10 +180,7 @@ pub fn write_tables(
 ) -> Result<(Vec<TableMeta>, String), Error> {
     if opts.max_chunk_bytes == 0 || opts.max_chunk_bytes > MAX_CHUNK_BYTES {
         // Imports refuse a larger limit: they hold a chunk in memory.
-        return Err(Error::Unsupported(format!(
-            "a chunk size of {} bytes: between 1 byte and {MAX_CHUNK_BYTES} (1 GiB) is supported",
-            opts.max_chunk_bytes
-        )));
+        return Err(Error::ChunkSize(opts.max_chunk_bytes));
     }
     let mut shapes = Vec::new();
     let (sink, jobs) = std::sync::mpsc::sync_channel::<Job>(1);
@@ -180,9 +199,10 @@ pub fn write_tables(
                 let mut shape = source.describe(name)?;
                 let partition = match &opts.chunk_by {
                     Some(by) => {
-                        let col = shape.columns.iter().position(|c| c.name == by.column).ok_or_else(|| {
-                            Error::Unsupported(format!("--chunk-by: table {name} has no column {:?}", by.column))
-                        })?;
+                        let col =
+                            shape.columns.iter().position(|c| c.name == by.column).ok_or_else(|| {
+                                Error::NoChunkByColumn { table: name.clone(), column: by.column.clone() }
+                            })?;
                         shape.order_first = Some(by.column.clone());
                         Some((col, by.clone()))
                     }
@@ -217,8 +237,8 @@ pub fn write_tables(
                         Ok(())
                     });
                     match scanned {
-                        Err(Error::NotInKeyOrder) => meter.restart(),
-                        Err(e) => return Err(e),
+                        Err(engine::Error::NotInKeyOrder) => meter.restart(),
+                        Err(e) => return Err(e.into()),
                         Ok(()) => {
                             chunker.finish()?;
                             break slot;
@@ -236,7 +256,9 @@ pub fn write_tables(
         (scanned, worker.join().expect("the chunk writer does not panic"))
     });
     let failed = match (scanned, outcome.error) {
-        (_, Some(e)) | (Err(e), None) => Some(e),
+        // The worker's error is the cause of a scan's `WriterStopped`.
+        (_, Some(e)) => Some(e.into()),
+        (Err(e), None) => Some(e),
         (Ok(_), None) => None,
     };
     if let Some(e) = failed {
@@ -330,5 +352,5 @@ pub fn write_metadata(
     commit.file(layout::SCHEMA, schema_sql.as_bytes())?;
     commit.file("datapackage.json", &serde_json::to_vec_pretty(&layout::datapackage(metas)).expect("serializes"))?;
     commit.file("README.md", layout::readme(manifest, metas).as_bytes())?;
-    commit.file(".gitattributes", layout::GITATTRIBUTES.as_bytes())
+    Ok(commit.file(".gitattributes", layout::GITATTRIBUTES.as_bytes())?)
 }

@@ -9,7 +9,41 @@ use std::process::Command;
 
 use tessera_pack::ObjectId;
 
-use crate::Error;
+/// What git's plumbing, a remote or the pack an export writes failed with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// git could not be started, or a file of the repository not read or written.
+    #[error("{what}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A git command failed; `stderr` is what it said.
+    #[error("{what}: {stderr}")]
+    Command { what: String, stderr: String },
+    /// A remote refused the credential tried.
+    #[error("{what}: authentication failed using {tried}: {stderr}")]
+    Auth { what: String, tried: String, stderr: String },
+    /// A remote kept failing in ways that usually pass.
+    #[error("{what}: gave up after {attempts} attempts: {stderr}")]
+    GaveUp { what: String, attempts: u32, stderr: String },
+    /// A repository refused as a target (a work tree with changes, a
+    /// work tree where a bare repository was asked for).
+    #[error("{0}")]
+    Refused(String),
+    #[error("no branch {0} to push")]
+    NoBranch(String),
+    #[error("a file of {bytes} bytes is over the push limit of {limit} bytes")]
+    OverPushLimit { bytes: u64, limit: u64 },
+    #[error("{0:?} is not an object id")]
+    BadId(String),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+    let what = what.into();
+    move |source| Error::Io { what, source }
+}
 
 fn git(repo: &Path) -> Command {
     let mut c = Command::new("git");
@@ -18,9 +52,9 @@ fn git(repo: &Path) -> Command {
 }
 
 fn run(mut cmd: Command, what: &str) -> Result<Vec<u8>, Error> {
-    let out = cmd.output().map_err(|e| Error::Git(format!("{what}: {e}")))?;
+    let out = cmd.output().map_err(io(what))?;
     if !out.status.success() {
-        return Err(Error::Git(format!("{what}: {}", String::from_utf8_lossy(&out.stderr).trim())));
+        return Err(Error::Command { what: what.into(), stderr: String::from_utf8_lossy(&out.stderr).trim().into() });
     }
     Ok(out.stdout)
 }
@@ -39,7 +73,7 @@ pub fn ensure_repo(path: &Path) -> Result<(), Error> {
 /// repository with a work tree (`--bare`).
 pub fn ensure_bare_repo(path: &Path) -> Result<(), Error> {
     if path.join(".git").exists() {
-        return Err(Error::Unsupported(format!(
+        return Err(Error::Refused(format!(
             "--bare: {} is a repository with a work tree; export to it without --bare, or to a new path",
             path.display()
         )));
@@ -84,7 +118,7 @@ pub fn require_clean(repo: &Path, branch: &str) -> Result<(), Error> {
     let changed: Vec<String> = entries.iter().map(|e| String::from_utf8_lossy(&e[3..]).into_owned()).collect();
     let shown: Vec<&str> = changed.iter().take(5).map(String::as_str).collect();
     let more = if changed.len() > 5 { format!(" and {} more", changed.len() - 5) } else { String::new() };
-    Err(Error::Unsupported(format!(
+    Err(Error::Refused(format!(
         "{} has changes in its work tree ({}{more}); commit, stash or remove them first \
          (tessera updates the work tree to the commit it writes; a work tree an older tessera \
          left behind comes back to the branch with `git reset --hard`)",
@@ -104,7 +138,8 @@ fn index_is_empty(repo: &Path) -> Result<bool, Error> {
 /// that moved (`refname`) is the one checked out there, so `git status`
 /// stays clean after an export or a sync. A bare repository has nothing to
 /// update.
-fn update_work_tree(repo: &Path, refname: &str, old: Option<&str>, new: &str) -> Result<(), Error> {
+fn update_work_tree(repo: &Path, refname: &str, old: Option<ObjectId>, new: ObjectId) -> Result<(), Error> {
+    let (old, new) = (old.map(|o| o.to_string()), new.to_string());
     if checked_out(repo).as_deref() != Some(refname) {
         return Ok(());
     }
@@ -112,11 +147,11 @@ fn update_work_tree(repo: &Path, refname: &str, old: Option<&str>, new: &str) ->
     if index_is_empty(repo)? {
         // Nothing checked out yet (a new repository, or one an older
         // tessera wrote without a work tree; require_clean saw no files).
-        c.args(["read-tree", "--reset", "-u", new]);
+        c.args(["read-tree", "--reset", "-u", &new]);
     } else {
         c.args(["read-tree", "-m", "-u"]);
         c.args(old);
-        c.arg(new);
+        c.arg(&new);
     }
     run(c, &format!("updating the work tree of {} to {new}", repo.display())).map(|_| ())
 }
@@ -147,7 +182,7 @@ pub fn read_file(repo: &Path, rev: &str, file: &str) -> Result<Option<Vec<u8>>, 
     let out = git(repo)
         .args(["cat-file", "blob", &format!("{rev}:{file}")])
         .output()
-        .map_err(|e| Error::Git(e.to_string()))?;
+        .map_err(io(format!("reading {rev}:{file}")))?;
     Ok(out.status.success().then_some(out.stdout))
 }
 
@@ -167,7 +202,7 @@ pub fn read_file_limited(
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
-        .map_err(|e| Error::Git(e.to_string()))?;
+        .map_err(io(format!("reading {rev}:{file}")))?;
     let mut out = Vec::new();
     let read = match child.stdout.take() {
         Some(stdout) => stdout.take(limit.saturating_add(1)).read_to_end(&mut out),
@@ -179,8 +214,8 @@ pub fn read_file_limited(
         let _ = child.wait();
         return Ok(Some(Err(out.len() as u64)));
     }
-    let status = child.wait().map_err(|e| Error::Git(e.to_string()))?;
-    read.map_err(|e| Error::Git(format!("reading {rev}:{file}: {e}")))?;
+    let status = child.wait().map_err(io(format!("reading {rev}:{file}")))?;
+    read.map_err(io(format!("reading {rev}:{file}")))?;
     Ok(status.success().then_some(Ok(out)))
 }
 
@@ -207,8 +242,13 @@ pub fn identity(repo: &Path, which: &str) -> String {
 }
 
 /// The commit a ref points at, if it exists.
-pub fn resolve(repo: &Path, rev: &str) -> Option<String> {
-    verify(repo, &format!("{rev}^{{commit}}"))
+pub fn resolve(repo: &Path, rev: &str) -> Option<ObjectId> {
+    object_id(repo, &format!("{rev}^{{commit}}"))
+}
+
+/// The object `spec` names, as an id.
+fn object_id(repo: &Path, spec: &str) -> Option<ObjectId> {
+    verify(repo, spec).and_then(|hex| ObjectId::from_hex(hex.as_bytes()).ok())
 }
 
 /// One commit being written straight into the repository's object store:
@@ -218,7 +258,7 @@ pub fn resolve(repo: &Path, rev: &str) -> Option<String> {
 pub struct CommitWriter {
     repo: std::path::PathBuf,
     refname: String,
-    parent: Option<String>,
+    parent: Option<ObjectId>,
     message: String,
     pub pack: tessera_pack::local::PackBuilder,
     files: BTreeMap<String, ObjectId>,
@@ -241,7 +281,7 @@ impl CommitWriter {
         c.args(["rev-parse", "--path-format=absolute", "--git-path", "objects/pack"]);
         let pack_dir = String::from_utf8_lossy(&run(c, "locating the object store")?).trim().to_string();
         let pack = tessera_pack::local::PackBuilder::create(Path::new(&pack_dir))
-            .map_err(|e| Error::Git(format!("starting a pack in {pack_dir}: {e}")))?;
+            .map_err(io(format!("starting a pack in {pack_dir}")))?;
         Ok(CommitWriter {
             repo: repo.to_path_buf(),
             refname: String::new(),
@@ -254,15 +294,14 @@ impl CommitWriter {
 
     /// Writes `data` as the file at `path`.
     pub fn file(&mut self, path: &str, data: &[u8]) -> Result<(), Error> {
-        let id =
-            self.pack.add(tessera_pack::Kind::Blob, data).map_err(|e| Error::Git(format!("writing {path}: {e}")))?;
+        let id = self.pack.add(tessera_pack::Kind::Blob, data).map_err(io(format!("writing {path}")))?;
         self.files.insert(path.to_string(), id);
         Ok(())
     }
 
     /// Puts a blob already written (to this pack or the repository) at `path`.
     pub fn file_ref(&mut self, path: &str, blob: &str) -> Result<(), Error> {
-        let id = ObjectId::from_hex(blob.as_bytes()).map_err(|e| Error::Git(format!("blob id {blob:?}: {e}")))?;
+        let id = ObjectId::from_hex(blob.as_bytes()).map_err(|_| Error::BadId(blob.into()))?;
         self.files.insert(path.to_string(), id);
         Ok(())
     }
@@ -271,27 +310,26 @@ impl CommitWriter {
     /// from the commit it pointed at when this writer started. With
     /// `skip_unchanged`, a tree equal to the parent's makes no commit and
     /// returns `None`.
-    pub fn finish(mut self, skip_unchanged: bool) -> Result<Option<String>, Error> {
-        let io = |e: std::io::Error| Error::Git(format!("writing objects: {e}"));
+    pub fn finish(mut self, skip_unchanged: bool) -> Result<Option<ObjectId>, Error> {
         let tree = self.write_tree()?;
         if skip_unchanged {
             if let Some(parent) = &self.parent {
-                if tree_of(&self.repo, parent).as_deref() == Some(tree.to_string().as_str()) {
-                    self.pack.abandon().map_err(io)?;
+                if tree_of(&self.repo, &parent.to_string()) == Some(tree) {
+                    self.pack.abandon().map_err(io("writing objects"))?;
                     return Ok(None);
                 }
             }
         }
-        let parents: Vec<String> = self.parent.iter().cloned().collect();
+        let parents: Vec<ObjectId> = self.parent.iter().copied().collect();
         let message = std::mem::take(&mut self.message);
         let commit = self.write_commit(tree, &parents, &message, None, None)?;
-        self.pack.finish().map_err(io)?;
-        let old = self.parent.clone().unwrap_or_else(|| "0".repeat(40));
+        self.pack.finish().map_err(io("writing objects"))?;
+        let old = self.parent.map_or_else(|| "0".repeat(40), |p| p.to_string());
         let mut c = git(&self.repo);
         c.args(["update-ref", "-m", "tessera data export", &self.refname, &commit.to_string(), &old]);
         run(c, &format!("moving {} (did someone else write to it meanwhile?)", self.refname))?;
-        update_work_tree(&self.repo, &self.refname, self.parent.as_deref(), &commit.to_string())?;
-        Ok(Some(commit.to_string()))
+        update_work_tree(&self.repo, &self.refname, self.parent, commit)?;
+        Ok(Some(commit))
     }
 
     /// Writes the tree of the files given so far (and forgets them, for the
@@ -301,13 +339,13 @@ impl CommitWriter {
         for (path, id) in std::mem::take(&mut self.files) {
             root.insert(&path, id);
         }
-        root.write(&mut self.pack).map_err(|e| Error::Git(format!("writing trees: {e}")))
+        root.write(&mut self.pack).map_err(io("writing trees"))
     }
 
     fn write_commit(
         &mut self,
         tree: ObjectId,
-        parents: &[String],
+        parents: &[ObjectId],
         message: &str,
         author: Option<String>,
         committer: Option<String>,
@@ -322,9 +360,7 @@ impl CommitWriter {
         if !body.ends_with('\n') {
             body.push('\n');
         }
-        self.pack
-            .add(tessera_pack::Kind::Commit, body.as_bytes())
-            .map_err(|e| Error::Git(format!("writing a commit: {e}")))
+        self.pack.add(tessera_pack::Kind::Commit, body.as_bytes()).map_err(io("writing a commit"))
     }
 
     /// Writes a commit of the files given so far with explicit parents and
@@ -333,18 +369,18 @@ impl CommitWriter {
     /// every such commit readable.
     pub fn commit_detached(
         &mut self,
-        parents: &[String],
+        parents: &[ObjectId],
         message: &str,
         author: &str,
         committer: &str,
-    ) -> Result<String, Error> {
+    ) -> Result<ObjectId, Error> {
         let tree = self.write_tree()?;
-        self.write_commit(tree, parents, message, Some(author.into()), Some(committer.into())).map(|c| c.to_string())
+        self.write_commit(tree, parents, message, Some(author.into()), Some(committer.into()))
     }
 
     /// Seals the pack of detached commits.
     pub fn seal(self) -> Result<(), Error> {
-        self.pack.finish().map(|_| ()).map_err(|e| Error::Git(format!("writing objects: {e}")))
+        self.pack.finish().map(|_| ()).map_err(io("writing objects"))
     }
 }
 
@@ -392,10 +428,8 @@ impl Journal {
             .create(true)
             .append(true)
             .open(&self.path)
-            .map_err(|e| Error::Git(format!("{}: {e}", self.path.display())))?;
-        f.write_all(lines.as_bytes())
-            .and_then(|_| f.sync_data())
-            .map_err(|e| Error::Git(format!("{}: {e}", self.path.display())))
+            .map_err(io(self.path.display().to_string()))?;
+        f.write_all(lines.as_bytes()).and_then(|_| f.sync_data()).map_err(io(self.path.display().to_string()))
     }
 
     pub fn clear(&self) {
@@ -412,10 +446,10 @@ fn batch_check(repo: &Path, format: &str, ids: String) -> Result<String, Error> 
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
-        .map_err(|e| Error::Git(format!("git cat-file: {e}")))?;
+        .map_err(io("git cat-file"))?;
     let mut stdin = child.stdin.take().expect("piped");
     let writer = std::thread::spawn(move || stdin.write_all(ids.as_bytes()));
-    let out = child.wait_with_output().map_err(|e| Error::Git(format!("git cat-file: {e}")))?;
+    let out = child.wait_with_output().map_err(io("git cat-file"))?;
     let _ = writer.join();
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -492,18 +526,18 @@ pub fn branches(repo: &Path) -> Result<Vec<(String, String)>, Error> {
 }
 
 /// Points `branch` at `commit`.
-pub fn set_branch(repo: &Path, branch: &str, commit: &str) -> Result<(), Error> {
+pub fn set_branch(repo: &Path, branch: &str, commit: ObjectId) -> Result<(), Error> {
     let refname = format!("refs/heads/{branch}");
     let old = resolve(repo, &refname);
     let mut c = git(repo);
-    c.args(["update-ref", "-m", "tessera data export --history", &refname, commit]);
+    c.args(["update-ref", "-m", "tessera data export --history", &refname, &commit.to_string()]);
     run(c, &format!("moving {branch}"))?;
-    update_work_tree(repo, &refname, old.as_deref(), commit)
+    update_work_tree(repo, &refname, old, commit)
 }
 
 /// The tree id of a commit.
-pub fn tree_of(repo: &Path, commit: &str) -> Option<String> {
-    verify(repo, &format!("{commit}^{{tree}}"))
+pub fn tree_of(repo: &Path, commit: &str) -> Option<ObjectId> {
+    object_id(repo, &format!("{commit}^{{tree}}"))
 }
 
 /// A directory of the tree being written.
@@ -627,8 +661,7 @@ pub fn open_target(repo: &str, may_create: bool) -> Result<Target, Error> {
             Err((_, e)) => return Err(e),
         }
     } else {
-        std::fs::create_dir_all(path.parent().expect("cache path has a parent"))
-            .map_err(|e| Error::Git(format!("creating the cache: {e}")))?;
+        std::fs::create_dir_all(path.parent().expect("cache path has a parent")).map_err(io("creating the cache"))?;
         let cloned = run_remote_classified(&url, &format!("cloning {shown}"), &|| {
             let _ = std::fs::remove_dir_all(&path);
             let mut cmd = remote_git(&url, None);
@@ -775,7 +808,7 @@ fn run_remote_classified(url: &str, what: &str, command: &dyn Fn() -> Command) -
     let shown = redact_url(url);
     let mut attempt = 1;
     loop {
-        let out = command().output().map_err(|e| (Failure::Other, Error::Git(format!("{what}: {e}"))))?;
+        let out = command().output().map_err(|e| (Failure::Other, io(what)(e)))?;
         if out.status.success() {
             return Ok(out.stdout);
         }
@@ -783,10 +816,7 @@ fn run_remote_classified(url: &str, what: &str, command: &dyn Fn() -> Command) -
         match classify(&stderr) {
             Failure::Auth => {
                 let tried = credential_tried(url);
-                return Err((
-                    Failure::Auth,
-                    Error::Git(format!("{what}: authentication failed using {tried}: {stderr}")),
-                ));
+                return Err((Failure::Auth, Error::Auth { what: what.into(), tried, stderr }));
             }
             Failure::Transient if attempt < attempts => {
                 let jitter = std::time::SystemTime::now()
@@ -802,10 +832,10 @@ fn run_remote_classified(url: &str, what: &str, command: &dyn Fn() -> Command) -
                 attempt += 1;
             }
             Failure::Transient => {
-                let e = Error::Git(format!("{what}: gave up after {attempts} attempts: {stderr}"));
+                let e = Error::GaveUp { what: what.into(), attempts, stderr };
                 return Err((Failure::Transient, e));
             }
-            Failure::Other => return Err((Failure::Other, Error::Git(format!("{what}: {stderr}")))),
+            Failure::Other => return Err((Failure::Other, Error::Command { what: what.into(), stderr })),
         }
     }
 }
@@ -825,15 +855,11 @@ pub fn push(target: &Target, branch: &str) -> Result<(), Error> {
     let Some(url) = &target.remote else { return Ok(()) };
     let limit = std::env::var("TESSERA_PUSH_LIMIT").ok().and_then(|v| v.parse().ok()).unwrap_or(PUSH_LIMIT);
     let refname = format!("refs/heads/{branch}");
-    let head = resolve(&target.path, &refname).ok_or_else(|| Error::Git(format!("no branch {branch} to push")))?;
-    let remote_head = remote_branch(url, &target.path, branch)?.filter(|c| resolve(&target.path, c).is_some());
-    let blobs = new_blobs(&target.path, &head, remote_head.as_deref())?;
+    let head = resolve(&target.path, &refname).ok_or_else(|| Error::NoBranch(branch.into()))?;
+    let remote_head = remote_branch(url, &target.path, branch)?.and_then(|c| resolve(&target.path, &c));
+    let blobs = new_blobs(&target.path, head, remote_head)?;
     let total: u64 = blobs.iter().map(|(_, size)| size).sum();
-    let pushes = if total > limit {
-        staged_commits(target, &head, remote_head.as_deref(), &blobs, limit)?
-    } else {
-        vec![head.clone()]
-    };
+    let pushes = if total > limit { staged_commits(target, head, remote_head, &blobs, limit)? } else { vec![head] };
     let shown = redact_url(url);
     let n = pushes.len();
     for (i, commit) in pushes.iter().enumerate() {
@@ -847,7 +873,7 @@ pub fn push(target: &Target, branch: &str) -> Result<(), Error> {
         })?;
     }
     if let Some(last) = pushes.last().filter(|c| **c != head) {
-        set_branch(&target.path, branch, last)?;
+        set_branch(&target.path, branch, *last)?;
     }
     Ok(())
 }
@@ -869,11 +895,11 @@ fn remote_branch(url: &str, repo: &Path, branch: &str) -> Result<Option<String>,
 }
 
 /// Blobs reachable from `head` but not from `base`, with their sizes.
-fn new_blobs(repo: &Path, head: &str, base: Option<&str>) -> Result<Vec<(String, u64)>, Error> {
+fn new_blobs(repo: &Path, head: ObjectId, base: Option<ObjectId>) -> Result<Vec<(String, u64)>, Error> {
     let mut c = git(repo);
-    c.args(["rev-list", "--objects", head]);
+    c.args(["rev-list", "--objects", &head.to_string()]);
     if let Some(b) = base {
-        c.args(["--not", b]);
+        c.args(["--not", &b.to_string()]);
     }
     let listed = run(c, "listing objects to push")?;
     let ids: String = String::from_utf8_lossy(&listed)
@@ -894,17 +920,17 @@ fn new_blobs(repo: &Path, head: &str, base: Option<&str>) -> Result<Vec<(String,
 /// The staging commits of a split push and the re-parented final commit.
 fn staged_commits(
     target: &Target,
-    head: &str,
-    base: Option<&str>,
+    head: ObjectId,
+    base: Option<ObjectId>,
     blobs: &[(String, u64)],
     limit: u64,
-) -> Result<Vec<String>, Error> {
+) -> Result<Vec<ObjectId>, Error> {
     let repo = &target.path;
     let mut batches: Vec<Vec<&str>> = vec![Vec::new()];
     let mut size = 0;
     for (id, bytes) in blobs {
         if *bytes > limit {
-            return Err(Error::Git(format!("a file of {bytes} bytes is over the push limit of {limit} bytes")));
+            return Err(Error::OverPushLimit { bytes: *bytes, limit });
         }
         if size + bytes > limit {
             batches.push(Vec::new());
@@ -914,12 +940,12 @@ fn staged_commits(
         batches.last_mut().expect("one batch").push(id);
     }
     let base_files = match base {
-        Some(b) => ls_tree(repo, b, ".")?,
+        Some(b) => ls_tree(repo, &b.to_string(), ".")?,
         None => Vec::new(),
     };
     let ident = identity(repo, "GIT_COMMITTER_IDENT");
     let mut writer = CommitWriter::detached(repo)?;
-    let mut parents: Vec<String> = base.iter().map(|b| b.to_string()).collect();
+    let mut parents: Vec<ObjectId> = base.into_iter().collect();
     let mut staged = Vec::new();
     let mut out = Vec::new();
     let n = batches.len();
@@ -933,17 +959,17 @@ fn staged_commits(
         }
         let message = format!("Staging part {} of {n} of a large export (moved into place by the next commits)", k + 1);
         let commit = writer.commit_detached(&parents, &message, &ident, &ident)?;
-        parents = vec![commit.clone()];
+        parents = vec![commit];
         out.push(commit);
     }
     // The real commit, on top of the staging ones: same tree, message and
     // identities.
     let mut c = git(repo);
-    c.args(["cat-file", "commit", head]);
+    c.args(["cat-file", "commit", &head.to_string()]);
     let raw = String::from_utf8_lossy(&run(c, "reading the export commit")?).into_owned();
     let (headers, message) = raw.split_once("\n\n").unwrap_or((&raw, ""));
     let field = |key: &str| headers.lines().find_map(|l| l.strip_prefix(key)).unwrap_or("").to_string();
-    for (path, blob) in ls_tree(repo, head, ".")? {
+    for (path, blob) in ls_tree(repo, &head.to_string(), ".")? {
         writer.file_ref(&path, &blob)?;
     }
     let last = writer.commit_detached(&parents, message, &field("author "), &field("committer "))?;

@@ -27,13 +27,54 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use crate::chunk::load_chunk;
-use crate::engine::{ChunkRows, Loader, Target};
+use crate::chunk::{self, load_chunk};
+use crate::engine::{self, ChunkRows, Loader, Target};
 use crate::layout::{ChunkMeta, TableMeta};
 use crate::mapping::{self, Conversion};
 use crate::meta::{load_manifest, read_table_meta_in, table_metas};
 use crate::value::Value;
-use crate::{git, schema, Error};
+use crate::{git, meta, schema};
+
+/// What an import failed with. Whatever it is, the target holds no table
+/// half loaded: damage dropped what the import created, and any other
+/// failure kept committed chunks for a re-run.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Database(engine::Error),
+    /// A chunk that does not read, a row or an index the database refused,
+    /// a broken foreign key: damage.
+    #[error(transparent)]
+    Chunk(#[from] chunk::Error),
+    /// Metadata refused before anything was changed.
+    #[error(transparent)]
+    Meta(#[from] meta::Error),
+    #[error(transparent)]
+    Git(#[from] git::Error),
+    #[error("unknown table {0:?}")]
+    UnknownTable(String),
+    #[error("table {0:?} already exists in the target database; pass --replace to overwrite it")]
+    TargetNotEmpty(String),
+    #[error("tessera cannot import into {0:?}")]
+    UnknownTarget(String),
+    #[error("creating table {table}")]
+    Create {
+        table: String,
+        #[source]
+        source: engine::Error,
+    },
+    #[error("a {0} thread panicked")]
+    Panicked(&'static str),
+}
+
+crate::from_engine_error!(Error);
+
+impl Error {
+    /// Whether the import found damage (and dropped what it created).
+    pub fn is_damage(&self) -> bool {
+        matches!(self, Error::Chunk(chunk::Error::Damaged { .. }))
+    }
+}
 
 /// Options of an import.
 #[derive(Debug, Clone, Default)]
@@ -79,8 +120,8 @@ pub use crate::engine::{internal_table, IMPORT_PROGRESS};
 pub fn first_taken(
     names: &[String],
     ours: &HashSet<String>,
-    exists: &mut dyn FnMut(&str) -> Result<bool, Error>,
-) -> Result<Option<String>, Error> {
+    exists: &mut dyn FnMut(&str) -> Result<bool, engine::Error>,
+) -> Result<Option<String>, engine::Error> {
     for name in names {
         if !ours.contains(name) && exists(name)? {
             return Ok(Some(name.clone()));
@@ -91,7 +132,7 @@ pub fn first_taken(
 
 /// The git blob of each chunk file of `meta` at `rev`, in chunk order: what
 /// an import records per chunk, so a re-run knows the file is the same.
-pub fn chunk_blobs(repo: &Path, rev: &str, meta: &TableMeta) -> Result<Vec<String>, Error> {
+pub fn chunk_blobs(repo: &Path, rev: &str, meta: &TableMeta) -> Result<Vec<String>, git::Error> {
     let blobs: std::collections::HashMap<String, String> =
         git::ls_tree(repo, rev, &format!("data/{}/", meta.name))?.into_iter().collect();
     Ok(meta.chunks.iter().map(|c| blobs.get(&c.file).cloned().unwrap_or_default()).collect())
@@ -166,13 +207,12 @@ pub fn prepare(repo: &Path, rev: &str, tables: Option<&[String]>, target_engine:
     let mut plan = Prepared { rev: rev.to_string(), source_engine, tables: Vec::new(), approximations: Vec::new() };
     if family(&manifest.source.engine) == family(target_engine) {
         for mut meta in table_metas(repo, rev, &names)? {
-            let ddl = meta.ddl.take().ok_or_else(|| Error::Layout(format!("no DDL for table {}", meta.name)))?;
+            let ddl = meta.ddl.take().ok_or_else(|| meta::Error::Layout(format!("no DDL for table {}", meta.name)))?;
             plan.tables.push(TablePlan { meta, ddl, conversion: None });
         }
         return Ok(plan);
     }
-    let target = mapping::Target::of(target_engine)
-        .ok_or_else(|| Error::Unsupported(format!("an import into {target_engine:?}")))?;
+    let target = mapping::Target::of(target_engine).ok_or_else(|| Error::UnknownTarget(target_engine.into()))?;
     let dialect = match target {
         mapping::Target::Sqlite | mapping::Target::Doltlite => schema::Engine::Sqlite,
         mapping::Target::Postgres => schema::Engine::Postgres,
@@ -180,7 +220,7 @@ pub fn prepare(repo: &Path, rev: &str, tables: Option<&[String]>, target_engine:
     };
     for name in &names {
         let meta = read_table_meta_in(repo, rev, &manifest, name)?
-            .ok_or_else(|| Error::Layout(format!("no metadata for table {name}")))?;
+            .ok_or_else(|| meta::Error::Layout(format!("no metadata for table {name}")))?;
         let conversion = Conversion::plan(target, &meta, &manifest.source.engine);
         plan.approximations.extend(conversion.notes(&meta));
         let ddl = conversion.ddl(&meta, &|ident| dialect.quote(ident));
@@ -194,7 +234,7 @@ pub fn prepare(repo: &Path, rev: &str, tables: Option<&[String]>, target_engine:
 /// Where a failed statement aborts the transaction, batches run under a
 /// savepoint. For targets without a bulk path of their own, and for
 /// converted rows.
-pub fn insert_values(target: &mut dyn Target, rows: ChunkRows<'_>, per_batch: usize) -> Result<u64, Error> {
+pub fn insert_values(target: &mut dyn Target, rows: ChunkRows<'_>, per_batch: usize) -> Result<u64, engine::Error> {
     let meta = rows.meta;
     let file = rows.chunk.file.clone();
     let types: Vec<Option<String>> = (0..meta.columns.len()).map(|i| rows.sql_type(i).map(str::to_string)).collect();
@@ -218,17 +258,13 @@ pub fn insert_values(target: &mut dyn Target, rows: ChunkRows<'_>, per_batch: us
     let full_batch = marks(target, per_batch);
     let savepoint = target.failed_statement_aborts();
     let mut pending: Vec<(usize, Vec<Value>)> = Vec::with_capacity(per_batch);
-    let flush = |target: &mut dyn Target, pending: &mut Vec<(usize, Vec<Value>)>| -> Result<(), Error> {
+    let flush = |target: &mut dyn Target, pending: &mut Vec<(usize, Vec<Value>)>| -> Result<(), engine::Error> {
         if pending.is_empty() {
             return Ok(());
         }
         if pending.len() == 1 {
             let (line, values) = pending.pop().expect("one row");
-            return target.execute(&one_row, &values).map_err(|e| Error::Damaged {
-                file: file.clone(),
-                line,
-                reason: refusal(e),
-            });
+            return target.execute(&one_row, &values).map_err(|e| engine::Error::damaged(&file, line, refusal(e)));
         }
         if savepoint {
             target.execute("SAVEPOINT tessera_batch", &[])?;
@@ -246,11 +282,7 @@ pub fn insert_values(target: &mut dyn Target, rows: ChunkRows<'_>, per_batch: us
             target.execute("ROLLBACK TO SAVEPOINT tessera_batch", &[])?;
         }
         for (line, values) in pending.drain(..) {
-            target.execute(&one_row, &values).map_err(|e| Error::Damaged {
-                file: file.clone(),
-                line,
-                reason: refusal(e),
-            })?;
+            target.execute(&one_row, &values).map_err(|e| engine::Error::damaged(&file, line, refusal(e)))?;
         }
         Ok(())
     };
@@ -266,10 +298,11 @@ pub fn insert_values(target: &mut dyn Target, rows: ChunkRows<'_>, per_batch: us
 }
 
 /// The database's own words for a refused row.
-fn refusal(e: Error) -> String {
+fn refusal(e: engine::Error) -> String {
     match e {
-        Error::Database(m) => m,
-        other => other.to_string(),
+        engine::Error::Database(m) => m,
+        engine::Error::Driver { source, .. } => crate::report(source.as_ref()),
+        other => crate::report(&other),
     }
 }
 
@@ -334,7 +367,7 @@ fn each_chunk(
             if let Some(&next) = positions.get(n + 1) {
                 ahead = Some(spawn(next));
             }
-            let fetched = fetched.join().map_err(|_| Error::Database("a chunk reader thread panicked".into()))??;
+            let fetched = fetched.join().map_err(|_| Error::Panicked("chunk reader"))??;
             load(i, fetched)?;
         }
         Ok(())
@@ -389,7 +422,7 @@ fn side_by_side(
                         let mut lost = Vec::new();
                         let chunk_rows = ChunkRows::new(meta, chunk, (fetched.data, fetched.intact), None, &mut lost);
                         let loaded = loader.load_marked(&chunk_rows, (mark, &record))?;
-                        let mut out = out.lock().map_err(|_| Error::Database("a loader thread panicked".into()))?;
+                        let mut out = out.lock().map_err(|_| Error::Panicked("loader"))?;
                         out.edited.extend(fetched.edited);
                         match loaded {
                             Some(n) => {
@@ -413,10 +446,10 @@ fn side_by_side(
             });
         }
     });
-    if let Some(e) = first_error.into_inner().map_err(|_| Error::Database("a loader thread panicked".into()))? {
+    if let Some(e) = first_error.into_inner().map_err(|_| Error::Panicked("loader"))? {
         return Err(e);
     }
-    let mut out = out.into_inner().map_err(|_| Error::Database("a loader thread panicked".into()))?;
+    let mut out = out.into_inner().map_err(|_| Error::Panicked("loader"))?;
     out.declined.sort_unstable();
     Ok(out)
 }
@@ -439,9 +472,7 @@ fn transaction<T>(target: &mut dyn Target, f: &mut dyn FnMut(&mut dyn Target) ->
 
 fn create(target: &mut dyn Target, table: &TablePlan) -> Result<(), Error> {
     for stmt in &table.ddl.create {
-        target
-            .execute(stmt, &[])
-            .map_err(|e| Error::Database(format!("creating {}: {}", table.meta.name, refusal(e))))?;
+        target.execute(stmt, &[]).map_err(|source| Error::Create { table: table.meta.name.clone(), source })?;
     }
     Ok(())
 }
@@ -450,13 +481,11 @@ fn create(target: &mut dyn Target, table: &TablePlan) -> Result<(), Error> {
 /// beside it. An index the rows do not satisfy is damage.
 fn finish_table(target: &mut dyn Target, table: &TablePlan) -> Result<(), Error> {
     for stmt in &table.ddl.after {
-        target.execute(stmt, &[]).map_err(|e| Error::Damaged {
-            file: format!("data/{}/", table.meta.name),
-            line: 0,
-            reason: refusal(e),
-        })?;
+        target
+            .execute(stmt, &[])
+            .map_err(|e| chunk::Error::damaged(&format!("data/{}/", table.meta.name), 0, refusal(e)))?;
     }
-    target.finish_table(&table.meta)
+    Ok(target.finish_table(&table.meta)?)
 }
 
 fn loading_message(meter: &dyn crate::progress::Meter, bytes: &mut u64, rows: u64, chunk: &ChunkMeta) {
@@ -527,14 +556,14 @@ fn resumably(
                             t.execute(&drop, &[])?;
                             t.execute(&forget, std::slice::from_ref(&name))?;
                             create(t, table)?;
-                            t.execute(&mark, &claim)
+                            Ok(t.execute(&mark, &claim)?)
                         })?;
                     } else {
                         // DDL commits on its own: the table is claimed first, so
                         // a re-run knows it may drop and create it again.
                         transaction(target, &mut |t| {
                             t.execute(&forget, std::slice::from_ref(&name))?;
-                            t.execute(&mark, &claim)
+                            Ok(t.execute(&mark, &claim)?)
                         })?;
                         target.execute(&drop, &[])?;
                         create(target, table)?;
@@ -580,13 +609,13 @@ fn resumably(
                 finish_table(t, table)?;
             }
             if let Some((table, reason)) = t.foreign_key_violation()? {
-                return Err(Error::Damaged { file: format!("data/{table}/"), line: 0, reason });
+                return Err(chunk::Error::damaged(&format!("data/{table}/"), 0, reason).into());
             }
-            t.execute(&format!("DROP TABLE {progress}"), &[])
+            Ok(t.execute(&format!("DROP TABLE {progress}"), &[])?)
         })
     })();
     if let Err(e) = loaded {
-        if matches!(e, Error::Damaged { .. }) {
+        if e.is_damage() {
             for table in &plan.tables {
                 let drop = target.drop_table_sql(&table.meta.name);
                 let _ = target.execute(&drop, &[]);
@@ -659,7 +688,7 @@ fn at_once(
                 finish_table(t, table)?;
             }
             if let Some((table, reason)) = t.foreign_key_violation()? {
-                return Err(Error::Damaged { file: format!("data/{table}/"), line: 0, reason });
+                return Err(chunk::Error::damaged(&format!("data/{table}/"), 0, reason).into());
             }
             t.execute(&forget, &[])?;
         }
@@ -673,7 +702,7 @@ fn at_once(
         for table in &plan.tables {
             finish_table(target, table)?;
         }
-        target.execute(&forget, &[])
+        Ok(target.execute(&forget, &[])?)
     });
     if let Err(e) = finished {
         for table in &plan.tables {

@@ -16,9 +16,10 @@ use std::path::Path;
 
 use crate::chunk::{self, ContentHash};
 use crate::engine::{Shape, Target, Versioned};
+use crate::export::Error;
 use crate::layout::{self, ChunkMeta, Manifest, TableMeta};
 use crate::value::{self, Affinity, Value};
-use crate::{git, meta, Error};
+use crate::{git, meta};
 
 /// Compares two key cells as SQLite orders them; `None` when the cells are
 /// not plain integers or text, which this shortcut does not handle.
@@ -68,7 +69,12 @@ fn recut(
     let bound = |i: usize| -> Result<Option<Value>, Error> {
         match meta.chunks.get(i).and_then(|c| c.first_key.first().cloned().flatten()) {
             None => Ok(None),
-            Some(t) => value::from_cell(&Some(t), affinity).map(Some).map_err(|e| Error::Layout(e.to_string())),
+            Some(t) => value::from_cell(&Some(t), affinity).map(Some).map_err(|e| {
+                Error::Meta(meta::Error::Refused {
+                    file: layout::table_meta_path(&meta.name),
+                    reason: format!("chunks[{i}].first_key: {e}"),
+                })
+            }),
         }
     };
     let (sink, jobs) = std::sync::mpsc::sync_channel::<chunk::Job>(1);
@@ -98,7 +104,7 @@ fn recut(
                 let mut end = start;
                 loop {
                     let low = if end == 0 { None } else { bound(end)? };
-                    db.scan_range(shape, low, bound(end + 1)?, &mut |cells| chunker.push(cells))?;
+                    db.scan_range(shape, low, bound(end + 1)?, &mut |cells| Ok(chunker.push(cells)?))?;
                     let more = end + 1 < meta.chunks.len();
                     if more && (chunker.pending() || affected.contains(&(end + 1))) {
                         end += 1;
@@ -118,7 +124,7 @@ fn recut(
     });
     scanned?;
     if let Some(e) = outcome.error {
-        return Err(e);
+        return Err(e.into());
     }
     let mut windows: Vec<Window> =
         spans.into_iter().map(|(start, end)| Window { start, end, chunks: Vec::new() }).collect();
@@ -139,7 +145,7 @@ pub fn export_changes(
     repo_id: &str,
     manifest: &Manifest,
     message: &str,
-) -> Result<Option<Option<String>>, Error> {
+) -> Result<Option<Option<tessera_pack::ObjectId>>, Error> {
     if manifest.chunking.partition_by.is_some() {
         return Ok(None);
     }

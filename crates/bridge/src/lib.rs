@@ -37,39 +37,77 @@ pub mod value;
 pub mod verify;
 
 pub use git::{open_target, push};
+/// The id of a git object: commits in reports are ids, not text.
+pub use tessera_pack::ObjectId;
 
-/// Failures of the data bridge, each meant to be shown as it is.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("database: {0}")]
-    Database(String),
-    #[error("git: {0}")]
-    Git(String),
-    #[error("unknown table {0:?}")]
-    UnknownTable(String),
-    #[error("table {0:?} already exists in the target database; pass --replace to overwrite it")]
-    TargetNotEmpty(String),
-    #[error("not a tessera data repository: {0}")]
-    Layout(String),
-    #[error("the repository uses layout format version {0}, newer than this tessera understands ({max}); upgrade tessera", max = layout::FORMAT_VERSION)]
-    NewerFormat(u32),
-    #[error("{file}:{line}: {reason}")]
-    Damaged { file: String, line: usize, reason: String },
-    /// Metadata in the repository that an import refuses: a field naming
-    /// a column the table does not have, an absurd size, DDL text other
-    /// than the one statement expected, an expression outside what
-    /// schemas may contain. Nothing has been changed in the database.
-    #[error("{file}: {reason}")]
-    Metadata { file: String, reason: String },
-    #[error("a row of table {table} with key {key} is {bytes} bytes, more than fits in one chunk")]
-    RowTooLarge { table: String, key: String, bytes: u64 },
-    #[error("{0}")]
-    Unsupported(String),
-    /// A scan that bet on storage order found rows out of key order; the
-    /// export that allowed the bet scans the table again in key order.
-    #[error("rows arrived out of key order")]
-    NotInKeyOrder,
-    /// `sync --on-conflict fail` found cells changed differently on both sides.
-    #[error("{0}")]
-    Conflicts(String),
+/// Errors are typed per layer and per operation, each with its source,
+/// the way `gix-pack` has them:
+///
+/// - where a failure starts: [`git::Error`] (git's plumbing, remotes, the
+///   pack an export writes), [`chunk::Error`] (a chunk that does not read,
+///   a row too large for one), [`meta::Error`] (metadata an operation
+///   refuses), [`engine::Error`] (what a database said);
+/// - what an operation can fail with: [`export::Error`], [`import::Error`],
+///   [`verify::Error`], [`sync::Error`], [`rows::Error`].
+///
+/// An operation's error keeps a lower layer's error whole, and a failure
+/// that crossed an engine (a chunk refused inside a scan's callback) comes
+/// out as what it is, not as a database error: [`engine::Error::into_layer`].
+/// Display shows one layer; [`report`] shows the chain.
+pub fn report(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        let text = s.to_string();
+        if !text.is_empty() && !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = s.source();
+    }
+    out
+}
+
+/// `From<engine::Error>` for an operation's error whose variants
+/// `Database`, `Chunk`, `Meta` and `Git` hold those layers' errors: a
+/// failure that crossed an engine comes out as the layer it started in.
+macro_rules! from_engine_error {
+    ($error:ident) => {
+        impl From<crate::engine::Error> for $error {
+            fn from(e: crate::engine::Error) -> Self {
+                match e.into_layer() {
+                    crate::engine::Layer::Chunk(e) => $error::Chunk(e),
+                    crate::engine::Layer::Meta(e) => $error::Meta(e),
+                    crate::engine::Layer::Git(e) => $error::Git(e),
+                    crate::engine::Layer::Database(e) => $error::Database(e),
+                }
+            }
+        }
+    };
+}
+pub(crate) use from_engine_error;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_names_each_layer_once() {
+        let io = std::io::Error::other("disk full");
+        let e = export::Error::Git(git::Error::Io { what: "writing objects".into(), source: io });
+        assert_eq!(e.to_string(), "writing objects");
+        assert_eq!(report(&e), "writing objects: disk full");
+        // A layer whose text already ends with its source's is not repeated.
+        let schema = schema::check_name("tables[0]", "").unwrap_err();
+        let e = import::Error::Meta(meta::Error::Schema { file: "m.json".into(), source: schema.clone() });
+        assert_eq!(report(&e), format!("m.json: {schema}"));
+    }
+
+    #[test]
+    fn failures_that_crossed_an_engine_come_out_as_their_layer() {
+        let damaged = engine::Error::damaged("data/t/t_000001.csv", 4, "not an integer");
+        assert!(matches!(import::Error::from(damaged), import::Error::Chunk(chunk::Error::Damaged { line: 4, .. })));
+        let db = engine::Error::Database("gone".into());
+        assert!(matches!(sync::Error::from(db), sync::Error::Database(engine::Error::Database(_))));
+    }
 }

@@ -7,7 +7,39 @@ use std::path::Path;
 use crate::chunk::{max_stored_bytes, ChunkBy};
 use crate::engine::Shape;
 use crate::layout::{self, Manifest, RowHash, TableMeta};
-use crate::{git, schema, Error};
+use crate::{git, schema};
+
+/// Metadata an operation refuses, or cannot find.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No export here, or a table the manifest lists without its file.
+    #[error("not a tessera data repository: {0}")]
+    Layout(String),
+    #[error("the repository uses layout format version {0}, newer than this tessera understands ({max}); upgrade tessera", max = layout::FORMAT_VERSION)]
+    NewerFormat(u32),
+    /// A field naming a column the table does not have, an absurd size,
+    /// DDL text other than the one statement expected, an expression
+    /// outside what schemas may contain. Nothing has been changed in any
+    /// database.
+    #[error("{file}: {reason}")]
+    Refused { file: String, reason: String },
+    #[error("{file}: not JSON of the expected shape")]
+    Json {
+        file: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{file}: {source}")]
+    Schema {
+        file: String,
+        #[source]
+        source: schema::SchemaError,
+    },
+    #[error("an export from {0:?}, which this tessera does not read")]
+    UnknownEngine(String),
+    #[error(transparent)]
+    Git(#[from] git::Error),
+}
 
 /// Largest manifest or table metadata file read: far above what a table
 /// of millions of chunks needs, far below what would exhaust memory.
@@ -24,13 +56,13 @@ const MAX_CHUNKS: usize = 10_000_000;
 pub fn read_json<T: serde::de::DeserializeOwned>(repo: &Path, rev: &str, file: &str) -> Result<Option<T>, Error> {
     match git::read_file_limited(repo, rev, file, MAX_METADATA_BYTES)? {
         None => Ok(None),
-        Some(Err(_)) => Err(Error::Metadata {
+        Some(Err(_)) => Err(Error::Refused {
             file: file.to_string(),
             reason: format!("more than the {MAX_METADATA_BYTES} bytes a metadata file may have"),
         }),
-        Some(Ok(bytes)) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| Error::Metadata { file: file.to_string(), reason: e.to_string() }),
+        Some(Ok(bytes)) => {
+            serde_json::from_slice(&bytes).map(Some).map_err(|source| Error::Json { file: file.to_string(), source })
+        }
     }
 }
 
@@ -44,7 +76,7 @@ pub fn read_table_meta(repo: &Path, rev: &str, name: &str) -> Result<Option<Tabl
 pub fn read_table_meta_in(repo: &Path, rev: &str, manifest: &Manifest, name: &str) -> Result<Option<TableMeta>, Error> {
     let file = layout::table_meta_path(name);
     let Some(mut meta) = read_json::<TableMeta>(repo, rev, &file)? else { return Ok(None) };
-    check_table_meta(&meta, name, manifest).map_err(|reason| Error::Metadata { file, reason })?;
+    check_table_meta(&meta, name, manifest).map_err(|reason| Error::Refused { file, reason })?;
     meta.chunk_limit = manifest.chunking.max_chunk_bytes;
     Ok(Some(meta))
 }
@@ -153,7 +185,7 @@ pub fn check_table_meta(meta: &TableMeta, name: &str, manifest: &Manifest) -> Re
 /// metadata written before descriptions existed. Never the text itself.
 pub fn table_ddl(meta: &TableMeta, engine: schema::Engine) -> Result<schema::Ddl, Error> {
     let file = layout::table_meta_path(&meta.name);
-    let refused = |e: schema::SchemaError| Error::Metadata { file: file.clone(), reason: e.to_string() };
+    let refused = |source| Error::Schema { file: file.clone(), source };
     let derived;
     let description = match &meta.schema {
         Some(s) => s,
@@ -185,15 +217,13 @@ pub fn describe_schema(engine: &str, shape: &Shape) -> Option<schema::TableSchem
     }
 }
 
-/// The metadata of `names`, and which of them the target already has
-/// (refused unless `replace`).
 /// The metadata of tables `names` at `rev`.
 /// Each is checked, and carries the DDL generated for it (`ddl`), so an
 /// import refuses bad metadata before it changes anything.
 pub fn table_metas(repo: &Path, rev: &str, names: &[String]) -> Result<Vec<TableMeta>, Error> {
     let manifest = load_manifest(repo, rev)?;
     let engine = schema::Engine::of_source(&manifest.source.engine)
-        .ok_or_else(|| Error::Unsupported(format!("an export from {:?}", manifest.source.engine)))?;
+        .ok_or_else(|| Error::UnknownEngine(manifest.source.engine.clone()))?;
     names
         .iter()
         .map(|name| {
@@ -203,31 +233,6 @@ pub fn table_metas(repo: &Path, rev: &str, names: &[String]) -> Result<Vec<Table
             Ok(meta)
         })
         .collect()
-}
-
-/// The DDL [`table_metas`] generated for `meta`.
-pub fn ddl_of(meta: &TableMeta) -> Result<&schema::Ddl, Error> {
-    meta.ddl.as_ref().ok_or_else(|| Error::Layout(format!("no DDL was generated for table {}", meta.name)))
-}
-
-pub fn load_metas(
-    repo: &Path,
-    rev: &str,
-    names: &[String],
-    replace: bool,
-    exists: &mut dyn FnMut(&str) -> Result<bool, Error>,
-) -> Result<(Vec<TableMeta>, Vec<String>), Error> {
-    let metas = table_metas(repo, rev, names)?;
-    let mut existing = Vec::new();
-    for name in names {
-        if exists(name)? {
-            if !replace {
-                return Err(Error::TargetNotEmpty(name.clone()));
-            }
-            existing.push(name.clone());
-        }
-    }
-    Ok((metas, existing))
 }
 
 /// The row hash of the export at `rev`, or what a new repository gets.
@@ -247,22 +252,25 @@ pub fn load_manifest(repo: &Path, rev: &str) -> Result<Manifest, Error> {
 /// elsewhere than from a git directory (the server's object store),
 /// checked as [`load_manifest`] checks it.
 pub fn parse_manifest(bytes: &[u8]) -> Result<Manifest, Error> {
-    let refuse = |reason: String| Error::Metadata { file: layout::MANIFEST.into(), reason };
+    let refuse = |reason: String| Error::Refused { file: layout::MANIFEST.into(), reason };
     if bytes.len() as u64 > MAX_METADATA_BYTES {
         return Err(refuse(format!("more than the {MAX_METADATA_BYTES} bytes a metadata file may have")));
     }
-    check_manifest(serde_json::from_slice(bytes).map_err(|e| refuse(e.to_string()))?)
+    check_manifest(
+        serde_json::from_slice(bytes).map_err(|source| Error::Json { file: layout::MANIFEST.into(), source })?,
+    )
 }
 
 /// A table's metadata from the bytes of its file, checked against
 /// `manifest` as [`read_table_meta`] checks it.
 pub fn parse_table_meta(bytes: &[u8], name: &str, manifest: &Manifest) -> Result<TableMeta, Error> {
     let file = layout::table_meta_path(name);
-    let refuse = |reason: String| Error::Metadata { file: file.clone(), reason };
+    let refuse = |reason: String| Error::Refused { file: file.clone(), reason };
     if bytes.len() as u64 > MAX_METADATA_BYTES {
         return Err(refuse(format!("more than the {MAX_METADATA_BYTES} bytes a metadata file may have")));
     }
-    let mut meta: TableMeta = serde_json::from_slice(bytes).map_err(|e| refuse(e.to_string()))?;
+    let mut meta: TableMeta =
+        serde_json::from_slice(bytes).map_err(|source| Error::Json { file: file.clone(), source })?;
     check_table_meta(&meta, name, manifest).map_err(refuse)?;
     meta.chunk_limit = manifest.chunking.max_chunk_bytes;
     Ok(meta)
@@ -275,7 +283,7 @@ fn check_manifest(manifest: Manifest) -> Result<Manifest, Error> {
     if manifest.format_version > layout::FORMAT_VERSION {
         return Err(Error::NewerFormat(manifest.format_version));
     }
-    let refuse = |reason: String| Error::Metadata { file: layout::MANIFEST.into(), reason };
+    let refuse = |reason: String| Error::Refused { file: layout::MANIFEST.into(), reason };
     let limit = manifest.chunking.max_chunk_bytes;
     if limit == 0 || limit > MAX_CHUNK_BYTES {
         return Err(refuse(format!("chunking.max_chunk_bytes: {limit}, between 1 and {MAX_CHUNK_BYTES} expected")));

@@ -13,10 +13,24 @@ use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
 
+use crate::chunk;
 use crate::chunk::chunk_cells;
 use crate::csv::Cell;
 use crate::layout::{ChunkMeta, TableMeta};
-use crate::Error;
+
+/// What reading a table's rows without a database failed with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A chunk file that does not read as the table's rows.
+    #[error(transparent)]
+    Chunk(#[from] chunk::Error),
+    /// More to read than [`Limits`] allows for one view.
+    #[error("{0}")]
+    OverLimit(String),
+    /// The caller's reader failed.
+    #[error("reading {file}: {reason}")]
+    Read { file: String, reason: String },
+}
 
 /// How much a view may read and show.
 #[derive(Debug, Clone, Copy)]
@@ -32,6 +46,9 @@ impl Default for Limits {
         Limits { read_bytes: 64 << 20, rows: 1_000 }
     }
 }
+
+/// What receives a chunk's rows, with their line numbers.
+type EachCell<'e> = dyn FnMut(usize, &[Cell]) -> Result<(), Error> + 'e;
 
 /// Reads a chunk file's stored bytes; `None` when it is missing.
 pub type ReadChunk<'r> = dyn FnMut(&ChunkMeta) -> Result<Option<Vec<u8>>, Error> + 'r;
@@ -50,12 +67,7 @@ pub struct Side<'s, 'r> {
 }
 
 /// The rows of `chunk` (its stored bytes `data`), with their line numbers.
-fn cells_of(
-    meta: &TableMeta,
-    chunk: &ChunkMeta,
-    data: Vec<u8>,
-    each: &mut crate::engine::EachCells<'_>,
-) -> Result<u64, Error> {
+fn cells_of(meta: &TableMeta, chunk: &ChunkMeta, data: Vec<u8>, each: &mut EachCell<'_>) -> Result<u64, Error> {
     // A chunk as exported inflates to its recorded size at most; an
     // edited one to the table's chunk limit (`chunk_cells` decides).
     let intact = hex::encode(Sha256::digest(&data)) == chunk.sha256;
@@ -93,16 +105,12 @@ pub fn page(
         }
         read_bytes += chunk.bytes;
         if read_bytes > limits.read_bytes {
-            return Err(Error::Unsupported(format!(
+            return Err(Error::OverLimit(format!(
                 "{}: more than {} bytes of chunks to read for one page",
                 chunk.file, limits.read_bytes
             )));
         }
-        let data = read(chunk)?.ok_or_else(|| Error::Damaged {
-            file: chunk.file.clone(),
-            line: 0,
-            reason: "chunk file is missing".into(),
-        })?;
+        let data = read(chunk)?.ok_or_else(|| chunk::Error::damaged(&chunk.file, 0, "chunk file is missing"))?;
         let mut n = 0u64;
         cells_of(meta, chunk, data, &mut |_, cells| {
             let at = skipped + n;
@@ -183,17 +191,13 @@ fn changed_rows(
     for chunk in meta.chunks.iter().filter(|c| id(c).is_none_or(|i| !shared.contains(&i))) {
         *read_bytes += chunk.bytes;
         if *read_bytes > limits.read_bytes {
-            return Err(Error::Unsupported(format!(
+            return Err(Error::OverLimit(format!(
                 "table {}: more than {} bytes of changed chunks to compare",
                 meta.name, limits.read_bytes
             )));
         }
         *chunks_read += 1;
-        let data = read(chunk)?.ok_or_else(|| Error::Damaged {
-            file: chunk.file.clone(),
-            line: 0,
-            reason: "chunk file is missing".into(),
-        })?;
+        let data = read(chunk)?.ok_or_else(|| chunk::Error::damaged(&chunk.file, 0, "chunk file is missing"))?;
         cells_of(meta, chunk, data, &mut |_, cells| {
             if key.is_empty() {
                 *side.copies.entry(cells.to_vec()).or_default() += 1;

@@ -20,12 +20,51 @@ use std::path::Path;
 
 use crate::chunk::{self, ChunkBy};
 use crate::csv::Cell;
-use crate::engine::{Opener, Shape, Source, Target};
+use crate::engine::{self, Opener, Shape, Source, Target};
 use crate::export::{self, ExportOptions};
 use crate::import::{self, ImportOptions};
 use crate::layout::{self, TableMeta};
-use crate::meta;
-use crate::{git, Error};
+use crate::{git, meta};
+use tessera_pack::ObjectId;
+
+/// What a sync failed with. Nothing was applied to the database nor
+/// pushed: a sync applies its row changes in one transaction, and records
+/// the commit it synced with in the same one.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Database(engine::Error),
+    #[error(transparent)]
+    Chunk(#[from] chunk::Error),
+    #[error(transparent)]
+    Meta(#[from] meta::Error),
+    #[error(transparent)]
+    Git(#[from] git::Error),
+    /// The export of the database's side.
+    #[error(transparent)]
+    Export(#[from] export::Error),
+    /// The import of tables the database does not have yet.
+    #[error(transparent)]
+    Import(#[from] import::Error),
+    /// `--on-conflict fail` found cells changed differently on both sides;
+    /// the report lists them.
+    #[error("{report}")]
+    Conflicts { count: usize, report: String },
+    /// What this sync will not do as asked (say so, and how to go on).
+    #[error("{0}")]
+    Refused(String),
+}
+
+crate::from_engine_error!(Error);
+
+/// Rows a sync changed in one table of the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PulledTable {
+    pub table: String,
+    pub inserted: usize,
+    pub updated: usize,
+    pub deleted: usize,
+}
 
 pub use crate::engine::{ColumnChange, Row, TableChanges, STATE_TABLE};
 
@@ -64,9 +103,9 @@ pub struct SyncOptions {
 #[derive(Debug, Default)]
 pub struct SyncReport {
     /// Per table: rows inserted, updated and deleted in the database.
-    pub pulled: Vec<(String, usize, usize, usize)>,
+    pub pulled: Vec<PulledTable>,
     /// The commit written to the repository, if any.
-    pub pushed: Option<String>,
+    pub pushed: Option<ObjectId>,
     /// Conflicting cells resolved by `--on-conflict ours|theirs`.
     pub resolved: usize,
     /// Tables created in the database from the repository.
@@ -159,7 +198,7 @@ fn rows_of(
     each: &mut dyn FnMut(&str, Row),
 ) -> Result<(), Error> {
     let only: Vec<layout::ChunkMeta> = meta.chunks.iter().filter(|c| files.contains(&c.file)).cloned().collect();
-    chunk::read_chunks(repo, rev, meta, &only, false, edited, &mut |file, _, _, record| {
+    chunk::read_chunks::<Error>(repo, rev, meta, &only, false, edited, &mut |file, _, _, record| {
         each(file, parse_record(record));
         Ok(())
     })?;
@@ -218,11 +257,16 @@ fn database_changes(
         chunker.partition = partition;
         let wanted = chunker.wanted(shape.columns.len());
         let scanned = source
-            .scan_records(shape, &wanted, &mut |cells, record| chunker.push_record(cells, record))
-            .and_then(|_| chunker.finish());
+            .scan_records(shape, &wanted, &mut |cells, record| Ok(chunker.push_record(cells, record)?))
+            .map_err(Error::from)
+            .and_then(|_| Ok(chunker.finish()?));
         drop(sink);
         let found = reader.join().expect("the chunk reader does not panic");
-        scanned.and(found)
+        // The reader's error is the cause of a scan's `WriterStopped`.
+        match (scanned, found) {
+            (_, Err(e)) | (Err(e), Ok(_)) => Err(e),
+            (Ok(()), Ok(found)) => Ok(found),
+        }
     })
 }
 
@@ -339,7 +383,7 @@ fn column_plan(
         .chain(head_names.iter().filter(|n| position(&db_names, n).is_none() && position(&base_names, n).is_some()))
         .collect();
     if !db_side.is_empty() {
-        return Err(Error::Unsupported(format!(
+        return Err(Error::Refused(format!(
             "table {table}: the database changed columns ({}) while the repository changed too; \
              push the database's change first (sync --push-only --on-conflict ours) or pull first",
             db_side.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
@@ -394,15 +438,16 @@ pub fn sync(db: &dyn Opener, target: &git::Target, opts: &SyncOptions) -> Result
     git::require_clean(repo, &branch)?;
     let rev = format!("refs/heads/{branch}");
     let mut report = SyncReport::default();
-    let head = git::resolve(repo, &rev);
+    // Commits name revisions of git's plumbing here: hex.
+    let head = git::resolve(repo, &rev).map(|h| h.to_string());
     let database = db.label();
     if db.is_new_file() {
         // No database yet: the first sync creates it from the repository.
         let Some(head) = head else {
-            return Err(Error::Database(format!("{database} does not exist and {branch} has nothing to import")));
+            return Err(Error::Refused(format!("{database} does not exist and {branch} has nothing to import")));
         };
         if opts.direction == Direction::PushOnly {
-            return Err(Error::Database(format!("{database} does not exist: nothing to push")));
+            return Err(Error::Refused(format!("{database} does not exist: nothing to push")));
         }
         return first_pull(db, repo, &branch, &head, opts, report);
     }
@@ -410,7 +455,7 @@ pub fn sync(db: &dyn Opener, target: &git::Target, opts: &SyncOptions) -> Result
     let Some(head) = head else {
         // An empty repository: the first sync is an export.
         if opts.direction == Direction::PullOnly {
-            return Err(Error::Unsupported(format!("{} has no branch {branch} to pull from", repo.display())));
+            return Err(Error::Refused(format!("{} has no branch {branch} to pull from", repo.display())));
         }
         return first_push(db, source.as_mut(), target, &branch, opts, report);
     };
@@ -421,7 +466,7 @@ pub fn sync(db: &dyn Opener, target: &git::Target, opts: &SyncOptions) -> Result
     if base.is_none() && manifest.tables.iter().all(|t| !present.contains(t)) {
         // A database that has none of the tables: the first sync is an import.
         if opts.direction == Direction::PushOnly {
-            return Err(Error::Unsupported("the database has none of the repository's tables; nothing to push".into()));
+            return Err(Error::Refused("the database has none of the repository's tables; nothing to push".into()));
         }
         drop(source);
         return first_pull(db, repo, &branch, &head, opts, report);
@@ -451,7 +496,7 @@ pub fn sync(db: &dyn Opener, target: &git::Target, opts: &SyncOptions) -> Result
     let mut theirs_changed_anything = false;
     for name in &manifest.tables {
         let meta: TableMeta = meta::read_table_meta_in(repo, &head, &manifest, name)?
-            .ok_or_else(|| Error::Layout(format!("no metadata for table {name}")))?;
+            .ok_or_else(|| meta::Error::Layout(format!("no metadata for table {name}")))?;
         if !present.contains(name) {
             if opts.direction != Direction::PushOnly {
                 report.created.push(name.clone());
@@ -465,7 +510,7 @@ pub fn sync(db: &dyn Opener, target: &git::Target, opts: &SyncOptions) -> Result
             Some(spec) => {
                 let by = ChunkBy::parse(spec)?;
                 let col = shape.columns.iter().position(|c| c.name == by.column).ok_or_else(|| {
-                    Error::Unsupported(format!("table {name} has no column {:?} to partition by", by.column))
+                    Error::Refused(format!("table {name} has no column {:?} to partition by", by.column))
                 })?;
                 shape.order_first = Some(by.column.clone());
                 Some((col, by))
@@ -486,7 +531,7 @@ pub fn sync(db: &dyn Opener, target: &git::Target, opts: &SyncOptions) -> Result
             .primary_key
             .iter()
             .map(|k| {
-                meta.columns.iter().position(|c| &c.name == k).ok_or_else(|| Error::Metadata {
+                meta.columns.iter().position(|c| &c.name == k).ok_or_else(|| meta::Error::Refused {
                     file: layout::table_meta_path(name),
                     reason: format!("primary_key: {k:?} is not a column of the table"),
                 })
@@ -599,10 +644,10 @@ pub fn sync(db: &dyn Opener, target: &git::Target, opts: &SyncOptions) -> Result
         });
     }
     if !conflicts.is_empty() {
-        return Err(Error::Conflicts(conflict_report(&conflicts)));
+        return Err(Error::Conflicts { count: conflicts.len(), report: conflict_report(&conflicts) });
     }
     if opts.direction == Direction::PushOnly && theirs_changed_anything && opts.on_conflict != OnConflict::Ours {
-        return Err(Error::Unsupported(format!(
+        return Err(Error::Refused(format!(
             "{branch} changed since the last sync and --push-only would overwrite those changes: \
              sync without --push-only (or --pull-only first), or pass --on-conflict ours to overwrite them"
         )));
@@ -617,7 +662,12 @@ pub fn sync(db: &dyn Opener, target: &git::Target, opts: &SyncOptions) -> Result
         source.apply(&plans, Some((&opts.repo_id, &branch, &head)))?;
         for t in &plans {
             if !t.deletes.is_empty() || !t.inserts.is_empty() || !t.updates.is_empty() {
-                report.pulled.push((t.table.clone(), t.inserts.len(), t.updates.len(), t.deletes.len()));
+                report.pulled.push(PulledTable {
+                    table: t.table.clone(),
+                    inserted: t.inserts.len(),
+                    updated: t.updates.len(),
+                    deleted: t.deletes.len(),
+                });
             }
         }
     }
@@ -631,7 +681,7 @@ pub fn sync(db: &dyn Opener, target: &git::Target, opts: &SyncOptions) -> Result
 /// repository agreed on: what an export does, so that the first sync after
 /// it merges against the export instead of without a base.
 pub fn record_base(db: &dyn Opener, repo_id: &str, branch: &str, commit: &str) -> Result<(), Error> {
-    db.open(None)?.apply(&[], Some((repo_id, branch, commit)))
+    Ok(db.open(None)?.apply(&[], Some((repo_id, branch, commit)))?)
 }
 
 /// The database holds the merge: an export on top of the head writes only
@@ -666,7 +716,7 @@ fn push(
     if pushed.is_some() {
         git::push(target, branch)?;
     }
-    let synced = pushed.clone().unwrap_or_else(|| head.to_string());
+    let synced = pushed.map_or_else(|| head.to_string(), |p| p.to_string());
     source.apply(&[], Some((&opts.repo_id, branch, &synced)))?;
     report.pushed = pushed;
     Ok(report)
@@ -727,7 +777,7 @@ fn first_push(
     let pushed = export::export_commit(source, &database, &target.path, &export, false)?;
     if let Some(c) = &pushed {
         git::push(target, branch)?;
-        source.apply(&[], Some((&opts.repo_id, branch, c)))?;
+        source.apply(&[], Some((&opts.repo_id, branch, &c.to_string())))?;
     }
     report.pushed = pushed;
     Ok(report)

@@ -6,10 +6,26 @@ use std::path::Path;
 
 use crate::chunk::{read_rows, ContentHash};
 use crate::csv::Cell;
-use crate::engine::{Shape, Source};
+use crate::engine::{self, Shape, Source};
 use crate::layout::{self, RowHash, TableMeta};
 use crate::meta::{load_manifest, read_table_meta_in};
-use crate::{git, Error};
+use crate::{chunk, git, meta};
+
+/// What a verification failed with (a difference is not a failure: it is
+/// in the report).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Database(engine::Error),
+    #[error(transparent)]
+    Chunk(#[from] chunk::Error),
+    #[error(transparent)]
+    Meta(#[from] meta::Error),
+    #[error(transparent)]
+    Git(#[from] git::Error),
+}
+
+crate::from_engine_error!(Error);
 
 /// One table's comparison.
 #[derive(Debug)]
@@ -142,7 +158,7 @@ fn first_difference(
         db_count[b] += 1;
         Ok(())
     })?;
-    read_rows(repo, rev, meta, typed, &mut Vec::new(), &mut |_, _, _, record| {
+    read_rows::<Error>(repo, rev, meta, typed, &mut Vec::new(), &mut |_, _, _, record| {
         let b = bucket_of(&key_of(&parse(record)));
         repo_hash[b].add(RowHash::NEWEST, record);
         repo_count[b] += 1;
@@ -174,7 +190,7 @@ fn first_difference(
         }
         Ok(())
     })?;
-    read_rows(repo, rev, meta, typed, &mut Vec::new(), &mut |_, _, _, record| {
+    read_rows::<Error>(repo, rev, meta, typed, &mut Vec::new(), &mut |_, _, _, record| {
         let cells = parse(record);
         let k = key_of(&cells);
         if wanted[bucket_of(&k)] {
@@ -226,9 +242,9 @@ pub fn verify(source: &mut dyn Source, repo: &Path, branch: Option<&str>) -> Res
     let mut edited = Vec::new();
     for name in &manifest.tables {
         let meta = read_table_meta_in(repo, &rev, &manifest, name)?
-            .ok_or_else(|| Error::Layout(format!("no metadata for table {name}")))?;
+            .ok_or_else(|| meta::Error::Layout(format!("no metadata for table {name}")))?;
         let mut repo_hash = ContentHash::default();
-        let repo_rows = read_rows(repo, &rev, &meta, typed, &mut edited, &mut |_, _, _, record| {
+        let repo_rows = read_rows::<Error>(repo, &rev, &meta, typed, &mut edited, &mut |_, _, _, record| {
             repo_hash.add(RowHash::NEWEST, record);
             Ok(())
         })?;

@@ -16,8 +16,9 @@ use tessera_bridge_mysql::Mysql;
 use tessera_bridge_postgres::Postgres;
 use tessera_bridge_sqlite::Sqlite;
 
+pub use tessera_bridge::engine::Error;
 pub use tessera_bridge::git::{open_target, push, Target as Repository};
-pub use tessera_bridge::{chunk, csv, engine, git, layout, meta, progress, schema, value, Error};
+pub use tessera_bridge::{chunk, csv, engine, git, layout, meta, progress, report, schema, value};
 pub use tessera_bridge_doltlite::history;
 
 /// A database named by its URL, opened when an operation needs it.
@@ -95,11 +96,11 @@ pub mod ops {
     use super::*;
 
     pub use tessera_bridge::chunk::ChunkBy;
-    pub use tessera_bridge::export::{ExportOptions, ExportReport, ExportedTable};
-    pub use tessera_bridge::import::{ImportOptions, ImportReport, LoadedTable, ResumedTable};
-    pub use tessera_bridge::verify::{summarize, Difference, TableDiff};
+    pub use tessera_bridge::export::{self, ExportOptions, ExportReport, ExportedTable};
+    pub use tessera_bridge::import::{self, ImportOptions, ImportReport, LoadedTable, ResumedTable};
+    pub use tessera_bridge::verify::{self, summarize, Difference, TableDiff};
 
-    pub fn export(database: &str, repo: &Path, opts: &ExportOptions) -> Result<ExportReport, Error> {
+    pub fn export(database: &str, repo: &Path, opts: &ExportOptions) -> Result<ExportReport, export::Error> {
         let db = Database::new(database);
         let mut source = db.source()?;
         tessera_bridge::export::export(source.as_mut(), &db.label(), repo, opts)
@@ -108,7 +109,7 @@ pub mod ops {
     /// Imports the head of `opts.branch` (or of the default branch). The
     /// repository's metadata is checked, and the DDL generated, before the
     /// database is opened: a refused import leaves no trace.
-    pub fn import(repo: &Path, database: &str, opts: &ImportOptions) -> Result<ImportReport, Error> {
+    pub fn import(repo: &Path, database: &str, opts: &ImportOptions) -> Result<ImportReport, import::Error> {
         let branch = match &opts.branch {
             Some(b) => b.clone(),
             None => tessera_bridge::git::default_branch(repo)?,
@@ -122,7 +123,7 @@ pub mod ops {
         tessera_bridge::import::run(repo, &plan, target.as_mut(), opts)
     }
 
-    pub fn verify(database: &str, repo: &Path, branch: Option<&str>) -> Result<Vec<TableDiff>, Error> {
+    pub fn verify(database: &str, repo: &Path, branch: Option<&str>) -> Result<Vec<TableDiff>, verify::Error> {
         let mut source = Database::new(database).source()?;
         let source: &mut dyn Source = source.as_mut();
         tessera_bridge::verify::verify(source, repo, branch)
@@ -133,7 +134,9 @@ pub mod ops {
 pub mod sync {
     use super::*;
 
-    pub use tessera_bridge::sync::{conflict_report, Direction, OnConflict, SyncOptions, SyncReport, STATE_TABLE};
+    pub use tessera_bridge::sync::{
+        conflict_report, Direction, Error, OnConflict, PulledTable, SyncOptions, SyncReport, STATE_TABLE,
+    };
 
     pub fn sync(database: &str, target: &Repository, opts: &SyncOptions) -> Result<SyncReport, Error> {
         tessera_bridge::sync::sync(&Database::new(database), target, opts)

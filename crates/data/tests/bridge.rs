@@ -5,8 +5,10 @@ use std::path::Path;
 use std::process::Command;
 
 use rusqlite::Connection;
+use tessera_data::chunk::Error as ChunkError;
+use tessera_data::meta::Error as MetaError;
 use tessera_data::ops::{self, ExportOptions, ImportOptions};
-use tessera_data::Error;
+use tessera_data::ops::{export, import};
 
 mod hostile;
 
@@ -193,7 +195,7 @@ fn sqlite_round_trip_is_exact() {
     Connection::open(&out).unwrap().execute("UPDATE kinds SET t = 'changed' WHERE label = 'empty'", []).unwrap();
     let diffs = ops::verify(out.to_str().unwrap(), &repo, Some("main")).unwrap();
     assert_eq!(diffs.iter().filter(|d| !d.same_content).map(|d| d.table.as_str()).collect::<Vec<_>>(), ["kinds"]);
-    assert!(matches!(ops::import(&repo, out.to_str().unwrap(), &import_opts()), Err(Error::TargetNotEmpty(_))));
+    assert!(matches!(ops::import(&repo, out.to_str().unwrap(), &import_opts()), Err(import::Error::TargetNotEmpty(_))));
     ops::import(&repo, out.to_str().unwrap(), &ImportOptions { replace: true, ..import_opts() }).unwrap();
     assert_eq!(dump(&out), dump(&src));
 }
@@ -314,7 +316,10 @@ fn an_interrupted_export_resumes_without_rewriting_stored_chunks() {
     // The last row does not fit in a 64 KiB chunk: the export stops there,
     // after storing every chunk before it.
     let err = ops::export(src.to_str().unwrap(), &repo, &opts(64 * 1024)).unwrap_err();
-    assert!(matches!(&err, Error::RowTooLarge { table, key, .. } if table == "t" && key.contains("99999")), "{err}");
+    assert!(
+        matches!(&err, export::Error::Chunk(ChunkError::RowTooLarge { table, key, .. }) if table == "t" && key.contains("99999")),
+        "{err}"
+    );
     assert!(git(&repo, &["branch", "--list", "main"]).is_empty(), "nothing is committed");
     let sealed: Vec<String> = pack_contents(&repo).concat();
     assert!(sealed.len() > 10, "chunks stored before the failure: {}", sealed.len());
@@ -381,7 +386,7 @@ fn a_replacing_import_forgets_an_interrupted_one() {
         .execute_batch("CREATE TABLE a (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO a VALUES (2, 'mine'); CREATE TABLE b (id INTEGER PRIMARY KEY); CREATE TABLE _tessera_import (tbl TEXT NOT NULL, position INTEGER NOT NULL, blob TEXT NOT NULL, PRIMARY KEY (tbl, position)); INSERT INTO _tessera_import VALUES ('b', -1, '');")
         .unwrap();
     let dst = dst.to_str().unwrap();
-    assert!(matches!(ops::import(&repo, dst, &import_opts()), Err(Error::TargetNotEmpty(t)) if t == "a"));
+    assert!(matches!(ops::import(&repo, dst, &import_opts()), Err(import::Error::TargetNotEmpty(t)) if t == "a"));
     ops::import(&repo, dst, &ImportOptions { replace: true, ..import_opts() }).unwrap();
     assert!(ops::verify(dst, &repo, Some("main")).unwrap().iter().all(|d| d.same_content));
     let progress: i64 = Connection::open(dst)
@@ -390,7 +395,7 @@ fn a_replacing_import_forgets_an_interrupted_one() {
         .unwrap();
     assert_eq!(progress, 0);
     let only_b = ImportOptions { tables: Some(vec!["b".into()]), ..import_opts() };
-    assert!(matches!(ops::import(&repo, dst, &only_b), Err(Error::TargetNotEmpty(t)) if t == "b"));
+    assert!(matches!(ops::import(&repo, dst, &only_b), Err(import::Error::TargetNotEmpty(t)) if t == "b"));
 }
 
 #[test]
@@ -428,7 +433,7 @@ fn edits_in_git_are_accepted_and_damage_is_refused() {
         let target = dir.path().join(format!("damaged-{label}.db"));
         let err = ops::import(&repo, target.to_str().unwrap(), &import_opts()).unwrap_err();
         match (&err, label) {
-            (Error::Damaged { file, line: l, .. }, _) => {
+            (import::Error::Chunk(ChunkError::Damaged { file, line: l, .. }), _) => {
                 assert_eq!(file, "data/t/t_000001.csv", "{label}");
                 assert_eq!(*l, line, "{label}: {err}");
             }
@@ -460,29 +465,38 @@ fn clear_errors() {
         "mysql://root:s3cret-pw@127.0.0.1:1/test",
         "mysql://no_such_user:s3cret-pw@127.0.0.1:3306/test",
     ] {
-        let err = ops::export(url, &dir.path().join("never"), &opts(1 << 20)).unwrap_err().to_string();
-        assert!(err.contains("cannot connect"), "{url}: {err}");
-        assert!(!err.contains("s3cret-pw"), "{url}: {err}");
+        let err = ops::export(url, &dir.path().join("never"), &opts(1 << 20)).unwrap_err();
+        // Typed, with the driver's own error kept as the source.
+        let export::Error::Database(tessera_data::Error::Driver { context, source }) = &err else {
+            panic!("{url}: not a driver error: {err:?}")
+        };
+        assert!(context.contains("cannot connect"), "{url}: {context}");
+        let shown = tessera_data::report(&err);
+        assert!(shown.ends_with(&source.to_string()) && shown.len() > context.len(), "{url}: {shown}");
+        assert!(!shown.contains("s3cret-pw"), "{url}: {shown}");
     }
     let missing = dir.path().join("nope.db");
 
-    assert!(matches!(ops::export(missing.to_str().unwrap(), &repo, &opts(1 << 20)), Err(Error::Database(_))));
+    assert!(matches!(ops::export(missing.to_str().unwrap(), &repo, &opts(1 << 20)), Err(export::Error::Database(_))));
     let only = ExportOptions { tables: Some(vec!["absent".into()]), ..opts(1 << 20) };
-    assert!(matches!(ops::export(src.to_str().unwrap(), &repo, &only), Err(Error::UnknownTable(_))));
+    assert!(matches!(ops::export(src.to_str().unwrap(), &repo, &only), Err(export::Error::UnknownTable(_))));
     ops::export(src.to_str().unwrap(), &repo, &opts(1 << 20)).unwrap();
 
     let plain = dir.path().join("plain");
     git(dir.path(), &["init", "-q", "-b", "main", plain.to_str().unwrap()]);
     git(&plain, &["commit", "-q", "--allow-empty", "-m", "x"]);
     let out = dir.path().join("out.db");
-    assert!(matches!(ops::import(&plain, out.to_str().unwrap(), &import_opts()), Err(Error::Layout(_))));
+    assert!(matches!(
+        ops::import(&plain, out.to_str().unwrap(), &import_opts()),
+        Err(import::Error::Meta(MetaError::Layout(_)))
+    ));
 
     git(&repo, &["config", "receive.denyCurrentBranch", "updateInstead"]);
     commit_edit(&repo, ".dolt-metadata/manifest.json", |t| {
         t.replace("\"format_version\": 1", "\"format_version\": 99")
     });
     let err = ops::import(&repo, out.to_str().unwrap(), &import_opts()).unwrap_err();
-    assert!(matches!(err, Error::NewerFormat(99)), "{err}");
+    assert!(matches!(err, import::Error::Meta(MetaError::NewerFormat(99))), "{err}");
     assert!(err.to_string().contains("upgrade"));
 }
 
@@ -613,7 +627,7 @@ INSERT INTO kinds (id, t) VALUES (100, 'explicit id');
         dst.sql("UPDATE kinds SET t = 'changed' WHERE id = 2");
         let diffs = ops::verify(&dst.url(), &repo, Some("main")).unwrap();
         assert!(diffs.iter().any(|d| d.table == "kinds" && !d.same_content));
-        assert!(matches!(ops::import(&repo, &dst.url(), &import_opts()), Err(Error::TargetNotEmpty(_))));
+        assert!(matches!(ops::import(&repo, &dst.url(), &import_opts()), Err(import::Error::TargetNotEmpty(_))));
         ops::import(&repo, &dst.url(), &ImportOptions { replace: true, ..import_opts() }).unwrap();
         assert_eq!(snapshot(&dst), snapshot(&src));
         // Into SQLite: types mapped by the documented table, approximations reported.
@@ -697,7 +711,7 @@ INSERT INTO kinds (id, t) VALUES (100, 'explicit id');
         commit_edit(&repo, "data/t/t_000001.csv", |t| t.replace("\n3,3\n", "\n3,three\n"));
         let err = ops::import(&repo, &dst.url(), &import_opts()).unwrap_err();
         match &err {
-            Error::Damaged { file, line, .. } => {
+            import::Error::Chunk(ChunkError::Damaged { file, line, .. }) => {
                 assert_eq!((file.as_str(), *line), ("data/t/t_000001.csv", 4), "{err}")
             }
             other => panic!("{other}"),
@@ -798,7 +812,7 @@ DELETE FROM kinds WHERE id = 100;
             .unwrap()
             .iter()
             .any(|d| d.table == "kinds" && !d.same_content));
-        assert!(matches!(ops::import(&repo, &dst.url(), &import_opts()), Err(Error::TargetNotEmpty(_))));
+        assert!(matches!(ops::import(&repo, &dst.url(), &import_opts()), Err(import::Error::TargetNotEmpty(_))));
         // Into SQLite: unsigned values beyond i64 stay exact as TEXT.
         let lite_path = dir.path().join("lite.db");
         ops::import(&repo, lite_path.to_str().unwrap(), &import_opts()).unwrap();
@@ -823,7 +837,7 @@ DELETE FROM kinds WHERE id = 100;
         commit_edit(&repo, "data/t/t_000001.csv", |t| t.replace("\n3,3\n", "\n2,3\n"));
         let err = ops::import(&repo, &dst.url(), &import_opts()).unwrap_err();
         match &err {
-            Error::Damaged { file, line, reason } => {
+            import::Error::Chunk(ChunkError::Damaged { file, line, reason }) => {
                 assert_eq!((file.as_str(), *line), ("data/t/t_000001.csv", 4), "{err}");
                 assert!(reason.contains("Duplicate"), "{reason}");
             }
@@ -899,7 +913,7 @@ fn chunk_by_column_partitions_files() {
     let out = dir.path().join("out.db");
     ops::import(&repo, out.to_str().unwrap(), &import_opts()).unwrap();
     assert_eq!(dump(&out), dump(&src));
-    assert!(matches!(ops::ChunkBy::parse("happened:week"), Err(Error::Unsupported(_))));
+    assert!(matches!(ops::ChunkBy::parse("happened:week"), Err(ChunkError::ChunkBy { .. })));
 }
 
 /// Runs Python with doltlite loaded; `None` (a skip) when it is missing,
@@ -972,6 +986,10 @@ mod sync {
         sync_opts(Direction::Both, OnConflict::Fail)
     }
 
+    fn pulled_t(inserted: usize, updated: usize, deleted: usize) -> sync::PulledTable {
+        sync::PulledTable { table: "t".into(), inserted, updated, deleted }
+    }
+
     fn head(repo: &Path) -> String {
         git(repo, &["rev-parse", "main"]).trim().to_string()
     }
@@ -1018,7 +1036,7 @@ mod sync {
         edit_in_git(&repo, "a20,", |t| t.lines().filter(|l| !l.starts_with("20,")).map(|l| format!("{l}\n")).collect());
         let pulled =
             sync::sync(url, &local(&repo), &SyncOptions { direction: Direction::PullOnly, ..opts.clone() }).unwrap();
-        assert_eq!(pulled.pulled, vec![("t".to_string(), 0, 1, 1)]);
+        assert_eq!(pulled.pulled, vec![pulled_t(0, 1, 1)]);
         assert_eq!(sql("SELECT b FROM t WHERE id = 500").trim(), "by hand");
         assert_eq!(sql("SELECT count(*) FROM t").trim(), "599");
 
@@ -1032,7 +1050,7 @@ mod sync {
         edit_in_git(&repo, "a42,", |t| t.replace("42,a42,b42", "42,a42,git side"));
         let before = head(&repo);
         let err = sync::sync(url, &local(&repo), &opts).unwrap_err();
-        assert!(matches!(err, Error::Conflicts(_)), "{err}");
+        assert!(matches!(err, sync::Error::Conflicts { .. }), "{err}");
         assert_eq!(head(&repo), before);
         assert_eq!(sql("SELECT b FROM t WHERE id = 42").trim(), "db side");
         git(&repo, &["fsck", "--strict"]);
@@ -1092,7 +1110,7 @@ mod sync {
         Connection::open(&db).unwrap().execute("UPDATE t SET v = 'db' WHERE id = 10", []).unwrap();
         edit_in_git(&repo, "v200", |t| t.replace(",v200\n", ",git\n"));
         let report = sync::sync(db.to_str().unwrap(), &local(&repo), &defaults).unwrap();
-        assert_eq!(report.pulled, vec![("t".to_string(), 0, 1, 0)]);
+        assert_eq!(report.pulled, vec![pulled_t(0, 1, 0)]);
         assert_eq!(value(&db, "SELECT v FROM t WHERE id = 200").as_deref(), Some("git"));
         assert_eq!(git(&repo, &["ls-tree", "-r", "--name-only", "main", "data/"]), files);
         let changed = git(&repo, &["diff", "--name-only", "main~1", "main", "--", "data/"]);
@@ -1151,7 +1169,7 @@ mod sync {
         let rowid_before = value(&db, "SELECT rowid FROM t WHERE id = 1500");
         let pulled =
             sync::sync(db.to_str().unwrap(), &local(&repo), &sync_opts(Direction::PullOnly, OnConflict::Fail)).unwrap();
-        assert_eq!(pulled.pulled, vec![("t".to_string(), 0, 1, 2)]);
+        assert_eq!(pulled.pulled, vec![pulled_t(0, 1, 2)]);
         assert_eq!(pulled.pushed, None);
         assert_eq!(value(&db, "SELECT b FROM t WHERE id = 1500").as_deref(), Some("edited by hand"));
         assert_eq!(value(&db, "SELECT a FROM t WHERE id IN (10, 11)"), None, "deleted");
@@ -1700,7 +1718,7 @@ mod directions {
         for target in ["postgres", "mysql"] {
             let Some(db) = fresh(target, dir.path()) else { continue };
             let err = ops::import(&repo, &db.url(), &import_opts()).unwrap_err();
-            assert!(matches!(&err, Error::Damaged { .. }), "{target}: {err}");
+            assert!(matches!(&err, import::Error::Chunk(ChunkError::Damaged { .. })), "{target}: {err}");
             assert!(
                 err.to_string().starts_with(&format!("{file}:{line}:")),
                 "{target}: {err} (expected {file}:{line})"

@@ -163,7 +163,7 @@ fn refused(repo: &Path, branch: &str, target: &dyn Target, replace: bool, expect
     let options = ImportOptions { replace, ..import_branch(branch) };
     let err = match ops::import(repo, &target.url(), &options) {
         Ok(report) => panic!("{branch}: imported {:?}", report.tables),
-        Err(e) => e.to_string(),
+        Err(e) => tessera_data::report(&e),
     };
     assert!(err.contains(expected), "{branch}: {err:?} does not mention {expected:?}");
     assert_eq!(target.snapshot(), before, "{branch}: the target changed ({err})");

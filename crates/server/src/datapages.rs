@@ -51,14 +51,13 @@ pub(crate) struct Export {
 /// The export at the root of a tree, if there is one.
 pub(crate) fn load(files: &dyn Files) -> Result<Option<Export>, String> {
     let Some(bytes) = files.read(layout::MANIFEST, MAX_PAGE_METADATA)? else { return Ok(None) };
-    let manifest = tessera_bridge::meta::parse_manifest(&bytes).map_err(|e| e.to_string())?;
+    let manifest = tessera_bridge::meta::parse_manifest(&bytes).map_err(|e| tessera_bridge::report(&e))?;
     let mut export = Export { manifest, tables: Vec::new(), refused: Vec::new() };
     for name in export.manifest.tables.clone() {
         let file = layout::table_meta_path(&name);
         let parsed = match files.read(&file, MAX_PAGE_METADATA) {
-            Ok(Some(bytes)) => {
-                tessera_bridge::meta::parse_table_meta(&bytes, &name, &export.manifest).map_err(|e| e.to_string())
-            }
+            Ok(Some(bytes)) => tessera_bridge::meta::parse_table_meta(&bytes, &name, &export.manifest)
+                .map_err(|e| tessera_bridge::report(&e)),
             Ok(None) => Err(format!("{file}: missing")),
             Err(e) => Err(e),
         };
@@ -96,8 +95,12 @@ pub(crate) fn tables(export: &Export, href_base: &str) -> web::DataExport {
 fn chunk_reader(
     files: &dyn Files,
     limits: Limits,
-) -> impl FnMut(&layout::ChunkMeta) -> Result<Option<Vec<u8>>, tessera_bridge::Error> + '_ {
-    move |chunk| files.read(&chunk.file, limits.read_bytes).map_err(tessera_bridge::Error::Unsupported)
+) -> impl FnMut(&layout::ChunkMeta) -> Result<Option<Vec<u8>>, rows::Error> + '_ {
+    move |chunk| {
+        files
+            .read(&chunk.file, limits.read_bytes)
+            .map_err(|reason| rows::Error::Read { file: chunk.file.clone(), reason })
+    }
 }
 
 /// Page `page` of `table`'s rows.
@@ -105,7 +108,7 @@ pub(crate) fn rows_page(table: &TableMeta, page: u64, href: &str, files: &dyn Fi
     let limits = Limits::default();
     let offset = page.saturating_mul(ROWS_PER_PAGE as u64);
     let mut reader = chunk_reader(files, limits);
-    let got = rows::page(table, offset, ROWS_PER_PAGE, limits, &mut reader).map_err(|e| e.to_string())?;
+    let got = rows::page(table, offset, ROWS_PER_PAGE, limits, &mut reader).map_err(|e| tessera_bridge::report(&e))?;
     Ok(web::TableRows {
         table: table.name.clone(),
         columns: table.columns.iter().map(|c| c.name.clone()).collect(),
@@ -201,7 +204,7 @@ pub(crate) fn changes(
                     view.note = Some("the table was dropped".into());
                 }
             }
-            Err(e) => view.note = Some(format!("not compared here: {e}")),
+            Err(e) => view.note = Some(format!("not compared here: {}", tessera_bridge::report(&e))),
         }
         out.push(view);
     }

@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use tessera_data::ops::{self, ExportOptions, ImportOptions};
 use tessera_data::progress::{Meter, Progress, Reporter};
-use tessera_data::Error;
 
 /// Progress bars on stderr, one per table: bytes, throughput, rows and
 /// where the work is. Drawn only when stderr is a terminal.
@@ -161,7 +160,7 @@ pub struct VerifyArgs {
 }
 
 /// Parses sizes like `50MB`, `512KB`, `1GB` or plain bytes.
-pub fn parse_size(s: &str) -> Result<u64, Error> {
+pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim().to_ascii_uppercase();
     let (digits, mult) = if let Some(d) = t.strip_suffix("GB") {
         (d, 1u64 << 30)
@@ -172,21 +171,20 @@ pub fn parse_size(s: &str) -> Result<u64, Error> {
     } else {
         (t.strip_suffix('B').unwrap_or(&t), 1)
     };
-    let n: u64 =
-        digits.trim().parse().map_err(|_| Error::Unsupported(format!("--chunk-size {s:?} is not a size like 50MB")))?;
-    if n * mult < 1024 {
-        return Err(Error::Unsupported("--chunk-size must be at least 1KB".into()));
+    let n: u64 = digits.trim().parse().map_err(|_| format!("--chunk-size {s:?} is not a size like 50MB"))?;
+    if n.saturating_mul(mult) < 1024 {
+        return Err("--chunk-size must be at least 1KB".into());
     }
-    Ok(n * mult)
+    n.checked_mul(mult).ok_or_else(|| format!("--chunk-size {s:?} is too large"))
 }
 
 /// Opens `<REPO>` for writing: `--bare` creates a missing local
 /// repository without a work tree.
-fn open_for_writing(repo: &str, bare: bool) -> Result<tessera_data::git::Target, Error> {
+fn open_for_writing(repo: &str, bare: bool) -> Result<tessera_data::git::Target, Failure> {
     let target = tessera_data::git::open_target(repo, true)?;
     if bare {
         if target.remote.is_some() {
-            return Err(Error::Unsupported("--bare applies to a local repository path, not a URL".into()));
+            return Err("--bare applies to a local repository path, not a URL".into());
         }
         tessera_data::git::ensure_bare_repo(&target.path)?;
     }
@@ -202,7 +200,10 @@ fn repo_id(target: &tessera_data::git::Target, repo: &str) -> String {
     }
 }
 
-fn run_inner(cmd: Command) -> Result<ExitCode, Error> {
+/// Any failure of a command: the operations' typed errors, or a usage error.
+type Failure = Box<dyn std::error::Error + Send + Sync>;
+
+fn run_inner(cmd: Command) -> Result<ExitCode, Failure> {
     match cmd {
         Command::Export(a) => {
             let compression = match a.compress.as_deref() {
@@ -222,13 +223,13 @@ fn run_inner(cmd: Command) -> Result<ExitCode, Error> {
             let target = open_for_writing(&a.repo, a.bare)?;
             if a.history {
                 let report = tessera_data::history::export_history(&a.database, &target.path, &opts)?;
-                for (branch, _) in &report.branches {
+                for tessera_data::history::BranchHead { branch, .. } in &report.branches {
                     tessera_data::git::push(&target, branch)?;
                 }
                 println!(
                     "{} new commit(s); branches: {}",
                     report.written,
-                    report.branches.iter().map(|(b, _)| b.as_str()).collect::<Vec<_>>().join(", ")
+                    report.branches.iter().map(|b| b.branch.as_str()).collect::<Vec<_>>().join(", ")
                 );
                 return Ok(ExitCode::SUCCESS);
             }
@@ -243,10 +244,16 @@ fn run_inner(cmd: Command) -> Result<ExitCode, Error> {
             // either side as a conflict. A database tessera may not write
             // to (a replica, a read-only role) is still exported.
             if let Some(commit) = &report.commit {
-                if let Err(e) =
-                    tessera_data::sync::record_base(&a.database, &repo_id(&target, &a.repo), &branch, commit)
-                {
-                    eprintln!("warning: the export was not recorded as the base of a later sync: {e}");
+                if let Err(e) = tessera_data::sync::record_base(
+                    &a.database,
+                    &repo_id(&target, &a.repo),
+                    &branch,
+                    &commit.to_string(),
+                ) {
+                    eprintln!(
+                        "warning: the export was not recorded as the base of a later sync: {}",
+                        tessera_data::report(&e)
+                    );
                 }
             }
             for t in report.tables {
@@ -255,9 +262,7 @@ fn run_inner(cmd: Command) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Import(a) => {
-            let database = a.database.ok_or_else(|| {
-                Error::Unsupported("name the target database: tessera data import <repo> <database>".into())
-            })?;
+            let database = a.database.ok_or("name the target database: tessera data import <repo> <database>")?;
             if a.history {
                 let report = tessera_data::history::import_history(
                     &tessera_data::git::open_target(&a.repo, false)?.path,
@@ -266,7 +271,7 @@ fn run_inner(cmd: Command) -> Result<ExitCode, Error> {
                 println!(
                     "{} Dolt commit(s); branches: {}",
                     report.written,
-                    report.branches.iter().map(|(b, _)| b.as_str()).collect::<Vec<_>>().join(", ")
+                    report.branches.iter().map(|b| b.branch.as_str()).collect::<Vec<_>>().join(", ")
                 );
                 return Ok(ExitCode::SUCCESS);
             }
@@ -315,8 +320,11 @@ fn run_inner(cmd: Command) -> Result<ExitCode, Error> {
             for t in &report.created {
                 println!("{t}: created from the repository");
             }
-            for (t, ins, upd, del) in &report.pulled {
-                println!("{t}: pulled {ins} insert(s), {upd} update(s), {del} delete(s)");
+            for t in &report.pulled {
+                println!(
+                    "{}: pulled {} insert(s), {} update(s), {} delete(s)",
+                    t.table, t.inserted, t.updated, t.deleted
+                );
             }
             if report.resolved > 0 {
                 println!("resolved {} conflicting cell(s) by --on-conflict {}", report.resolved, a.on_conflict);
@@ -368,7 +376,7 @@ pub fn run(cmd: Command) -> ExitCode {
     match run_inner(cmd) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", tessera_data::report(e.as_ref()));
             ExitCode::FAILURE
         }
     }
