@@ -16,7 +16,7 @@
 
 use std::sync::Arc;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tessera_protocol::lfs::valid_oid;
 use tessera_store::LfsLock;
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use crate::auth::{self, Caller, Need};
 use crate::error::HttpError;
@@ -175,6 +175,7 @@ async fn batch(state: &State, caller: &Caller, path: &str, request: Request) -> 
     if let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         auth_header.insert("Authorization".to_string(), value.to_string());
     }
+    let presign = state.config.lfs_presigned_downloads && !upload;
     let action = |oid: &str, suffix: &str| Action {
         href: format!("{base}/{suffix}{}", if suffix == "verify" { String::new() } else { oid.to_string() }),
         header: auth_header.clone(),
@@ -204,7 +205,13 @@ async fn batch(state: &State, caller: &Caller, path: &str, request: Request) -> 
             match (upload, visible) {
                 (false, Some(size)) => {
                     answer.size = size as i64;
-                    answer.actions.insert("download", action(&object.oid, "objects/"));
+                    let direct = if presign { presigned(state, &object.oid).await? } else { None };
+                    let download = match direct {
+                        // Straight from the bucket: no credential of ours goes there.
+                        Some(href) => Action { href, header: Default::default(), expires_in: PRESIGNED_SECS as i64 },
+                        None => action(&object.oid, "objects/"),
+                    };
+                    answer.actions.insert("download", download);
                 }
                 (false, None) => {
                     answer.error = Some(ObjectError { code: 404, message: "object does not exist".into() })
@@ -226,6 +233,18 @@ async fn batch(state: &State, caller: &Caller, path: &str, request: Request) -> 
 }
 
 // ----- transfers -----
+
+/// How long a presigned download URL stays valid.
+const PRESIGNED_SECS: u64 = 900;
+
+/// A presigned URL of object `oid` in the bucket, when storage is one.
+async fn presigned(state: &State, oid: &str) -> Result<Option<String>, HttpError> {
+    state
+        .store
+        .lfs_presigned_url(oid, std::time::Duration::from_secs(PRESIGNED_SECS))
+        .await
+        .map_err(|e| HttpError::internal("signing a download URL", e))
+}
 
 fn checked_oid(oid: &str) -> Result<&str, HttpError> {
     if valid_oid(oid) {
@@ -253,8 +272,8 @@ async fn upload(
             format!("object is larger than this server accepts ({limit} bytes)"),
         ));
     }
-    let storage = state.store.lfs_storage();
-    let temp = storage.upload_file().map_err(|e| HttpError::internal("creating an LFS upload file", e))?;
+    let temp =
+        state.store.lfs_storage().upload_file().map_err(|e| HttpError::internal("creating an LFS upload file", e))?;
     let mut file =
         tokio::fs::File::from_std(temp.reopen().map_err(|e| HttpError::internal("opening an LFS upload file", e))?);
     let mut stream = request.into_body().into_data_stream();
@@ -291,11 +310,10 @@ async fn upload(
         }
         // Same content as the stored copy: only its visibility is new.
     } else {
-        let storage = storage.clone();
-        let oid_owned = oid.to_string();
-        tokio::task::spawn_blocking(move || storage.keep(temp, &oid_owned))
+        state
+            .store
+            .keep_lfs_object(temp, oid, size)
             .await
-            .map_err(|e| HttpError::internal("storing an LFS object", e))?
             .map_err(|e| HttpError::internal("storing an LFS object", e))?;
     }
     state.store.add_lfs_object(oid, size, path).await?;
@@ -345,9 +363,6 @@ async fn download(
     let Some(size) = state.store.lfs_visible(oid, path).await? else {
         return Err(HttpError::not_found(format!("LFS object {oid} not found")));
     };
-    let mut file = tokio::fs::File::open(state.store.lfs_storage().path(oid))
-        .await
-        .map_err(|e| HttpError::internal("opening an LFS object", e))?;
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok()).and_then(|v| parse_range(v, size));
     let (status, first, last) = match range {
         None => (StatusCode::OK, 0, size.saturating_sub(1)),
@@ -358,22 +373,23 @@ async fn download(
             return Ok(res);
         }
     };
+    if state.config.lfs_presigned_downloads {
+        if let Some(url) = presigned(state, oid).await? {
+            // The bucket answers the client's Range header itself.
+            let mut res = StatusCode::TEMPORARY_REDIRECT.into_response();
+            res.headers_mut().insert(
+                header::LOCATION,
+                HeaderValue::from_str(&url).map_err(|e| HttpError::internal("signing a download URL", e))?,
+            );
+            return Ok(res);
+        }
+    }
     let length = if size == 0 { 0 } else { last - first + 1 };
-    file.seek(std::io::SeekFrom::Start(first)).await.map_err(|e| HttpError::internal("reading an LFS object", e))?;
-    let stream = futures::stream::unfold((file, length), |(mut file, left)| async move {
-        if left == 0 {
-            return None;
-        }
-        let mut buf = vec![0u8; (64 << 10).min(left as usize)];
-        match file.read(&mut buf).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                Some((Ok::<_, std::io::Error>(Bytes::from(buf)), (file, left - n as u64)))
-            }
-            Err(e) => Some((Err(e), (file, 0))),
-        }
-    });
+    let stream = state
+        .store
+        .read_lfs_object(oid, first..first + length)
+        .await
+        .map_err(|e| HttpError::internal("reading an LFS object", e))?;
     let mut res = Response::new(Body::from_stream(stream));
     *res.status_mut() = status;
     let h = res.headers_mut();

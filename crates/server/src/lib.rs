@@ -47,7 +47,12 @@ pub struct Config {
     pub import_roots: Vec<String>,
     /// Require a token for reads too (pushes always need one).
     pub require_token_for_reads: bool,
-    pub packs_in_database: bool,
+    /// Where pack files and LFS objects are kept: files in the data
+    /// directory, the database, or an S3-compatible bucket.
+    pub storage: tessera_store::Storage,
+    /// Hand LFS downloads presigned URLs of the bucket itself (S3 storage
+    /// only), valid for 15 minutes, instead of serving the bytes.
+    pub lfs_presigned_downloads: bool,
     /// The largest push accepted, in bytes.
     pub max_push_bytes: u64,
     /// The largest fetch request body (wants and haves), in bytes.
@@ -84,7 +89,8 @@ impl Config {
             database,
             import_roots: vec!["/import".into()],
             require_token_for_reads: false,
-            packs_in_database: false,
+            storage: tessera_store::Storage::Files,
+            lfs_presigned_downloads: false,
             max_push_bytes: 8 << 30,
             max_request_bytes: 64 << 20,
             request_timeout_secs: 30,
@@ -141,10 +147,7 @@ impl Server {
         let store = Store::open(
             &config.database,
             &config.data_dir,
-            tessera_store::Options {
-                packs_in_database: config.packs_in_database,
-                max_connections: config.max_db_connections,
-            },
+            tessera_store::Options { storage: config.storage.clone(), max_connections: config.max_db_connections },
         )
         .await?;
         layout::ensure(&store, &config).await?;
@@ -266,7 +269,7 @@ pub async fn open_store(config: &Config) -> Result<Store, StartError> {
     Ok(Store::open(
         &config.database,
         &config.data_dir,
-        tessera_store::Options { packs_in_database: config.packs_in_database, max_connections: Some(2) },
+        tessera_store::Options { storage: config.storage.clone(), max_connections: Some(2) },
     )
     .await?)
 }

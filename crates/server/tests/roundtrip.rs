@@ -111,7 +111,9 @@ fn large_file(backend: Backend) {
 
 /// Packs kept in the database instead of files, under a nested import path.
 fn packs_in_the_database(backend: Backend) {
-    let Some(server) = TestServer::start_with(backend, |c| c.packs_in_database = true) else { return };
+    let Some(server) = TestServer::start_with(backend, |c| c.storage = tessera_store::Storage::Database) else {
+        return;
+    };
     let src = new_repo();
     rich_repo(src.path());
     let url = server.push_url("/import/org/team/rich");

@@ -26,7 +26,9 @@ fn remote_main(url: &str) -> String {
 
 #[test]
 fn two_processes_on_one_postgres_are_one_server() {
-    let Some(a) = TestServer::start_with(Backend::Postgres, |c| c.packs_in_database = true) else { return };
+    let Some(a) = TestServer::start_with(Backend::Postgres, |c| c.storage = tessera_store::Storage::Database) else {
+        return;
+    };
     let b = a.peer();
 
     // Push to one, clone from the other, both ways.

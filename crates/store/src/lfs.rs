@@ -1,7 +1,7 @@
 //! Git LFS objects and locks.
 //!
-//! An object's bytes are stored once (`lfs_objects`, and a file named by
-//! its SHA-256 under `lfs/` in the data directory), but an object is
+//! An object's bytes are stored once (`lfs_objects`, and its bytes named by
+//! its SHA-256 in the configured storage: [`LfsStorage`]), but an object is
 //! visible only at the paths it was uploaded to or pushed with
 //! (`lfs_paths`), and below them: reading a path means reading everything
 //! below it, so a reader of `/projects/x` or of `/` sees what was uploaded
@@ -9,10 +9,15 @@
 //! monorepo paths of files (`/projects/x/big.bin`), whatever repository
 //! or directory the client talked to.
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use bytes::Bytes;
+use futures::stream::{BoxStream, StreamExt};
 use sqlx::Row;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
+use crate::storage::Bucket;
 use crate::{now, text, Error, Store};
 
 /// One LFS lock.
@@ -26,21 +31,51 @@ pub struct LfsLock {
     pub locked_at: i64,
 }
 
-/// Where LFS object bytes live: `<data>/lfs/objects/ab/cd/<oid>`, written
-/// through `<data>/lfs/tmp` and renamed in once verified.
+/// Where LFS object bytes live: uploads are written to
+/// `<data>/lfs/tmp`, checked, and then kept by the configured backend:
+/// `<data>/lfs/objects/ab/cd/<oid>`, 8 MiB chunks in `lfs_chunks`, or
+/// `lfs/ab/cd/<oid>` in the bucket.
 #[derive(Debug, Clone)]
 pub struct LfsStorage {
     root: PathBuf,
+    backend: Backend,
 }
 
+#[derive(Debug, Clone)]
+enum Backend {
+    Files,
+    Database,
+    S3(Bucket),
+}
+
+/// Rows of `lfs_chunks`, well under MySQL's default max_allowed_packet.
+const CHUNK: u64 = 8 << 20;
+
+/// An object's bytes, or a range of them, as a stream.
+pub type ByteStream = BoxStream<'static, std::io::Result<Bytes>>;
+
 impl LfsStorage {
-    pub fn new(data_dir: &Path) -> LfsStorage {
-        LfsStorage { root: data_dir.join("lfs") }
+    pub(crate) fn files(data_dir: &Path) -> LfsStorage {
+        LfsStorage { root: data_dir.join("lfs"), backend: Backend::Files }
     }
 
-    /// The file of a stored object (`oid` must be 64 lowercase hex digits).
-    pub fn path(&self, oid: &str) -> PathBuf {
+    pub(crate) fn database(data_dir: &Path) -> LfsStorage {
+        LfsStorage { root: data_dir.join("lfs"), backend: Backend::Database }
+    }
+
+    pub(crate) fn s3(data_dir: &Path, bucket: Bucket) -> LfsStorage {
+        LfsStorage { root: data_dir.join("lfs"), backend: Backend::S3(bucket) }
+    }
+
+    /// The file of a stored object when objects are files (`oid` must be
+    /// 64 lowercase hex digits).
+    fn path(&self, oid: &str) -> PathBuf {
         self.root.join("objects").join(&oid[..2]).join(&oid[2..4]).join(oid)
+    }
+
+    /// An object's name in a bucket.
+    pub(crate) fn object_name(oid: &str) -> String {
+        format!("lfs/{}/{}/{oid}", &oid[..2], &oid[2..4])
     }
 
     /// A new, empty file for an upload, removed when dropped unless kept.
@@ -48,19 +83,6 @@ impl LfsStorage {
         let dir = self.root.join("tmp");
         std::fs::create_dir_all(&dir)?;
         tempfile::Builder::new().prefix("upload-").tempfile_in(dir)
-    }
-
-    /// Moves a verified upload into place. An object already there (a
-    /// racing upload of the same content) is kept.
-    pub fn keep(&self, upload: tempfile::NamedTempFile, oid: &str) -> std::io::Result<()> {
-        let path = self.path(oid);
-        if path.exists() {
-            return Ok(());
-        }
-        std::fs::create_dir_all(path.parent().expect("object paths have a parent"))?;
-        upload.as_file().sync_all()?;
-        upload.persist(&path).map_err(|e| e.error)?;
-        Ok(())
     }
 
     /// Removes upload files no process wrote to for an hour (killed uploads).
@@ -76,6 +98,30 @@ impl LfsStorage {
         }
         freed
     }
+
+    /// Whether downloads may go straight to the backend (an S3 bucket).
+    pub fn can_presign(&self) -> bool {
+        matches!(self.backend, Backend::S3(_))
+    }
+}
+
+/// Reads `length` bytes of a file from `first`, 64 KiB at a time.
+fn file_stream(file: tokio::fs::File, length: u64) -> ByteStream {
+    futures::stream::unfold((file, length), |(mut file, left)| async move {
+        if left == 0 {
+            return None;
+        }
+        let mut buf = vec![0u8; (64 << 10).min(left as usize)];
+        match file.read(&mut buf).await {
+            Ok(0) => Some((Err(std::io::Error::other("the object ends early")), (file, 0))),
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(Bytes::from(buf)), (file, left - n as u64)))
+            }
+            Err(e) => Some((Err(e), (file, 0))),
+        }
+    })
+    .boxed()
 }
 
 /// `path` and everything below it, as a LIKE pattern with `!` escapes.
@@ -98,8 +144,124 @@ fn lock_from_row(row: &sqlx::any::AnyRow) -> Result<LfsLock, Error> {
 }
 
 impl Store {
-    pub fn lfs_storage(&self) -> LfsStorage {
-        LfsStorage::new(&self.data_dir)
+    pub fn lfs_storage(&self) -> &LfsStorage {
+        &self.lfs
+    }
+
+    /// Keeps a verified upload as object `oid` of `size` bytes. An object
+    /// already kept (a racing upload of the same content) stays as it is.
+    pub async fn keep_lfs_object(&self, upload: tempfile::NamedTempFile, oid: &str, size: u64) -> Result<(), Error> {
+        match &self.lfs.backend {
+            Backend::Files => {
+                let path = self.lfs.path(oid);
+                tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+                    if path.exists() {
+                        return Ok(());
+                    }
+                    std::fs::create_dir_all(path.parent().expect("object paths have a parent"))?;
+                    upload.as_file().sync_all()?;
+                    upload.persist(&path).map_err(|e| e.error)?;
+                    Ok(())
+                })
+                .await
+                .map_err(std::io::Error::other)??;
+            }
+            Backend::Database => {
+                let _write = self.write_guard().await;
+                let mut tx = self.pool.begin().await?;
+                let have = self.sql("SELECT COUNT(*) FROM lfs_chunks WHERE oid = ? AND seq = 0");
+                let n: i64 = sqlx::query(&have).bind(oid).fetch_one(&mut *tx).await?.try_get(0)?;
+                // An empty object has no chunk; reading it reads nothing.
+                if n == 0 {
+                    let mut file = tokio::fs::File::open(upload.path()).await?;
+                    let insert = self.sql("INSERT INTO lfs_chunks (oid, seq, data) VALUES (?, ?, ?)");
+                    let mut buf = vec![0u8; CHUNK as usize];
+                    let mut seq = 0i64;
+                    loop {
+                        let mut filled = 0;
+                        while filled < buf.len() {
+                            let got = file.read(&mut buf[filled..]).await?;
+                            if got == 0 {
+                                break;
+                            }
+                            filled += got;
+                        }
+                        if filled == 0 {
+                            break;
+                        }
+                        sqlx::query(&insert).bind(oid).bind(seq).bind(&buf[..filled]).execute(&mut *tx).await?;
+                        seq += 1;
+                    }
+                }
+                tx.commit().await?;
+            }
+            Backend::S3(bucket) => {
+                let name = LfsStorage::object_name(oid);
+                if bucket.size(&name).await? != Some(size) {
+                    bucket.upload_file(&name, upload.path()).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes `range` of object `oid` (whose size is `size`), as a stream.
+    pub async fn read_lfs_object(&self, oid: &str, range: Range<u64>) -> Result<ByteStream, Error> {
+        let length = range.end.saturating_sub(range.start);
+        if length == 0 {
+            return Ok(futures::stream::empty().boxed());
+        }
+        match &self.lfs.backend {
+            Backend::Files => {
+                let mut file = tokio::fs::File::open(self.lfs.path(oid)).await?;
+                file.seek(std::io::SeekFrom::Start(range.start)).await?;
+                Ok(file_stream(file, length))
+            }
+            Backend::Database => {
+                // One chunk row in memory at a time.
+                let pool = self.pool.clone();
+                let sql = self.sql("SELECT data FROM lfs_chunks WHERE oid = ? AND seq = ?");
+                let oid = oid.to_string();
+                let first = (range.start / CHUNK) as i64;
+                let state = (pool, sql, oid, first, range.start % CHUNK, length);
+                Ok(futures::stream::unfold(state, |(pool, sql, oid, seq, skip, left)| async move {
+                    if left == 0 {
+                        return None;
+                    }
+                    let row = sqlx::query(&sql).bind(&oid).bind(seq).fetch_optional(&pool).await;
+                    let data: Vec<u8> = match row.map(|r| r.map(|r| r.try_get::<Vec<u8>, _>(0))) {
+                        Ok(Some(Ok(data))) => data,
+                        Ok(None) => {
+                            let e = std::io::Error::other(format!("LFS object {oid} lacks chunk {seq}"));
+                            return Some((Err(e), (pool, sql, oid, seq, 0, 0)));
+                        }
+                        Ok(Some(Err(e))) | Err(e) => {
+                            return Some((Err(std::io::Error::other(e)), (pool, sql, oid, seq, 0, 0)));
+                        }
+                    };
+                    let start = (skip as usize).min(data.len());
+                    let end = (start as u64 + left).min(data.len() as u64) as usize;
+                    let part = Bytes::copy_from_slice(&data[start..end]);
+                    let taken = part.len() as u64;
+                    if taken == 0 {
+                        let e = std::io::Error::other(format!("LFS object {oid} ends early"));
+                        return Some((Err(e), (pool, sql, oid, seq, 0, 0)));
+                    }
+                    Some((Ok(part), (pool, sql, oid, seq + 1, 0, left - taken)))
+                })
+                .boxed())
+            }
+            Backend::S3(bucket) => Ok(bucket.read(&LfsStorage::object_name(oid), Some(range)).await?),
+        }
+    }
+
+    /// A URL that downloads object `oid` from the bucket itself for
+    /// `expires`, when objects are in a bucket.
+    pub async fn lfs_presigned_url(&self, oid: &str, expires: std::time::Duration) -> Result<Option<String>, Error> {
+        match &self.lfs.backend {
+            Backend::S3(bucket) => Ok(Some(bucket.presigned_get(&LfsStorage::object_name(oid), expires).await?)),
+            _ => Ok(None),
+        }
     }
 
     /// The size of object `oid` if it is stored and visible at `path`

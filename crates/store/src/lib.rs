@@ -32,6 +32,7 @@ mod push;
 mod refs;
 pub mod review;
 pub mod schema;
+pub mod storage;
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -47,6 +48,7 @@ pub use objects::{NewCommit, NewObject, NewPack, PackToStore};
 pub use packs::PackStorage;
 pub use push::{Destination, Received};
 pub use refs::{Ref, RefOutcome, RefUpdate};
+pub use storage::{Bucket, S3Config, S3Options, Storage};
 pub use tessera_pack::ObjectId;
 
 /// Dies on the spot when the environment variable `TESSERA_FAILPOINT`
@@ -147,7 +149,8 @@ pub struct Repo {
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     /// Keep pack bytes in the database instead of files under the data dir.
-    pub packs_in_database: bool,
+    /// Where pack files and LFS objects are kept.
+    pub storage: Storage,
     pub max_connections: Option<u32>,
 }
 
@@ -156,7 +159,7 @@ pub struct Store {
     pool: AnyPool,
     dialect: Dialect,
     packs: PackStorage,
-    data_dir: PathBuf,
+    lfs: LfsStorage,
     /// SQLite allows one writer; serializing writers in-process avoids
     /// SQLITE_BUSY on lock upgrades instead of retrying them.
     write_lock: Option<tokio::sync::Mutex<()>>,
@@ -212,17 +215,22 @@ impl Store {
         if dialect == Dialect::Sqlite {
             pool.execute("PRAGMA journal_mode = WAL").await?;
         }
-        let packs_dir = data_dir.join("packs");
-        let packs = if options.packs_in_database {
-            PackStorage::Database { cache_dir: data_dir.join("pack-cache") }
-        } else {
-            PackStorage::Files { dir: packs_dir }
+        let (packs, lfs) = match &options.storage {
+            Storage::Files => (PackStorage::Files { dir: data_dir.join("packs") }, LfsStorage::files(data_dir)),
+            Storage::Database => {
+                (PackStorage::Database { cache_dir: data_dir.join("pack-cache") }, LfsStorage::database(data_dir))
+            }
+            Storage::S3(config) => {
+                let bucket = Bucket::open(config)?;
+                let lfs = LfsStorage::s3(data_dir, bucket.clone());
+                (PackStorage::S3 { bucket, cache_dir: data_dir.join("pack-cache") }, lfs)
+            }
         };
         let store = Store {
             pool,
             dialect,
             packs,
-            data_dir: data_dir.to_path_buf(),
+            lfs,
             write_lock: (dialect == Dialect::Sqlite).then(|| tokio::sync::Mutex::new(())),
         };
         store.migrate().await?;
@@ -479,7 +487,9 @@ impl Store {
     pub fn data_dir_hint(&self) -> Option<PathBuf> {
         match &self.packs {
             PackStorage::Files { dir } => dir.parent().map(Path::to_path_buf),
-            PackStorage::Database { cache_dir } => cache_dir.parent().map(Path::to_path_buf),
+            PackStorage::Database { cache_dir } | PackStorage::S3 { cache_dir, .. } => {
+                cache_dir.parent().map(Path::to_path_buf)
+            }
         }
     }
 }

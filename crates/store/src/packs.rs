@@ -1,15 +1,17 @@
-//! Where pack bytes live: files under the data dir, or chunks in the database
-//! (materialized into a local cache file for random reads).
+//! Where pack bytes live: files under the data dir, chunks in the database,
+//! or objects in an S3 bucket (both materialized into a local cache file
+//! for random reads).
 //!
-//! Another backend (an object store) fits by implementing the same three
-//! steps: `put` while the registering transaction is open, `local_path` to
-//! get a readable file, and `forget` if the transaction rolls back.
+//! Every backend has the same three steps: `put` while the registering
+//! transaction is open, `pack_path` to get a readable file, and `forget` if
+//! the transaction rolls back.
 
 use std::path::{Path, PathBuf};
 
 use sqlx::Row;
 use tokio::io::AsyncReadExt;
 
+use crate::storage::Bucket;
 use crate::{Error, Store};
 
 /// How pack bytes are kept; chosen at start-up by configuration.
@@ -17,6 +19,7 @@ use crate::{Error, Store};
 pub enum PackStorage {
     Files { dir: PathBuf },
     Database { cache_dir: PathBuf },
+    S3 { bucket: Bucket, cache_dir: PathBuf },
 }
 
 /// Database rows are kept well under MySQL's default max_allowed_packet.
@@ -27,6 +30,7 @@ impl PackStorage {
         match self {
             PackStorage::Files { .. } => "file",
             PackStorage::Database { .. } => "database",
+            PackStorage::S3 { .. } => "s3",
         }
     }
 
@@ -34,12 +38,27 @@ impl PackStorage {
         format!("pack-{pack_id:010}.pack")
     }
 
+    /// A pack's object name in a bucket.
+    pub(crate) fn object_name(pack_id: i64) -> String {
+        format!("packs/{}", PackStorage::file_name(pack_id))
+    }
+
+    /// Where a local copy of the pack is (the file itself, or its cache).
+    fn local(&self, pack_id: i64) -> PathBuf {
+        match self {
+            PackStorage::Files { dir } => dir.join(PackStorage::file_name(pack_id)),
+            PackStorage::Database { cache_dir } | PackStorage::S3 { cache_dir, .. } => {
+                cache_dir.join(PackStorage::file_name(pack_id))
+            }
+        }
+    }
+
     /// A directory on the same file system as the stored packs, for spooling
     /// incoming packs so that storing them is a rename.
     pub fn spool_dir(&self) -> PathBuf {
         match self {
             PackStorage::Files { dir } => dir.join("incoming"),
-            PackStorage::Database { cache_dir } => cache_dir.join("incoming"),
+            PackStorage::Database { cache_dir } | PackStorage::S3 { cache_dir, .. } => cache_dir.join("incoming"),
         }
     }
 
@@ -150,24 +169,41 @@ impl Store {
                 let _ = tokio::fs::remove_file(spooled).await;
                 Ok(format!("chunks:{seq}"))
             }
+            PackStorage::S3 { bucket, cache_dir } => {
+                // In the bucket before the row that names it commits; the
+                // spooled file stays as this process's cached copy.
+                let name = PackStorage::object_name(pack_id);
+                bucket.upload_file(&name, spooled).await?;
+                tokio::fs::create_dir_all(cache_dir).await?;
+                tokio::fs::rename(spooled, cache_dir.join(PackStorage::file_name(pack_id))).await?;
+                Ok(format!("s3:{name}"))
+            }
         }
     }
 
     /// Undoes [`Store::put_pack`]'s file side after a rolled-back
     /// transaction, or drops the local copy of a pack no longer stored.
     pub(crate) async fn forget_pack(&self, pack_id: i64) {
-        let path = match &self.packs {
-            PackStorage::Files { dir } => dir.join(PackStorage::file_name(pack_id)),
-            PackStorage::Database { cache_dir } => cache_dir.join(PackStorage::file_name(pack_id)),
-        };
-        let _ = tokio::fs::remove_file(path).await;
+        let _ = tokio::fs::remove_file(self.packs.local(pack_id)).await;
+        if let PackStorage::S3 { bucket, .. } = &self.packs {
+            if let Err(e) = bucket.delete(&PackStorage::object_name(pack_id)).await {
+                tracing::warn!("pack {pack_id} stays in {} unused: {e}", bucket.label());
+            }
+        }
     }
 
-    /// A local file holding the pack, fetching it from the database first
-    /// when packs are stored there.
+    /// A local file holding the pack, fetching it from the database or the
+    /// bucket first when packs are stored there.
     pub async fn pack_path(&self, pack_id: i64) -> Result<PathBuf, Error> {
         match &self.packs {
             PackStorage::Files { dir } => Ok(dir.join(PackStorage::file_name(pack_id))),
+            PackStorage::S3 { bucket, .. } => {
+                let path = self.packs.local(pack_id);
+                if tokio::fs::metadata(&path).await.is_err() {
+                    bucket.download(&PackStorage::object_name(pack_id), &path).await?;
+                }
+                Ok(path)
+            }
             PackStorage::Database { cache_dir } => {
                 let path = cache_dir.join(PackStorage::file_name(pack_id));
                 if tokio::fs::metadata(&path).await.is_ok() {

@@ -212,6 +212,15 @@ pub fn statements(dialect: Dialect) -> Vec<String> {
                 PRIMARY KEY (oid)
             )"
         .to_string(),
+        // LFS object bytes when storage is the database: 8 MiB chunks.
+        format!(
+            "CREATE TABLE IF NOT EXISTS lfs_chunks (
+                oid VARCHAR(64) NOT NULL,
+                seq BIGINT NOT NULL,
+                data {blob} NOT NULL,
+                PRIMARY KEY (oid, seq)
+            )"
+        ),
         // Where each LFS object is visible: the repository or directory
         // paths it was uploaded or pushed to (readers of a path see what
         // is below it).

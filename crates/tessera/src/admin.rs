@@ -430,3 +430,93 @@ mod tests {
         assert_eq!(utc(1_796_159_019), "2026-12-01T21:03:39Z");
     }
 }
+
+#[derive(Subcommand)]
+pub enum StorageAction {
+    /// Which backend holds pack files and LFS objects, and how much.
+    Show,
+    /// Copies every pack file and LFS object into an S3 bucket, while the
+    /// server goes on serving from the current backend. Resumable: run it
+    /// again after an interruption, and what is there already is skipped.
+    /// Then set `storage` to the bucket and restart.
+    Migrate {
+        /// The bucket: `s3://bucket[/prefix]`.
+        #[arg(long)]
+        to: String,
+        /// An S3-compatible service's URL; default: the configured s3_endpoint, else AWS.
+        #[arg(long)]
+        s3_endpoint: Option<String>,
+        #[arg(long)]
+        s3_region: Option<String>,
+        /// Allow an http:// endpoint.
+        #[arg(long)]
+        s3_allow_http: bool,
+        /// Copy at most this many objects in this run (to spread the load).
+        #[arg(long)]
+        limit: Option<u64>,
+    },
+}
+
+pub async fn storage(config: &tessera_server::Config, store: &Store, action: StorageAction) -> anyhow::Result<()> {
+    match action {
+        StorageAction::Show => {
+            let (packs, pack_bytes, objects, object_bytes) = store.storage_totals().await?;
+            let kind = match &config.storage {
+                tessera_store::Storage::S3(s3) => s3.url(),
+                other => other.kind().to_string(),
+            };
+            println!("storage: {kind}");
+            println!("packs: {packs} ({pack_bytes} bytes)");
+            println!("lfs objects: {objects} ({object_bytes} bytes)");
+        }
+        StorageAction::Migrate { to, s3_endpoint, s3_region, s3_allow_http, limit } => {
+            let configured = match &config.storage {
+                tessera_store::Storage::S3(s3) => s3.options.clone(),
+                _ => Default::default(),
+            };
+            let options = tessera_store::S3Options {
+                endpoint: s3_endpoint.or(configured.endpoint),
+                region: s3_region.or(configured.region),
+                allow_http: s3_allow_http || configured.allow_http,
+            };
+            let target = tessera_store::S3Config::parse(&to, options)?;
+            if config.storage == tessera_store::Storage::S3(target.clone()) {
+                bail!("storage is {} already", target.url());
+            }
+            let bucket = tessera_store::Bucket::open(&target)?;
+            let mut each = |name: &str, size: u64| println!("copied {name} ({size} bytes)");
+            let report = store.copy_to_bucket(&bucket, limit, &mut each).await?;
+            audited(
+                store,
+                "storage.migrate",
+                None,
+                &format!(
+                    "to {}: {} packs, {} LFS objects, {} bytes",
+                    target.url(),
+                    report.packs_copied,
+                    report.lfs_copied,
+                    report.bytes
+                ),
+            )
+            .await?;
+            println!(
+                "{} pack(s) and {} LFS object(s) copied ({} bytes); {} already in {}",
+                report.packs_copied,
+                report.lfs_copied,
+                report.bytes,
+                report.already_there,
+                target.url()
+            );
+            if report.stopped_early {
+                println!("stopped at --limit: run the same command again to go on");
+            } else {
+                println!(
+                    "every pack and LFS object is in {}: set storage = {:?} (and its s3_* options) and restart",
+                    target.url(),
+                    target.url()
+                );
+            }
+        }
+    }
+    Ok(())
+}

@@ -26,7 +26,19 @@ pub struct FileConfig {
     database: Option<String>,
     import_roots: Option<Vec<String>>,
     require_token_for_reads: Option<bool>,
+    /// The same as `storage = "database"` (older configurations).
     packs_in_database: Option<bool>,
+    /// Where pack files and LFS objects are kept: `files` (default),
+    /// `database`, or `s3://bucket/prefix` (credentials from the AWS
+    /// variables).
+    storage: Option<String>,
+    /// An S3-compatible service's URL (MinIO, Ceph); AWS when unset.
+    s3_endpoint: Option<String>,
+    s3_region: Option<String>,
+    /// Allow an `http://` S3 endpoint.
+    s3_allow_http: Option<bool>,
+    /// LFS downloads get presigned URLs of the bucket (S3 storage only).
+    lfs_presigned_downloads: Option<bool>,
     max_push_bytes: Option<u64>,
     max_clone_objects: Option<u64>,
     max_object_bytes: Option<u64>,
@@ -158,7 +170,23 @@ pub fn load(args: &ServerArgs) -> anyhow::Result<Config> {
         config.import_roots = roots;
     }
     config.require_token_for_reads = file.require_token_for_reads.unwrap_or(false);
-    config.packs_in_database = file.packs_in_database.unwrap_or(false);
+    let s3 = tessera_store::S3Options {
+        endpoint: file.s3_endpoint.filter(|e| !e.is_empty()),
+        region: file.s3_region.filter(|r| !r.is_empty()),
+        allow_http: file.s3_allow_http.unwrap_or(false),
+    };
+    config.storage = match (file.storage.as_deref(), file.packs_in_database) {
+        (Some(spec), Some(true)) if spec != "database" => {
+            bail!("packs_in_database = true and storage = {spec:?} disagree; keep storage only")
+        }
+        (Some(spec), _) => tessera_store::Storage::parse(spec, s3)?,
+        (None, Some(true)) => tessera_store::Storage::Database,
+        (None, _) => tessera_store::Storage::Files,
+    };
+    config.lfs_presigned_downloads = file.lfs_presigned_downloads.unwrap_or(false);
+    if config.lfs_presigned_downloads && !matches!(config.storage, tessera_store::Storage::S3(_)) {
+        bail!("lfs_presigned_downloads needs storage = \"s3://...\"");
+    }
     if let Some(max) = file.max_push_bytes {
         config.max_push_bytes = max;
     }
@@ -193,7 +221,16 @@ pub fn show(config: &Config) -> String {
     line("database", format!("{:?}", config.database));
     line("import_roots", format!("{:?}", config.import_roots));
     line("require_token_for_reads", config.require_token_for_reads.to_string());
-    line("packs_in_database", config.packs_in_database.to_string());
+    match &config.storage {
+        tessera_store::Storage::S3(s3) => {
+            line("storage", format!("{:?}", s3.url()));
+            line("s3_endpoint", s3.options.endpoint.as_ref().map_or("none".into(), |e| format!("{e:?}")));
+            line("s3_region", s3.options.region.as_ref().map_or("none".into(), |r| format!("{r:?}")));
+            line("s3_allow_http", s3.options.allow_http.to_string());
+        }
+        other => line("storage", format!("{:?}", other.kind())),
+    }
+    line("lfs_presigned_downloads", config.lfs_presigned_downloads.to_string());
     line("max_push_bytes", config.max_push_bytes.to_string());
     line("max_clone_objects", config.max_clone_objects.map_or("none".into(), |n| n.to_string()));
     line("max_object_bytes", config.max_object_bytes.to_string());

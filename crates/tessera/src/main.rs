@@ -113,6 +113,13 @@ enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Where pack files and LFS objects are kept.
+    Storage {
+        #[command(subcommand)]
+        action: admin::StorageAction,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Database administration.
     Db {
         #[command(subcommand)]
@@ -253,6 +260,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Access { action, server } => {
             let (config, store) = admin_store(&server).await?;
             admin::access(&store, action, !config.require_token_for_reads).await?
+        }
+        Command::Storage { action, server } => {
+            let (config, store) = admin_store(&server).await?;
+            admin::storage(&config, &store, action).await?
         }
         Command::Audit { path, user, limit, server } => {
             admin::audit(&admin_store(&server).await?.1, path, user, limit).await?

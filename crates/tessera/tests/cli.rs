@@ -636,7 +636,12 @@ fn every_configuration_key_can_be_set_in_the_environment() {
         ("database", "postgres://u@h/db", "database = \"postgres://u@h/db\""),
         ("import_roots", "/import, /vendor", "import_roots = [\"/import\", \"/vendor\"]"),
         ("require_token_for_reads", "true", "require_token_for_reads = true"),
-        ("packs_in_database", "true", "packs_in_database = true"),
+        ("packs_in_database", "true", "storage = \"database\""),
+        ("storage", "s3://tessera-test/objects", "storage = \"s3://tessera-test/objects\""),
+        ("s3_endpoint", "http://127.0.0.1:9000", "s3_endpoint = \"http://127.0.0.1:9000\""),
+        ("s3_region", "eu-west-1", "s3_region = \"eu-west-1\""),
+        ("s3_allow_http", "true", "s3_allow_http = true"),
+        ("lfs_presigned_downloads", "true", "lfs_presigned_downloads = true"),
         ("max_push_bytes", "12345", "max_push_bytes = 12345"),
         ("max_clone_objects", "777", "max_clone_objects = 777"),
         ("max_object_bytes", "4096", "max_object_bytes = 4096"),
@@ -658,7 +663,12 @@ fn every_configuration_key_can_be_set_in_the_environment() {
             .iter()
             .find(|(k, _, _)| *k == key)
             .unwrap_or_else(|| panic!("no sample for {key}: add one, and check that {var} works"));
-        let out = ok(&tessera(&["config", "show"], &[(var, value)]));
+        // S3 options apply to S3 storage only.
+        let mut env = vec![(var, *value)];
+        if key.starts_with("s3_") || key == "lfs_presigned_downloads" {
+            env.push(("TESSERA_STORAGE", "s3://tessera-test"));
+        }
+        let out = ok(&tessera(&["config", "show"], &env));
         assert!(out.contains(shown), "{var}={value}:\n{out}");
     }
     assert_eq!(keys.lines().count(), samples.len(), "{keys}");

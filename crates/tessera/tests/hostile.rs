@@ -650,7 +650,7 @@ fn fsck_repairs_chains_an_earlier_version_stored_too_deep() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let url = format!("sqlite://{}", dir.join("tessera.db").display());
-        let options = tessera_store::Options { packs_in_database: false, max_connections: Some(2) };
+        let options = tessera_store::Options { storage: tessera_store::Storage::Files, max_connections: Some(2) };
         let store = tessera_store::Store::open(&url, &dir, options).await.unwrap();
         let repo = store.create_repo("/import/old", tessera_store::RepoKind::Import).await.unwrap();
         let limits = tessera_pack::index::Limits { max_delta_depth: u32::MAX, ..Default::default() };

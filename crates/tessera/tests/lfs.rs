@@ -170,8 +170,40 @@ fn peak_rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-fn lfs_end_to_end(backend: Backend) {
-    let Some(site) = Site::new(backend) else { return };
+/// Where a test site keeps pack files and LFS objects.
+#[derive(Clone, Copy, PartialEq)]
+enum Stored {
+    Files,
+    Database,
+    /// A moto S3 bucket; `presigned`: downloads go to the bucket itself.
+    S3 {
+        presigned: bool,
+    },
+}
+
+const BUCKET: &str = "tessera-lfs";
+
+fn lfs_end_to_end(backend: Backend, stored: Stored) {
+    let s3 = match stored {
+        Stored::S3 { .. } => match tessera_testkit::S3Server::start(BUCKET) {
+            Some(s3) => Some(s3),
+            None => return,
+        },
+        _ => None,
+    };
+    let mut env = Vec::new();
+    match stored {
+        Stored::Files => {}
+        Stored::Database => env.push(("TESSERA_STORAGE", "database".to_string())),
+        Stored::S3 { presigned } => {
+            env.extend(s3.as_ref().unwrap().env(BUCKET, "site"));
+            if presigned {
+                env.push(("TESSERA_LFS_PRESIGNED_DOWNLOADS", "true".to_string()));
+            }
+        }
+    }
+    let presigned = stored == Stored::S3 { presigned: true };
+    let Some(site) = Site::with_env(backend, env) else { return };
     site.admin(&["user", "add", "admin", "--admin", "--init"]);
     for user in ["alice", "bob", "carol"] {
         site.admin(&["user", "add", user]);
@@ -223,6 +255,17 @@ fn lfs_end_to_end(backend: Backend) {
     assert_eq!(status, 200, "{answer}");
     check_batch_answer(&answer, "download");
     assert_eq!(answer["objects"][1]["error"]["code"], 404, "{answer}");
+    let href = answer["objects"][0]["actions"]["download"]["href"].as_str().unwrap().to_string();
+    if presigned {
+        // Straight from the bucket, signed, with no credential of ours.
+        let endpoint = &s3.as_ref().unwrap().endpoint;
+        assert!(href.starts_with(endpoint) && href.contains("X-Amz-Signature="), "{answer}");
+        assert!(answer["objects"][0]["actions"]["download"].get("header").is_none(), "{answer}");
+        let (status, body, _) = curl(&["-r", "0-99", &href]);
+        assert_eq!((status, body), (206, big[..100].to_vec()));
+    } else {
+        assert!(href.starts_with(&url), "{answer}");
+    }
     let (status, answer) = batch(&repo, Some(&alice), "upload", &[(&small_oid, small.len() as u64), ("nothex", 1)]);
     assert_eq!(status, 200);
     check_batch_answer(&answer, "upload");
@@ -248,9 +291,17 @@ fn lfs_end_to_end(backend: Backend) {
     let (_, answer) = batch(&repo, Some(&alice), "download", &[(&claimed, content.len() as u64)]);
     assert_eq!(answer["objects"][0]["error"]["code"], 404, "a refused upload is visible: {answer}");
 
-    // Range downloads (resumed transfers).
+    // Range downloads (resumed transfers); with presigned downloads, the
+    // server redirects to the bucket, which answers the range itself.
     let get_url = format!("{repo}/info/lfs/objects/{big_oid}");
-    let (status, body, headers) = curl(&["-r", "1000-1999", &get_url]);
+    if presigned {
+        let (status, _, headers) = curl(&["-r", "1000-1999", &get_url]);
+        assert_eq!(status, 307, "{headers}");
+        let endpoint = &s3.as_ref().unwrap().endpoint;
+        assert!(headers.to_lowercase().contains(&format!("location: {endpoint}")), "{headers}");
+    }
+    let follow = if presigned { "-L" } else { "-s" };
+    let (status, body, headers) = curl(&[follow, "-r", "1000-1999", &get_url]);
     assert_eq!(status, 206, "{headers}");
     assert_eq!(body, big[1000..2000].to_vec());
     assert!(headers.contains(&format!("bytes 1000-1999/{}", big.len())), "{headers}");
@@ -343,10 +394,24 @@ fn lfs_end_to_end(backend: Backend) {
     for needle in ["\talice\tlfs.upload\t/import/big\tok", "\talice\tlfs.lock\t", "\tadmin\tlfs.unlock\t"] {
         assert!(log.contains(needle), "{needle:?} missing:\n{log}");
     }
-    let stored: Vec<PathBuf> = walk(&PathBuf::from(&site.data).join("lfs/objects"));
+    let shown = site.admin(&["storage", "show"]);
+    assert!(shown.contains("lfs objects: 6 ("), "{shown}");
+    let local: Vec<PathBuf> = walk(&PathBuf::from(&site.data).join("lfs/objects"));
     // Each object once, however many paths use it (big.bin is visible at
     // /import/big and, through /, nowhere else stored twice).
-    let mut names: Vec<String> = stored.iter().map(|p| p.file_name().unwrap().to_string_lossy().into()).collect();
+    let mut names: Vec<String> = match stored {
+        Stored::Files => local.iter().map(|p| p.file_name().unwrap().to_string_lossy().into()).collect(),
+        Stored::Database => {
+            assert!(local.is_empty(), "objects kept as files too: {local:?}");
+            vec![big_oid.clone()]
+        }
+        Stored::S3 { .. } => {
+            assert!(local.is_empty(), "objects kept as files too: {local:?}");
+            let listed = s3.as_ref().unwrap().list(BUCKET, "site/lfs/");
+            assert!(listed.iter().any(|(k, size)| k.ends_with(&big_oid) && *size == big.len() as u64), "{listed:?}");
+            listed.iter().map(|(k, _)| k.rsplit('/').next().unwrap().to_string()).collect()
+        }
+    };
     names.sort();
     let before = names.len();
     names.dedup();
@@ -369,12 +434,22 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn lfs_on_sqlite() {
-    lfs_end_to_end(Backend::Sqlite);
+    lfs_end_to_end(Backend::Sqlite, Stored::Files);
 }
 
 #[test]
-fn lfs_on_postgres() {
-    lfs_end_to_end(Backend::Postgres);
+fn lfs_on_sqlite_with_objects_in_the_database() {
+    lfs_end_to_end(Backend::Sqlite, Stored::Database);
+}
+
+#[test]
+fn lfs_on_sqlite_with_objects_in_s3() {
+    lfs_end_to_end(Backend::Sqlite, Stored::S3 { presigned: false });
+}
+
+#[test]
+fn lfs_on_postgres_with_objects_in_s3_and_presigned_downloads() {
+    lfs_end_to_end(Backend::Postgres, Stored::S3 { presigned: true });
 }
 
 /// Hostile LFS requests get clear refusals, keep nothing, and leave the
@@ -527,4 +602,148 @@ fn base64_decode(text: &str) -> Vec<u8> {
     use std::io::Write;
     child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
     child.wait_with_output().unwrap().stdout
+}
+
+/// `tessera storage migrate` copies packs and LFS objects from files into
+/// a bucket while the server goes on serving, stops and resumes, and a
+/// server on the bucket then serves the same repository without the files.
+#[test]
+fn storage_migrates_from_files_to_s3_resumably() {
+    let Some(s3) = tessera_testkit::S3Server::start(BUCKET) else { return };
+    let Some(site) = Site::new(Backend::Sqlite) else { return };
+    site.admin(&["user", "add", "admin", "--admin", "--init"]);
+    let admin = site.token("admin", "t", "admin");
+    let (mut server, url) = site.serve(&[]);
+    let lfs = Lfs::new();
+    let src = lfs.repo();
+    let (one, two) = (noise(3 << 20, 11), noise(40_000, 12));
+    std::fs::write(src.path().join("one.bin"), &one).unwrap();
+    std::fs::write(src.path().join("notes.txt"), "v1\n").unwrap();
+    lfs.ok(src.path(), &["add", "-A"]);
+    lfs.ok(src.path(), &["commit", "-q", "-m", "one"]);
+    let remote = with(&format!("{url}/import/m"), &admin);
+    lfs.ok(src.path(), &["push", "-q", &remote, "main"]);
+    std::fs::write(src.path().join("two.bin"), &two).unwrap();
+    std::fs::write(src.path().join("notes.txt"), "v2\n").unwrap();
+    lfs.ok(src.path(), &["add", "-A"]);
+    lfs.ok(src.path(), &["commit", "-q", "-m", "two"]);
+    lfs.ok(src.path(), &["push", "-q", &remote, "main"]);
+    let head = lfs.ok(src.path(), &["rev-parse", "HEAD"]);
+    let (packs, objects) = {
+        let shown = site.admin(&["storage", "show"]);
+        let count = |label: &str| -> usize {
+            let line = shown.lines().find(|l| l.starts_with(label)).unwrap();
+            line[label.len()..].split_whitespace().next().unwrap().parse().unwrap()
+        };
+        (count("packs: "), count("lfs objects: "))
+    };
+    assert!(packs >= 2 && objects == 2, "packs {packs}, objects {objects}");
+
+    let migrate = |extra: &[&str]| -> String {
+        let target = format!("s3://{BUCKET}/moved");
+        let mut args = vec!["storage", "migrate", "--to", &target, "--s3-endpoint", &s3.endpoint, "--s3-allow-http"];
+        args.extend(extra);
+        args.extend(["--data-dir", &site.data, "--database", &site.database]);
+        let out = common::tessera(
+            &args,
+            &[
+                ("AWS_ACCESS_KEY_ID", "tessera-test"),
+                ("AWS_SECRET_ACCESS_KEY", "tessera-test"),
+                ("AWS_DEFAULT_REGION", "us-east-1"),
+            ],
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    // Interrupted after one object (--limit), while the server serves.
+    let first = migrate(&["--limit", "1"]);
+    assert!(first.contains("stopped at --limit"), "{first}");
+    assert_eq!(s3.list(BUCKET, "moved/").len(), 1, "{first}");
+    let work = tempfile::tempdir().unwrap();
+    let during = work.path().join("during");
+    lfs.clone(&format!("{url}/import/m"), &during);
+    assert_eq!(std::fs::read(during.join("one.bin")).unwrap(), one);
+    // Resumed: what is there is not copied again.
+    let second = migrate(&[]);
+    assert!(second.contains(&format!("1 already in s3://{BUCKET}/moved")), "{second}");
+    assert!(second.contains("set storage ="), "{second}");
+    let listed = s3.list(BUCKET, "moved/");
+    assert_eq!(listed.len(), packs + objects, "{listed:?}");
+    let third = migrate(&[]);
+    assert!(third.contains("0 pack(s) and 0 LFS object(s) copied"), "{third}");
+
+    // A server on the bucket, with the local files gone, serves it all.
+    let _ = server.kill();
+    let _ = server.wait();
+    std::fs::remove_dir_all(PathBuf::from(&site.data).join("packs")).unwrap();
+    std::fs::remove_dir_all(PathBuf::from(&site.data).join("lfs/objects")).unwrap();
+    let env = s3.env(BUCKET, "moved");
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (mut server, url) = site.serve(&env);
+    let after = work.path().join("after");
+    lfs.clone(&format!("{url}/import/m"), &after);
+    assert_eq!(lfs.ok(&after, &["rev-parse", "HEAD"]), head);
+    assert_eq!(std::fs::read(after.join("one.bin")).unwrap(), one);
+    assert_eq!(std::fs::read(after.join("two.bin")).unwrap(), two);
+    tessera_testkit::fsck(&after);
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+/// Two server processes with data directories of their own, one
+/// PostgreSQL database and one bucket, are one server: what is pushed to
+/// one, packs and LFS objects, the other serves.
+#[test]
+fn two_servers_share_postgres_and_a_bucket() {
+    let Some(s3) = tessera_testkit::S3Server::start(BUCKET) else { return };
+    let Some(site) = Site::with_env(Backend::Postgres, s3.env(BUCKET, "shared")) else { return };
+    site.admin(&["user", "add", "admin", "--admin", "--init"]);
+    let admin = site.token("admin", "t", "admin");
+    let (mut a, a_url) = site.serve(&[]);
+    let other = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--database", &site.database])
+        .arg("--data-dir")
+        .arg(other.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    for (k, v) in &site.env {
+        cmd.env(k, v);
+    }
+    let mut b = cmd.spawn().unwrap();
+    let mut banner = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(b.stdout.take().unwrap()), &mut banner).unwrap();
+    let b_url = banner.split_whitespace().find(|w| w.starts_with("http://")).unwrap().to_string();
+
+    let lfs = Lfs::new();
+    let src = lfs.repo();
+    let data = noise(5 << 20, 21);
+    std::fs::write(src.path().join("data.bin"), &data).unwrap();
+    std::fs::write(src.path().join("README"), "shared\n").unwrap();
+    lfs.ok(src.path(), &["add", "-A"]);
+    lfs.ok(src.path(), &["commit", "-q", "-m", "shared"]);
+    lfs.ok(src.path(), &["push", "-q", &with(&format!("{a_url}/import/shared"), &admin), "main"]);
+    let work = tempfile::tempdir().unwrap();
+    let from_b = work.path().join("from-b");
+    lfs.clone(&format!("{b_url}/import/shared"), &from_b);
+    assert_eq!(std::fs::read(from_b.join("data.bin")).unwrap(), data);
+    tessera_testkit::fsck(&from_b);
+    // The bytes are in the bucket, and B's copy of the pack in its cache.
+    let listed = s3.list(BUCKET, "shared/");
+    assert!(listed.iter().any(|(k, _)| k.starts_with("shared/packs/")), "{listed:?}");
+    assert!(listed.iter().any(|(k, _)| k.ends_with(&sha256(&data))), "{listed:?}");
+    assert!(std::fs::read_dir(other.path().join("pack-cache")).unwrap().count() > 0);
+    // And back: a push to B is served by A.
+    std::fs::write(from_b.join("README"), "changed on b\n").unwrap();
+    lfs.ok(&from_b, &["commit", "-q", "-am", "from b"]);
+    lfs.ok(&from_b, &["push", "-q", &with(&format!("{b_url}/import/shared"), &admin), "main"]);
+    let head = lfs.ok(&from_b, &["rev-parse", "HEAD"]);
+    let from_a = work.path().join("from-a");
+    lfs.clone(&format!("{a_url}/import/shared"), &from_a);
+    assert_eq!(lfs.ok(&from_a, &["rev-parse", "HEAD"]), head);
+    tessera_testkit::fsck(&from_a);
+    for child in [&mut a, &mut b] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 }

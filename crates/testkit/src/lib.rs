@@ -441,3 +441,97 @@ impl TestServer {
         (status, text[..split].to_vec())
     }
 }
+
+/// An S3-compatible server for tests: moto's, from PyPI (`moto[server]`),
+/// on a free port of 127.0.0.1, killed when dropped.
+pub struct S3Server {
+    pub endpoint: String,
+    child: std::process::Child,
+}
+
+impl S3Server {
+    /// Starts a moto server with bucket `bucket`; `None` (a failure under
+    /// CI=true) when moto is not installed.
+    pub fn start(bucket: &str) -> Option<S3Server> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        let child = match child {
+            Ok(c) => c,
+            Err(e) => {
+                unavailable("moto_server (pip install 'moto[server]')", &e.to_string());
+                return None;
+            }
+        };
+        let server = S3Server { endpoint: format!("http://127.0.0.1:{port}"), child };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "moto_server did not start on port {port}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let made = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT"])
+            .arg(format!("{}/{bucket}", server.endpoint))
+            .output()
+            .expect("curl runs");
+        assert_eq!(String::from_utf8_lossy(&made.stdout), "200", "creating bucket {bucket}");
+        Some(server)
+    }
+
+    /// The server's storage setting for `bucket/prefix`.
+    pub fn storage(&self, bucket: &str, prefix: &str) -> tessera_store::Storage {
+        let options = tessera_store::S3Options {
+            endpoint: Some(self.endpoint.clone()),
+            region: Some("us-east-1".into()),
+            allow_http: true,
+        };
+        tessera_store::Storage::S3(
+            tessera_store::S3Config::parse(&format!("s3://{bucket}/{prefix}"), options).expect("an S3 URL"),
+        )
+    }
+
+    /// The environment a `tessera` process needs for `s3://bucket/prefix`:
+    /// the storage keys and moto's (any) credentials.
+    pub fn env(&self, bucket: &str, prefix: &str) -> Vec<(&'static str, String)> {
+        vec![
+            ("TESSERA_STORAGE", format!("s3://{bucket}/{prefix}")),
+            ("TESSERA_S3_ENDPOINT", self.endpoint.clone()),
+            ("TESSERA_S3_REGION", "us-east-1".into()),
+            ("TESSERA_S3_ALLOW_HTTP", "true".into()),
+            ("AWS_ACCESS_KEY_ID", "tessera-test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "tessera-test".into()),
+        ]
+    }
+
+    /// The keys of the bucket's objects under `prefix`, with their sizes.
+    pub fn list(&self, bucket: &str, prefix: &str) -> Vec<(String, u64)> {
+        let out = Command::new("curl")
+            .arg("-s")
+            .arg(format!("{}/{bucket}?list-type=2&prefix={prefix}&max-keys=1000", self.endpoint))
+            .output()
+            .expect("curl runs");
+        let xml = String::from_utf8_lossy(&out.stdout).into_owned();
+        let field = |part: &str, tag: &str| -> Option<String> {
+            let start = part.find(&format!("<{tag}>"))? + tag.len() + 2;
+            let end = part[start..].find(&format!("</{tag}>"))? + start;
+            Some(part[start..end].to_string())
+        };
+        xml.split("<Contents>")
+            .skip(1)
+            .filter_map(|part| Some((field(part, "Key")?, field(part, "Size")?.parse().ok()?)))
+            .collect()
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -25,6 +25,8 @@ pub fn text(bytes: &[u8]) -> String {
 pub struct Site {
     pub data: String,
     pub database: String,
+    /// Set for every command and server of the site (storage settings).
+    pub env: Vec<(String, String)>,
     _db: Option<TempDatabase>,
     _dir: tempfile::TempDir,
 }
@@ -41,7 +43,18 @@ impl Site {
             Some(db) => db.url.clone(),
             None => format!("sqlite://{data}/tessera.db"),
         };
-        Some(Site { data, database, _db: db, _dir: dir })
+        Some(Site { data, database, env: Vec::new(), _db: db, _dir: dir })
+    }
+
+    /// A site whose commands and servers all run with `env`.
+    pub fn with_env(backend: Backend, env: Vec<(&'static str, String)>) -> Option<Site> {
+        let mut site = Site::new(backend)?;
+        site.env = env.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        Some(site)
+    }
+
+    fn site_env(&self) -> Vec<(&str, &str)> {
+        self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
     }
 
     /// Runs an administration command on this site; panics if it fails.
@@ -54,7 +67,7 @@ impl Site {
     pub fn admin_output(&self, args: &[&str]) -> Output {
         let mut all: Vec<&str> = args.to_vec();
         all.extend(["--data-dir", &self.data, "--database", &self.database]);
-        tessera(&all, &[])
+        tessera(&all, &self.site_env())
     }
 
     pub fn token(&self, user: &str, name: &str, scope: &str) -> String {
@@ -87,7 +100,7 @@ impl Site {
             .env_remove("TESSERA_REQUIRE_TOKEN_FOR_READS")
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
-        for (k, v) in env {
+        for (k, v) in self.site_env().into_iter().chain(env.iter().copied()) {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().unwrap();
