@@ -1,4 +1,7 @@
-//! Development tasks: `cargo xtask fuzz [TARGET] [SECONDS]`, `cargo xtask bench [NAME] [ARGS]`.
+//! Development tasks: `cargo xtask fuzz [TARGET] [SECONDS]`, `cargo xtask bench [NAME] [ARGS]`,
+//! `cargo xtask static-serve DIR [ADDR]` (the reference server of `bench/lfs`).
+
+mod static_serve;
 
 use std::process::Command;
 
@@ -62,11 +65,15 @@ fn main() -> anyhow::Result<()> {
             let name = args.get(1).map(String::as_str).unwrap_or("smart-http");
             let script = root.join("bench").join(name).join("run.sh");
             if !script.exists() {
-                bail!("no benchmark {name}: try smart-http, push-memory, monorepo, bridge or big-history");
+                bail!("no benchmark {name}: try smart-http, push-memory, monorepo, bridge, big-history or lfs");
             }
             run(Command::new("bash").arg(script).args(&args[2.min(args.len())..]).current_dir(&root))
         }
-        _ => bail!("usage: cargo xtask fuzz [TARGET|all] [SECONDS] | cargo xtask bench [smart-http|push-memory|monorepo|bridge|big-history] [ARGS]"),
+        Some("static-serve") => {
+            let dir = args.get(1).context("usage: cargo xtask static-serve DIR [ADDR]")?;
+            static_serve::run(dir.into(), args.get(2).map(String::as_str).unwrap_or("127.0.0.1:0"))
+        }
+        _ => bail!("usage: cargo xtask fuzz [TARGET|all] [SECONDS] | cargo xtask bench [smart-http|push-memory|monorepo|bridge|big-history|lfs] [ARGS] | cargo xtask static-serve DIR [ADDR]"),
 
     }
 }

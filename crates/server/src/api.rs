@@ -169,6 +169,9 @@ pub(crate) async fn merge_as(
         MergeOutcome::Conflict { .. } => StatusCode::CONFLICT,
     };
     let merged = status == StatusCode::OK;
+    if merged {
+        crate::hooks::emit(state, &mr.path, "mr.merged", crate::hooks::mr_event(&mr)).await;
+    }
     let detail = if merged { format!("!{id} merged") } else { format!("!{id} has conflicts") };
     audited(state, &caller, "mr.merge", &mr.path, detail, if merged { "ok" } else { "conflict" }).await;
     Ok((status, mr))
@@ -231,7 +234,11 @@ pub(crate) async fn set_status_as(
         return Err(HttpError::new(StatusCode::CONFLICT, reason));
     }
     audited(state, &caller, &action, &mr.path, format!("!{id}"), "ok").await;
-    load(state, id).await
+    let mr = load(state, id).await?;
+    if to == MrStatus::Closed {
+        crate::hooks::emit(state, &mr.path, "mr.closed", crate::hooks::mr_event(&mr)).await;
+    }
+    Ok(mr)
 }
 
 async fn close(

@@ -11,6 +11,7 @@ mod api;
 mod auth;
 mod datapages;
 mod error;
+mod hooks;
 mod layout;
 mod lfs;
 mod push;
@@ -53,6 +54,12 @@ pub struct Config {
     /// Hand LFS downloads presigned URLs of the bucket itself (S3 storage
     /// only), valid for 15 minutes, instead of serving the bytes.
     pub lfs_presigned_downloads: bool,
+    /// Deliver webhooks to loopback and private addresses too (tests, or a
+    /// CI on the same network).
+    pub webhooks_allow_private: bool,
+    /// Seconds before a failed webhook delivery's first retry; each next
+    /// wait doubles (five attempts in all).
+    pub webhook_retry_secs: u64,
     /// The largest push accepted, in bytes.
     pub max_push_bytes: u64,
     /// The largest fetch request body (wants and haves), in bytes.
@@ -91,6 +98,8 @@ impl Config {
             require_token_for_reads: false,
             storage: tessera_store::Storage::Files,
             lfs_presigned_downloads: false,
+            webhooks_allow_private: false,
+            webhook_retry_secs: 10,
             max_push_bytes: 8 << 30,
             max_request_bytes: 64 << 20,
             request_timeout_secs: 30,
@@ -112,6 +121,8 @@ pub(crate) struct State {
     pub ingest: tessera_repo::ingest::Options,
     /// The access rules, cached by their version (`auth::policy`).
     pub policy: std::sync::RwLock<Option<Arc<tessera_store::Policy>>>,
+    /// Wakes this process's webhook deliverer when an event is queued.
+    pub hooks_wake: tokio::sync::Notify,
 }
 
 /// A bound, ready server.
@@ -189,7 +200,14 @@ impl Server {
             }
             None => None,
         };
-        let state = Arc::new(State { config, store, snapshots, ingest, policy: Default::default() });
+        let state = Arc::new(State {
+            config,
+            store,
+            snapshots,
+            ingest,
+            policy: Default::default(),
+            hooks_wake: tokio::sync::Notify::new(),
+        });
         Ok(Server { listener, ssh, state })
     }
 
@@ -219,8 +237,10 @@ impl Server {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let state = self.state.clone();
-        let app =
-            smart::router(self.state.clone()).merge(api::router(self.state.clone())).merge(review::router(self.state));
+        let app = smart::router(self.state.clone())
+            .merge(api::router(self.state.clone()))
+            .merge(review::router(self.state.clone()))
+            .merge(hooks::router(self.state));
         // One shutdown signal for both listeners.
         let (stop, stopped) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
@@ -230,6 +250,7 @@ impl Server {
         let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
+        let deliverer = tokio::spawn(hooks::deliver_loop(state.clone(), stopped.clone()));
         let ssh = self
             .ssh
             .map(|(listener, config)| tokio::spawn(ssh::run(listener, config, state.clone(), wait(stopped.clone()))));
@@ -237,6 +258,7 @@ impl Server {
         if let Some(ssh) = ssh {
             let _ = ssh.await;
         }
+        let _ = deliverer.await;
         state.store.pool().close().await;
         result
     }

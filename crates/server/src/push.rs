@@ -445,6 +445,15 @@ impl Push<'_> {
                     sync_import(state, &repo, &results, &ingested, self.req, messages).await;
                 }
                 let updated = results.iter().filter(|(_, r)| r.is_ok()).count();
+                let id = |o: &Option<ObjectId>| o.map(|i| i.to_string());
+                let moved: Vec<serde_json::Value> = results
+                    .iter()
+                    .filter(|(_, r)| r.is_ok())
+                    .filter_map(|(name, _)| self.req.commands.iter().find(|c| &c.name == name))
+                    .map(|c| serde_json::json!({ "ref": c.name, "before": id(&c.old), "after": id(&c.new) }))
+                    .collect();
+                let event = serde_json::json!({ "pusher": self.who, "refs": moved });
+                crate::hooks::emit(state, self.path, "push", event).await;
                 let summary = format!("tessera: {updated} ref(s) updated in {}\n", self.path);
                 messages.extend(receive::progress(self.req, &summary));
             }
@@ -608,6 +617,9 @@ async fn open_merge_requests(
             Ok(new) => match mono.open_mr(dir, &c.name, new, who).await {
                 Ok((mr, created)) => {
                     let verb = if created { "opened" } else { "updated" };
+                    let mut event = crate::hooks::mr_event(&mr);
+                    event["pusher"] = serde_json::json!(who);
+                    crate::hooks::emit(state, dir, &format!("mr.{verb}"), event).await;
                     let next = if c.name == tessera_repo::monorepo::MAIN {
                         "your origin/main now shows your push, but the server's main moves only with the merge; \
                          after it, run `git pull --rebase` to get main as merged"

@@ -58,8 +58,10 @@ pub(crate) async fn approvals(state: &State, mr: &MergeRequest) -> Result<Approv
     Ok(Approvals { required, set_at, current, stale })
 }
 
-/// Refuses a merge that lacks the approvals its path requires.
+/// Refuses a merge that lacks the approvals or the successful checks its
+/// path requires.
 pub(crate) async fn merge_gate(state: &State, mr: &MergeRequest) -> Result<(), HttpError> {
+    crate::hooks::checks_gate(state, mr).await?;
     let a = approvals(state, mr).await?;
     if (a.current.len() as i64) < a.required {
         return Err(HttpError::new(
@@ -164,7 +166,9 @@ struct SettingsQuery {
 
 #[derive(Deserialize)]
 struct SettingsBody {
-    required_approvals: i64,
+    required_approvals: Option<i64>,
+    /// Names of the checks that must succeed; `[]` requires none here.
+    required_checks: Option<Vec<String>>,
 }
 
 async fn get_settings(
@@ -176,7 +180,9 @@ async fn get_settings(
     let path = crate::repos::normalize(&q.path)?;
     auth::check(&state, &caller, &path, Need::Read).await?;
     let (required, set_at) = state.store.required_approvals(&path).await?;
-    Ok(Json(json!({ "path": path, "required_approvals": required, "set_at": set_at })))
+    let (checks, checks_set_at) = state.store.required_checks(&path).await?;
+    Ok(Json(json!({ "path": path, "required_approvals": required, "set_at": set_at,
+                    "required_checks": checks, "checks_set_at": checks_set_at })))
 }
 
 /// Maintainers of a path set how many approvals its merges need.
@@ -189,7 +195,18 @@ async fn put_settings(
     let caller = auth::require(&state, &headers).await?;
     let path = crate::repos::normalize(&q.path)?;
     auth::check(&state, &caller, &path, Need::Maintain).await?;
-    state.store.set_required_approvals(&path, body.required_approvals).await?;
-    audit(&state, &caller, "settings.approvals", &path, &format!("{} required", body.required_approvals)).await;
-    Ok(Json(json!({ "path": path, "required_approvals": body.required_approvals })))
+    if body.required_approvals.is_none() && body.required_checks.is_none() {
+        return Err(HttpError::bad_request("set required_approvals, required_checks or both").into());
+    }
+    if let Some(n) = body.required_approvals {
+        state.store.set_required_approvals(&path, n).await?;
+        audit(&state, &caller, "settings.approvals", &path, &format!("{n} required")).await;
+    }
+    if let Some(names) = &body.required_checks {
+        state.store.set_required_checks(&path, names).await?;
+        audit(&state, &caller, "settings.checks", &path, &format!("required: {}", names.join(", "))).await;
+    }
+    let (required, _) = state.store.required_approvals(&path).await?;
+    let (checks, _) = state.store.required_checks(&path).await?;
+    Ok(Json(json!({ "path": path, "required_approvals": required, "required_checks": checks })))
 }

@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod hooks;
 pub mod index;
 mod keys;
 pub mod lfs;

@@ -280,6 +280,57 @@ pub fn statements(dialect: Dialect) -> Vec<String> {
                 PRIMARY KEY (path)
             )"
         ),
+        // Checks an external CI posts on a request's head commit, and the
+        // checks paths require (comma-separated names; "" requires none).
+        format!(
+            "CREATE TABLE IF NOT EXISTS mr_checks (
+                mr_id BIGINT NOT NULL,
+                name VARCHAR(100) NOT NULL,
+                head_commit {oid} NOT NULL,
+                state VARCHAR(16) NOT NULL,
+                url {text},
+                description {text},
+                updated_by {name} NOT NULL,
+                updated_at BIGINT NOT NULL,
+                PRIMARY KEY (mr_id, name, head_commit)
+            )"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS path_checks (
+                path {name} NOT NULL,
+                names {text} NOT NULL,
+                PRIMARY KEY (path)
+            )"
+        ),
+        // Webhooks of paths, and their deliveries: a queue any server
+        // process takes from, by compare-and-swap on `lease_until`.
+        format!(
+            "CREATE TABLE IF NOT EXISTS webhooks (
+                id {id},
+                path {name} NOT NULL,
+                url {text} NOT NULL,
+                secret {text} NOT NULL,
+                events {text} NOT NULL,
+                created_by {name} NOT NULL,
+                created_at BIGINT NOT NULL
+            )"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS webhook_deliveries (
+                id {id},
+                hook_id BIGINT NOT NULL,
+                event VARCHAR(32) NOT NULL,
+                payload {text} NOT NULL,
+                state VARCHAR(16) NOT NULL,
+                attempts BIGINT NOT NULL,
+                next_at BIGINT NOT NULL,
+                lease_until BIGINT NOT NULL,
+                last_status BIGINT,
+                last_error {text},
+                created_at BIGINT NOT NULL,
+                delivered_at BIGINT
+            )"
+        ),
         // Every write, with who did it, where, and how it ended.
         format!(
             "CREATE TABLE IF NOT EXISTS audit_log (
@@ -333,6 +384,8 @@ pub fn statements(dialect: Dialect) -> Vec<String> {
     out.push(index("commits_by_version", "commits (repo_id, added_version)"));
     out.push(index("dir_commits_by_path", "dir_commits (repo_id, path)"));
     out.push(index("audit_by_time", "audit_log (at)"));
+    out.push(index("deliveries_due", "webhook_deliveries (state, next_at)"));
+    out.push(index("deliveries_by_hook", "webhook_deliveries (hook_id, id)"));
     out.push(match dialect {
         Dialect::Mysql => "CREATE UNIQUE INDEX tokens_by_user_name ON tokens (user_id, name)".to_string(),
         _ => "CREATE UNIQUE INDEX IF NOT EXISTS tokens_by_user_name ON tokens (user_id, name)".to_string(),

@@ -103,6 +103,16 @@ impl S3Config {
     }
 }
 
+/// Makes rustls's ring provider the process's TLS provider, for the HTTP
+/// clients of buckets and webhooks; one installed before stays.
+pub fn install_tls() {
+    // ring's provider lacks post-quantum key exchange (hence rustls's
+    // deprecation); aws-lc-rs has it but is a second C crypto build next
+    // to the ring that SSH uses. See ARCHITECTURE.md.
+    #[allow(deprecated)]
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Parts of a multipart upload, and the size of one read of a download.
 const PART: usize = 8 << 20;
 
@@ -120,12 +130,7 @@ fn s3_error(what: String) -> impl FnOnce(object_store::Error) -> Error {
 
 impl Bucket {
     pub fn open(config: &S3Config) -> Result<Bucket, Error> {
-        // TLS for the bucket's client; a provider installed before stays.
-        // ring's provider lacks post-quantum key exchange (hence rustls's
-        // deprecation); aws-lc-rs has it but is a second C crypto build
-        // next to the ring that SSH uses. See ARCHITECTURE.md.
-        #[allow(deprecated)]
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        install_tls();
         let mut builder = AmazonS3Builder::from_env().with_bucket_name(&config.bucket);
         if let Some(endpoint) = &config.options.endpoint {
             builder = builder.with_endpoint(endpoint);

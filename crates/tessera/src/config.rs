@@ -39,6 +39,10 @@ pub struct FileConfig {
     s3_allow_http: Option<bool>,
     /// LFS downloads get presigned URLs of the bucket (S3 storage only).
     lfs_presigned_downloads: Option<bool>,
+    /// Deliver webhooks to loopback and private addresses too.
+    webhooks_allow_private: Option<bool>,
+    /// Seconds before a failed webhook delivery's first retry (doubling).
+    webhook_retry_secs: Option<u64>,
     max_push_bytes: Option<u64>,
     max_clone_objects: Option<u64>,
     max_object_bytes: Option<u64>,
@@ -184,6 +188,13 @@ pub fn load(args: &ServerArgs) -> anyhow::Result<Config> {
         (None, _) => tessera_store::Storage::Files,
     };
     config.lfs_presigned_downloads = file.lfs_presigned_downloads.unwrap_or(false);
+    config.webhooks_allow_private = file.webhooks_allow_private.unwrap_or(false);
+    if let Some(secs) = file.webhook_retry_secs {
+        if !(1..=3600).contains(&secs) {
+            bail!("webhook_retry_secs must be 1 to 3600");
+        }
+        config.webhook_retry_secs = secs;
+    }
     if config.lfs_presigned_downloads && !matches!(config.storage, tessera_store::Storage::S3(_)) {
         bail!("lfs_presigned_downloads needs storage = \"s3://...\"");
     }
@@ -231,6 +242,8 @@ pub fn show(config: &Config) -> String {
         other => line("storage", format!("{:?}", other.kind())),
     }
     line("lfs_presigned_downloads", config.lfs_presigned_downloads.to_string());
+    line("webhooks_allow_private", config.webhooks_allow_private.to_string());
+    line("webhook_retry_secs", config.webhook_retry_secs.to_string());
     line("max_push_bytes", config.max_push_bytes.to_string());
     line("max_clone_objects", config.max_clone_objects.map_or("none".into(), |n| n.to_string()));
     line("max_object_bytes", config.max_object_bytes.to_string());

@@ -642,6 +642,8 @@ fn every_configuration_key_can_be_set_in_the_environment() {
         ("s3_region", "eu-west-1", "s3_region = \"eu-west-1\""),
         ("s3_allow_http", "true", "s3_allow_http = true"),
         ("lfs_presigned_downloads", "true", "lfs_presigned_downloads = true"),
+        ("webhooks_allow_private", "true", "webhooks_allow_private = true"),
+        ("webhook_retry_secs", "3", "webhook_retry_secs = 3"),
         ("max_push_bytes", "12345", "max_push_bytes = 12345"),
         ("max_clone_objects", "777", "max_clone_objects = 777"),
         ("max_object_bytes", "4096", "max_object_bytes = 4096"),
