@@ -136,6 +136,27 @@ fn html(body: String) -> Response {
     r
 }
 
+/// A page of content a commit id names (a tree, a file, a commit): its
+/// HTML is tagged with a hash of itself, so a browser revalidating it gets
+/// a 304 instead of the page again. The tag covers everything on the page,
+/// the signed-in user's bar and form token included, so it is per session,
+/// and `no-cache` makes the browser ask each time (what the viewer may see
+/// can change).
+fn html_tagged(body: String) -> Response {
+    use sha2::Digest;
+    let tag = format!("\"{}\"", hex::encode(&sha2::Sha256::digest(body.as_bytes())[..16]));
+    let mut r = html(body);
+    let h = r.headers_mut();
+    h.insert(header::ETAG, HeaderValue::from_str(&tag).expect("hex is a header value"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
+    r
+}
+
+/// Whether `refname` is a commit id, whose content never changes.
+fn is_commit_id(refname: &str) -> bool {
+    refname.len() == 40 && ObjectId::from_hex(refname.as_bytes()).is_ok()
+}
+
 fn redirect(to: &str) -> Response {
     let mut r = StatusCode::SEE_OTHER.into_response();
     r.headers_mut().insert(header::LOCATION, HeaderValue::from_str(to).unwrap_or(HeaderValue::from_static("/")));
@@ -809,6 +830,7 @@ async fn get(
         }
         Some("tree") => {
             let (refname, commit, subpath) = resolve_rev(&repo, &rest)?;
+            let immutable = is_commit_id(&refname);
             frame.title = format!("Files {}", repo.path);
             frame.refname = Some(refname.clone());
             let shown = subpath.clone();
@@ -823,7 +845,8 @@ async fn get(
                 entries(view, tree, &base, &refname, &subpath, &*visible)
             })
             .await?;
-            Ok(html(web::tree(frame, &shown, &list)))
+            let page = web::tree(frame, &shown, &list);
+            Ok(if immutable { html_tagged(page) } else { html(page) })
         }
         Some(v @ ("blob" | "raw")) => {
             let raw = v == "raw";
@@ -894,7 +917,8 @@ async fn get(
                     web::BlobContent::Lines(lines)
                 }
             };
-            Ok(html(web::blob(frame, &web::Blob { name, size, raw_href, blame_href, content })))
+            let page = web::blob(frame, &web::Blob { name, size, raw_href, blame_href, content });
+            Ok(if immutable { html_tagged(page) } else { html(page) })
         }
         Some("commits") => {
             let (refname, commit, subpath) = if rest.is_empty() {
@@ -956,7 +980,7 @@ async fn get(
                 })
             })
             .await?;
-            Ok(html(web::commit(frame, &page)))
+            Ok(html_tagged(web::commit(frame, &page)))
         }
         Some("refs") => {
             frame.title = format!("Refs {}", repo.path);
@@ -1299,6 +1323,14 @@ async fn mr_page(state: &State, caller: &Caller, frame: &mut web::Frame, rest: &
     })
     .await?;
     let approvals = crate::review::approvals(state, &mr).await?;
+    let checks = state
+        .store
+        .checks(id, mr.head)
+        .await?
+        .into_iter()
+        .map(|c| web::CheckView { name: c.name, state: c.state, url: c.url, description: c.description })
+        .collect();
+    let (required_checks, _) = state.store.required_checks(&mr.path).await?;
     let user = caller.user.as_ref().map(|u| u.name.clone());
     let comments = state
         .store
@@ -1320,6 +1352,8 @@ async fn mr_page(state: &State, caller: &Caller, frame: &mut web::Frame, rest: &
         required_approvals: approvals.required,
         approved_by: approvals.current,
         stale_approvals: approvals.stale.into_iter().map(|(u, _)| u).collect(),
+        checks,
+        required_checks,
         comments,
         id,
         title: mr.title.clone(),

@@ -105,23 +105,12 @@ impl LfsStorage {
     }
 }
 
-/// Reads `length` bytes of a file from `first`, 64 KiB at a time.
+/// Reads `length` bytes of a file from where it stands, 256 KiB at a time
+/// into buffers that are reused once sent. A file shorter than that ends
+/// the stream early, which the response's Content-Length makes an error.
 fn file_stream(file: tokio::fs::File, length: u64) -> ByteStream {
-    futures::stream::unfold((file, length), |(mut file, left)| async move {
-        if left == 0 {
-            return None;
-        }
-        let mut buf = vec![0u8; (64 << 10).min(left as usize)];
-        match file.read(&mut buf).await {
-            Ok(0) => Some((Err(std::io::Error::other("the object ends early")), (file, 0))),
-            Ok(n) => {
-                buf.truncate(n);
-                Some((Ok(Bytes::from(buf)), (file, left - n as u64)))
-            }
-            Err(e) => Some((Err(e), (file, 0))),
-        }
-    })
-    .boxed()
+    use tokio::io::AsyncReadExt;
+    tokio_util::io::ReaderStream::with_capacity(file.take(length), 256 << 10).boxed()
 }
 
 /// `path` and everything below it, as a LIKE pattern with `!` escapes.

@@ -135,6 +135,17 @@ fn web_ui(backend: Backend) {
     let pinned = anon.get(&format!("{url}/import/demo/-/raw/{second}/page.html"));
     assert!(pinned.headers.contains("cache-control: private, max-age=31536000, immutable"), "{}", pinned.headers);
     assert!(page.headers.contains("content-type: text/plain") && page.headers.contains("sandbox"), "{}", page.headers);
+    // Pages of content a commit id names carry a tag of their HTML: the
+    // same page again is a 304; a page of a branch has none.
+    for pinned in [format!("/import/demo/-/tree/{second}/src"), format!("/import/demo/-/blob/{second}/src/main.rs")] {
+        let page = anon.get(&format!("{url}{pinned}"));
+        let etag = page.headers.lines().find_map(|l| l.strip_prefix("etag: ")).expect(&pinned).trim().to_string();
+        assert!(page.headers.contains("cache-control: private, no-cache"), "{}", page.headers);
+        let again = anon.request(&["-H", &format!("If-None-Match: {etag}"), &format!("{url}{pinned}")]);
+        assert!(again.status == 304 && again.body.is_empty(), "{pinned}: {} {}", again.status, again.body);
+    }
+    let branch_page = anon.get(&format!("{url}/import/demo/-/tree/main/src"));
+    assert!(!branch_page.headers.contains("etag:"), "{}", branch_page.headers);
     let page = anon.get(&format!("{url}/import/demo/-/commits/main"));
     assert!(page.body.contains("second: add a function") && page.body.contains("first"));
     let page = anon.get(&format!("{url}/import/demo/-/commits/main/page.html"));

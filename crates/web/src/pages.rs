@@ -25,6 +25,8 @@ tr.add td.t { background:var(--add); } tr.del td.t { background:var(--del); } tr
 .readme { padding:0 1.5em; } .clone input { width:28em; font-family:monospace; }
 .badge { padding:.1em .5em; border-radius:1em; border:1px solid var(--line); font-size:12px; }
 .open { background:#dafbe1; } .merged { background:#fbefff; } .closed, .conflict { background:#ffebe9; }
+details > summary { cursor:pointer; padding:.4em 0; }
+.check-success { color:#1a7f37; font-weight:600; } .check-failure { color:#cf222e; font-weight:600; } .check-pending { color:#9a6700; }
 form.inline { display:inline; } button { cursor:pointer; } a.dir { font-weight:600; }
 table.rows { border-collapse:collapse; } table.rows td, table.rows th { padding:.2em .6em; border:1px solid var(--line); white-space:pre; font-family:ui-monospace,SFMono-Regular,Menlo,monospace; font-size:12.5px; vertical-align:top; }
 table.rows th { background:var(--bg2); text-align:left; } table.rows th.key { text-decoration:underline; }
@@ -373,10 +375,37 @@ pub struct DiffLine {
     pub text: String,
 }
 
-fn diff_boxes(files: &[FileDiff]) -> Markup {
+/// Whether `path` is a file a data export writes (metadata and chunks),
+/// whose line diff the row-level one above it already says better.
+fn export_file(path: &str) -> bool {
+    let path = path.trim_start_matches('/');
+    [".dolt-metadata/", "data/"].iter().any(|dir| path.starts_with(dir) || path.contains(&format!("/{dir}")))
+}
+
+/// The line diffs of a change; with `rows_shown` (the change has a
+/// row-level diff above), the export's own files fold away behind a summary.
+fn diff_boxes(files: &[FileDiff], rows_shown: bool) -> Markup {
+    let numbered: Vec<Numbered<'_>> = files.iter().enumerate().collect();
+    let (folded, shown): (Vec<Numbered<'_>>, Vec<Numbered<'_>>) =
+        numbered.into_iter().partition(|(_, f)| rows_shown && export_file(&f.path));
     html! {
         p.muted { (files.len()) " file(s) changed, +" (files.iter().map(|f| f.added).sum::<usize>()) " −" (files.iter().map(|f| f.removed).sum::<usize>()) }
-        @for (n, f) in files.iter().enumerate() {
+        (file_diffs(&shown))
+        @if !folded.is_empty() {
+            details {
+                summary.muted { "Line diffs of the data export's " (folded.len()) " metadata and chunk file(s)" }
+                (file_diffs(&folded))
+            }
+        }
+    }
+}
+
+/// A file's diff with its place among the change's files (its anchor).
+type Numbered<'f> = (usize, &'f FileDiff);
+
+fn file_diffs(files: &[Numbered<'_>]) -> Markup {
+    html! {
+        @for (n, f) in files.iter().copied() {
             div.box id=(format!("f{n}")) {
                 div.head { span.mono { (f.path) } span.muted { (f.status) " +" (f.added) " −" (f.removed) } }
                 @match &f.body {
@@ -426,7 +455,7 @@ pub fn commit(frame: &Frame, c: &Commit) -> String {
                 tr { th { "parents" } td.mono { @for (id, href) in &c.parents { a href=(href) { (short(id)) } " " } } }
             }
             @if !c.data.is_empty() { h3 { "Data changes" } (row_changes(&c.data)) }
-            (diff_boxes(&c.files))
+            (diff_boxes(&c.files, !c.data.is_empty()))
         },
     )
 }
@@ -459,7 +488,7 @@ pub fn compare(frame: &Frame, c: &Compare) -> String {
             }
             div.box { div.head { (c.commits.len()) @if c.more { "+" } " commit(s)" } (commit_table(&c.commits)) }
             @if !c.data.is_empty() { h3 { "Data changes" } (row_changes(&c.data)) }
-            (diff_boxes(&c.files))
+            (diff_boxes(&c.files, !c.data.is_empty()))
         },
     )
 }
@@ -529,7 +558,20 @@ pub struct Mr {
     pub approved_by: Vec<String>,
     /// Approvals of earlier heads (who has not seen the latest push).
     pub stale_approvals: Vec<String>,
+    /// Checks of the current head, and those the path requires.
+    pub checks: Vec<CheckView>,
+    pub required_checks: Vec<String>,
     pub comments: Vec<CommentView>,
+}
+
+/// One check a CI posted on the head.
+#[derive(Debug, Clone)]
+pub struct CheckView {
+    pub name: String,
+    /// `pending`, `success` or `failure`.
+    pub state: String,
+    pub url: Option<String>,
+    pub description: Option<String>,
 }
 
 /// One review comment.
@@ -578,9 +620,28 @@ pub fn merge_request(frame: &Frame, m: &Mr) -> String {
                     }
                 }
             }
+            @if !m.checks.is_empty() || !m.required_checks.is_empty() {
+                div.box {
+                    div.head { "Checks" }
+                    table.list {
+                        @for c in &m.checks {
+                            tr {
+                                td.mono { (c.name) @if m.required_checks.contains(&c.name) { span.muted { " (required)" } } }
+                                td { span class=(format!("check-{}", c.state)) { (c.state) } }
+                                td.muted { @if let Some(d) = &c.description { (d) } }
+                                // Only http(s) links: the URL comes from a CI token holder.
+                                td { @if let Some(u) = c.url.as_deref().filter(|u| u.starts_with("https://") || u.starts_with("http://")) { a href=(u) rel="nofollow noopener" { "details" } } }
+                            }
+                        }
+                        @for r in m.required_checks.iter().filter(|r| !m.checks.iter().any(|c| &c.name == *r)) {
+                            tr { td.mono { (r) span.muted { " (required)" } } td.muted { "not reported" } td {} td {} }
+                        }
+                    }
+                }
+            }
             div.box { div.head { (m.commits.len()) " commit(s)" } (commit_table(&m.commits)) }
             @if !m.data.is_empty() { h3 { "Data changes" } (row_changes(&m.data)) }
-            (diff_boxes(&m.files))
+            (diff_boxes(&m.files, !m.data.is_empty()))
             div.box {
                 div.head { (m.comments.len()) " comment(s)" }
                 @for c in &m.comments {
