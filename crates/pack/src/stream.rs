@@ -176,7 +176,9 @@ impl PackEnd {
             // Never more output than one byte past the declared size: the
             // first of "invalid data" and "too long" in the stream is the
             // answer, however the stream was cut into pieces.
-            let room = (self.size + 1 - out_before).min(self.scratch.len() as u64) as usize;
+            // `size` is the entry's own claim, up to u64::MAX: never overflow.
+            let limit = self.size.saturating_add(1);
+            let room = (limit - out_before.min(limit)).clamp(1, self.scratch.len() as u64) as usize;
             let status = self
                 .inflate
                 .decompress(&input[pos..], &mut self.scratch[..room], FlushDecompress::None)
@@ -192,9 +194,12 @@ impl PackEnd {
                     self.part = if self.index == self.objects { Part::Trailer } else { Part::EntryHeader };
                     return Ok(pos);
                 }
-                // All input taken, or no progress possible without more.
+                // All input taken: more is needed.
                 _ if pos == input.len() => return Ok(pos),
-                _ if produced == 0 && self.inflate.total_in() == in_before => return Ok(pos),
+                // Input at hand, room for output, and zlib takes none of it
+                // and gives nothing: more input cannot help. Refused, so
+                // that `feed` never spins.
+                _ if produced == 0 && self.inflate.total_in() == in_before => return Err(Error::Zlib { index }),
                 _ => {}
             }
         }
@@ -212,6 +217,32 @@ mod tests {
             writer.whole(crate::Kind::Blob, blob).unwrap();
         }
         writer.finish().unwrap().0
+    }
+
+    /// An entry declaring the largest size there is: found by the fuzzer,
+    /// it once made `size + 1` overflow (a panic with overflow checks, and
+    /// without them no room for output, so `feed` spun forever).
+    #[test]
+    fn the_largest_declared_size_neither_overflows_nor_spins() {
+        let mut stream = b"PACK\0\0\0\x02\0\0\0\x01".to_vec();
+        crate::entry::encode_type_and_size(&mut stream, 3, u64::MAX);
+        // A zlib stream of "abc", then a trailer's worth of bytes.
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut z, b"abc").unwrap();
+        stream.extend(z.finish().unwrap());
+        stream.extend([0u8; 20]);
+        for piece in [1, 5, stream.len()] {
+            let mut end = PackEnd::new();
+            let mut found = None;
+            for chunk in stream.chunks(piece) {
+                if let Some(used) = end.feed(chunk).unwrap() {
+                    found = Some(used);
+                    break;
+                }
+            }
+            assert!(found.is_some(), "piece {piece}");
+            assert_eq!(end.consumed(), stream.len() as u64);
+        }
     }
 
     #[test]

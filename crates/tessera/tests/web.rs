@@ -165,6 +165,18 @@ fn web_ui(backend: Backend) {
         assert_eq!(status, 200, "{path}: {body}");
         serde_json::from_str(&body).unwrap()
     };
+    // The API describes itself; the description is valid OpenAPI.
+    let openapi = json("/api/v1/openapi.json");
+    assert!(openapi["paths"]["/api/v1/refs"]["get"].is_object(), "{openapi}");
+    match Command::new("openapi-spec-validator").arg("--version").output() {
+        Ok(_) => {
+            let file = tempfile::NamedTempFile::new().unwrap();
+            std::fs::write(file.path(), openapi.to_string()).unwrap();
+            let out = Command::new("openapi-spec-validator").arg(file.path()).output().unwrap();
+            assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+        }
+        Err(e) => tessera_testkit::unavailable("openapi-spec-validator (pip)", &e.to_string()),
+    }
     let refs = json("/api/v1/refs?path=/import/demo");
     assert_eq!((&refs["head"], &refs["branches"][0]["name"]), (&"main".into(), &"main".into()), "{refs}");
     let tree = json("/api/v1/tree?path=/import/demo&ref=main&sub=src");
