@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
 use sqlx::Row;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::io::AsyncSeekExt;
 
 use crate::storage::Bucket;
 use crate::{now, text, Error, Store};
@@ -167,14 +167,7 @@ impl Store {
                     let mut buf = vec![0u8; CHUNK as usize];
                     let mut seq = 0i64;
                     loop {
-                        let mut filled = 0;
-                        while filled < buf.len() {
-                            let got = file.read(&mut buf[filled..]).await?;
-                            if got == 0 {
-                                break;
-                            }
-                            filled += got;
-                        }
+                        let filled = crate::storage::read_full(&mut file, &mut buf).await?;
                         if filled == 0 {
                             break;
                         }

@@ -9,7 +9,6 @@
 use std::path::{Path, PathBuf};
 
 use sqlx::Row;
-use tokio::io::AsyncReadExt;
 
 use crate::storage::Bucket;
 use crate::{Error, Store};
@@ -151,14 +150,7 @@ impl Store {
                 let mut buf = vec![0u8; CHUNK];
                 let mut seq = 0i64;
                 loop {
-                    let mut filled = 0;
-                    while filled < CHUNK {
-                        let n = file.read(&mut buf[filled..]).await?;
-                        if n == 0 {
-                            break;
-                        }
-                        filled += n;
-                    }
+                    let filled = crate::storage::read_full(&mut file, &mut buf).await?;
                     if filled == 0 {
                         break;
                     }

@@ -113,6 +113,21 @@ pub fn install_tls() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// Fills `buf` from `file` as far as the file goes; returns how much it
+/// filled (less than `buf.len()` only at the end, 0 at the end). The
+/// database backends store files as rows of one such buffer each.
+pub(crate) async fn read_full(file: &mut tokio::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let n = file.read(&mut buf[filled..]).await?;
+        if n == 0 {
+            break;
+        }
+        filled += n;
+    }
+    Ok(filled)
+}
+
 /// Parts of a multipart upload, and the size of one read of a download.
 const PART: usize = 8 << 20;
 

@@ -747,3 +747,66 @@ fn two_servers_share_postgres_and_a_bucket() {
         let _ = child.wait();
     }
 }
+
+/// A migration killed mid-way (SIGKILL) leaves only whole objects in the
+/// bucket, and the next run copies the rest and nothing twice.
+#[test]
+fn a_killed_storage_migration_resumes() {
+    let Some(s3) = tessera_testkit::S3Server::start(BUCKET) else { return };
+    let Some(site) = Site::new(Backend::Sqlite) else { return };
+    site.admin(&["user", "add", "admin", "--admin", "--init"]);
+    let admin = site.token("admin", "t", "admin");
+    let (mut server, url) = site.serve(&[]);
+    let lfs = Lfs::new();
+    let src = lfs.repo();
+    let files: Vec<Vec<u8>> = (0..24).map(|i| noise(2 << 20, 100 + i)).collect();
+    for (i, data) in files.iter().enumerate() {
+        std::fs::write(src.path().join(format!("f{i:02}.bin")), data).unwrap();
+    }
+    lfs.ok(src.path(), &["add", "-A"]);
+    lfs.ok(src.path(), &["commit", "-q", "-m", "many"]);
+    lfs.ok(src.path(), &["push", "-q", &with(&format!("{url}/import/many"), &admin), "main"]);
+    let _ = server.kill();
+    let _ = server.wait();
+
+    let target = format!("s3://{BUCKET}/killed");
+    let args = |cmd: &mut Command| {
+        cmd.args(["storage", "migrate", "--to", &target, "--s3-endpoint", &s3.endpoint, "--s3-allow-http"])
+            .args(["--data-dir", &site.data, "--database", &site.database])
+            .env("AWS_ACCESS_KEY_ID", "tessera-test")
+            .env("AWS_SECRET_ACCESS_KEY", "tessera-test")
+            .env("AWS_DEFAULT_REGION", "us-east-1");
+    };
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
+    args(&mut cmd);
+    let mut child = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.starts_with("copied "), "{first}");
+    child.kill().unwrap();
+    let _ = child.wait();
+    let after_kill = s3.list(BUCKET, "killed/");
+    let shown = site.admin(&["storage", "show"]);
+    let count = |label: &str| -> usize {
+        let line = shown.lines().find(|l| l.starts_with(label)).unwrap();
+        line[label.len()..].split_whitespace().next().unwrap().parse().unwrap()
+    };
+    let total = count("packs: ") + count("lfs objects: ");
+    assert_eq!(count("lfs objects: "), 24, "{shown}");
+    assert!(!after_kill.is_empty() && after_kill.len() < total, "not interrupted: {} objects", after_kill.len());
+    // Whatever is there is whole: each LFS object has its full size.
+    for (key, size) in &after_kill {
+        if key.contains("/lfs/") {
+            assert_eq!(*size, 2 << 20, "{key}");
+        }
+    }
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
+    args(&mut cmd);
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    let copied = said.lines().filter(|l| l.starts_with("copied ")).count();
+    assert_eq!(copied + after_kill.len(), total, "{said}");
+    assert!(said.contains(&format!("{} already in {target}", after_kill.len())), "{said}");
+    assert_eq!(s3.list(BUCKET, "killed/").len(), total);
+}
