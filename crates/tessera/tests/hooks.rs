@@ -207,6 +207,17 @@ fn checks_and_webhooks(backend: Backend) {
     let (_, listed) = call("GET", &checks, &ci, None);
     assert_eq!(listed["passing"], true, "{listed}");
     assert_eq!(listed["checks"][0]["by"], "ci");
+    // The merge request's page shows it, marked required, with its link.
+    let page = std::process::Command::new("curl")
+        .args(["-s", "-u", &format!("x:{admin}"), &format!("{url}/-/mr/1")])
+        .output()
+        .unwrap();
+    let page = text(&page.stdout);
+    assert!(page.contains("ci/build") && page.contains("(required)"), "{page}");
+    assert!(
+        page.contains("class=\"check-success\"") && page.contains("href=\"https://ci.example.com/build/1\""),
+        "{page}"
+    );
     let (status, answer) = call("POST", &merge, &admin, None);
     assert_eq!(status, 200, "{answer}");
     let merged = receiver.wait_for("mr.merged", 0);
