@@ -53,23 +53,6 @@ async fn openapi() -> impl axum::response::IntoResponse {
     ([(axum::http::header::CONTENT_TYPE, "application/json")], OPENAPI)
 }
 
-fn mr_json(mr: &MergeRequest) -> Value {
-    json!({
-        "id": mr.id,
-        "path": mr.path,
-        "branch": mr.branch,
-        "status": mr.status.as_str(),
-        "title": mr.title,
-        "base": mr.base.map(|b| b.to_string()),
-        "head": mr.head.to_string(),
-        "conflicts": mr.conflicts,
-        "merged_root": mr.merged_root.map(|r| r.to_string()),
-        "author": mr.author,
-        "created_at": mr.created_at,
-        "updated_at": mr.updated_at,
-    })
-}
-
 #[derive(Deserialize)]
 struct ListQuery {
     status: Option<String>,
@@ -93,7 +76,7 @@ async fn list(
     // Only what the caller may read is listed.
     let mrs = state.store.list_mrs(status).await?;
     let visible = mrs.iter().filter(|mr| policy.level(caller.user.as_ref(), &mr.path).is_some());
-    Ok(Json(json!({ "merge_requests": visible.map(mr_json).collect::<Vec<_>>() })))
+    Ok(Json(json!({ "merge_requests": visible.map(crate::wire::mr_json).collect::<Vec<_>>() })))
 }
 
 async fn load(state: &State, id: i64) -> Result<MergeRequest, HttpError> {
@@ -108,7 +91,7 @@ async fn show(
     let caller = auth::caller(&state, &headers).await?;
     let mr = load_for(&state, &caller, id, Need::Read, "mr.show").await?;
     let description = Monorepo::new(&state.store, &state.snapshots).describe(&mr).await.map_err(repo_error)?;
-    let mut out = mr_json(&mr);
+    let mut out = crate::wire::mr_json(&mr);
     out["commits"] = json!(description
         .commits
         .iter()
@@ -144,7 +127,7 @@ async fn merge(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let caller = auth::require(&state, &headers).await?;
     let (status, mr) = merge_as(&state, &caller, id).await?;
-    Ok((status, Json(mr_json(&mr))))
+    Ok((status, Json(crate::wire::mr_json(&mr))))
 }
 
 /// Merges request `id` for `caller` (maintain on its path), audited; 200
@@ -224,7 +207,7 @@ async fn set_status(
     to: MrStatus,
 ) -> Result<Json<Value>, ApiError> {
     let caller = auth::require(state, headers).await?;
-    Ok(Json(mr_json(&set_status_as(state, &caller, id, from, to).await?)))
+    Ok(Json(crate::wire::mr_json(&set_status_as(state, &caller, id, from, to).await?)))
 }
 
 /// Closes or reopens request `id` for `caller` (maintain), audited.

@@ -52,15 +52,7 @@ pub(crate) async fn checks_gate(state: &State, mr: &MergeRequest) -> Result<(), 
     if required.is_empty() {
         return Ok(());
     }
-    let checks = state.store.checks(mr.id, mr.head).await?;
-    let unmet: Vec<String> = required
-        .iter()
-        .filter_map(|name| match checks.iter().find(|c| &c.name == name) {
-            Some(c) if c.state == "success" => None,
-            Some(c) => Some(format!("{name} ({})", c.state)),
-            None => Some(format!("{name} (not reported)")),
-        })
-        .collect();
+    let unmet = unmet(&required, &state.store.checks(mr.id, mr.head).await?);
     if unmet.is_empty() {
         return Ok(());
     }
@@ -73,6 +65,18 @@ pub(crate) async fn checks_gate(state: &State, mr: &MergeRequest) -> Result<(), 
             unmet.join(", ")
         ),
     ))
+}
+
+/// The required checks that are not `success` among `checks`, with why.
+fn unmet(required: &[String], checks: &[tessera_store::hooks::Check]) -> Vec<String> {
+    required
+        .iter()
+        .filter_map(|name| match checks.iter().find(|c| &c.name == name) {
+            Some(c) if c.state == "success" => None,
+            Some(c) => Some(format!("{name} ({})", c.state)),
+            None => Some(format!("{name} (not reported)")),
+        })
+        .collect()
 }
 
 #[derive(Deserialize)]
@@ -113,7 +117,7 @@ async fn post_check(
             caller.name(),
         )
         .await?;
-    audited(&state, &caller, "mr.check", &mr.path, format!("!{id} {}: {}", check.name, check.state)).await;
+    auth::audited(&state, &caller, "mr.check", &mr.path, format!("!{id} {}: {}", check.name, check.state), "ok").await;
     Ok((StatusCode::CREATED, Json(json!(check))))
 }
 
@@ -126,7 +130,7 @@ async fn list_checks(
     let mr = auth::load_for(&state, &caller, id, Need::Read, "mr.show").await?;
     let (required, set_at) = state.store.required_checks(&mr.path).await?;
     let checks = state.store.checks(id, mr.head).await?;
-    let passing = checks_gate(&state, &mr).await.is_ok();
+    let passing = unmet(&required, &checks).is_empty();
     Ok(Json(json!({
         "head": mr.head.to_string(),
         "checks": checks,
@@ -172,7 +176,8 @@ async fn add_hook(
         }
     }
     let hook = state.store.add_webhook(&path, &body.url, &body.secret, &body.events, caller.name()).await?;
-    audited(&state, &caller, "webhook.add", &path, format!("{} for {}", hook.url, hook.events.join(","))).await;
+    auth::audited(&state, &caller, "webhook.add", &path, format!("{} for {}", hook.url, hook.events.join(",")), "ok")
+        .await;
     Ok((StatusCode::CREATED, Json(json!(hook))))
 }
 
@@ -202,7 +207,7 @@ async fn delete_hook(
     let caller = auth::require(&state, &headers).await?;
     let hook = hook_for(&state, &caller, id).await?;
     state.store.delete_webhook(id).await?;
-    audited(&state, &caller, "webhook.delete", &hook.path, hook.url.clone()).await;
+    auth::audited(&state, &caller, "webhook.delete", &hook.path, hook.url.clone(), "ok").await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -214,12 +219,6 @@ async fn hook_deliveries(
     let caller = auth::require(&state, &headers).await?;
     hook_for(&state, &caller, id).await?;
     Ok(Json(json!({ "deliveries": state.store.deliveries(id, 100).await? })))
-}
-
-async fn audited(state: &State, caller: &Caller, action: &str, path: &str, detail: String) {
-    if let Err(e) = state.store.audit(caller.name(), action, Some(path), &detail, "ok").await {
-        tracing::error!("recording {action} on {path} in the audit log: {e}");
-    }
 }
 
 // ----- webhooks: events and delivery -----
@@ -242,17 +241,9 @@ pub(crate) async fn emit(state: &State, path: &str, event: &str, mut data: Value
     }
 }
 
-/// The JSON of a merge request in events.
+/// The JSON of a merge request in events: what the REST API shows of it.
 pub(crate) fn mr_event(mr: &MergeRequest) -> Value {
-    json!({ "merge_request": {
-        "id": mr.id,
-        "path": mr.path,
-        "branch": mr.branch,
-        "status": mr.status.as_str(),
-        "title": mr.title,
-        "head": mr.head.to_string(),
-        "author": mr.author,
-    }})
+    json!({ "merge_request": crate::wire::mr_json(mr) })
 }
 
 /// Whether `ip` is an address of this host or of a private network.

@@ -103,6 +103,24 @@ pub(crate) fn rfc3339(seconds: i64) -> String {
     tessera_bridge::git::iso_date(seconds)
 }
 
+/// A merge request as the REST API and webhook events show it.
+pub(crate) fn mr_json(mr: &tessera_store::MergeRequest) -> serde_json::Value {
+    serde_json::json!({
+        "id": mr.id,
+        "path": mr.path,
+        "branch": mr.branch,
+        "status": mr.status.as_str(),
+        "title": mr.title,
+        "base": mr.base.map(|b| b.to_string()),
+        "head": mr.head.to_string(),
+        "conflicts": mr.conflicts,
+        "merged_root": mr.merged_root.map(|r| r.to_string()),
+        "author": mr.author,
+        "created_at": mr.created_at,
+        "updated_at": mr.updated_at,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

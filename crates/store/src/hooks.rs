@@ -95,7 +95,7 @@ fn check_url(field: &str, url: &str) -> Result<(), Error> {
 }
 
 /// Whether `path` is `at` or below it.
-fn covers(at: &str, path: &str) -> bool {
+pub(crate) fn covers(at: &str, path: &str) -> bool {
     at == "/" || path == at || path.strip_prefix(at).is_some_and(|rest| rest.starts_with('/'))
 }
 

@@ -98,11 +98,6 @@ impl LfsStorage {
         }
         freed
     }
-
-    /// Whether downloads may go straight to the backend (an S3 bucket).
-    pub fn can_presign(&self) -> bool {
-        matches!(self.backend, Backend::S3(_))
-    }
 }
 
 /// Reads `length` bytes of a file from where it stands, 256 KiB at a time

@@ -161,9 +161,7 @@ impl Store {
         for r in &rows {
             let p = text(r, 0)?;
             let n: i64 = r.try_get(1)?;
-            let covers =
-                p == "/" || path == p || path.strip_prefix(p.as_str()).is_some_and(|rest| rest.starts_with('/'));
-            if covers && best.as_ref().is_none_or(|(b, _)| p.len() > b.len()) {
+            if crate::hooks::covers(&p, path) && best.as_ref().is_none_or(|(b, _)| p.len() > b.len()) {
                 best = Some((p, n));
             }
         }
