@@ -5,6 +5,7 @@
 //! requests and their merges.
 #![forbid(unsafe_code)]
 
+pub mod blink;
 pub mod fsck;
 pub mod ingest;
 pub mod merge3;

@@ -9,6 +9,7 @@
 
 mod api;
 mod auth;
+mod blink;
 mod datapages;
 mod error;
 mod hooks;
@@ -79,6 +80,9 @@ pub struct Config {
     pub fsck: Vec<(String, String)>,
     /// The largest Git LFS object an upload may bring.
     pub lfs_max_object_bytes: u64,
+    /// Blobs larger than this many bytes are b-link files in lite views
+    /// (`/-/blink/<path>`); changing it changes every lite commit id.
+    pub blink_threshold: u64,
     /// Refuse pushes whose new LFS pointers name objects not uploaded
     /// (where the pusher can see them), as GitLab does.
     pub lfs_verify_pushes: bool,
@@ -109,6 +113,7 @@ impl Config {
             fsck: Vec::new(),
             lfs_max_object_bytes: 50 << 30,
             lfs_verify_pushes: true,
+            blink_threshold: 1 << 20,
         }
     }
 }
@@ -123,6 +128,8 @@ pub(crate) struct State {
     pub policy: std::sync::RwLock<Option<Arc<tessera_store::Policy>>>,
     /// Wakes this process's webhook deliverer when an event is queued.
     pub hooks_wake: tokio::sync::Notify,
+    /// Lite views are built one at a time (`blink::lite_head`).
+    pub blink_builds: tokio::sync::Mutex<()>,
 }
 
 /// A bound, ready server.
@@ -207,6 +214,7 @@ impl Server {
             ingest,
             policy: Default::default(),
             hooks_wake: tokio::sync::Notify::new(),
+            blink_builds: tokio::sync::Mutex::new(()),
         });
         Ok(Server { listener, ssh, state })
     }

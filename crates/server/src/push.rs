@@ -81,6 +81,9 @@ pub(crate) async fn receive(
     ends: PackEnds,
 ) -> Result<Vec<u8>, HttpError> {
     let who = caller.name().to_string();
+    // A push to a lite view (`/-/blink/<dir>`) is one to `<dir>`, mapped.
+    let lite = crate::blink::lite_dir(path);
+    let path = lite.as_deref().unwrap_or(path);
     let policy = auth::policy(state).await?;
     if let Err(denied) = auth::decide(&policy, caller, path, Need::Write) {
         record_denied(state, &who, path, &denied).await;
@@ -102,6 +105,12 @@ pub(crate) async fn receive(
     if let Err(refused) = refuse_target(state, path, &target).await {
         record_denied(state, &who, path, &refused).await;
         return Err(refused);
+    }
+    if lite.is_some() && !matches!(target, Some(Target::Dir { .. })) {
+        return Err(HttpError::new(
+            StatusCode::FORBIDDEN,
+            format!("{path} is not a monorepo directory: lite views take pushes only for directories"),
+        ));
     }
 
     // Commands first, held in memory; the pack that follows goes to disk.
@@ -185,7 +194,17 @@ pub(crate) async fn receive(
     file.flush().await.map_err(|e| HttpError::internal("spooling push", e))?;
     drop(file);
 
-    let push = Push { state, req: &req, path, who: &who, may_tag, spooled: spooled.path(), has_pack: n_bytes > 0 };
+    let push = Push {
+        state,
+        caller,
+        req: &req,
+        path,
+        who: &who,
+        may_tag,
+        lite: lite.is_some(),
+        spooled: spooled.path(),
+        has_pack: n_bytes > 0,
+    };
     let mut body = Vec::new();
     let (unpack, results) = if too_large {
         let reason = format!("push is over the limit of {} bytes", state.config.max_push_bytes);
@@ -292,11 +311,14 @@ fn unpacker_error(req: &receive::PushRequest) -> Results {
 /// One push being applied.
 struct Push<'a> {
     state: &'a State,
+    caller: &'a Caller,
     req: &'a receive::PushRequest,
     path: &'a str,
     who: &'a str,
     /// Whether the pusher has maintain on the path, which tags need.
     may_tag: bool,
+    /// Pushed to the directory's lite view: mapped to the full view first.
+    lite: bool,
     spooled: &'a std::path::Path,
     has_pack: bool,
 }
@@ -487,6 +509,9 @@ impl Push<'_> {
             Ok(prepared) => prepared,
             Err(reason) => return Ok((Err(reason), unpacker_error(self.req))),
         };
+        if self.lite {
+            return self.to_lite_directory(root, dir, host, prepared, &snapshot, verdicts, messages).await;
+        }
         // Each proposed head must be able to open a merge request before
         // anything is stored ("nothing new", "does not build on ...").
         let pushed = prepared.as_ref().map(|p| p.commit_parents()).unwrap_or_default();
@@ -528,6 +553,60 @@ impl Push<'_> {
             },
             None => nothing(),
         };
+        failpoint("receive-ref-update");
+        let results = open_merge_requests(state, self.req, dir, &verdicts, self.who, host, messages).await;
+        Ok((Ok(ingested), results))
+    }
+
+    /// A push to the lite view of directory `dir`: the checked pack is
+    /// stored (a lite view's objects, reachable from no ref), its commits
+    /// are mapped to the full view, and the full heads open merge requests
+    /// as a push of them to `dir` would.
+    #[allow(clippy::too_many_arguments)]
+    async fn to_lite_directory(
+        &self,
+        root: &Repo,
+        dir: &str,
+        host: &str,
+        prepared: Option<ingest::Prepared>,
+        snapshot: &Snapshot,
+        verdicts: Vec<Result<ObjectId, String>>,
+        messages: &mut Vec<u8>,
+    ) -> Result<(Result<Ingested, String>, Results), HttpError> {
+        let state = self.state;
+        let pushed = prepared.as_ref().map(|p| p.commit_parents()).unwrap_or_default();
+        if let Some(p) = &prepared {
+            let pairs: Vec<_> = self
+                .req
+                .commands
+                .iter()
+                .zip(&verdicts)
+                .filter_map(|(c, v)| v.as_ref().ok().map(|new| (c.old, Some(*new))))
+                .collect();
+            if let Some(reason) = self.check_lfs(snapshot, p, &pairs).await? {
+                let results = self.req.commands.iter().map(|c| (c.name.clone(), Err(reason.clone()))).collect();
+                return Ok((Ok(prepared.map(|p| p.ingested).unwrap_or_default()), results));
+            }
+        }
+        let ingested = match prepared {
+            Some(prepared) => match prepared.store(&state.store, root.id).await {
+                Ok(ingested) => ingested,
+                Err(e) => return Ok((Err(self.refused(e)), unpacker_error(self.req))),
+            },
+            None => Ingested::default(),
+        };
+        let mut verdicts = crate::blink::map_push(state, self.caller, root, dir, &pushed, &verdicts).await?;
+        let mono = Monorepo::new(&state.store, &state.snapshots);
+        let nothing_pushed = std::collections::HashMap::new();
+        for verdict in verdicts.iter_mut() {
+            if let Ok(new) = verdict {
+                match mono.check_mr(dir, *new, &nothing_pushed).await {
+                    Ok(()) => {}
+                    Err(tessera_repo::Error::Refused(reason)) => *verdict = Err(reason),
+                    Err(e) => return Err(repos::repo_error(e)),
+                }
+            }
+        }
         failpoint("receive-ref-update");
         let results = open_merge_requests(state, self.req, dir, &verdicts, self.who, host, messages).await;
         Ok((Ok(ingested), results))

@@ -33,6 +33,8 @@ async fn dispatch(AxState(state): AxState<Arc<State>>, request: Request) -> Resp
         rest.is_empty() || rest.starts_with('/')
     }) {
         let (repo, rest) = (path[..at].to_string(), path[at + "/info/lfs".len()..].to_string());
+        // A lite view's LFS objects are its directory's.
+        let repo = crate::blink::lite_dir(&repo).unwrap_or(repo);
         let repo = if repo.is_empty() { "/".to_string() } else { repo };
         return crate::lfs::dispatch(state, &repo, &rest, request).await;
     }
@@ -42,6 +44,11 @@ async fn dispatch(AxState(state): AxState<Arc<State>>, request: Request) -> Resp
         upload_pack(state.clone(), repo, request).await
     } else if let (true, Some(repo)) = (post, path.strip_suffix("/git-receive-pack")) {
         crate::push::receive_pack(state.clone(), repo, request).await
+    } else if let (true, Some((dir, id))) = (get, path.split_once("/-/blob-by-id/")) {
+        match auth::caller(&state, request.headers()).await {
+            Ok(caller) => crate::blink::blob_by_id(&state, &caller, dir, id).await,
+            Err(e) => Err(e),
+        }
     } else if method == Method::GET && path == "/health" {
         Ok((StatusCode::OK, "tessera git server\n").into_response())
     } else if crate::ui::is_ui(&method, &path) {
@@ -108,6 +115,9 @@ pub(crate) async fn advertisement(
     service: Service,
     version_1: bool,
 ) -> Result<Vec<u8>, HttpError> {
+    // The lite view of a directory has that directory's permissions.
+    let lite = crate::blink::lite_dir(path);
+    let path = lite.as_deref().unwrap_or(path);
     // Permissions first, so that a path the caller may not read looks the
     // same whether it exists or not.
     match service {
@@ -134,6 +144,28 @@ pub(crate) async fn advertisement(
             crate::push::record_denied(state, caller.name(), path, &refused).await;
             return Err(refused);
         }
+    }
+    if lite.is_some() {
+        let refs = match (&target, service) {
+            (Some(Target::Dir { .. }), _) | (Some(_), Service::UploadPack) => {
+                crate::blink::read_view(state, path).await?.map(|(refs, _, _)| refs)
+            }
+            _ => {
+                return Err(HttpError::new(
+                    StatusCode::FORBIDDEN,
+                    format!("{path} is not a monorepo directory: lite views take pushes only for directories"),
+                ))
+            }
+        };
+        let refs = match (refs, service) {
+            (Some(refs), _) => refs,
+            // A new directory: the push opens a merge request that creates it.
+            (None, Service::ReceivePack) => Vec::new(),
+            (None, Service::UploadPack) => return Err(HttpError::not_found(format!("{path} does not exist"))),
+        };
+        let head_id = refs.first().map(|r| r.target);
+        let main = tessera_repo::monorepo::MAIN;
+        return Ok(advertise::v0_refs(service, &refs, head_id.map(|id| (main, id)), version_1));
     }
     let (refs, head) = match (&target, service) {
         (None, Service::ReceivePack) if repos::under_import_root(state, path) => {
@@ -226,6 +258,13 @@ pub(crate) struct View {
 
 /// The view `caller` may fetch from at `path`, after the read check.
 pub(crate) async fn upload_view(state: &State, caller: &Caller, path: &str) -> Result<View, HttpError> {
+    if let Some(dir) = crate::blink::lite_dir(path) {
+        auth::check(state, caller, &dir, Need::Read).await?;
+        let (refs, head, snapshot) = crate::blink::read_view(state, &dir)
+            .await?
+            .ok_or_else(|| HttpError::not_found(format!("{dir} does not exist")))?;
+        return Ok(View { refs, head, snapshot, max_objects: state.config.max_clone_objects });
+    }
     auth::check(state, caller, path, Need::Read).await?;
     let target = repos::resolve(state, path)
         .await?

@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+mod blink;
 pub mod hooks;
 pub mod index;
 mod keys;

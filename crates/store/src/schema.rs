@@ -3,7 +3,7 @@
 use crate::Dialect;
 
 /// The schema version this build writes and understands.
-pub const VERSION: i64 = 3;
+pub const VERSION: i64 = 4;
 
 struct Types {
     id: &'static str,
@@ -355,6 +355,25 @@ pub fn statements(dialect: Dialect) -> Vec<String> {
                 PRIMARY KEY (repo_id, root_commit, path)
             )"
         ),
+        // The b-link lite views' cache (see `blink.rs`): full → lite commit
+        // per threshold, and the blobs each directory's lite view replaced.
+        format!(
+            "CREATE TABLE IF NOT EXISTS blink_commits (
+                repo_id BIGINT NOT NULL,
+                threshold BIGINT NOT NULL,
+                full_commit {oid} NOT NULL,
+                lite_commit {oid} NOT NULL,
+                PRIMARY KEY (repo_id, threshold, full_commit)
+            )"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS blink_blobs (
+                repo_id BIGINT NOT NULL,
+                path {name} NOT NULL,
+                blob_id {oid} NOT NULL,
+                PRIMARY KEY (repo_id, path, blob_id)
+            )"
+        ),
         // Seed: mega_mr.
         format!(
             "CREATE TABLE IF NOT EXISTS merge_requests (
@@ -383,6 +402,8 @@ pub fn statements(dialect: Dialect) -> Vec<String> {
     out.push(index("objects_by_version", "objects (repo_id, added_version)"));
     out.push(index("commits_by_version", "commits (repo_id, added_version)"));
     out.push(index("dir_commits_by_path", "dir_commits (repo_id, path)"));
+    out.push(index("blink_by_lite", "blink_commits (repo_id, threshold, lite_commit)"));
+    out.push(index("blink_blobs_by_blob", "blink_blobs (repo_id, blob_id)"));
     out.push(index("audit_by_time", "audit_log (at)"));
     out.push(index("deliveries_due", "webhook_deliveries (state, next_at)"));
     out.push(index("deliveries_by_hook", "webhook_deliveries (hook_id, id)"));

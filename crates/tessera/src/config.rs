@@ -52,6 +52,10 @@ pub struct FileConfig {
     lfs_max_object_bytes: Option<u64>,
     /// Refuse pushes whose LFS pointers name objects never uploaded.
     lfs_verify_pushes: Option<bool>,
+    /// Blobs larger than this many bytes become b-link files in lite
+    /// views (`/-/blink/<path>`); default 1 MiB. Changing it changes every
+    /// lite commit id (full views never change).
+    blink_threshold: Option<u64>,
     /// fsck severities per C git message id, as `receive.fsck.<id>`.
     fsck: Option<std::collections::BTreeMap<String, String>>,
 }
@@ -217,6 +221,12 @@ pub fn load(args: &ServerArgs) -> anyhow::Result<Config> {
         config.lfs_max_object_bytes = max;
     }
     config.lfs_verify_pushes = file.lfs_verify_pushes.unwrap_or(true);
+    if let Some(threshold) = file.blink_threshold {
+        if threshold < tessera_repo::blink::MIN_THRESHOLD {
+            bail!("blink_threshold must be at least {} bytes", tessera_repo::blink::MIN_THRESHOLD);
+        }
+        config.blink_threshold = threshold;
+    }
     Ok(config)
 }
 
@@ -251,6 +261,7 @@ pub fn show(config: &Config) -> String {
     line("request_timeout_secs", config.request_timeout_secs.to_string());
     line("lfs_max_object_bytes", config.lfs_max_object_bytes.to_string());
     line("lfs_verify_pushes", config.lfs_verify_pushes.to_string());
+    line("blink_threshold", config.blink_threshold.to_string());
     let fsck: Vec<String> = config.fsck.iter().map(|(k, v)| format!("{k}={v}")).collect();
     line("fsck", format!("{:?}", fsck.join(",")));
     out

@@ -4,6 +4,7 @@
 //! (`config`).
 
 mod admin;
+mod blink;
 mod config;
 mod data;
 
@@ -119,6 +120,12 @@ enum Command {
         action: admin::StorageAction,
         #[command(flatten)]
         server: ServerArgs,
+    },
+    /// Lite views' client side: `tessera blink install` in a clone of
+    /// `http://HOST/-/blink/<path>` checks out the content of its b-link files.
+    Blink {
+        #[command(subcommand)]
+        command: blink::Command,
     },
     /// Database administration.
     Db {
@@ -274,7 +281,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{key}\t{}", config::env_name(key));
             }
         }
-        Command::Data { .. } => unreachable!("handled before the runtime starts"),
+        Command::Data { .. } | Command::Blink { .. } => unreachable!("handled before the runtime starts"),
         Command::Mr { action, server, token } => {
             return tokio::task::spawn_blocking(move || mr(action, &server, token.as_deref())).await?;
         }
@@ -520,9 +527,11 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    if let Command::Data { command } = cli.command {
-        return data::run(command);
-    }
+    let cli = match cli.command {
+        Command::Data { command } => return data::run(command),
+        Command::Blink { command } => return blink::run(command),
+        command => Cli { command },
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

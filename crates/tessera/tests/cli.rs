@@ -651,6 +651,7 @@ fn every_configuration_key_can_be_set_in_the_environment() {
         ("request_timeout_secs", "7", "request_timeout_secs = 7"),
         ("lfs_max_object_bytes", "1000", "lfs_max_object_bytes = 1000"),
         ("lfs_verify_pushes", "false", "lfs_verify_pushes = false"),
+        ("blink_threshold", "1000000", "blink_threshold = 1000000"),
         (
             "fsck",
             "badFilemode=ignore,missingTaggerEntry=error",
