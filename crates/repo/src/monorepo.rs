@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use tessera_pack::{Kind, ObjectId};
-use tessera_store::{MergeRequest, MrStatus, RefUpdate, Repo, RepoKind, Store};
+use tessera_store::{MergeRequest, MrStatus, Repo, RepoKind, Store};
 
 use crate::objects::Builder;
 use crate::tree::{self, View, ViewMut};
@@ -133,6 +133,11 @@ impl<'a> Monorepo<'a> {
         if path == "/" {
             return Ok(Some(at));
         }
+        if let Some(head) = self.store.indexed_dir_head(root.id, &path, &at).await? {
+            return Ok(head);
+        }
+        // The index is of another root commit (an older one asked about,
+        // or an index not rebuilt yet): walk the root's first parents.
         let map = self.store.dir_commits(root.id, &path).await?;
         let mut current = Some(at);
         while let Some(c) = current {
@@ -199,16 +204,26 @@ impl<'a> Monorepo<'a> {
         }
         let new_head = prev.ok_or_else(|| Error::Refused("nothing to commit".into()))?;
         builder.store(self.store, root.id, snapshot).await?;
-        self.store.add_dir_commits(root.id, &rows).await?;
-        let outcome = self
-            .store
-            .update_refs(
-                root.id,
-                &[RefUpdate { name: MAIN.into(), old: base, new: Some(new_head), peeled: None }],
-                true,
-            )
-            .await?;
-        Ok((outcome[0] == tessera_store::RefOutcome::Updated).then_some(new_head))
+        let null = ObjectId::null(gix_hash_kind());
+        let heads: Vec<(String, ObjectId)> =
+            batch_heads.into_iter().map(|(path, head)| (path, head.unwrap_or(null))).collect();
+        let moved = self.store.advance_root(root.id, base, new_head, &rows, &heads).await?;
+        Ok(moved.then_some(new_head))
+    }
+
+    /// Brings the directory-head index up to the root's head when it is
+    /// not (a database from before the index, or a root moved by a
+    /// process that found the index stale): one backward pass. Returns
+    /// the number of directories indexed, `None` when it was current.
+    pub async fn ensure_dir_heads(&self) -> Result<Option<usize>, Error> {
+        let root = self.root().await?;
+        let Some(head) = self.root_head(&root).await? else { return Ok(None) };
+        if self.store.dir_heads_as_of(root.id).await? == Some(head) {
+            return Ok(None);
+        }
+        let snapshot = self.snapshot(&root).await?;
+        let rank = dir_history(&snapshot, Some(head));
+        Ok(Some(self.store.rebuild_dir_heads(root.id, head, &rank).await?))
     }
 
     /// Runs `compute` against the current root head and advances the root

@@ -189,6 +189,10 @@ impl Server {
         if !synced.is_empty() {
             tracing::info!("mounted imports the monorepo root was behind on: {}", synced.join(", "));
         }
+        let started = std::time::Instant::now();
+        if let Some(n) = tessera_repo::monorepo::Monorepo::new(&store, &snapshots).ensure_dir_heads().await? {
+            tracing::info!("indexed the heads of {n} directories in {:.1} s", started.elapsed().as_secs_f64());
+        }
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await
             .map_err(|source| StartError::Listen { addr: config.listen.clone(), source })?;

@@ -486,7 +486,110 @@ fn merge_requests_holding_merges_land_squashed(backend: Backend) {
     }
 }
 
+/// The directories' heads as `ls-remote` shows them at `url`.
+fn listed_heads(url: &str, dirs: &[&str]) -> Vec<Option<String>> {
+    let work = tempfile::tempdir().unwrap();
+    dirs.iter()
+        .map(|d| {
+            let out = git_output(work.path(), &["ls-remote", &format!("{url}{d}"), "refs/heads/main"]);
+            out.status.success().then(|| String::from_utf8_lossy(&out.stdout).split('\t').next().unwrap().to_string())
+        })
+        .collect()
+}
+
+/// The directory-head index's root commit and its answers for `dirs`.
+fn indexed_heads(server: &TestServer, dirs: &[&str]) -> (Option<String>, Vec<Option<Option<String>>>) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let data = tempfile::tempdir().unwrap();
+        let store = tessera_store::Store::open(server.database_url(), data.path(), Default::default()).await.unwrap();
+        let root = store.repo_by_path("/").await.unwrap().unwrap();
+        let as_of = store.dir_heads_as_of(root.id).await.unwrap();
+        let mut out = Vec::new();
+        for d in dirs {
+            let head = match as_of {
+                Some(at) => store.indexed_dir_head(root.id, d, &at).await.unwrap().map(|h| h.map(|h| h.to_string())),
+                None => None,
+            };
+            out.push(head);
+        }
+        store.pool().close().await;
+        (as_of.map(|a| a.to_string()), out)
+    })
+}
+
+/// Runs SQL on the server's database.
+fn run_sql(server: &TestServer, sql: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let data = tempfile::tempdir().unwrap();
+        let store = tessera_store::Store::open(server.database_url(), data.path(), Default::default()).await.unwrap();
+        sqlx::query(sql).execute(store.pool()).await.unwrap();
+        store.pool().close().await;
+    })
+}
+
+fn merge_one(server: &TestServer) {
+    let open = mr_ids(server, "open");
+    assert_eq!(open.len(), 1, "one open request");
+    let (status, body) = api(server, "POST", &format!("/api/v1/mr/{}/merge", open[0]));
+    assert_eq!(status, 200, "{body}");
+}
+
+fn directory_heads_come_from_an_index_rebuilt_when_stale(backend: Backend) {
+    let Some(server) = TestServer::start(backend) else { return };
+    let work = tempfile::tempdir().unwrap();
+    create_project(&server, work.path());
+    let y = work.path().join("y");
+    git(work.path(), &["init", "-q", "-b", "main", y.to_str().unwrap()]);
+    write(&y, "y.txt", "y\n");
+    commit_all(&y, "y");
+    git(&y, &["push", "-q", &server.push_url("/projects/y"), "main"]);
+    merge_one(&server);
+    // A directory removed: its head is gone from the index too.
+    let x = clone(&server, "/projects/x", work.path());
+    git(&x, &["rm", "-q", "-r", "nested/deep"]);
+    write(&x, "nested/keep.txt", "keep\n");
+    commit_all(&x, "drop deep");
+    git(&x, &["push", "-q", "origin", "HEAD:refs/for/main"]);
+    merge_one(&server);
+
+    let dirs = ["/projects", "/projects/x", "/projects/x/nested", "/projects/x/nested/deep", "/projects/y"];
+    let listed = listed_heads(&server.url, &dirs);
+    assert!(listed[3].is_none(), "the removed directory is gone: {listed:?}");
+    assert!(listed.iter().enumerate().all(|(i, h)| i == 3 || h.is_some()), "{listed:?}");
+    let root = listed_heads(&server.url, &["/"])[0].clone();
+    let (as_of, indexed) = indexed_heads(&server, &dirs);
+    assert_eq!(as_of, root, "the index is current as of the root's head");
+    let expected: Vec<Option<Option<String>>> = listed.iter().map(|h| Some(h.clone())).collect();
+    assert_eq!(indexed, expected, "the index answers what a walk does");
+
+    // A stale index (as a database from before it, or a root moved by a
+    // process that found it stale): reads walk, and a merge leaves it stale.
+    run_sql(&server, "DELETE FROM dir_heads");
+    let stale = format!("UPDATE dir_heads_state SET root_commit = '{}'", "0".repeat(40));
+    run_sql(&server, &stale);
+    assert_eq!(listed_heads(&server.url, &dirs), listed, "reads walk the history when the index is stale");
+    write(&y, "y.txt", "y2\n");
+    commit_all(&y, "y2");
+    git(&y, &["push", "-q", &server.push_url("/projects/y"), "main"]);
+    merge_one(&server);
+    let listed = listed_heads(&server.url, &dirs);
+    assert_eq!(indexed_heads(&server, &dirs).0, Some("0".repeat(40)), "a merge leaves a stale index stale");
+
+    // A restart rebuilds it in one pass, current as of the root's head.
+    let again = server.restart();
+    let root = listed_heads(&again.url, &["/"])[0].clone();
+    let (as_of, indexed) = indexed_heads(&server, &dirs);
+    assert_eq!(as_of, root);
+    let expected: Vec<Option<Option<String>>> = listed.iter().map(|h| Some(h.clone())).collect();
+    assert_eq!(indexed, expected);
+    assert_eq!(listed_heads(&again.url, &dirs), listed);
+    fsck(&clone(&server, "/projects/y", work.path()));
+}
+
 per_backend!(
+    directory_heads_come_from_an_index_rebuilt_when_stale,
     merge_requests_holding_merges_land_squashed,
     same_file_changes_merge_line_by_line,
     stacked_merge_requests_land_once,

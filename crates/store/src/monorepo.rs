@@ -94,10 +94,76 @@ fn mr_from_row(row: &sqlx::any::AnyRow) -> Result<MergeRequest, Error> {
 }
 
 impl Store {
-    /// Records directory commits derived from root commits.
+    /// Records directory commits derived from root commits (ahead of the
+    /// root commits' landing: rows of a root commit that never lands are
+    /// never read, since histories are walked from heads).
     pub async fn add_dir_commits(&self, repo_id: i64, rows: &[(ObjectId, String, ObjectId)]) -> Result<(), Error> {
         let _guard = self.write_guard().await;
         let mut tx = self.pool.begin().await?;
+        self.insert_dir_commits(&mut tx, repo_id, rows).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Moves the monorepo root's `main` from `base` to `new` by
+    /// compare-and-swap, in one transaction with the directory commits
+    /// `rows` derived for the new root commits and, when the
+    /// directory-head index was current as of `base`, the directories'
+    /// new heads (`heads`: path → newest directory commit, the null id for
+    /// a directory gone). `false`: `main` moved meanwhile and nothing was
+    /// recorded.
+    pub async fn advance_root(
+        &self,
+        repo_id: i64,
+        base: Option<ObjectId>,
+        new: ObjectId,
+        rows: &[(ObjectId, String, ObjectId)],
+        heads: &[(String, ObjectId)],
+    ) -> Result<bool, Error> {
+        let _guard = self.write_guard().await;
+        let mut tx = self.pool.begin().await?;
+        self.bump_version(&mut tx, repo_id).await?;
+        let update = crate::RefUpdate { name: "refs/heads/main".into(), old: base, new: Some(new), peeled: None };
+        if self.apply_one(&mut tx, repo_id, &update).await? != crate::RefOutcome::Updated {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        self.insert_dir_commits(&mut tx, repo_id, rows).await?;
+        let current = match base {
+            // A new history: the index starts with it.
+            None => {
+                for table in ["dir_heads", "dir_heads_state"] {
+                    let sql = self.sql(&format!("DELETE FROM {table} WHERE repo_id = ?"));
+                    sqlx::query(&sql).bind(repo_id).execute(&mut *tx).await?;
+                }
+                let sql = self.sql("INSERT INTO dir_heads_state (repo_id, root_commit) VALUES (?, ?)");
+                sqlx::query(&sql).bind(repo_id).bind(new.to_string()).execute(&mut *tx).await?;
+                true
+            }
+            Some(base) => {
+                let sql = self.sql("UPDATE dir_heads_state SET root_commit = ? WHERE repo_id = ? AND root_commit = ?");
+                let moved = sqlx::query(&sql)
+                    .bind(new.to_string())
+                    .bind(repo_id)
+                    .bind(base.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                moved.rows_affected() == 1
+            }
+        };
+        if current {
+            self.upsert_dir_heads(&mut tx, repo_id, heads).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn insert_dir_commits(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        repo_id: i64,
+        rows: &[(ObjectId, String, ObjectId)],
+    ) -> Result<(), Error> {
         for batch in rows.chunks(300) {
             let mut binds = Vec::with_capacity(batch.len() * 4);
             for (root, path, dir) in batch {
@@ -109,10 +175,108 @@ impl Store {
                 ]);
             }
             let sql = self.insert_ignore("dir_commits (repo_id, root_commit, path, dir_commit)", 4, batch.len());
-            crate::bind_all(sqlx::query(&sql), binds).execute(&mut *tx).await?;
+            crate::bind_all(sqlx::query(&sql), binds).execute(&mut **tx).await?;
         }
-        tx.commit().await?;
         Ok(())
+    }
+
+    async fn upsert_dir_heads(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        repo_id: i64,
+        heads: &[(String, ObjectId)],
+    ) -> Result<(), Error> {
+        for batch in heads.chunks(300) {
+            let mut binds = Vec::with_capacity(batch.len() * 3);
+            for (path, dir) in batch {
+                binds.extend([BindValue::Int(repo_id), path.clone().into(), dir.to_string().into()]);
+            }
+            let values = vec!["(?, ?, ?)"; batch.len()].join(", ");
+            let sql = match self.dialect {
+                crate::Dialect::Mysql => format!(
+                    "INSERT INTO dir_heads (repo_id, path, dir_commit) VALUES {values} \
+                     ON DUPLICATE KEY UPDATE dir_commit = VALUES(dir_commit)"
+                ),
+                _ => format!(
+                    "INSERT INTO dir_heads (repo_id, path, dir_commit) VALUES {values} \
+                     ON CONFLICT (repo_id, path) DO UPDATE SET dir_commit = excluded.dir_commit"
+                ),
+            };
+            crate::bind_all(sqlx::query(&self.sql(&sql)), binds).execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
+    /// The head of directory `path` as of root commit `at` from the
+    /// directory-head index: `Some(None)` when the directory does not
+    /// exist there, `None` when the index is not current as of `at` (the
+    /// caller walks the history instead).
+    pub async fn indexed_dir_head(
+        &self,
+        repo_id: i64,
+        path: &str,
+        at: &ObjectId,
+    ) -> Result<Option<Option<ObjectId>>, Error> {
+        let sql = self.sql(
+            "SELECT s.root_commit, h.dir_commit FROM dir_heads_state s \
+             LEFT JOIN dir_heads h ON h.repo_id = s.repo_id AND h.path = ? WHERE s.repo_id = ?",
+        );
+        let Some(row) = sqlx::query(&sql).bind(path).bind(repo_id).fetch_optional(&self.pool).await? else {
+            return Ok(None);
+        };
+        if parse_oid(&row.try_get::<String, _>(0)?)? != *at {
+            return Ok(None);
+        }
+        let head: Option<String> = row.try_get(1)?;
+        let head = head.as_deref().map(parse_oid).transpose()?;
+        Ok(Some(head.filter(|h| !h.is_null())))
+    }
+
+    /// The root commit the directory-head index is current as of.
+    pub async fn dir_heads_as_of(&self, repo_id: i64) -> Result<Option<ObjectId>, Error> {
+        let sql = self.sql("SELECT root_commit FROM dir_heads_state WHERE repo_id = ?");
+        let row = sqlx::query(&sql).bind(repo_id).fetch_optional(&self.pool).await?;
+        row.map(|r| parse_oid(&r.try_get::<String, _>(0)?)).transpose()
+    }
+
+    /// Rebuilds the directory-head index as of root commit `head` in one
+    /// pass over `dir_commits`: `rank` gives each root commit of `head`'s
+    /// first-parent history its distance from `head` (rows of root commits
+    /// outside it, left by merges that lost a race, are skipped); each
+    /// path's head is its row of the nearest root commit.
+    pub async fn rebuild_dir_heads(
+        &self,
+        repo_id: i64,
+        head: ObjectId,
+        rank: &HashMap<ObjectId, usize>,
+    ) -> Result<usize, Error> {
+        use futures::TryStreamExt;
+        let mut best: HashMap<String, (usize, ObjectId)> = HashMap::new();
+        {
+            let sql = self.sql("SELECT root_commit, path, dir_commit FROM dir_commits WHERE repo_id = ?");
+            let mut rows = sqlx::query(&sql).bind(repo_id).fetch(&self.pool);
+            while let Some(row) = rows.try_next().await? {
+                let root = parse_oid(&row.try_get::<String, _>(0)?)?;
+                let Some(r) = rank.get(&root).copied() else { continue };
+                let path: String = row.try_get(1)?;
+                if best.get(&path).is_none_or(|(b, _)| r < *b) {
+                    let dir = parse_oid(&row.try_get::<String, _>(2)?)?;
+                    best.insert(path, (r, dir));
+                }
+            }
+        }
+        let heads: Vec<(String, ObjectId)> = best.into_iter().map(|(p, (_, d))| (p, d)).collect();
+        let _guard = self.write_guard().await;
+        let mut tx = self.pool.begin().await?;
+        for table in ["dir_heads", "dir_heads_state"] {
+            let sql = self.sql(&format!("DELETE FROM {table} WHERE repo_id = ?"));
+            sqlx::query(&sql).bind(repo_id).execute(&mut *tx).await?;
+        }
+        self.upsert_dir_heads(&mut tx, repo_id, &heads).await?;
+        let sql = self.sql("INSERT INTO dir_heads_state (repo_id, root_commit) VALUES (?, ?)");
+        sqlx::query(&sql).bind(repo_id).bind(head.to_string()).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(heads.len())
     }
 
     /// Every recorded (root commit → directory commit) pair for `path`.

@@ -355,6 +355,23 @@ pub fn statements(dialect: Dialect) -> Vec<String> {
                 PRIMARY KEY (repo_id, root_commit, path)
             )"
         ),
+        // Each directory's newest commit, current as of the root commit in
+        // dir_heads_state: moved in the transaction that moves the root's
+        // main, so a directory's head is one row, not a history walk.
+        format!(
+            "CREATE TABLE IF NOT EXISTS dir_heads (
+                repo_id BIGINT NOT NULL,
+                path {name} NOT NULL,
+                dir_commit {oid} NOT NULL,
+                PRIMARY KEY (repo_id, path)
+            )"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS dir_heads_state (
+                repo_id BIGINT NOT NULL PRIMARY KEY,
+                root_commit {oid} NOT NULL
+            )"
+        ),
         // The b-link lite views' cache (see `blink.rs`): full → lite commit
         // per threshold, and the blobs each directory's lite view replaced.
         format!(

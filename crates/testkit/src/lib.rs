@@ -228,6 +228,11 @@ impl TestServer {
 
     /// Starts a second, fresh server process (own caches) over the same
     /// data, as a restart would.
+    /// The database URL the server uses.
+    pub fn database_url(&self) -> &str {
+        &self.config.database
+    }
+
     pub fn restart(&self) -> Instance {
         let (addr, _, shutdown) = spawn_server(self.config.clone(), false);
         Instance { url: format!("http://{addr}"), _shutdown: shutdown }
