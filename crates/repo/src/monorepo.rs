@@ -186,10 +186,14 @@ impl<'a> Monorepo<'a> {
                     (None, _) => ObjectId::null(gix_hash_kind()),
                     (Some(_), Some(given)) if path == step_path => given,
                     (Some(t), _) => {
+                        // A directory the batch has not changed yet is
+                        // where it was at `base` (the batch's own root
+                        // commits are not stored yet: asking about them
+                        // would find no history).
                         let parent = match batch_heads.get(&path) {
                             Some(h) => *h,
-                            None => match prev {
-                                Some(p) => self.dir_head(root, snapshot, &path, p).await?,
+                            None => match base {
+                                Some(b) => self.dir_head(root, snapshot, &path, b).await?,
                                 None => None,
                             },
                         };

@@ -588,7 +588,29 @@ fn directory_heads_come_from_an_index_rebuilt_when_stale(backend: Backend) {
     fsck(&clone(&server, "/projects/y", work.path()));
 }
 
+/// A merge request whose second commit is the first to touch a
+/// subdirectory: the subdirectory's new commit continues its history.
+fn subdirectories_first_changed_late_in_a_request_keep_their_history(backend: Backend) {
+    let Some(server) = TestServer::start(backend) else { return };
+    let work = tempfile::tempdir().unwrap();
+    create_project(&server, work.path());
+    let deep = clone(&server, "/projects/x/nested/deep", work.path());
+    let before = git(&deep, &["rev-list", "--count", "HEAD"]).trim().parse::<u32>().unwrap();
+    let x = clone(&server, "/projects/x", work.path());
+    write(&x, "f1.txt", "changed first\n");
+    commit_all(&x, "top level first");
+    write(&x, "nested/deep/n.txt", "changed second\n");
+    commit_all(&x, "deep second");
+    git(&x, &["push", "-q", "origin", "HEAD:refs/for/main"]);
+    merge_one(&server);
+    let deep = clone(&server, "/projects/x/nested/deep", work.path());
+    let after = git(&deep, &["rev-list", "--count", "HEAD"]).trim().parse::<u32>().unwrap();
+    assert_eq!(after, before + 1, "the subdirectory's history goes on from where it was");
+    fsck(&deep);
+}
+
 per_backend!(
+    subdirectories_first_changed_late_in_a_request_keep_their_history,
     directory_heads_come_from_an_index_rebuilt_when_stale,
     merge_requests_holding_merges_land_squashed,
     same_file_changes_merge_line_by_line,
