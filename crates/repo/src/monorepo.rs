@@ -21,6 +21,10 @@ use crate::{Error, Snapshot, Snapshots};
 
 pub const MAIN: &str = "refs/heads/main";
 
+/// How many bytes of new objects one advance of the root holds in memory
+/// before it stores them and goes on, by default.
+pub const FLUSH_BYTES: usize = 32 << 20;
+
 /// Author, committer and message of a commit to be written.
 #[derive(Debug, Clone)]
 pub struct Meta {
@@ -91,6 +95,9 @@ pub struct Step {
 pub struct Monorepo<'a> {
     pub store: &'a Store,
     pub snapshots: &'a Snapshots,
+    /// Bytes of new objects a merge holds before storing them
+    /// ([`FLUSH_BYTES`] unless set).
+    pub flush_bytes: usize,
 }
 
 /// Normalized directory path of a commit-file tree path: `/` or `/a/b`.
@@ -105,7 +112,7 @@ fn dir_key(path: &str) -> String {
 
 impl<'a> Monorepo<'a> {
     pub fn new(store: &'a Store, snapshots: &'a Snapshots) -> Self {
-        Monorepo { store, snapshots }
+        Monorepo { store, snapshots, flush_bytes: FLUSH_BYTES }
     }
 
     pub async fn root(&self) -> Result<Repo, Error> {
@@ -161,11 +168,21 @@ impl<'a> Monorepo<'a> {
         mut builder: Builder,
         steps: Vec<Step>,
     ) -> Result<Option<ObjectId>, Error> {
-        let odb = snapshot.odb();
+        let mut snapshot = snapshot.clone();
+        let mut odb = snapshot.odb();
         let mut rows: Vec<(ObjectId, String, ObjectId)> = Vec::new();
         let mut batch_heads: HashMap<String, Option<ObjectId>> = HashMap::new();
         let mut prev = base;
         for step in steps {
+            if builder.bytes() > self.flush_bytes {
+                // Memory stays bounded whatever the number of steps: what
+                // was built so far is stored (reachable from nothing until
+                // `main` moves) and read back from the store from now on.
+                std::mem::take(&mut builder).store(self.store, root.id, &snapshot).await?;
+                self.store.add_dir_commits(root.id, &std::mem::take(&mut rows)).await?;
+                snapshot = self.snapshot(root).await?;
+                odb = snapshot.odb();
+            }
             let prev_tree = match prev {
                 Some(p) => Some(commit_tree(&View { odb: &odb, builder: &builder }, &p)?),
                 None => None,
@@ -193,7 +210,7 @@ impl<'a> Monorepo<'a> {
                         let parent = match batch_heads.get(&path) {
                             Some(h) => *h,
                             None => match base {
-                                Some(b) => self.dir_head(root, snapshot, &path, b).await?,
+                                Some(b) => self.dir_head(root, &snapshot, &path, b).await?,
                                 None => None,
                             },
                         };
@@ -207,7 +224,7 @@ impl<'a> Monorepo<'a> {
             prev = Some(root_commit);
         }
         let new_head = prev.ok_or_else(|| Error::Refused("nothing to commit".into()))?;
-        builder.store(self.store, root.id, snapshot).await?;
+        builder.store(self.store, root.id, &snapshot).await?;
         let null = ObjectId::null(gix_hash_kind());
         let heads: Vec<(String, ObjectId)> =
             batch_heads.into_iter().map(|(path, head)| (path, head.unwrap_or(null))).collect();

@@ -15,6 +15,8 @@ pub struct Builder {
     ids: HashMap<ObjectId, usize>,
     /// A likely delta base per object: the version it replaces.
     bases: HashMap<ObjectId, ObjectId>,
+    /// The objects' bytes, in all.
+    bytes: usize,
 }
 
 /// Longest delta chain written; deeper ones make reads slow.
@@ -26,9 +28,15 @@ impl Builder {
         let id = tessera_pack::object_id(kind, &data);
         if !self.ids.contains_key(&id) {
             self.ids.insert(id, self.objects.len());
+            self.bytes += data.len();
             self.objects.push((kind, data));
         }
         id
+    }
+
+    /// The bytes of the objects added so far.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// Notes that `id` is a new version of `base`, so the pack can store it

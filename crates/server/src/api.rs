@@ -10,7 +10,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tessera_repo::monorepo::{MergeOutcome, Monorepo};
+use tessera_repo::monorepo::MergeOutcome;
 use tessera_store::{MergeRequest, MrStatus};
 
 use crate::auth::{self, audited, load_for, Need};
@@ -90,7 +90,7 @@ async fn show(
 ) -> Result<Json<Value>, ApiError> {
     let caller = auth::caller(&state, &headers).await?;
     let mr = load_for(&state, &caller, id, Need::Read, "mr.show").await?;
-    let description = Monorepo::new(&state.store, &state.snapshots).describe(&mr).await.map_err(repo_error)?;
+    let description = state.mono().describe(&mr).await.map_err(repo_error)?;
     let mut out = crate::wire::mr_json(&mr);
     out["commits"] = json!(description
         .commits
@@ -148,7 +148,7 @@ pub(crate) async fn merge_as(
         audited(state, &caller, "mr.merge", &mr.path, format!("!{id}: {reason}"), "refused").await;
         return Err(HttpError::new(StatusCode::FORBIDDEN, reason));
     }
-    let outcome = Monorepo::new(&state.store, &state.snapshots).merge(id).await.map_err(repo_error);
+    let outcome = state.mono().merge(id).await.map_err(repo_error);
     let outcome = match outcome {
         Ok(o) => o,
         Err(e) => {
@@ -189,7 +189,7 @@ async fn convert(
         audited(&state, &caller, "import.convert", &path, denied.message.clone(), "denied").await;
         return Err(denied.into());
     }
-    let converted = Monorepo::new(&state.store, &state.snapshots).convert(&path, q.drop_refs).await.map_err(repo_error);
+    let converted = state.mono().convert(&path, q.drop_refs).await.map_err(repo_error);
     let detail = match &converted {
         Ok(head) => format!("head {head}"),
         Err(e) => e.message.clone(),

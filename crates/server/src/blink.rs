@@ -14,7 +14,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tessera_pack::{Kind, ObjectId};
 use tessera_repo::blink;
-use tessera_repo::monorepo::{Monorepo, MAIN};
+use tessera_repo::monorepo::MAIN;
 use tessera_store::Repo;
 
 use crate::auth::{self, Caller, Need};
@@ -37,7 +37,7 @@ pub(crate) fn lite_dir(path: &str) -> Option<String> {
 
 /// The monorepo root and the directory commit `dir` is at, if it exists.
 async fn full_head(state: &State, dir: &str) -> Result<Option<(Repo, ObjectId)>, HttpError> {
-    let mono = Monorepo::new(&state.store, &state.snapshots);
+    let mono = state.mono();
     let root = mono.root().await.map_err(repo_error)?;
     let Some(root_head) = mono.root_head(&root).await.map_err(repo_error)? else { return Ok(None) };
     let snapshot = repos::snapshot(state, root.id).await?;

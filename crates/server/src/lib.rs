@@ -80,6 +80,10 @@ pub struct Config {
     pub fsck: Vec<(String, String)>,
     /// The largest Git LFS object an upload may bring.
     pub lfs_max_object_bytes: u64,
+    /// Bytes of new objects (rewritten trees, derived commits) a merge
+    /// holds in memory before storing them and going on: what bounds a
+    /// large merge request's memory.
+    pub merge_buffer_bytes: usize,
     /// Blobs larger than this many bytes are b-link files in lite views
     /// (`/-/blink/<path>`); changing it changes every lite commit id.
     pub blink_threshold: u64,
@@ -114,6 +118,7 @@ impl Config {
             lfs_max_object_bytes: 50 << 30,
             lfs_verify_pushes: true,
             blink_threshold: 1 << 20,
+            merge_buffer_bytes: tessera_repo::monorepo::FLUSH_BYTES,
         }
     }
 }
@@ -130,6 +135,15 @@ pub(crate) struct State {
     pub hooks_wake: tokio::sync::Notify,
     /// Lite views are built one at a time (`blink::lite_head`).
     pub blink_builds: tokio::sync::Mutex<()>,
+}
+
+impl State {
+    /// The monorepo, with this server's settings.
+    pub(crate) fn mono(&self) -> tessera_repo::monorepo::Monorepo<'_> {
+        let mut mono = tessera_repo::monorepo::Monorepo::new(&self.store, &self.snapshots);
+        mono.flush_bytes = self.config.merge_buffer_bytes;
+        mono
+    }
 }
 
 /// A bound, ready server.

@@ -13,7 +13,6 @@ use axum::response::Response;
 use tessera_pack::{Kind, ObjectId};
 use tessera_protocol::{receive, upload};
 use tessera_repo::ingest::{self, Ingested};
-use tessera_repo::monorepo::Monorepo;
 use tessera_store::{failpoint, Destination, RefOutcome, RefUpdate, Repo, RepoKind};
 use tokio::io::AsyncWriteExt;
 
@@ -515,7 +514,7 @@ impl Push<'_> {
         // Each proposed head must be able to open a merge request before
         // anything is stored ("nothing new", "does not build on ...").
         let pushed = prepared.as_ref().map(|p| p.commit_parents()).unwrap_or_default();
-        let mono = Monorepo::new(&state.store, &state.snapshots);
+        let mono = state.mono();
         let mut verdicts = verdicts;
         for verdict in verdicts.iter_mut() {
             if let Ok(new) = verdict {
@@ -596,7 +595,7 @@ impl Push<'_> {
             None => Ingested::default(),
         };
         let mut verdicts = crate::blink::map_push(state, self.caller, root, dir, &pushed, &verdicts).await?;
-        let mono = Monorepo::new(&state.store, &state.snapshots);
+        let mono = state.mono();
         let nothing_pushed = std::collections::HashMap::new();
         for verdict in verdicts.iter_mut() {
             if let Ok(new) = verdict {
@@ -688,7 +687,7 @@ async fn open_merge_requests(
     host: &str,
     messages: &mut Vec<u8>,
 ) -> Vec<(String, Result<(), String>)> {
-    let mono = Monorepo::new(&state.store, &state.snapshots);
+    let mono = state.mono();
     let mut results = Vec::new();
     for (c, verdict) in req.commands.iter().zip(verdicts) {
         let result = match verdict.clone() {
@@ -752,7 +751,7 @@ async fn sync_import(
     }
     let Ok(refs) = state.store.list_refs(repo.id).await else { return };
     let Some(head) = refs.iter().find(|r| r.name == repo.head).map(|r| r.target) else { return };
-    let mono = Monorepo::new(&state.store, &state.snapshots);
+    let mono = state.mono();
     match mono.sync_import(&repo, ingested.pack_id, head).await {
         Ok(root) => messages.extend(receive::message(
             req,

@@ -147,7 +147,7 @@ pub async fn read_view(
             Ok(Some((refs, repo.head.clone(), snapshot)))
         }
         Target::Dir { root, path } => {
-            let mono = tessera_repo::monorepo::Monorepo::new(&state.store, &state.snapshots);
+            let mono = state.mono();
             // Head first, then the snapshot, which then holds all it needs.
             let Some(root_head) = mono.root_head(root).await.map_err(repo_error)? else { return Ok(None) };
             let snapshot = snapshot(state, root.id).await?;

@@ -1298,7 +1298,7 @@ async fn mr_page(state: &State, caller: &Caller, frame: &mut web::Frame, rest: &
     let can_maintain = auth::decide(&policy, caller, &mr.path, Need::Maintain).is_ok();
     frame.title = format!("!{id} {}", mr.title);
     frame.crumbs = crumbs(&mr.path);
-    let mono = tessera_repo::monorepo::Monorepo::new(&state.store, &state.snapshots);
+    let mono = state.mono();
     let root = mono.root().await.map_err(repos::repo_error)?;
     let snapshot = repos::snapshot(state, root.id).await?;
     let (base, head, path) = (mr.base, mr.head, mr.path.clone());

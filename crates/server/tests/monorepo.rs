@@ -609,7 +609,59 @@ fn subdirectories_first_changed_late_in_a_request_keep_their_history(backend: Ba
     fsck(&deep);
 }
 
+/// A merge that builds more than `merge_buffer_bytes` stores what it built
+/// in pieces as it goes; fast-forwards and rebases land whole and right.
+fn large_merges_store_their_objects_in_pieces(backend: Backend) {
+    let Some(server) = TestServer::start_with(backend, |c| c.merge_buffer_bytes = 2048) else { return };
+    let work = tempfile::tempdir().unwrap();
+    create_project(&server, work.path());
+    let packs_before = pack_count(&server);
+    // Forty commits over several subdirectories, fast-forwarded.
+    let x = clone(&server, "/projects/x", work.path());
+    for i in 0..40 {
+        write(&x, format!("d{}/f{i}.txt", i % 5), format!("{i}\n"));
+        commit_all(&x, &format!("ff {i}"));
+    }
+    git(&x, &["push", "-q", "origin", "HEAD:refs/for/main"]);
+    merge_one(&server);
+    assert!(pack_count(&server) >= packs_before + 3, "stored in pieces: {} packs", pack_count(&server));
+    let check = clone(&server, "/projects/x", work.path());
+    assert_eq!(head(&check, "HEAD"), head(&x, "HEAD"), "a fast-forward keeps the pushed ids");
+    assert_eq!(git(&clone(&server, "/projects/x/d3", work.path()), &["rev-list", "--count", "HEAD"]).trim(), "8");
+    // Thirty more, rebased onto a directory that moved meanwhile.
+    let other = clone(&server, "/projects/x", work.path());
+    write(&other, "f1.txt", "moved\n");
+    commit_all(&other, "move the directory");
+    git(&other, &["push", "-q", "origin", "HEAD:refs/for/main"]);
+    merge_one(&server);
+    for i in 40..70 {
+        write(&x, format!("d{}/f{i}.txt", i % 5), format!("{i}\n"));
+        commit_all(&x, &format!("rebased {i}"));
+    }
+    git(&x, &["push", "-q", "origin", "HEAD:refs/for/main"]);
+    merge_one(&server);
+    let check = clone(&server, "/projects/x", work.path());
+    assert_eq!(std::fs::read_to_string(check.join("f1.txt")).unwrap(), "moved\n");
+    assert_eq!(std::fs::read_to_string(check.join("d4/f69.txt")).unwrap(), "69\n");
+    assert_eq!(git(&check, &["rev-list", "--count", "HEAD"]).trim(), (3 + 40 + 1 + 30).to_string());
+    fsck(&check);
+    fsck(&clone(&server, "/", work.path()));
+}
+
+fn pack_count(server: &TestServer) -> usize {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let data = tempfile::tempdir().unwrap();
+        let store = tessera_store::Store::open(server.database_url(), data.path(), Default::default()).await.unwrap();
+        let root = store.repo_by_path("/").await.unwrap().unwrap();
+        let n = store.repo_pack_ids(root.id).await.unwrap().len();
+        store.pool().close().await;
+        n
+    })
+}
+
 per_backend!(
+    large_merges_store_their_objects_in_pieces,
     subdirectories_first_changed_late_in_a_request_keep_their_history,
     directory_heads_come_from_an_index_rebuilt_when_stale,
     merge_requests_holding_merges_land_squashed,
