@@ -355,9 +355,8 @@ impl<'a> Monorepo<'a> {
             Some(r) => self.dir_head(root, snapshot, path, r).await?,
             None => None,
         };
-        let known = dir_history(snapshot, dir_head);
-        let rank = |c: &ObjectId| known.get(c).copied().unwrap_or(usize::MAX);
-        let chain = pushed_chain(head, |c| known.contains_key(c) || Some(*c) == dir_head, parents, rank)?;
+        let known = History::new(snapshot, dir_head);
+        let chain = pushed_chain(head, |c| known.contains(c), parents, |c| known.rank(c))?;
         let base = match chain.base {
             Some(b) => Some(b),
             None if dir_head.is_none() => None,
@@ -413,7 +412,7 @@ impl<'a> Monorepo<'a> {
             };
             // The directory's history: pushed commits found in it are in
             // already (a stacked MR whose base merged).
-            let known = dir_history(&snapshot, dir_head);
+            let known = History::new(&snapshot, dir_head);
             let (builder, steps) = match plan_merge(&snapshot, &mr, dir_head, &known)? {
                 Plan::Steps(b, s) => (b, s),
                 Plan::Conflict(paths) => {
@@ -451,11 +450,11 @@ impl<'a> Monorepo<'a> {
     async fn settle_merged(&self, root: &Repo, path: &str, at: ObjectId) -> Result<(), Error> {
         let snapshot = self.snapshot(root).await?;
         let head = self.dir_head(root, &snapshot, path, at).await?;
-        let known = dir_history(&snapshot, head);
+        let known = History::new(&snapshot, head);
         let mut open = self.store.list_mrs(Some(MrStatus::Open)).await?;
         open.extend(self.store.list_mrs(Some(MrStatus::Conflict)).await?);
         for other in open {
-            if other.path == path && known.contains_key(&other.head) {
+            if other.path == path && known.contains(&other.head) {
                 self.store
                     .set_mr_status(other.id, &[MrStatus::Open, MrStatus::Conflict], MrStatus::Merged, &[], Some(at))
                     .await?;
@@ -721,6 +720,51 @@ fn with_merges<'p>(
     Ok(Chain { commits, base, merges: true })
 }
 
+/// A directory's history, from its head down its first parents, walked
+/// only as deep as the questions asked need: generation numbers fall
+/// along first parents, so whether a commit is in it is known once the
+/// walk passes the commit's generation. A one-commit merge request on a
+/// directory with a long history reads a few commits, not the history.
+struct History<'s> {
+    snapshot: &'s Snapshot,
+    /// The commits walked so far with their distance from the head, and
+    /// the next one to walk.
+    walked: std::cell::RefCell<(HashMap<ObjectId, usize>, Option<ObjectId>)>,
+}
+
+impl<'s> History<'s> {
+    fn new(snapshot: &'s Snapshot, head: Option<ObjectId>) -> Self {
+        History { snapshot, walked: std::cell::RefCell::new((HashMap::new(), head)) }
+    }
+
+    fn contains(&self, c: &ObjectId) -> bool {
+        let Some(target) = self.snapshot.index.commits.get(c).map(|i| i.generation) else { return false };
+        let mut walked = self.walked.borrow_mut();
+        let (seen, next) = &mut *walked;
+        while let Some(at) = *next {
+            let Some(info) = self.snapshot.index.commits.get(&at) else {
+                *next = None;
+                break;
+            };
+            if info.generation < target || seen.contains_key(&at) {
+                break;
+            }
+            let distance = seen.len();
+            seen.insert(at, distance);
+            *next = info.parents.first().copied();
+        }
+        seen.contains_key(c)
+    }
+
+    /// Distance from the head (nearest first); `usize::MAX` if not in it.
+    fn rank(&self, c: &ObjectId) -> usize {
+        if !self.contains(c) {
+            return usize::MAX;
+        }
+        self.walked.borrow().0.get(c).copied().unwrap_or(usize::MAX)
+    }
+}
+
 /// The commits of a directory's history, from its head down its first
 /// parents. Not the `dir_commits` rows: a merge that lost its race to move
 /// the root leaves rows for a root commit that never landed.
@@ -891,13 +935,12 @@ fn plan_merge(
     snapshot: &Snapshot,
     mr: &MergeRequest,
     dir_head: Option<ObjectId>,
-    known: &HashMap<ObjectId, usize>,
+    known: &History<'_>,
 ) -> Result<Plan, Error> {
     let odb = snapshot.odb();
     let mut builder = Builder::default();
     let parents = |c: &ObjectId| snapshot.index.commits.get(c).map(|i| i.parents.as_slice());
-    let rank = |c: &ObjectId| known.get(c).copied().unwrap_or(usize::MAX);
-    let chain = pushed_chain(mr.head, |c| Some(*c) == mr.base || known.contains_key(c), parents, rank)?;
+    let chain = pushed_chain(mr.head, |c| Some(*c) == mr.base || known.contains(c), parents, |c| known.rank(c))?;
     if chain.commits.is_empty() {
         return Ok(Plan::AlreadyIn);
     }
