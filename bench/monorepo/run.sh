@@ -1,126 +1,200 @@
 #!/usr/bin/env bash
-# Monorepo benchmark (issue: monorepo directories). Builds a repository of
-# N_COMMITS commits over N_FILES files (default 10k and 50k, in 500
-# directories), lands it in tessera as one merge request on /projects/big,
-# then times, against the closest C git operation in the same run:
-#   1. cloning one directory with its history: tessera `git clone
-#      http://.../projects/big/dNNN` vs C git cloning a plain repository
-#      holding that directory's history (made with `git subtree split`),
-#      over its own upload-pack (file://, no HTTP: this favours C git);
-#   2. merging a one-commit merge request: `tessera mr merge` vs C git's
-#      `git merge` of a topic branch plus `git push` to a bare repository.
-# Also reports the one-time cost of landing the whole history.
+# Monorepo benchmark (issue: directory views at scale). Generates a history
+# of N_COMMITS commits (default 200,000) over leaf directories nested three
+# deep, FANOUT (default "40 50 50": 100,000 directories, t00/m00/d00 to
+# t39/m49/d49), one file each at first. Every commit changes one or two
+# files of one directory; every N_COMMITS/HOT_COMMITS-th changes the "hot"
+# directory, which so has HOT_COMMITS + 1 commits (default 51).
+#
+# The history lands in tessera on /projects/big as merge requests of CHUNK
+# commits (default 10,000; fast-forwards, so ids are kept), each pushed and
+# merged with the server's peak RSS reset before the merge (through
+# /proc/PID/clear_refs) and read after it. Then, against C git in the same
+# run:
+#   1. cloning the hot directory: tessera `git clone http://.../projects/big/<hot>`
+#      vs C git cloning a plain repository holding that directory's history
+#      (fast-export limited to it), over file:// and over HTTP (git
+#      http-backend behind lighttpd, as bench/smart-http does);
+#   2. merging a one-commit merge request, on the hot directory and on
+#      /projects/big: `tessera mr merge` vs C git's `git merge --no-ff` of a
+#      topic branch plus `git push` to a bare copy of the whole history.
+# Timings are medians of 3 runs.
 set -euo pipefail
-n_commits=${N_COMMITS:-10000}
-n_dirs=${N_DIRS:-500}
-files_per_dir=${FILES_PER_DIR:-100}
+n_commits=${N_COMMITS:-200000}
+read -r f1 f2 f3 <<< "${FANOUT:-40 50 50}"
+hot_commits=${HOT_COMMITS:-50}
+chunk=${CHUNK:-10000}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 work=$(mktemp -d)
-trap 'kill $server_pid 2>/dev/null || true; rm -rf "$work"' EXIT
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+if ! command -v lighttpd >/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq lighttpd >/dev/null
+fi
 cargo build --release -q -p tessera --manifest-path "$root/Cargo.toml"
-bin="$root/target/release/tessera"
+bin="${CARGO_TARGET_DIR:-$root/target}/release/tessera"
+export GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null
 now() { date +%s.%N; }
 elapsed() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.3f}')" "$1" "$2"; }
+ratio() { python3 -c "import sys; print(f'{float(sys.argv[1]) / float(sys.argv[2]):.2f}')" "$1" "$2"; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+median3() { sort -n | sed -n 2p; }
 
-echo "generating $n_commits commits over $((n_dirs * files_per_dir)) files..."
-python3 - "$n_commits" "$n_dirs" "$files_per_dir" > "$work/stream" <<'PY'
+hot=$(python3 -c "print(f't{$f1 // 2:02d}/m{$f2 // 3:02d}/d{$f3 // 5:02d}')")
+echo "generating $n_commits commits over $((f1 * f2 * f3)) directories (hot directory $hot)..."
+t0=$(now)
+git init -q -b main "$work/plain"
+python3 - "$n_commits" "$f1" "$f2" "$f3" "$hot" "$hot_commits" <<'PY' | git -C "$work/plain" fast-import --quiet
 import sys, random
-n_commits, n_dirs, per_dir = map(int, sys.argv[1:])
+n, f1, f2, f3, hot, hot_commits = sys.argv[1:]
+n, f1, f2, f3, hot_commits = int(n), int(f1), int(f2), int(f3), int(hot_commits)
 rnd = random.Random(42)
 out = sys.stdout.buffer
-def blob(text):
-    data = text.encode()
-    out.write(b"data %d\n" % len(data)); out.write(data); out.write(b"\n")
+dirs = [f"t{a:02d}/m{b:02d}/d{c:02d}" for a in range(f1) for b in range(f2) for c in range(f3)]
+files = {d: 1 for d in dirs}
+hot_every = max(1, (n - 1) // hot_commits)
 t = 1_600_000_000
-out.write(b"commit refs/heads/main\ncommitter Bench <bench@example.com> %d +0000\n" % t)
-blob("initial import")
-for d in range(n_dirs):
-    for f in range(per_dir):
-        out.write(b"M 100644 inline d%03d/f%03d.txt\n" % (d, f))
-        blob("".join(f"line {i} of d{d:03d}/f{f:03d}\n" for i in range(20)))
-for c in range(1, n_commits):
+def commit(message):
+    global t
     t += 60
     out.write(b"commit refs/heads/main\ncommitter Bench <bench@example.com> %d +0000\n" % t)
-    blob(f"change {c}")
-    d = rnd.randrange(n_dirs)
-    for _ in range(rnd.randint(1, 3)):
-        f = rnd.randrange(per_dir)
-        out.write(b"M 100644 inline d%03d/f%03d.txt\n" % (d, f))
-        blob("".join(f"line {i} of d{d:03d}/f{f:03d} rev {c}\n" for i in range(20)))
+    m = (message + "\n").encode()
+    out.write(b"data %d\n%s\n" % (len(m), m))
+def put(path, text):
+    data = text.encode()
+    out.write(b"M 100644 inline %s\ndata %d\n" % (path.encode(), len(data)))
+    out.write(data)
+    out.write(b"\n")
+commit("initial layout")
+for d in dirs:
+    put(f"{d}/f0.txt", f"{d} file 0\n")
+for c in range(1, n):
+    d = hot if c % hot_every == 0 and c // hot_every <= hot_commits else rnd.choice(dirs)
+    commit(f"change {c} in {d}")
+    if rnd.random() < 0.3:
+        put(f"{d}/f{files[d]}.txt", f"{d} file {files[d]}\n")
+        files[d] += 1
+    for _ in range(rnd.randint(1, 2)):
+        k = rnd.randrange(files[d])
+        put(f"{d}/f{k}.txt", f"{d} file {k} at change {c}\n")
 PY
-git init -q -b main "$work/plain"
-git -C "$work/plain" fast-import --quiet < "$work/stream"
-git -C "$work/plain" reset -q --hard main
 git -C "$work/plain" repack -adq
+# A work tree: fast-export's path limit below checks paths against it.
+git -C "$work/plain" reset -q --hard main
+t1=$(now)
+echo "generated in $(elapsed "$t0" "$t1") s: $(git -C "$work/plain" rev-list --count main) commits, $(git -C "$work/plain" count-objects -v | awk '/size-pack/ {print $2}') KiB packed"
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$bin" serve --data-dir "$work/data" --listen "127.0.0.1:$port" > "$work/serve.log" 2>&1 &
-server_pid=$!
-for _ in $(seq 1 50); do grep -q listening "$work/serve.log" 2>/dev/null && break; sleep 0.1; done
+tport=$(free_port)
+"$bin" serve --data-dir "$work/data" --listen "127.0.0.1:$tport" > "$work/serve.log" 2>&1 & server_pid=$!; pids+=($server_pid)
+for _ in $(seq 1 100); do grep -q listening "$work/serve.log" 2>/dev/null && break; sleep 0.1; done
 "$bin" user add bench --admin --init --data-dir "$work/data" >/dev/null
 token=$("$bin" token create --user bench --data-dir "$work/data" | awk 'END { print $NF }')
-url="http://b:$token@127.0.0.1:$port"
-export TESSERA_SERVER="http://127.0.0.1:$port" TESSERA_TOKEN="$token"
+url="http://b:$token@127.0.0.1:$tport"
+export TESSERA_SERVER="http://127.0.0.1:$tport" TESSERA_TOKEN="$token"
+peak_reset() { echo 5 > "/proc/$server_pid/clear_refs"; }
+peak_mib() { awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$server_pid/status"; }
+rss_mib() { awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$server_pid/status"; }
 
-t0=$(now)
-git -C "$work/plain" push -q "$url/projects/big" main:refs/for/main 2>/dev/null
-t1=$(now)
-"$bin" mr merge 1 > /dev/null
-t2=$(now)
-echo "landing the history: push $(elapsed "$t0" "$t1") s, merge of $n_commits commits $(elapsed "$t1" "$t2") s"
+# Landing: one merge request per CHUNK commits.
+mapfile -t ids < <(git -C "$work/plain" rev-list --reverse main)
+mr=0
+push_total=0 merge_total=0 worst_peak=0 worst_merge=0
+echo "chunk  commits  push s  merge s  merge peak RSS MiB"
+for ((end = chunk; end < n_commits + chunk; end += chunk)); do
+  (( end > n_commits )) && end=$n_commits
+  tip=${ids[$((end - 1))]}
+  s=$(now); git -C "$work/plain" push -q "$url/projects/big" "$tip:refs/for/main" 2>/dev/null; e=$(now)
+  tp=$(elapsed "$s" "$e")
+  mr=$((mr + 1))
+  peak_reset
+  s=$(now); "$bin" mr merge "$mr" > /dev/null; e=$(now)
+  tm=$(elapsed "$s" "$e")
+  pk=$(peak_mib)
+  printf '%5d  %7d  %6s  %7s  %s\n' "$mr" "$end" "$tp" "$tm" "$pk"
+  push_total=$(python3 -c "print($push_total + $tp)")
+  merge_total=$(python3 -c "print($merge_total + $tm)")
+  (( pk > worst_peak )) && worst_peak=$pk
+  worst_merge=$(python3 -c "print(max($worst_merge, $tm))")
+  (( end == n_commits )) && break
+done
+echo "landed $n_commits commits as $mr merge requests: push $push_total s, merge $merge_total s (slowest $worst_merge s); peak RSS during a merge $worst_peak MiB; RSS now $(rss_mib) MiB; data dir $(du -sm "$work/data" | cut -f1) MiB"
 
-dir=d007
-# C git reference: the directory's own history in a plain repository
-# (fast-export limited to the directory, paths made relative to it).
-git init -q --bare "$work/ref-$dir.git"
-git -C "$work/plain" fast-export main -- "$dir/" \
-  | sed "s#^\(M [0-9]* [^ ]* \)$dir/#\1#; s#^D $dir/#D #" \
-  | git -C "$work/ref-$dir.git" fast-import --quiet
+# C git references for the hot directory: file:// and http-backend.
+git init -q --bare "$work/gitroot/hot.git"
+git -C "$work/plain" fast-export main -- "$hot/" \
+  | sed "s#^\(M [0-9]* [^ ]* \)$hot/#\1#; s#^D $hot/#D #" \
+  | git -C "$work/gitroot/hot.git" fast-import --quiet
+git -C "$work/gitroot/hot.git" repack -adq
+gport=$(free_port)
+cat > "$work/lighttpd.conf" <<CONF
+server.document-root = "$work/gitroot"
+server.bind = "127.0.0.1"
+server.port = $gport
+server.modules = ("mod_alias", "mod_cgi", "mod_setenv")
+server.errorlog = "$work/lighttpd.err"
+alias.url = ("/git" => "$(git --exec-path)/git-http-backend")
+cgi.assign = ("" => "")
+setenv.add-environment = ("GIT_PROJECT_ROOT" => "$work/gitroot", "GIT_HTTP_EXPORT_ALL" => "1", "REMOTE_USER" => "bench", "GIT_CONFIG_NOSYSTEM" => "1")
+CONF
+lighttpd -D -f "$work/lighttpd.conf" & pids+=($!)
+sleep 0.5
 
-
-clone_times() {
-  local label=$1 src=$2
-  for i in 1 2 3; do
+clone_time() { # URL → median seconds of 3 bare clones into $work/c
+  for _ in 1 2 3; do
     rm -rf "$work/c"
     local s e
-    s=$(now); git clone -q --bare "$src" "$work/c"; e=$(now)
+    s=$(now); git clone -q --bare "$1" "$work/c"; e=$(now)
     elapsed "$s" "$e"
-  done | sort -n | sed -n 2p
+  done | median3
 }
-t_tessera=$(clone_times tessera "http://127.0.0.1:$port/projects/big/$dir")
+t_tessera=$(clone_time "http://127.0.0.1:$tport/projects/big/$hot")
 n_tessera=$(git -C "$work/c" rev-list --count main)
-t_git=$(clone_times git "file://$work/ref-$dir.git")
+tree_tessera=$(git -C "$work/c" rev-parse 'main^{tree}')
+t_file=$(clone_time "file://$work/gitroot/hot.git")
 n_git=$(git -C "$work/c" rev-list --count main)
-echo "clone /projects/big/$dir: tessera $t_tessera s ($n_tessera commits), C git $t_git s ($n_git commits), ratio $(python3 -c "print(f'{$t_tessera / $t_git:.2f}')")"
+tree_git=$(git -C "$work/c" rev-parse 'main^{tree}')
+t_http=$(clone_time "http://127.0.0.1:$gport/git/hot.git")
+[ "$tree_tessera" = "$tree_git" ] || echo "WARNING: the directory's trees differ ($tree_tessera vs $tree_git)"
+echo "clone /projects/big/$hot: tessera $t_tessera s ($n_tessera commits); C git file:// $t_file s ($n_git commits), ratio $(ratio "$t_tessera" "$t_file"); C git http-backend $t_http s, ratio $(ratio "$t_tessera" "$t_http")"
 
-# The whole monorepo: tessera's root (which holds /projects/big and the
-# initial layout) vs C git cloning the plain repository (file://).
-t_root=$(clone_times tessera "http://127.0.0.1:$port/")
-root_bytes=$(cat "$work"/c/objects/pack/*.pack | wc -c)
-git clone -q --bare "$work/plain" "$work/plain-bare.git"
-t_plain=$(clone_times git "file://$work/plain-bare.git")
-plain_bytes=$(cat "$work"/c/objects/pack/*.pack | wc -c)
-echo "clone /: tessera $t_root s ($root_bytes pack bytes), C git $t_plain s ($plain_bytes pack bytes), ratio $(python3 -c "print(f'{$t_root / $t_plain:.2f}, bytes {$root_bytes / $plain_bytes:.2f}')")"
-
-# One-commit merge request vs C git merge + push.
-
-git clone -q "$url/projects/big" "$work/mr"
-echo change >> "$work/mr/$dir/f001.txt"
-git -C "$work/mr" -c user.name=b -c user.email=b@x commit -qam "one change"
-git -C "$work/mr" push -q origin HEAD:refs/for/one 2>/dev/null
-s=$(now); "$bin" mr merge 2 > /dev/null; e=$(now)
-t_merge=$(elapsed "$s" "$e")
+# One-commit merge requests: on the hot directory, then on /projects/big.
+merge_time() { # DIR, a clone to change, FILE in it, the first MR id → median seconds of 3 merges
+  local dir=$1 clone=$2 file=$3 id=$4
+  for i in 1 2 3; do
+    echo "one change $i" >> "$clone/$file"
+    git -C "$clone" -c user.name=b -c user.email=b@x commit -qam "one change $i"
+    git -C "$clone" push -q "$url$dir" HEAD:refs/for/main 2>/dev/null
+    local s e
+    s=$(now); "$bin" mr merge "$((id + i - 1))" > /dev/null; e=$(now)
+    git -C "$clone" pull -q --rebase "$url$dir" main 2>/dev/null
+    elapsed "$s" "$e"
+  done | median3
+}
+git clone -q "$url/projects/big/$hot" "$work/hot"
+t_merge_hot=$(merge_time "/projects/big/$hot" "$work/hot" f0.txt "$((mr + 1))")
+mr=$((mr + 3))
+# The plain repository's history is /projects/big's (fast-forwards keep
+# ids); the pull brings what the merges above added.
+git clone -q "$work/plain" "$work/bigclone"
+git -C "$work/bigclone" pull -q --rebase "$url/projects/big" main 2>/dev/null
+t_merge_big=$(merge_time /projects/big "$work/bigclone" "$hot/f0.txt" "$((mr + 1))")
+mr=$((mr + 3))
 
 git clone -q --bare "$work/plain" "$work/ref-full.git"
 git clone -q "$work/ref-full.git" "$work/gitmr"
-git -C "$work/gitmr" checkout -qb topic
-echo change >> "$work/gitmr/$dir/f001.txt"
-git -C "$work/gitmr" -c user.name=b -c user.email=b@x commit -qam "one change"
-git -C "$work/gitmr" checkout -q main
-s=$(now)
-git -C "$work/gitmr" -c user.name=b -c user.email=b@x merge -q --no-ff --no-edit topic
-git -C "$work/gitmr" push -q origin main
-e=$(now)
-t_gitmerge=$(elapsed "$s" "$e")
-echo "merge a one-commit MR: tessera $t_merge s, C git merge+push $t_gitmerge s, ratio $(python3 -c "print(f'{$t_merge / $t_gitmerge:.2f}')")"
-echo "server peak RSS: $(awk '/VmHWM/ {print $2/1024 " MiB"}' /proc/$server_pid/status)"
+gitmerge=()
+for i in 1 2 3; do
+  git -C "$work/gitmr" checkout -qb "topic$i"
+  echo "change $i" >> "$work/gitmr/$hot/f0.txt"
+  git -C "$work/gitmr" -c user.name=b -c user.email=b@x commit -qam "one change $i"
+  git -C "$work/gitmr" checkout -q main
+  s=$(now)
+  git -C "$work/gitmr" -c user.name=b -c user.email=b@x merge -q --no-ff --no-edit "topic$i"
+  git -C "$work/gitmr" push -q origin main
+  e=$(now)
+  gitmerge+=("$(elapsed "$s" "$e")")
+done
+t_gitmerge=$(printf '%s\n' "${gitmerge[@]}" | median3)
+echo "merge a one-commit MR: on $hot tessera $t_merge_hot s, on /projects/big tessera $t_merge_big s; C git merge+push $t_gitmerge s; ratios $(ratio "$t_merge_hot" "$t_gitmerge"), $(ratio "$t_merge_big" "$t_gitmerge")"
+echo "server peak RSS over the run: $(peak_mib) MiB since the last reset, RSS now $(rss_mib) MiB"

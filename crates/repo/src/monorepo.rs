@@ -163,12 +163,14 @@ impl<'a> Monorepo<'a> {
     pub async fn advance(
         &self,
         root: &Repo,
-        snapshot: &Snapshot,
+        snapshot: Snapshot,
         base: Option<ObjectId>,
         mut builder: Builder,
         steps: Vec<Step>,
     ) -> Result<Option<ObjectId>, Error> {
-        let mut snapshot = snapshot.clone();
+        // Owned: dropped before each refresh below, so that the refresh can
+        // update the cached index in place instead of copying it.
+        let mut snapshot = snapshot;
         let mut odb = snapshot.odb();
         let mut rows: Vec<(ObjectId, String, ObjectId)> = Vec::new();
         let mut batch_heads: HashMap<String, Option<ObjectId>> = HashMap::new();
@@ -180,6 +182,8 @@ impl<'a> Monorepo<'a> {
                 // `main` moves) and read back from the store from now on.
                 std::mem::take(&mut builder).store(self.store, root.id, &snapshot).await?;
                 self.store.add_dir_commits(root.id, &std::mem::take(&mut rows)).await?;
+                drop(odb);
+                drop(snapshot);
                 snapshot = self.snapshot(root).await?;
                 odb = snapshot.odb();
             }
@@ -260,7 +264,7 @@ impl<'a> Monorepo<'a> {
             let base = self.root_head(&root).await?;
             let snapshot = self.snapshot(&root).await?;
             let (builder, steps) = compute(&snapshot, base)?;
-            if let Some(head) = self.advance(&root, &snapshot, base, builder, steps).await? {
+            if let Some(head) = self.advance(&root, snapshot, base, builder, steps).await? {
                 return Ok(head);
             }
         }
@@ -319,7 +323,7 @@ impl<'a> Monorepo<'a> {
         let root = self.root().await?;
         let snapshot = self.snapshot(&root).await?;
         let step = Step { path: "/".into(), tree: Some(tree), dir_commit: None, meta };
-        self.advance(&root, &snapshot, None, builder, vec![step]).await?.ok_or(Error::Contended)
+        self.advance(&root, snapshot, None, builder, vec![step]).await?.ok_or(Error::Contended)
     }
 
     /// Checks that `head` could open a merge request for directory `path`
@@ -427,7 +431,8 @@ impl<'a> Monorepo<'a> {
                     return Ok(MergeOutcome::Merged { root: at });
                 }
             };
-            if let Some(new_root) = self.advance(&root, &snapshot, base_root, builder, steps).await? {
+            drop(known);
+            if let Some(new_root) = self.advance(&root, snapshot, base_root, builder, steps).await? {
                 self.store
                     .set_mr_status(id, &[MrStatus::Open, MrStatus::Conflict], MrStatus::Merged, &[], Some(new_root))
                     .await?;

@@ -35,29 +35,51 @@ pub struct Snapshots {
 
 impl Snapshots {
     /// The repository's snapshot, refreshed if the repository changed since.
+    ///
+    /// The cached snapshot is taken out of the map while it is refreshed,
+    /// so that when no request is reading it the refresh updates it in
+    /// place instead of copying it.
     pub async fn get(&self, store: &Store, repo_id: i64) -> Result<Snapshot, tessera_store::Error> {
         let mut map = self.map.lock().await;
-        let current = map.get(&repo_id).cloned();
         let version = store.repo_version(repo_id).await?;
+        let current = map.remove(&repo_id);
         if let Some(s) = &current {
             if s.index.version == version {
-                return Ok(s.clone());
+                map.insert(repo_id, s.clone());
+                return Ok(current.expect("checked above"));
             }
         }
         let (mut index, mut paths) = match current {
-            Some(s) => ((*s.index).clone(), (*s.pack_paths).clone()),
+            Some(s) => (
+                Arc::try_unwrap(s.index).unwrap_or_else(|shared| (*shared).clone()),
+                Arc::try_unwrap(s.pack_paths).unwrap_or_else(|shared| (*shared).clone()),
+            ),
             None => (RepoIndex::new(repo_id), HashMap::new()),
         };
-        store.refresh_index(&mut index).await?;
-        let mut pack_ids: Vec<i64> =
-            index.objects.values().map(|l| l.pack_id).filter(|p| !paths.contains_key(p)).collect();
-        pack_ids.sort_unstable();
-        pack_ids.dedup();
-        for id in pack_ids {
-            paths.insert(id, store.pack_path(id).await?);
+        let seen = index.version;
+        let refreshed = store.refresh_index(&mut index).await;
+        let mut result =
+            refreshed.map(|packs| packs.into_iter().filter(|p| !paths.contains_key(p)).collect::<Vec<_>>());
+        if let Ok(packs) = &result {
+            for id in packs {
+                match store.pack_path(*id).await {
+                    Ok(path) => {
+                        paths.insert(*id, path);
+                    }
+                    Err(e) => {
+                        result = Err(e);
+                        break;
+                    }
+                }
+            }
+        }
+        if result.is_err() {
+            // Kept, as of the version it had: the next refresh takes in
+            // those rows again and finds their packs.
+            index.version = seen;
         }
         let snapshot = Snapshot { index: Arc::new(index), pack_paths: Arc::new(paths) };
         map.insert(repo_id, snapshot.clone());
-        Ok(snapshot)
+        result.map(|_| snapshot)
     }
 }

@@ -145,12 +145,15 @@ impl RepoIndex {
 }
 
 impl Store {
-    /// Brings `index` up to date with the database.
-    pub async fn refresh_index(&self, index: &mut RepoIndex) -> Result<(), Error> {
+    /// Brings `index` up to date with the database; returns the packs the
+    /// new rows are in. A failure leaves `index` as good as before: rows
+    /// already taken in are taken in again by the next refresh.
+    pub async fn refresh_index(&self, index: &mut RepoIndex) -> Result<Vec<i64>, Error> {
         let version = self.repo_version(index.repo_id).await?;
         if version == index.version {
-            return Ok(());
+            return Ok(Vec::new());
         }
+        let mut packs = std::collections::BTreeSet::new();
         let seen = index.version;
         let sql = self.sql(
             "SELECT oid, kind, size, pack_id, pack_offset, pack_end, delta_base FROM objects WHERE repo_id = ? AND added_version > ? AND added_version <= ?",
@@ -159,10 +162,12 @@ impl Store {
         for row in rows {
             let id = parse_oid(&row.try_get::<String, _>(0)?)?;
             let base: Option<String> = row.try_get(6)?;
+            let pack_id: i64 = row.try_get(3)?;
+            packs.insert(pack_id);
             index.objects.insert_if_absent(
                 id,
                 Location {
-                    pack_id: row.try_get(3)?,
+                    pack_id,
                     kind: kind_from_int(row.try_get(1)?)?,
                     size: row.try_get::<i64, _>(2)? as u64,
                     offset: row.try_get::<i64, _>(4)? as u64,
@@ -188,7 +193,7 @@ impl Store {
         index.objects.settle();
         index.commits.settle();
         index.version = version;
-        Ok(())
+        Ok(packs.into_iter().collect())
     }
 }
 
