@@ -16,9 +16,6 @@ use clap::{Args, Parser, Subcommand};
 use tessera_server::Config;
 use tessera_store::Dialect;
 
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "tessera",
