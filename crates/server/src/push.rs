@@ -532,29 +532,42 @@ impl Push<'_> {
                 self.req.commands.iter().zip(verdicts).map(|(c, v)| (c.name.clone(), v.map(|_| ()))).collect();
             return Ok((Ok(ingested), results));
         }
-        if let Some(p) = &prepared {
-            let pairs: Vec<_> = self
-                .req
-                .commands
-                .iter()
-                .zip(&verdicts)
-                .filter_map(|(c, v)| v.as_ref().ok().map(|new| (c.old, Some(*new))))
-                .collect();
-            if let Some(reason) = self.check_lfs(&snapshot, p, &pairs).await? {
-                let results = self.req.commands.iter().map(|c| (c.name.clone(), Err(reason.clone()))).collect();
-                return Ok((Ok(prepared.map(|p| p.ingested).unwrap_or_default()), results));
-            }
-        }
-        let ingested = match prepared {
-            Some(prepared) => match prepared.store(&state.store, root.id).await {
-                Ok(ingested) => ingested,
-                Err(e) => return Ok((Err(self.refused(e)), unpacker_error(self.req))),
-            },
-            None => nothing(),
+        let ingested = match self.store_for_directory(root, &snapshot, prepared, &verdicts).await? {
+            Ok(ingested) => ingested,
+            Err(answer) => return Ok(answer),
         };
         failpoint("receive-ref-update");
         let results = open_merge_requests(state, self.req, dir, &verdicts, self.who, host, messages).await;
         Ok((Ok(ingested), results))
+    }
+
+    /// A directory push's pack, after the LFS checks of the commands that
+    /// may open merge requests (`verdicts`), stored in the monorepo; `Err`
+    /// is the answer to send instead (every command refused, or the
+    /// unpack error).
+    async fn store_for_directory(
+        &self,
+        root: &Repo,
+        snapshot: &Snapshot,
+        prepared: Option<ingest::Prepared>,
+        verdicts: &[Result<ObjectId, String>],
+    ) -> Result<Result<Ingested, (Result<Ingested, String>, Results)>, HttpError> {
+        let Some(prepared) = prepared else { return Ok(Ok(Ingested::default())) };
+        let pairs: Vec<_> = self
+            .req
+            .commands
+            .iter()
+            .zip(verdicts)
+            .filter_map(|(c, v)| v.as_ref().ok().map(|new| (c.old, Some(*new))))
+            .collect();
+        if let Some(reason) = self.check_lfs(snapshot, &prepared, &pairs).await? {
+            let results = self.req.commands.iter().map(|c| (c.name.clone(), Err(reason.clone()))).collect();
+            return Ok(Err((Ok(prepared.ingested), results)));
+        }
+        Ok(match prepared.store(&self.state.store, root.id).await {
+            Ok(ingested) => Ok(ingested),
+            Err(e) => Err((Err(self.refused(e)), unpacker_error(self.req))),
+        })
     }
 
     /// A push to the lite view of directory `dir`: the checked pack is
@@ -574,25 +587,9 @@ impl Push<'_> {
     ) -> Result<(Result<Ingested, String>, Results), HttpError> {
         let state = self.state;
         let pushed = prepared.as_ref().map(|p| p.commit_parents()).unwrap_or_default();
-        if let Some(p) = &prepared {
-            let pairs: Vec<_> = self
-                .req
-                .commands
-                .iter()
-                .zip(&verdicts)
-                .filter_map(|(c, v)| v.as_ref().ok().map(|new| (c.old, Some(*new))))
-                .collect();
-            if let Some(reason) = self.check_lfs(snapshot, p, &pairs).await? {
-                let results = self.req.commands.iter().map(|c| (c.name.clone(), Err(reason.clone()))).collect();
-                return Ok((Ok(prepared.map(|p| p.ingested).unwrap_or_default()), results));
-            }
-        }
-        let ingested = match prepared {
-            Some(prepared) => match prepared.store(&state.store, root.id).await {
-                Ok(ingested) => ingested,
-                Err(e) => return Ok((Err(self.refused(e)), unpacker_error(self.req))),
-            },
-            None => Ingested::default(),
+        let ingested = match self.store_for_directory(root, snapshot, prepared, &verdicts).await? {
+            Ok(ingested) => ingested,
+            Err(answer) => return Ok(answer),
         };
         let mut verdicts = crate::blink::map_push(state, self.caller, root, dir, &pushed, &verdicts).await?;
         let mono = state.mono();
