@@ -36,6 +36,8 @@ pub struct Odb {
     cache: Mutex<Cache>,
     /// Cache blobs too (see [`Odb::caching_blobs`]).
     cache_blobs: bool,
+    /// Bytes of decoded objects the cache holds at most.
+    cache_limit: usize,
 }
 
 /// Decoded trees and commits, kept because walks read the same ones
@@ -56,7 +58,16 @@ impl Odb {
             open: Mutex::new(HashMap::new()),
             cache: Mutex::new(Cache::default()),
             cache_blobs: false,
+            cache_limit: CACHE_BYTES,
         }
+    }
+
+    /// Caches at most `bytes` of decoded objects (64 MiB by default): for
+    /// work that holds other large buffers at the same time, as a merge's
+    /// builder does.
+    pub fn with_cache_bytes(mut self, bytes: usize) -> Self {
+        self.cache_limit = bytes;
+        self
     }
 
     /// Caches blobs as well as trees and commits: for reading every object
@@ -67,7 +78,7 @@ impl Odb {
         self
     }
 
-    pub fn location(&self, id: &ObjectId) -> Option<&Location> {
+    pub fn location(&self, id: &ObjectId) -> Option<Location> {
         self.index.objects.get(id)
     }
 
@@ -121,7 +132,7 @@ impl Odb {
             if let Some(cached) = self.cache.lock().expect("cache lock").map.get(&current) {
                 break cached.clone();
             }
-            let loc = *self.location(&current).ok_or(Error::Missing(current))?;
+            let loc = self.location(&current).ok_or(Error::Missing(current))?;
             let pack = self.pack(loc.pack_id)?;
             let (info, entry) =
                 pack.read_entry(loc.offset, loc.end).map_err(|source| Error::Read { id: current, source })?;
@@ -151,11 +162,11 @@ impl Odb {
     }
 
     fn remember(&self, id: ObjectId, kind: Kind, data: &Arc<Vec<u8>>) {
-        if (kind == Kind::Blob && !self.cache_blobs) || data.len() >= CACHE_BYTES / 16 {
+        if (kind == Kind::Blob && !self.cache_blobs) || data.len() >= self.cache_limit / 16 {
             return;
         }
         let mut cache = self.cache.lock().expect("cache lock");
-        if cache.bytes + data.len() > CACHE_BYTES {
+        if cache.bytes + data.len() > self.cache_limit {
             cache.map.clear();
             cache.bytes = 0;
         }
@@ -166,7 +177,7 @@ impl Odb {
 
     /// The stored entry for `id`, compressed as it is on disk.
     pub fn raw_entry(&self, id: &ObjectId) -> Result<RawEntry, Error> {
-        let loc = *self.location(id).ok_or(Error::Missing(*id))?;
+        let loc = self.location(id).ok_or(Error::Missing(*id))?;
         let pack = self.pack(loc.pack_id)?;
         let info = pack.entry(loc.offset).map_err(|source| Error::Read { id: *id, source })?;
         let mut compressed = Vec::new();

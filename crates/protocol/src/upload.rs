@@ -240,7 +240,7 @@ impl Graph<'_> {
     }
 
     fn parents(&self, id: &ObjectId) -> &[ObjectId] {
-        self.odb.index.commits.get(id).map(|c| c.parents.as_slice()).unwrap_or(&[])
+        self.odb.index.commits.get(id).map(|c| c.parents).unwrap_or(&[])
     }
 
     /// True when every want reaches some common commit, so the client can
@@ -250,7 +250,7 @@ impl Graph<'_> {
             return false;
         }
         let min_gen = common.iter().map(|c| self.generation(c)).min().unwrap_or(0);
-        wants.iter().filter(|w| self.odb.index.commits.contains_key(*w)).all(|want| {
+        wants.iter().filter(|w| self.odb.index.commits.contains_key(w)).all(|want| {
             let mut seen = HashSet::new();
             let mut queue = vec![*want];
             while let Some(c) = queue.pop() {
@@ -279,12 +279,12 @@ impl Graph<'_> {
         let mut state: HashMap<ObjectId, bool> = HashMap::new(); // true = uninteresting
         let mut heap = BinaryHeap::new();
         let mut n_interesting = 0usize;
-        for h in has.iter().filter(|h| self.odb.index.commits.contains_key(*h)) {
+        for h in has.iter().filter(|h| self.odb.index.commits.contains_key(h)) {
             if state.insert(*h, true).is_none() {
                 heap.push(ByGeneration(self.generation(h), *h));
             }
         }
-        for t in tips.iter().filter(|t| self.odb.index.commits.contains_key(*t)) {
+        for t in tips.iter().filter(|t| self.odb.index.commits.contains_key(t)) {
             if !state.contains_key(t) {
                 state.insert(*t, false);
                 n_interesting += 1;
@@ -431,7 +431,7 @@ fn plan_shallow(graph: &Graph<'_>, req: &FetchRequest, tips: &[ObjectId], refs: 
                 continue;
             }
             let mut cut = false;
-            for p in &info.parents {
+            for p in info.parents {
                 let keep = commits.get(p).map(|pi| pi.time >= since && !excluded.contains(p)).unwrap_or(false);
                 if keep {
                     stack.push(*p);
@@ -534,7 +534,7 @@ impl Upload<'_> {
         let common: Vec<ObjectId> =
             req.haves.iter().filter(|h| self.odb.contains(h) && seen.insert(**h)).copied().collect();
         let common_commits: HashSet<ObjectId> =
-            common.iter().filter(|c| self.odb.index.commits.contains_key(*c)).copied().collect();
+            common.iter().filter(|c| self.odb.index.commits.contains_key(c)).copied().collect();
         let ready = graph.all_wants_reach(&req.wants, &common_commits);
         Negotiation { common, ready }
     }
@@ -751,7 +751,7 @@ impl Upload<'_> {
         }
         let filter = req.filter;
         for c in &commits {
-            let tree = odb.index.commits[c].tree;
+            let Some(tree) = odb.index.commits.get(c).map(|i| i.tree) else { continue };
             self.walk_tree(tree, 0, filter, &mut known, &mut |id| {
                 if sent.insert(id) {
                     out.push(id);
@@ -859,7 +859,7 @@ impl Upload<'_> {
         let mut written: HashMap<ObjectId, u64> = HashMap::with_capacity(objects.len());
         let mut writer = tessera_pack::write::Writer::new(&mut *w, objects.len() as u32)?;
         for (_, _, id) in ordered {
-            let loc = *odb.location(&id).expect("enumerated objects come from the index");
+            let loc = odb.location(&id).expect("enumerated objects come from the index");
             let raw = odb.raw_entry(&id)?;
             let at = match (raw.header, loc.delta_base) {
                 (Header::Whole(_), _) => writer.raw(&raw.header, raw.size, &raw.compressed)?,

@@ -247,7 +247,7 @@ pub async fn lite_head(
         let mut pairs = Vec::with_capacity(order.len());
         let mut lite_of = known;
         for full in order {
-            let info = &index.commits[&full];
+            let info = index.commits.get(&full).ok_or(Error::NotACommit(full))?;
             let tree = {
                 let mut over = |entry: &Entry| -> Result<Option<ObjectId>, Error> {
                     let big = index.objects.get(&entry.id).is_some_and(|l| l.kind == Kind::Blob && l.size > threshold);
@@ -326,7 +326,7 @@ pub fn to_full(
     let mut named = BTreeSet::new();
     let mut full_of: HashMap<ObjectId, ObjectId> = known.clone();
     for (_, lite) in order {
-        let info = &odb.index.commits[&lite];
+        let info = odb.index.commits.get(&lite).ok_or(Error::NotACommit(lite))?;
         let tree = {
             let mut back = |entry: &Entry| -> Result<Option<ObjectId>, Error> {
                 let small =
@@ -342,7 +342,7 @@ pub fn to_full(
             map_tree(odb, &mut builder, &mut trees, info.tree, &mut back)?
         };
         let mut parents = Vec::with_capacity(info.parents.len());
-        for p in &info.parents {
+        for p in info.parents {
             match full_of.get(p) {
                 Some(full) => parents.push(*full),
                 None => {

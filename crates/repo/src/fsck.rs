@@ -88,7 +88,7 @@ fn depths(snapshot: &Snapshot) -> HashMap<ObjectId, u32> {
     for start in objects.keys() {
         // Walk up to a known depth (or a whole object), then fill the path.
         let mut path = Vec::new();
-        let mut current = *start;
+        let mut current = start;
         let mut known = 0;
         loop {
             if let Some(d) = depth.get(&current) {
@@ -120,8 +120,8 @@ fn read_all(snapshot: &Snapshot, limits: index::Limits) -> Outcome {
     let odb = snapshot.odb().caching_blobs();
     let depth_of = depths(snapshot);
     let mut outcome = Outcome::default();
-    let mut ids: Vec<(u32, &ObjectId, u64)> =
-        snapshot.index.objects.iter().map(|(id, l)| (depth_of.get(id).copied().unwrap_or(0), id, l.size)).collect();
+    let mut ids: Vec<(u32, ObjectId, u64)> =
+        snapshot.index.objects.iter().map(|(id, l)| (depth_of.get(&id).copied().unwrap_or(0), id, l.size)).collect();
     ids.sort();
     for (depth, id, size) in ids {
         outcome.objects += 1;
@@ -130,14 +130,14 @@ fn read_all(snapshot: &Snapshot, limits: index::Limits) -> Outcome {
         } else if depth > limits.max_delta_depth {
             Some(Problem::ChainTooDeep { depth, limit: limits.max_delta_depth })
         } else {
-            match odb.read(id) {
-                Ok((kind, data)) if tessera_pack::object_id(kind, &data) == *id => None,
+            match odb.read(&id) {
+                Ok((kind, data)) if tessera_pack::object_id(kind, &data) == id => None,
                 Ok(_) => Some(Problem::Unreadable("content does not hash to its id".into())),
                 Err(e) => Some(Problem::Unreadable(e.to_string())),
             }
         };
         if let Some(problem) = problem {
-            outcome.findings.push(Finding { id: *id, problem });
+            outcome.findings.push(Finding { id, problem });
         }
     }
     outcome

@@ -22,8 +22,9 @@ use crate::{Error, Snapshot, Snapshots};
 pub const MAIN: &str = "refs/heads/main";
 
 /// How many bytes of new objects one advance of the root holds in memory
-/// before it stores them and goes on, by default.
-pub const FLUSH_BYTES: usize = 32 << 20;
+/// before it stores them and goes on, by default. The advance's cache of
+/// stored trees is as large: together about twice this.
+pub const FLUSH_BYTES: usize = 16 << 20;
 
 /// Author, committer and message of a commit to be written.
 #[derive(Debug, Clone)]
@@ -171,7 +172,7 @@ impl<'a> Monorepo<'a> {
         // Owned: dropped before each refresh below, so that the refresh can
         // update the cached index in place instead of copying it.
         let mut snapshot = snapshot;
-        let mut odb = snapshot.odb();
+        let mut odb = snapshot.odb().with_cache_bytes(self.flush_bytes);
         let mut rows: Vec<(ObjectId, String, ObjectId)> = Vec::new();
         let mut batch_heads: HashMap<String, Option<ObjectId>> = HashMap::new();
         let mut prev = base;
@@ -185,7 +186,7 @@ impl<'a> Monorepo<'a> {
                 drop(odb);
                 drop(snapshot);
                 snapshot = self.snapshot(root).await?;
-                odb = snapshot.odb();
+                odb = snapshot.odb().with_cache_bytes(self.flush_bytes);
             }
             let prev_tree = match prev {
                 Some(p) => Some(commit_tree(&View { odb: &odb, builder: &builder }, &p)?),
@@ -340,7 +341,7 @@ impl<'a> Monorepo<'a> {
         let root = self.root().await?;
         let snapshot = self.snapshot(&root).await?;
         let parents = |c: &ObjectId| {
-            pushed.get(c).map(Vec::as_slice).or_else(|| snapshot.index.commits.get(c).map(|i| i.parents.as_slice()))
+            pushed.get(c).map(Vec::as_slice).or_else(|| snapshot.index.commits.get(c).map(|i| i.parents))
         };
         self.mr_base(&root, &snapshot, &path, head, parents).await.map(|_| ())
     }
@@ -387,7 +388,7 @@ impl<'a> Monorepo<'a> {
         let path = dir_key(path);
         let root = self.root().await?;
         let snapshot = self.snapshot(&root).await?;
-        let parents = |c: &ObjectId| snapshot.index.commits.get(c).map(|i| i.parents.as_slice());
+        let parents = |c: &ObjectId| snapshot.index.commits.get(c).map(|i| i.parents);
         let (base, _) = self.mr_base(&root, &snapshot, &path, head, parents).await?;
         let odb = snapshot.odb();
         let raw = odb.read(&head)?.1;
@@ -546,7 +547,7 @@ pub const MAX_DIFF_TOTAL_BYTES: u64 = 32 << 20;
 
 fn describe_change(snapshot: &Snapshot, base: Option<ObjectId>, head: ObjectId) -> Result<Description, Error> {
     let odb = snapshot.odb();
-    let parents = |c: &ObjectId| snapshot.index.commits.get(c).map(|i| i.parents.as_slice());
+    let parents = |c: &ObjectId| snapshot.index.commits.get(c).map(|i| i.parents);
     let chain = pushed_chain(head, |c| Some(*c) == base, parents, |_| 0)?;
     let view = View { odb: &odb, builder: &Builder::default() };
     let mut commits = Vec::new();
@@ -944,7 +945,7 @@ fn plan_merge(
 ) -> Result<Plan, Error> {
     let odb = snapshot.odb();
     let mut builder = Builder::default();
-    let parents = |c: &ObjectId| snapshot.index.commits.get(c).map(|i| i.parents.as_slice());
+    let parents = |c: &ObjectId| snapshot.index.commits.get(c).map(|i| i.parents);
     let chain = pushed_chain(mr.head, |c| Some(*c) == mr.base || known.contains(c), parents, |c| known.rank(c))?;
     if chain.commits.is_empty() {
         return Ok(Plan::AlreadyIn);
