@@ -64,7 +64,9 @@ pub(crate) async fn receive_pack(state: Arc<State>, raw_path: &str, request: Req
     let path = repos::normalize(raw_path)?;
     let input =
         BodyInput { stream: request.into_body().into_data_stream(), idle_secs: state.config.request_timeout_secs };
-    let body = receive(&state, &caller, &path, &host, input, PackEnds::AtEndOfInput).await?;
+    let body = receive(&state, &caller, &path, &host, input, PackEnds::AtEndOfInput).await;
+    crate::memory::release_free_memory();
+    let body = body?;
     Ok(git_response(RESULT, body))
 }
 

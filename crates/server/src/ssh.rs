@@ -528,7 +528,9 @@ async fn serve_git(
                 out.write(&advertised).await?;
                 let host = ssh_host(state);
                 let input = Reader::new(input, timeout);
-                let report = push::receive(state, caller, &path, &host, input, PackEnds::Framed).await?;
+                let report = push::receive(state, caller, &path, &host, input, PackEnds::Framed).await;
+                crate::memory::release_free_memory();
+                let report = report?;
                 out.write(&report).await?;
                 Ok(())
             }
