@@ -27,7 +27,9 @@ chunk=${CHUNK:-10000}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 work=$(mktemp -d)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+# KEEP=1 keeps the work directory (the generated history and the data
+# directory) for a closer look.
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; [ -n "${KEEP:-}" ] && echo "kept $work" || rm -rf "$work"; }
 trap cleanup EXIT
 if ! command -v lighttpd >/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq lighttpd >/dev/null
@@ -86,8 +88,21 @@ t1=$(now)
 echo "generated in $(elapsed "$t0" "$t1") s: $(git -C "$work/plain" rev-list --count main) commits, $(git -C "$work/plain" count-objects -v | awk '/size-pack/ {print $2}') KiB packed"
 
 tport=$(free_port)
-"$bin" serve --data-dir "$work/data" --listen "127.0.0.1:$tport" > "$work/serve.log" 2>&1 & server_pid=$!; pids+=($server_pid)
-for _ in $(seq 1 100); do grep -q listening "$work/serve.log" 2>/dev/null && break; sleep 0.1; done
+# SERVE_WRAP runs the server under a tool, e.g. SERVE_WRAP=heaptrack.
+serve() {
+  local s e
+  s=$(now)
+  ${SERVE_WRAP:-} "$bin" serve --data-dir "$work/data" --listen "127.0.0.1:$tport" > "$work/serve.log" 2>&1 & server_pid=$!; pids+=($server_pid)
+  until grep -q listening "$work/serve.log" 2>/dev/null; do
+    kill -0 "$server_pid" || { cat "$work/serve.log"; exit 1; }
+    sleep 0.1
+  done
+  e=$(now)
+  # A wrapper's pid is not the server's: measure the server.
+  [ -n "${SERVE_WRAP:-}" ] && server_pid=$(pgrep -n -f "$bin serve --data-dir $work/data")
+  startup=$(elapsed "$s" "$e")
+}
+serve
 "$bin" user add bench --admin --init --data-dir "$work/data" >/dev/null
 token=$("$bin" token create --user bench --data-dir "$work/data" | awk 'END { print $NF }')
 url="http://b:$token@127.0.0.1:$tport"
@@ -120,6 +135,13 @@ for ((end = chunk; end < n_commits + chunk; end += chunk)); do
 done
 echo "landed $n_commits commits as $mr merge requests: push $push_total s, merge $merge_total s (slowest $worst_merge s); peak RSS during a merge $worst_peak MiB; RSS now $(rss_mib) MiB; data dir $(du -sm "$work/data" | cut -f1) MiB"
 
+# A restarted server loads the root's index on its first request: its peak
+# then, and what it keeps at rest.
+kill "$server_pid"; while kill -0 "$server_pid" 2>/dev/null; do sleep 0.1; done
+serve
+s=$(now); git ls-remote "$url/projects/big/$hot" > /dev/null; e=$(now)
+echo "restarted: start-up $startup s, first request $(elapsed "$s" "$e") s, peak RSS $(peak_mib) MiB, RSS at rest $(rss_mib) MiB"
+
 # C git references for the hot directory: file:// and http-backend.
 git init -q --bare "$work/gitroot/hot.git"
 git -C "$work/plain" fast-export main -- "$hot/" \
@@ -148,7 +170,9 @@ clone_time() { # URL → median seconds of 3 bare clones into $work/c
     elapsed "$s" "$e"
   done | median3
 }
+peak_reset
 t_tessera=$(clone_time "http://127.0.0.1:$tport/projects/big/$hot")
+peak_clone=$(peak_mib)
 n_tessera=$(git -C "$work/c" rev-list --count main)
 tree_tessera=$(git -C "$work/c" rev-parse 'main^{tree}')
 t_file=$(clone_time "file://$work/gitroot/hot.git")
@@ -171,13 +195,18 @@ merge_time() { # DIR, a clone to change, FILE in it, the first MR id → median 
     elapsed "$s" "$e"
   done | median3
 }
+peak_reset
 git clone -q "$url/projects/big/$hot" "$work/hot"
 t_merge_hot=$(merge_time "/projects/big/$hot" "$work/hot" f0.txt "$((mr + 1))")
 mr=$((mr + 3))
 # The plain repository's history is /projects/big's (fast-forwards keep
 # ids); the pull brings what the merges above added.
+peak_hot=$(peak_mib)
 git clone -q "$work/plain" "$work/bigclone"
+peak_reset
 git -C "$work/bigclone" pull -q --rebase "$url/projects/big" main 2>/dev/null
+peak_pull=$(peak_mib)
+peak_reset
 t_merge_big=$(merge_time /projects/big "$work/bigclone" "$hot/f0.txt" "$((mr + 1))")
 mr=$((mr + 3))
 
@@ -197,4 +226,4 @@ for i in 1 2 3; do
 done
 t_gitmerge=$(printf '%s\n' "${gitmerge[@]}" | median3)
 echo "merge a one-commit MR: on $hot tessera $t_merge_hot s, on /projects/big tessera $t_merge_big s; C git merge+push $t_gitmerge s; ratios $(ratio "$t_merge_hot" "$t_gitmerge"), $(ratio "$t_merge_big" "$t_gitmerge")"
-echo "server peak RSS over the run: $(peak_mib) MiB since the last reset, RSS now $(rss_mib) MiB"
+echo "server peak RSS: cloning the hot directory $peak_clone MiB; its one-commit merges $peak_hot MiB; a pull of /projects/big's whole history into a clone of the plain repository $peak_pull MiB; one-commit merges on /projects/big $(peak_mib) MiB; RSS now $(rss_mib) MiB"
