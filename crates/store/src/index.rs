@@ -208,27 +208,6 @@ impl<V: Compact> Table<V> {
         self.index();
         both
     }
-
-    /// The two tables as one, `newer`'s entry kept where both hold an id;
-    /// returns it with the number of ids both held.
-    fn merge(older: &Self, newer: &Self) -> (Self, usize) {
-        let mut both = 0;
-        let (mut a, mut b) = (older.entries().peekable(), newer.entries().peekable());
-        let merged = std::iter::from_fn(|| match (a.peek(), b.peek()) {
-            (Some(x), Some(y)) => match x.0.cmp(&y.0) {
-                std::cmp::Ordering::Less => a.next(),
-                std::cmp::Ordering::Greater => b.next(),
-                std::cmp::Ordering::Equal => {
-                    both += 1;
-                    a.next();
-                    b.next()
-                }
-            },
-            _ => a.next().or_else(|| b.next()),
-        });
-        let table = Self::build(older.len() + newer.len(), merged);
-        (table, both)
-    }
 }
 
 /// Tables kept apart, while other snapshots read them, before they are
@@ -337,33 +316,15 @@ impl<V: Compact> Layered<V> {
             }
             let newer = self.tables.pop().expect("matched two tables above");
             let at = self.tables.len() - 1;
-            let both = match Arc::get_mut(&mut self.tables[at]) {
-                Some(older) => older.absorb(&newer),
-                // Another snapshot reads the older table: merge later,
-                // unless the tables have piled up, then copy.
-                None if !piled => {
-                    self.tables.push(newer);
-                    break;
-                }
-                None => {
-                    let (merged, both) = Table::merge(&self.tables[at], &newer);
-                    self.tables[at] = Arc::new(merged);
-                    both
-                }
-            };
+            // Another snapshot reads the older table: merge later, unless
+            // the tables have piled up; then merge into a copy of it.
+            if Arc::get_mut(&mut self.tables[at]).is_none() && !piled {
+                self.tables.push(newer);
+                break;
+            }
+            let both = Arc::make_mut(&mut self.tables[at]).absorb(&newer);
             self.shadowed -= both;
         }
-    }
-}
-
-impl<V: Compact> FromIterator<(ObjectId, V)> for Layered<V> {
-    fn from_iter<I: IntoIterator<Item = (ObjectId, V)>>(items: I) -> Self {
-        let mut map = Layered::default();
-        for (k, v) in items {
-            map.insert(k, v);
-            map.settle();
-        }
-        map
     }
 }
 
