@@ -8,8 +8,8 @@
 #
 # The history lands in tessera on /projects/big as merge requests of CHUNK
 # commits (default 10,000; fast-forwards, so ids are kept), each pushed and
-# merged with the server's peak RSS reset before the merge (through
-# /proc/PID/clear_refs) and read after it. Then, against C git in the same
+# merged, with the server's peak RSS reset (through /proc/PID/clear_refs)
+# before the push and before the merge, and read after each. Then, against C git in the same
 # run:
 #   1. cloning the hot directory: tessera `git clone http://.../projects/big/<hot>`
 #      vs C git cloning a plain repository holding that directory's history
@@ -114,26 +114,29 @@ rss_mib() { awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$server_pid/status";
 # Landing: one merge request per CHUNK commits.
 mapfile -t ids < <(git -C "$work/plain" rev-list --reverse main)
 mr=0
-push_total=0 merge_total=0 worst_peak=0 worst_merge=0
-echo "chunk  commits  push s  merge s  merge peak RSS MiB"
+push_total=0 merge_total=0 worst_peak=0 worst_push_peak=0 worst_merge=0
+echo "chunk  commits  push s  push peak RSS MiB  merge s  merge peak RSS MiB"
 for ((end = chunk; end < n_commits + chunk; end += chunk)); do
   (( end > n_commits )) && end=$n_commits
   tip=${ids[$((end - 1))]}
+  peak_reset
   s=$(now); git -C "$work/plain" push -q "$url/projects/big" "$tip:refs/for/main" 2>/dev/null; e=$(now)
   tp=$(elapsed "$s" "$e")
+  pp=$(peak_mib)
   mr=$((mr + 1))
   peak_reset
   s=$(now); "$bin" mr merge "$mr" > /dev/null; e=$(now)
   tm=$(elapsed "$s" "$e")
   pk=$(peak_mib)
-  printf '%5d  %7d  %6s  %7s  %s\n' "$mr" "$end" "$tp" "$tm" "$pk"
+  printf '%5d  %7d  %6s  %17s  %7s  %s\n' "$mr" "$end" "$tp" "$pp" "$tm" "$pk"
   push_total=$(python3 -c "print($push_total + $tp)")
   merge_total=$(python3 -c "print($merge_total + $tm)")
   (( pk > worst_peak )) && worst_peak=$pk
+  (( pp > worst_push_peak )) && worst_push_peak=$pp
   worst_merge=$(python3 -c "print(max($worst_merge, $tm))")
   (( end == n_commits )) && break
 done
-echo "landed $n_commits commits as $mr merge requests: push $push_total s, merge $merge_total s (slowest $worst_merge s); peak RSS during a merge $worst_peak MiB; RSS now $(rss_mib) MiB; data dir $(du -sm "$work/data" | cut -f1) MiB"
+echo "landed $n_commits commits as $mr merge requests: push $push_total s, merge $merge_total s (slowest $worst_merge s); peak RSS during a push $worst_push_peak MiB, during a merge $worst_peak MiB; RSS now $(rss_mib) MiB; data dir $(du -sm "$work/data" | cut -f1) MiB"
 
 # A restarted server loads the root's index on its first request: its peak
 # then, and what it keeps at rest.
