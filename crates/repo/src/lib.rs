@@ -8,6 +8,7 @@
 pub mod blink;
 pub mod fsck;
 pub mod ingest;
+pub mod memory;
 pub mod merge3;
 pub mod monorepo;
 pub mod objects;

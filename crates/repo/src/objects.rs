@@ -69,7 +69,7 @@ impl Builder {
         let spooled = store.pack_storage().new_spool()?;
         let file = std::io::BufWriter::new(spooled.reopen()?);
         let mut writer = tessera_pack::write::Writer::new(file, self.objects.len() as u32)?;
-        let odb = snapshot.odb();
+        let odb = snapshot.odb().with_cache_bytes(ingest::BASE_CACHE_BYTES);
         // Offsets and chain depths of what this pack holds so far.
         let mut written: HashMap<ObjectId, (u64, usize)> = HashMap::new();
         for (kind, data) in &self.objects {

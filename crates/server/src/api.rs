@@ -149,7 +149,7 @@ pub(crate) async fn merge_as(
         return Err(HttpError::new(StatusCode::FORBIDDEN, reason));
     }
     let outcome = state.mono().merge(id).await.map_err(repo_error);
-    crate::memory::release_free_memory();
+    tessera_repo::memory::release_free_memory();
     let outcome = match outcome {
         Ok(o) => o,
         Err(e) => {

@@ -15,7 +15,6 @@ mod error;
 mod hooks;
 mod layout;
 mod lfs;
-pub mod memory;
 mod push;
 mod repos;
 mod review;
@@ -208,7 +207,7 @@ impl Server {
         if let Some(n) = tessera_repo::monorepo::Monorepo::new(&store, &snapshots).ensure_dir_heads().await? {
             tracing::info!("indexed the heads of {n} directories in {:.1} s", started.elapsed().as_secs_f64());
         }
-        memory::release_free_memory();
+        tessera_repo::memory::release_free_memory();
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await
             .map_err(|source| StartError::Listen { addr: config.listen.clone(), source })?;

@@ -65,7 +65,7 @@ pub(crate) async fn receive_pack(state: Arc<State>, raw_path: &str, request: Req
     let input =
         BodyInput { stream: request.into_body().into_data_stream(), idle_secs: state.config.request_timeout_secs };
     let body = receive(&state, &caller, &path, &host, input, PackEnds::AtEndOfInput).await;
-    crate::memory::release_free_memory();
+    tessera_repo::memory::release_free_memory();
     let body = body?;
     Ok(git_response(RESULT, body))
 }

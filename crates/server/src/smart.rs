@@ -229,6 +229,9 @@ pub(crate) fn spawn_work(sideband: bool, work: PackWork) -> tokio::sync::mpsc::R
             };
             let _ = tx.blocking_send(out);
         }
+        // A walk over a long history (a fetch that negotiates) allocates
+        // and frees as much as a push does.
+        tessera_repo::memory::release_free_memory();
     });
     rx
 }

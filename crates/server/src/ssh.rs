@@ -529,7 +529,7 @@ async fn serve_git(
                 let host = ssh_host(state);
                 let input = Reader::new(input, timeout);
                 let report = push::receive(state, caller, &path, &host, input, PackEnds::Framed).await;
-                crate::memory::release_free_memory();
+                tessera_repo::memory::release_free_memory();
                 let report = report?;
                 out.write(&report).await?;
                 Ok(())

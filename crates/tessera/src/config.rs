@@ -47,6 +47,9 @@ pub struct FileConfig {
     max_clone_objects: Option<u64>,
     max_object_bytes: Option<u64>,
     max_db_connections: Option<u32>,
+    /// Bytes of new objects a merge holds before storing them: what bounds
+    /// a large merge request's memory (about five times this at most).
+    merge_buffer_bytes: Option<u64>,
     request_timeout_secs: Option<u64>,
     /// The largest Git LFS object an upload may bring.
     lfs_max_object_bytes: Option<u64>,
@@ -59,6 +62,11 @@ pub struct FileConfig {
     /// fsck severities per C git message id, as `receive.fsck.<id>`.
     fsck: Option<std::collections::BTreeMap<String, String>>,
 }
+
+/// Bounds of `merge_buffer_bytes`: below 64 KiB a merge stores a pack per
+/// few commits; above 1 GiB it is no bound.
+const MIN_MERGE_BUFFER: u64 = 64 << 10;
+const MAX_MERGE_BUFFER: u64 = 1 << 30;
 
 /// Keys whose environment value is a comma-separated list.
 const LIST_KEYS: &[&str] = &["import_roots"];
@@ -210,6 +218,12 @@ pub fn load(args: &ServerArgs) -> anyhow::Result<Config> {
         config.max_object_bytes = max;
     }
     config.max_db_connections = file.max_db_connections;
+    if let Some(bytes) = file.merge_buffer_bytes {
+        if !(MIN_MERGE_BUFFER..=MAX_MERGE_BUFFER).contains(&bytes) {
+            bail!("merge_buffer_bytes must be {MIN_MERGE_BUFFER} to {MAX_MERGE_BUFFER}");
+        }
+        config.merge_buffer_bytes = bytes as usize;
+    }
     if let Some(secs) = file.request_timeout_secs {
         if secs == 0 {
             bail!("request_timeout_secs must be at least 1");
@@ -258,6 +272,7 @@ pub fn show(config: &Config) -> String {
     line("max_clone_objects", config.max_clone_objects.map_or("none".into(), |n| n.to_string()));
     line("max_object_bytes", config.max_object_bytes.to_string());
     line("max_db_connections", config.max_db_connections.map_or("none".into(), |n| n.to_string()));
+    line("merge_buffer_bytes", config.merge_buffer_bytes.to_string());
     line("request_timeout_secs", config.request_timeout_secs.to_string());
     line("lfs_max_object_bytes", config.lfs_max_object_bytes.to_string());
     line("lfs_verify_pushes", config.lfs_verify_pushes.to_string());

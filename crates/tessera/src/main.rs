@@ -524,7 +524,7 @@ fn base64_basic(token: &str) -> String {
 
 fn main() -> ExitCode {
     memory::tune_allocator();
-    tessera_server::memory::set_release(memory::release_free_memory);
+    tessera_repo::memory::set_release(memory::release_free_memory);
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)

@@ -35,7 +35,7 @@ pub fn tune_allocator() {
 
 /// Returns freed memory to the system: all arenas, including free pages
 /// in the middle of their heaps. The server calls it (through
-/// `tessera_server::memory`, which holds no unsafe code) after merges,
+/// `tessera_repo::memory`, which holds no unsafe code) after merges,
 /// pushes and its first index load, on a blocking thread.
 pub fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -648,6 +648,7 @@ fn every_configuration_key_can_be_set_in_the_environment() {
         ("max_clone_objects", "777", "max_clone_objects = 777"),
         ("max_object_bytes", "4096", "max_object_bytes = 4096"),
         ("max_db_connections", "3", "max_db_connections = 3"),
+        ("merge_buffer_bytes", "1048576", "merge_buffer_bytes = 1048576"),
         ("request_timeout_secs", "7", "request_timeout_secs = 7"),
         ("lfs_max_object_bytes", "1000", "lfs_max_object_bytes = 1000"),
         ("lfs_verify_pushes", "false", "lfs_verify_pushes = false"),
@@ -678,4 +679,10 @@ fn every_configuration_key_can_be_set_in_the_environment() {
     // A value of the wrong kind is an error naming the variable's source.
     let out = tessera(&["config", "show"], &[("TESSERA_MAX_PUSH_BYTES", "lots")]);
     assert!(!out.status.success());
+    // A merge buffer too small to be a buffer, or too large to be a bound.
+    for bad in ["100", "2147483648"] {
+        let out = tessera(&["config", "show"], &[("TESSERA_MERGE_BUFFER_BYTES", bad)]);
+        assert!(!out.status.success(), "{bad}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("merge_buffer_bytes must be"), "{bad}");
+    }
 }
