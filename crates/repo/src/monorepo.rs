@@ -25,8 +25,9 @@ pub const MAIN: &str = "refs/heads/main";
 /// before it stores them and goes on, by default. The advance's cache of
 /// stored trees is as large, and checking the pack it stores costs about
 /// twice this again: together about five times this (measured with
-/// heaptrack on a 10k-commit merge). 4 MiB made that merge 4% slower than
-/// 16 MiB and its peak 45 MiB lower (bench/monorepo at 240,000 commits).
+/// heaptrack on a 10k-commit merge). Against 16 MiB, 4 MiB made the twenty
+/// 10k-commit merges of bench/monorepo 19% slower and their peak 79 MiB
+/// lower (353 MiB at 200,000 commits); `merge_buffer_bytes` sets it.
 pub const FLUSH_BYTES: usize = 4 << 20;
 
 /// Author, committer and message of a commit to be written.
