@@ -27,25 +27,27 @@ fn claim() -> Option<fn()> {
 /// that asked does not wait for it; one at a time. Call after operations
 /// that allocated a lot, not per request. Needs a Tokio runtime.
 pub fn release_free_memory() {
-    let Some(release) = claim() else { return };
+    if let Some(release) = claim() {
+        drop(spawn(release));
+    }
+}
+
+/// Runs a claimed release on a blocking thread. The slot is given back by
+/// that task itself: whoever waits for it may be dropped meanwhile.
+fn spawn(release: fn()) -> tokio::task::JoinHandle<()> {
     tokio::task::spawn_blocking(move || {
         release();
         RUNNING.store(false, Ordering::Release);
-    });
+    })
 }
 
 /// As [`release_free_memory`], but waits until the release ran: for a long
 /// operation between its phases, so that what one phase freed is gone
 /// before the next one allocates.
 pub async fn release_free_memory_now() {
-    let Some(release) = claim() else { return };
-    // The slot is given back by the blocking task itself: the caller's
-    // future may be dropped while it waits.
-    let _ = tokio::task::spawn_blocking(move || {
-        release();
-        RUNNING.store(false, Ordering::Release);
-    })
-    .await;
+    if let Some(release) = claim() {
+        let _ = spawn(release).await;
+    }
 }
 
 #[cfg(test)]
